@@ -1,0 +1,139 @@
+"""System checks for the ``DJANGO_POLLS`` settings dict.
+
+Ids are stable and never reused; each is documented in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, register
+
+from django_polls import conf
+
+THROTTLE_SCOPES = ("django_polls.vote", "django_polls.create")
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    raw = getattr(settings, "DJANGO_POLLS", {})
+    if not isinstance(raw, dict):
+        return [
+            Error(
+                "DJANGO_POLLS must be a dict.",
+                hint=f"Got {type(raw).__name__}; use DJANGO_POLLS = {{}} for the defaults.",
+                id="django_polls.E001",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    unknown = sorted(set(raw) - set(conf.DEFAULTS))
+    if unknown:
+        errors.append(
+            Error(
+                f"Unknown DJANGO_POLLS key(s): {', '.join(map(repr, unknown))}.",
+                hint=f"Known keys: {', '.join(sorted(conf.DEFAULTS))}.",
+                id="django_polls.E002",
+            )
+        )
+    bad_integers = [key for key in conf.INTEGER_KEYS if not _is_positive_int(conf.get(key))]
+    for key in bad_integers:
+        errors.append(
+            Error(
+                f"DJANGO_POLLS[{key!r}] must be a positive integer.",
+                hint=f"Got {conf.get(key)!r}; the default is {conf.DEFAULTS[key]!r}.",
+                id="django_polls.E003",
+            )
+        )
+    if not {"PAGE_SIZE", "MAX_PAGE_SIZE"} & set(bad_integers) and conf.get("PAGE_SIZE") > conf.get(
+        "MAX_PAGE_SIZE"
+    ):
+        errors.append(
+            Error(
+                "DJANGO_POLLS['PAGE_SIZE'] is larger than DJANGO_POLLS['MAX_PAGE_SIZE'].",
+                hint="The default page size must fit under the page size bound.",
+                id="django_polls.E004",
+            )
+        )
+    if not {"MIN_OPTIONS", "MAX_OPTIONS"} & set(bad_integers):
+        low, high = conf.get("MIN_OPTIONS"), conf.get("MAX_OPTIONS")
+        if low < 2 or low > high:
+            errors.append(
+                Error(
+                    "DJANGO_POLLS['MIN_OPTIONS'] must be at least 2 and at most "
+                    "DJANGO_POLLS['MAX_OPTIONS'].",
+                    hint=f"Got MIN_OPTIONS={low!r}, MAX_OPTIONS={high!r}.",
+                    id="django_polls.E005",
+                )
+            )
+    for key, limit in conf.COLUMN_LIMITS.items():
+        if key not in bad_integers and conf.get(key) > limit:
+            errors.append(
+                Error(
+                    f"DJANGO_POLLS[{key!r}] exceeds the database column length of {limit}.",
+                    hint=f"Use a value from 1 to {limit}.",
+                    id="django_polls.E006",
+                )
+            )
+    errors.extend(_check_import_paths())
+    errors.extend(_check_throttle_rates())
+    return errors
+
+
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _check_import_paths() -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    for key in conf.CLASS_LIST_KEYS + conf.CLASS_KEYS:
+        value = conf.get(key)
+        if key == "THROTTLE_CLASSES" and value is None:
+            continue
+        is_list = key in conf.CLASS_LIST_KEYS
+        paths = value if is_list else [value]
+        if (is_list and not isinstance(value, (list, tuple))) or not all(
+            isinstance(path, str) for path in paths
+        ):
+            shape = "a list of dotted paths" if is_list else "a dotted path"
+            errors.append(
+                Error(
+                    f"DJANGO_POLLS[{key!r}] must be {shape}.",
+                    hint=f"Got {value!r}.",
+                    id="django_polls.E007",
+                )
+            )
+            continue
+        for path in paths:
+            try:
+                conf.import_setting(key, path)
+            except ImportError as exc:
+                errors.append(Error(str(exc), id="django_polls.E007"))
+    return errors
+
+
+def _check_throttle_rates() -> list[CheckMessage]:
+    """ScopedRateThrottle answers 500 for a scope without a rate: say so at start-up instead."""
+    from rest_framework.settings import api_settings
+    from rest_framework.throttling import ScopedRateThrottle
+
+    try:
+        throttles = conf.polls_settings.THROTTLE_CLASSES
+    except ImportError:
+        return []  # reported by E007
+    if throttles is None:
+        throttles = list(api_settings.DEFAULT_THROTTLE_CLASSES)
+    if not any(issubclass(cls, ScopedRateThrottle) for cls in throttles):
+        return []
+    rates = api_settings.DEFAULT_THROTTLE_RATES or {}
+    missing = [scope for scope in THROTTLE_SCOPES if scope not in rates]
+    if not missing:
+        return []
+    return [
+        Error(
+            "ScopedRateThrottle is active for django_polls but REST_FRAMEWORK"
+            f"['DEFAULT_THROTTLE_RATES'] has no rate for {', '.join(map(repr, missing))}.",
+            hint="Add a rate such as '30/min' for each scope, or None to leave it unthrottled.",
+            id="django_polls.E008",
+        )
+    ]

@@ -1,0 +1,132 @@
+"""The ``DJANGO_POLLS`` settings hook.
+
+Every value is read from ``settings.DJANGO_POLLS`` when it is accessed, never at import time, so
+``override_settings`` and per-test changes just work. Problems with the dict are reported by the
+system checks in :mod:`django_polls.checks`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+DEFAULTS: dict[str, Any] = {
+    # Permission classes for reading and managing polls (list, detail, create, update, delete,
+    # close, results). Object-level checks come from the same classes.
+    "POLL_PERMISSION_CLASSES": (
+        "rest_framework.permissions.IsAuthenticatedOrReadOnly",
+        "django_polls.permissions.IsOwnerOrStaffOrReadOnly",
+    ),
+    # Permission classes for casting, reading and retracting one's own vote.
+    "VOTE_PERMISSION_CLASSES": ("rest_framework.permissions.IsAuthenticated",),
+    # Throttle classes for the app's views; None means the host's DEFAULT_THROTTLE_CLASSES.
+    # The vote and create actions carry the scopes "django_polls.vote" and "django_polls.create".
+    "THROTTLE_CLASSES": None,
+    # Pagination of the poll list.
+    "PAGINATION_CLASS": "django_polls.pagination.PollPagination",
+    "PAGE_SIZE": 20,
+    "MAX_PAGE_SIZE": 100,
+    # How many options a poll must and may have.
+    "MIN_OPTIONS": 2,
+    "MAX_OPTIONS": 20,
+    # Text limits; the title and option limits cannot exceed the 200-character columns.
+    "MAX_TITLE_LENGTH": 200,
+    "MAX_OPTION_LENGTH": 200,
+    "MAX_DESCRIPTION_LENGTH": 5000,
+}
+
+# The columns behind the length settings: a setting above these would let text reach the database
+# that the column cannot hold.
+COLUMN_LIMITS = {"MAX_TITLE_LENGTH": 200, "MAX_OPTION_LENGTH": 200}
+
+INTEGER_KEYS = (
+    "PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "MIN_OPTIONS",
+    "MAX_OPTIONS",
+    "MAX_TITLE_LENGTH",
+    "MAX_OPTION_LENGTH",
+    "MAX_DESCRIPTION_LENGTH",
+)
+CLASS_LIST_KEYS = ("POLL_PERMISSION_CLASSES", "VOTE_PERMISSION_CLASSES", "THROTTLE_CLASSES")
+CLASS_KEYS = ("PAGINATION_CLASS",)
+
+
+def user_settings() -> dict[str, Any]:
+    value = getattr(settings, "DJANGO_POLLS", {})
+    return value if isinstance(value, dict) else {}
+
+
+def get(name: str) -> Any:
+    return user_settings().get(name, DEFAULTS[name])
+
+
+def import_setting(name: str, dotted_path: str) -> Any:
+    """Import one dotted path of a setting, naming the setting when it fails."""
+    try:
+        return import_string(dotted_path)
+    except ImportError as exc:
+        raise ImportError(
+            f"Could not import {dotted_path!r} for setting DJANGO_POLLS[{name!r}]: {exc}"
+        ) from exc
+
+
+class PollsSettings:
+    """Typed, read-at-access view of ``settings.DJANGO_POLLS``."""
+
+    @property
+    def POLL_PERMISSION_CLASSES(self) -> list[type[Any]]:
+        return self._classes("POLL_PERMISSION_CLASSES")
+
+    @property
+    def VOTE_PERMISSION_CLASSES(self) -> list[type[Any]]:
+        return self._classes("VOTE_PERMISSION_CLASSES")
+
+    @property
+    def THROTTLE_CLASSES(self) -> list[type[Any]] | None:
+        if get("THROTTLE_CLASSES") is None:
+            return None
+        return self._classes("THROTTLE_CLASSES")
+
+    @property
+    def PAGINATION_CLASS(self) -> type[Any]:
+        return import_setting("PAGINATION_CLASS", get("PAGINATION_CLASS"))  # type: ignore[no-any-return]
+
+    @property
+    def PAGE_SIZE(self) -> int:
+        return int(get("PAGE_SIZE"))
+
+    @property
+    def MAX_PAGE_SIZE(self) -> int:
+        return int(get("MAX_PAGE_SIZE"))
+
+    @property
+    def MIN_OPTIONS(self) -> int:
+        return int(get("MIN_OPTIONS"))
+
+    @property
+    def MAX_OPTIONS(self) -> int:
+        return int(get("MAX_OPTIONS"))
+
+    @property
+    def MAX_TITLE_LENGTH(self) -> int:
+        return int(get("MAX_TITLE_LENGTH"))
+
+    @property
+    def MAX_OPTION_LENGTH(self) -> int:
+        return int(get("MAX_OPTION_LENGTH"))
+
+    @property
+    def MAX_DESCRIPTION_LENGTH(self) -> int:
+        return int(get("MAX_DESCRIPTION_LENGTH"))
+
+    @staticmethod
+    def _classes(name: str) -> list[type[Any]]:
+        paths: Sequence[str] = get(name)
+        return [import_setting(name, path) for path in paths]
+
+
+polls_settings = PollsSettings()

@@ -1,0 +1,167 @@
+"""Polls, their options and the votes cast on them.
+
+The voting rules are held by the database as well as by :mod:`django_polls.services`:
+
+* ``Vote`` rows are unique per (poll, voter, option), so nobody votes twice for one option;
+* on a single-vote poll a partial unique index allows one row per (poll, voter). Each vote copies
+  the poll's ``allow_multiple_votes`` and a composite foreign key (added in migration 0002) ties
+  the copy to the poll, so the flag on a vote can never disagree with its poll;
+* a second composite foreign key ties a vote's option to the vote's poll;
+* ``Option.votes`` is a counter in a positive integer column (never negative), kept equal to the
+  option's vote rows by the services in the same transaction as each vote and retraction.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+
+class PollQuerySet(models.QuerySet["Poll"]):
+    def open(self, *, at: datetime | None = None) -> PollQuerySet:
+        """Polls that take votes: not closed and not expired."""
+        now = at or timezone.now()
+        return self.filter(closed_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
+        )
+
+    def finished(self, *, at: datetime | None = None) -> PollQuerySet:
+        """Polls that no longer take votes: closed or expired."""
+        now = at or timezone.now()
+        return self.filter(models.Q(closed_at__isnull=False) | models.Q(expires_at__lte=now))
+
+    def search(self, text: str) -> PollQuerySet:
+        return self.filter(models.Q(title__icontains=text) | models.Q(description__icontains=text))
+
+    def for_listing(self) -> PollQuerySet:
+        """Everything a poll body needs, in a constant number of queries."""
+        return self.select_related("created_by").prefetch_related(
+            models.Prefetch("options", queryset=Option.objects.order_by("order", "id"))
+        )
+
+
+class Poll(models.Model):
+    title = models.CharField(_("title"), max_length=200)
+    description = models.TextField(_("description"), blank=True, default="")
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True, editable=False)
+    allow_multiple_votes = models.BooleanField(_("allow multiple votes"), default=False)
+    # Deleting a user deletes their polls, with the votes on them.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="polls",
+        verbose_name=_("created by"),
+    )
+
+    objects = PollQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("poll")
+        verbose_name_plural = _("polls")
+        ordering = ("-created_at", "-id")
+        indexes = (models.Index(fields=("-created_at", "-id"), name="django_polls_poll_newest"),)
+        constraints = (
+            # Target of the composite foreign key from Vote (poll_id, poll_allows_multiple).
+            models.UniqueConstraint(
+                fields=("id", "allow_multiple_votes"), name="django_polls_poll_id_mode"
+            ),
+        )
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_active(self) -> bool:
+        if self.closed_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()
+
+    @property
+    def total_votes(self) -> int:
+        """Votes (selections) on the poll: the sum of the option counters, O(options)."""
+        return sum(option.votes for option in self.options.all())
+
+
+class Option(models.Model):
+    # No index of its own: the unique (poll, order) index serves lookups by poll.
+    poll = models.ForeignKey(
+        Poll,
+        on_delete=models.CASCADE,
+        related_name="options",
+        db_index=False,
+        verbose_name=_("poll"),
+    )
+    text = models.CharField(_("text"), max_length=200)
+    order = models.PositiveSmallIntegerField(_("order"), default=0)
+    # Kept equal to the option's Vote rows by django_polls.services; verified by polls_recount.
+    # A positive integer column, so the database refuses a negative count.
+    votes = models.PositiveIntegerField(_("votes"), default=0, editable=False)
+
+    class Meta:
+        verbose_name = _("option")
+        verbose_name_plural = _("options")
+        ordering = ("order", "id")
+        constraints = (
+            models.UniqueConstraint(
+                fields=("poll", "order"), name="django_polls_option_unique_order"
+            ),
+            models.UniqueConstraint(Lower("text"), "poll", name="django_polls_option_unique_text"),
+            # Target of the composite foreign key from Vote (option_id, poll_id).
+            models.UniqueConstraint(fields=("id", "poll"), name="django_polls_option_id_poll"),
+        )
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Vote(models.Model):
+    # No index of its own: the unique (poll, voter, option) index serves lookups by poll.
+    poll = models.ForeignKey(
+        Poll,
+        on_delete=models.CASCADE,
+        related_name="votes",
+        db_index=False,
+        verbose_name=_("poll"),
+    )
+    option = models.ForeignKey(Option, on_delete=models.CASCADE, verbose_name=_("option"))
+    # A deleted account's votes stay counted, anonymously, so results never change behind
+    # anyone's back.
+    voter = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="poll_votes",
+        verbose_name=_("voter"),
+    )
+    # A copy of Poll.allow_multiple_votes, bound to the poll by a composite foreign key, so the
+    # single-vote rule can be a partial unique index.
+    poll_allows_multiple = models.BooleanField(editable=False)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("vote")
+        verbose_name_plural = _("votes")
+        ordering = ("created_at", "id")
+        constraints = (
+            models.UniqueConstraint(
+                fields=("poll", "voter", "option"), name="django_polls_vote_once_per_option"
+            ),
+            models.UniqueConstraint(
+                fields=("poll", "voter"),
+                condition=models.Q(poll_allows_multiple=False),
+                name="django_polls_vote_once_per_poll",
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.voter_id} → {self.option_id}"

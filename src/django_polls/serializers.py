@@ -1,0 +1,156 @@
+"""Request and response shapes of the API. Serializers check shape; services enforce the rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from django_polls import services
+from django_polls.models import Option, Poll
+
+# The largest id a BIGINT primary key can hold; anything larger is simply not an option.
+MAX_ID = 2**63 - 1
+
+
+class OptionSerializer(serializers.ModelSerializer[Option]):
+    text = serializers.CharField(allow_blank=True, trim_whitespace=True)
+
+    class Meta:
+        model = Option
+        fields = ("id", "text")
+        read_only_fields = ("id",)
+
+
+class PollSerializer(serializers.ModelSerializer[Poll]):
+    title = serializers.CharField(allow_blank=True, help_text="1 to 200 characters, not blank.")
+    description = serializers.CharField(allow_blank=True, required=False, trim_whitespace=False)
+    options = OptionSerializer(
+        many=True,
+        help_text="2 to 20 options; texts trimmed, non-blank, unique ignoring case. Sending "
+        "options in an update replaces the list; frozen once the poll has votes.",
+    )
+    is_active = serializers.BooleanField(
+        read_only=True, help_text="False once the poll has expired or been closed."
+    )
+    created_by = serializers.SerializerMethodField(help_text="The creator's username.")
+    total_votes = serializers.IntegerField(
+        read_only=True, help_text="Votes (selections) on the poll, summed over its options."
+    )
+
+    class Meta:
+        model = Poll
+        fields = (
+            "id",
+            "title",
+            "description",
+            "created_at",
+            "expires_at",
+            "allow_multiple_votes",
+            "is_active",
+            "created_by",
+            "options",
+            "total_votes",
+        )
+        read_only_fields = ("id", "created_at")
+        extra_kwargs = {
+            "expires_at": {"help_text": "Optional; must be in the future when set or moved."},
+            "allow_multiple_votes": {
+                "help_text": "May a voter choose several options? Frozen once the poll has votes."
+            },
+        }
+
+    def get_created_by(self, poll: Poll) -> str:
+        return poll.created_by.get_username()
+
+    def create(self, validated_data: dict[str, Any]) -> Poll:
+        texts = [option["text"] for option in validated_data.pop("options")]
+        try:
+            poll = services.create_poll(
+                created_by=self.context["request"].user, options=texts, **validated_data
+            )
+        except services.InvalidInput as exc:
+            raise serializers.ValidationError(exc.errors) from exc
+        return Poll.objects.for_listing().get(pk=poll.pk)
+
+    def update(self, instance: Poll, validated_data: dict[str, Any]) -> Poll:
+        if "options" in validated_data:
+            validated_data["options"] = [option["text"] for option in validated_data["options"]]
+        try:
+            services.update_poll(poll=instance, **validated_data)
+        except services.InvalidInput as exc:
+            raise serializers.ValidationError(exc.errors) from exc
+        return Poll.objects.for_listing().get(pk=instance.pk)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer that arrived as a JSON integer: no strings, floats or booleans."""
+
+    default_error_messages = {"invalid": "A valid integer is required."}
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class BallotSerializer(serializers.Serializer[dict[str, Any]]):
+    options = serializers.ListField(
+        child=StrictIntegerField(min_value=1, max_value=MAX_ID),
+        allow_empty=False,
+        help_text="Ids of options of this poll: exactly one on a single-vote poll, "
+        "one or more distinct ids on a multiple-vote poll.",
+    )
+
+    def validate_options(self, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise serializers.ValidationError("Option ids must not repeat.")
+        return value
+
+
+class VoteReceiptSerializer(serializers.Serializer[services.Receipt]):
+    poll = serializers.IntegerField()
+    options = serializers.ListField(child=serializers.IntegerField())
+    created_at = serializers.DateTimeField()
+
+
+class MyVoteSerializer(serializers.Serializer[dict[str, Any]]):
+    options = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="The option ids the caller voted for; empty when they have not voted.",
+    )
+
+
+class OptionResultSerializer(serializers.Serializer[services.OptionResult]):
+    id = serializers.IntegerField()
+    text = serializers.CharField()
+    votes = serializers.IntegerField()
+    percentage = serializers.FloatField(
+        help_text="100 * votes / total_votes, rounded half-up to 2 decimals; 0.0 with no votes."
+    )
+
+
+class ResultsSerializer(serializers.Serializer[services.Results]):
+    poll = serializers.IntegerField()
+    is_active = serializers.BooleanField()
+    total_votes = serializers.IntegerField()
+    options = OptionResultSerializer(many=True, help_text="In the options' creation order.")
+
+
+class ErrorSerializer(serializers.Serializer[dict[str, Any]]):
+    """The body of every non-field error."""
+
+    detail = serializers.CharField()
+    code = serializers.CharField(
+        help_text="Stable: not_authenticated, authentication_failed, permission_denied, "
+        "not_found, already_voted, poll_closed, poll_has_votes, poll_changed, not_voted, "
+        "parse_error, throttled, ..."
+    )
+
+
+class ValidationErrorSerializer(serializers.Serializer[dict[str, Any]]):
+    """Field errors: each invalid field maps to a list of messages (DRF's usual shape)."""
+
+    field_name = serializers.ListField(
+        child=serializers.CharField(), help_text="Messages for the field named by the key."
+    )

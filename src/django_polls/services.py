@@ -1,0 +1,452 @@
+"""The voting rules, in one place.
+
+Every write that matters (create, update, close and delete a poll; cast and retract a vote; repair
+counters) is a function here, run in a transaction. Views, serializers, the admin and management
+commands call these functions and never write votes or counters themselves.
+
+Concurrency, in short: on PostgreSQL a ballot takes a shared lock on its poll row (``FOR SHARE``),
+so ballots on one poll run side by side while closing, editing or deleting the poll (which take an
+exclusive row lock) waits for the ballots in flight and is waited for by later ones. Duplicate
+ballots are refused by the unique indexes on ``Vote``; the loser's transaction rolls back whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from django_polls import signals
+from django_polls.conf import polls_settings
+from django_polls.models import Option, Poll, Vote
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
+
+    User = AbstractBaseUser | AnonymousUser
+
+
+class _Unchanged:
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+#: Marks an argument of :func:`update_poll` that should stay as it is.
+UNCHANGED: Any = _Unchanged()
+
+
+class PollRuleError(Exception):
+    """A request that breaks a voting rule. ``code`` is stable and part of the API."""
+
+    code = "invalid"
+    default_message = "The request breaks a poll rule."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class InvalidInput(PollRuleError):
+    """Input that can never succeed; ``errors`` maps field names to messages (HTTP 400)."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+
+
+class Conflict(PollRuleError):
+    """Input that is fine but clashes with the poll's state or the caller's votes (HTTP 409)."""
+
+    code = "conflict"
+
+
+class PollClosed(Conflict):
+    code = "poll_closed"
+    default_message = "This poll is closed or expired and no longer takes votes."
+
+
+class AlreadyVoted(Conflict):
+    code = "already_voted"
+    default_message = "You have already voted on this poll as far as it allows."
+
+
+class PollHasVotes(Conflict):
+    code = "poll_has_votes"
+    default_message = (
+        "This poll has votes: its options and allow_multiple_votes can no longer change."
+    )
+
+
+class PollChanged(Conflict):
+    code = "poll_changed"
+    default_message = "The poll changed while the vote was being stored; fetch it and retry."
+
+
+class NotVoted(PollRuleError):
+    code = "not_voted"
+    default_message = "You have not voted on this poll."
+
+
+@dataclasses.dataclass(frozen=True)
+class Receipt:
+    poll: int
+    options: list[int]
+    created_at: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionResult:
+    id: int
+    text: str
+    votes: int
+    percentage: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Results:
+    poll: int
+    is_active: bool
+    total_votes: int
+    options: list[OptionResult]
+
+
+@dataclasses.dataclass(frozen=True)
+class Drift:
+    poll_id: int
+    option_id: int
+    stored: int
+    actual: int
+
+
+# ---------------------------------------------------------------------------------------------
+# Polls
+
+
+def clean_title(title: str) -> str:
+    title = title.strip()
+    limit = polls_settings.MAX_TITLE_LENGTH
+    if not title:
+        raise InvalidInput({"title": ["This field may not be blank."]})
+    if len(title) > limit:
+        raise InvalidInput({"title": [f"Ensure this field has no more than {limit} characters."]})
+    return title
+
+
+def clean_description(description: str) -> str:
+    limit = polls_settings.MAX_DESCRIPTION_LENGTH
+    if len(description) > limit:
+        raise InvalidInput(
+            {"description": [f"Ensure this field has no more than {limit} characters."]}
+        )
+    return description
+
+
+def clean_option_texts(texts: Sequence[str]) -> list[str]:
+    """Trimmed texts, MIN_OPTIONS to MAX_OPTIONS of them, non-blank, unique ignoring case."""
+    low, high = polls_settings.MIN_OPTIONS, polls_settings.MAX_OPTIONS
+    limit = polls_settings.MAX_OPTION_LENGTH
+    cleaned = [text.strip() for text in texts]
+    if not low <= len(cleaned) <= high:
+        raise InvalidInput({"options": [f"A poll needs between {low} and {high} options."]})
+    if any(not text for text in cleaned):
+        raise InvalidInput({"options": ["Option texts may not be blank."]})
+    if any(len(text) > limit for text in cleaned):
+        raise InvalidInput(
+            {"options": [f"Ensure each option text has no more than {limit} characters."]}
+        )
+    folded = [text.casefold() for text in cleaned]
+    if len(set(folded)) != len(folded):
+        raise InvalidInput({"options": ["Option texts must be unique within a poll."]})
+    return cleaned
+
+
+def clean_expiry(expires_at: datetime | None, *, current: datetime | None = None) -> None:
+    """A new expiry must lie in the future; an unchanged one is accepted as it is."""
+    if expires_at is None or expires_at == current:
+        return
+    if expires_at <= timezone.now():
+        raise InvalidInput({"expires_at": ["The expiry must be in the future."]})
+
+
+def create_poll(
+    *,
+    created_by: Any,
+    title: str,
+    options: Sequence[str],
+    description: str = "",
+    expires_at: datetime | None = None,
+    allow_multiple_votes: bool = False,
+) -> Poll:
+    title = clean_title(title)
+    description = clean_description(description)
+    texts = clean_option_texts(options)
+    clean_expiry(expires_at)
+    with transaction.atomic():
+        poll = Poll.objects.create(
+            title=title,
+            description=description,
+            expires_at=expires_at,
+            allow_multiple_votes=allow_multiple_votes,
+            created_by=created_by,
+        )
+        _add_options(poll, texts)
+        transaction.on_commit(
+            lambda: signals.poll_created.send(sender=Poll, poll=poll, created_by=created_by)
+        )
+    return poll
+
+
+def update_poll(
+    *,
+    poll: Poll,
+    title: Any = UNCHANGED,
+    description: Any = UNCHANGED,
+    expires_at: Any = UNCHANGED,
+    allow_multiple_votes: Any = UNCHANGED,
+    options: Any = UNCHANGED,
+) -> Poll:
+    """Change the given fields. Options and the vote mode are frozen once the poll has votes."""
+    changes: dict[str, Any] = {}
+    if title is not UNCHANGED:
+        changes["title"] = clean_title(title)
+    if description is not UNCHANGED:
+        changes["description"] = clean_description(description)
+    texts = clean_option_texts(options) if options is not UNCHANGED else None
+    with transaction.atomic():
+        locked = Poll.objects.select_for_update().get(pk=poll.pk)
+        if expires_at is not UNCHANGED:
+            clean_expiry(expires_at, current=locked.expires_at)
+            changes["expires_at"] = expires_at
+        current_texts = list(locked.options.values_list("text", flat=True))
+        replace_options = texts is not None and texts != current_texts
+        if allow_multiple_votes is not UNCHANGED:
+            changes["allow_multiple_votes"] = allow_multiple_votes
+        mode_changes = changes.get("allow_multiple_votes", locked.allow_multiple_votes) != (
+            locked.allow_multiple_votes
+        )
+        if (replace_options or mode_changes) and Vote.objects.filter(poll=locked).exists():
+            raise PollHasVotes()
+        changed = {k: v for k, v in changes.items() if getattr(locked, k) != v}
+        if changed:
+            Poll.objects.filter(pk=locked.pk).update(**changed)
+        if replace_options and texts is not None:
+            locked.options.all().delete()
+            _add_options(locked, texts)
+    return locked
+
+
+def close_poll(*, poll: Poll) -> Poll:
+    """Close the poll for good. Closing a closed poll changes nothing."""
+    with transaction.atomic():
+        closed = Poll.objects.filter(pk=poll.pk, closed_at__isnull=True).update(
+            closed_at=timezone.now()
+        )
+        if closed:
+            transaction.on_commit(lambda: signals.poll_closed.send(sender=Poll, poll=poll))
+    poll.refresh_from_db(fields=["closed_at"])
+    return poll
+
+
+def delete_poll(*, poll: Poll) -> None:
+    with transaction.atomic():
+        # Lock first so no ballot is in flight while the rows go.
+        Poll.objects.select_for_update().filter(pk=poll.pk).exists()
+        Poll.objects.filter(pk=poll.pk).delete()
+
+
+def _add_options(poll: Poll, texts: Iterable[str]) -> None:
+    Option.objects.bulk_create(
+        Option(poll=poll, text=text, order=index) for index, text in enumerate(texts)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Votes
+
+
+def cast_vote(*, poll_id: int, voter: Any, option_ids: Sequence[int]) -> Receipt:
+    """Store one ballot: all of ``option_ids`` or, when any rule says no, nothing.
+
+    Raises ``Poll.DoesNotExist``, :class:`InvalidInput` (unknown or foreign option, more than one
+    option on a single-vote poll), :class:`PollClosed` or :class:`AlreadyVoted`.
+    """
+    ids = list(option_ids)
+    if not ids or len(set(ids)) != len(ids):
+        raise InvalidInput({"options": ["Give a non-empty list of distinct option ids."]})
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            poll = _poll_for_ballot(poll_id)
+            known = set(
+                Option.objects.filter(poll_id=poll.pk, pk__in=ids).values_list("pk", flat=True)
+            )
+            unknown = [option_id for option_id in ids if option_id not in known]
+            if unknown:
+                raise InvalidInput({"options": [f"{unknown[0]} is not an option of this poll."]})
+            if len(ids) > 1 and not poll.allow_multiple_votes:
+                raise InvalidInput({"options": ["This poll takes exactly one option per voter."]})
+            if not _is_open(poll, now):
+                raise PollClosed()
+            Vote.objects.bulk_create(
+                Vote(
+                    poll_id=poll.pk,
+                    option_id=option_id,
+                    voter=voter,
+                    poll_allows_multiple=poll.allow_multiple_votes,
+                    created_at=now,
+                )
+                for option_id in ids
+            )
+            # Sorted, so concurrent multi-option ballots lock option rows in one order.
+            Option.objects.filter(pk__in=sorted(ids)).update(votes=F("votes") + 1)
+            transaction.on_commit(
+                lambda: signals.vote_cast.send(
+                    sender=Poll, poll=poll, voter=voter, option_ids=list(ids)
+                )
+            )
+    except IntegrityError as exc:
+        if _is_unique_violation(exc):
+            raise AlreadyVoted() from exc
+        raise PollChanged() from exc
+    return Receipt(poll=poll.pk, options=ids, created_at=now)
+
+
+def retract_votes(*, poll_id: int, voter: Any) -> list[int]:
+    """Remove every vote of ``voter`` on the poll; returns the options that lost a vote."""
+    now = timezone.now()
+    with transaction.atomic():
+        poll = _poll_for_ballot(poll_id)
+        if not _is_open(poll, now):
+            raise PollClosed()
+        # Row locks make a concurrent retraction wait and then find nothing to remove.
+        option_ids = sorted(
+            Vote.objects.select_for_update()
+            .filter(poll_id=poll.pk, voter=voter)
+            .values_list("option_id", flat=True)
+        )
+        if not option_ids:
+            raise NotVoted()
+        Vote.objects.filter(poll_id=poll.pk, voter=voter).delete()
+        Option.objects.filter(pk__in=option_ids).update(votes=F("votes") - 1)
+        transaction.on_commit(
+            lambda: signals.vote_retracted.send(
+                sender=Poll, poll=poll, voter=voter, option_ids=option_ids
+            )
+        )
+    return option_ids
+
+
+def votes_of(*, poll_id: int, voter: Any) -> list[int]:
+    """The option ids the voter chose on the poll (empty when none); Poll.DoesNotExist if none."""
+    chosen = list(
+        Vote.objects.filter(poll_id=poll_id, voter=voter)
+        .order_by("option_id")
+        .values_list("option_id", flat=True)
+    )
+    if not chosen and not Poll.objects.filter(pk=poll_id).exists():
+        raise Poll.DoesNotExist()
+    return chosen
+
+
+def _poll_for_ballot(poll_id: int) -> Poll:
+    """The poll, with a shared row lock where the database has one (see the module docstring)."""
+    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(Poll._meta.db_table)
+        found = list(Poll.objects.raw(f"SELECT * FROM {table} WHERE id = %s FOR SHARE", [poll_id]))
+        if not found:
+            raise Poll.DoesNotExist()
+        return found[0]
+    return Poll.objects.get(pk=poll_id)
+
+
+def _is_open(poll: Poll, now: datetime) -> bool:
+    return poll.closed_at is None and (poll.expires_at is None or poll.expires_at > now)
+
+
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    sqlstate = getattr(exc.__cause__, "sqlstate", None) or getattr(exc.__cause__, "pgcode", None)
+    if sqlstate is not None:
+        return bool(sqlstate == "23505")
+    return "UNIQUE constraint failed" in str(exc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results and counters
+
+
+def results_for(*, poll: Poll) -> Results:
+    """Per-option counts and percentages from the stored counters: O(options), never O(votes).
+
+    ``poll.options`` should be prefetched (``Poll.objects.for_listing()``).
+    """
+    options = list(poll.options.all())
+    total = sum(option.votes for option in options)
+    return Results(
+        poll=poll.pk,
+        is_active=poll.is_active,
+        total_votes=total,
+        options=[
+            OptionResult(
+                id=option.pk,
+                text=option.text,
+                votes=option.votes,
+                percentage=percentage(option.votes, total),
+            )
+            for option in options
+        ],
+    )
+
+
+def percentage(votes: int, total: int) -> float:
+    """100 * votes / total, rounded half-up to 2 decimals; 0.0 when there are no votes."""
+    if not total:
+        return 0.0
+    exact = Decimal(100 * votes) / Decimal(total)
+    return float(exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def find_drift(*, poll_ids: Iterable[int] | None = None) -> list[Drift]:
+    """Options whose stored counter differs from their vote rows."""
+    actual = Coalesce(
+        Subquery(
+            Vote.objects.filter(option_id=OuterRef("pk"))
+            .order_by()
+            .values("option_id")
+            .annotate(n=Count("id"))
+            .values("n")
+        ),
+        Value(0),
+    )
+    options = Option.objects.annotate(actual=actual).exclude(votes=F("actual"))
+    if poll_ids is not None:
+        options = options.filter(poll_id__in=list(poll_ids))
+    return [
+        Drift(poll_id=poll_id, option_id=option_id, stored=stored, actual=count)
+        for option_id, poll_id, stored, count in options.order_by("poll_id", "order", "id")
+        .values_list("pk", "poll_id", "votes", "actual")
+        .iterator()
+    ]
+
+
+def repair_counts(*, poll_ids: Iterable[int] | None = None) -> list[Drift]:
+    """Set every drifting counter to its vote rows; returns what was repaired.
+
+    Each poll is locked exclusively while its counters are recomputed, so no ballot is in flight.
+    """
+    repaired: list[Drift] = []
+    for poll_id in sorted({drift.poll_id for drift in find_drift(poll_ids=poll_ids)}):
+        with transaction.atomic():
+            Poll.objects.select_for_update().filter(pk=poll_id).exists()
+            drifts = find_drift(poll_ids=[poll_id])
+            for drift in drifts:
+                Option.objects.filter(pk=drift.option_id).update(votes=drift.actual)
+            repaired.extend(drifts)
+    return repaired

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.urls import re_path
+from rest_framework.routers import SimpleRouter
+
+from django_polls.views import PollViewSet, not_found
+
+app_name = "django_polls"
+
+router = SimpleRouter()
+router.register("polls", PollViewSet, basename="poll")
+
+urlpatterns = [*router.urls, re_path(r"^polls/.*$", not_found, name="not-found")]

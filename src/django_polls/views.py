@@ -1,0 +1,259 @@
+"""The poll API: one viewset, thin, translating HTTP to :mod:`django_polls.services`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db.models import F, QuerySet
+from django.http import Http404, HttpRequest, JsonResponse
+from django.utils import timezone
+from rest_framework import exceptions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+from rest_framework.throttling import BaseThrottle
+
+from django_polls import schema, services
+from django_polls.conf import polls_settings
+from django_polls.models import Poll
+from django_polls.serializers import (
+    MAX_ID,
+    BallotSerializer,
+    MyVoteSerializer,
+    PollSerializer,
+    ResultsSerializer,
+    VoteReceiptSerializer,
+)
+
+ORDERINGS = {
+    "created_at": (F("created_at").asc(), F("id").asc()),
+    "-created_at": (F("created_at").desc(), F("id").desc()),
+    "expires_at": (F("expires_at").asc(nulls_last=True), F("id").desc()),
+    "-expires_at": (F("expires_at").desc(nulls_last=True), F("id").desc()),
+}
+BOOLEAN_VALUES = {"true": True, "false": False}
+
+# DRF's viewsets are generic only to type checkers before DRF 3.15.
+if TYPE_CHECKING:
+    PollViewSetBase = viewsets.ModelViewSet[Poll]
+else:
+    PollViewSetBase = viewsets.ModelViewSet
+
+
+class ConflictError(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "Conflict."
+    default_code = "conflict"
+
+
+def to_api_exception(exc: Exception) -> Exception:
+    """Service and Django errors as the DRF exceptions that carry their status and code."""
+    if isinstance(exc, services.InvalidInput):
+        return exceptions.ValidationError(exc.errors)
+    if isinstance(exc, services.NotVoted):
+        return exceptions.NotFound(exc.message, code=exc.code)
+    if isinstance(exc, services.Conflict):
+        return ConflictError(exc.message, code=exc.code)
+    if isinstance(exc, (Http404, ObjectDoesNotExist)):
+        return exceptions.NotFound()
+    if isinstance(exc, DjangoPermissionDenied):
+        return exceptions.PermissionDenied()
+    if isinstance(exc, RecursionError):
+        return exceptions.ParseError("JSON parse error - nested too deeply.")
+    return exc
+
+
+def with_error_codes(handler: Callable[[Exception, dict[str, Any]], Response | None]) -> Any:
+    """Wrap the host's exception handler: every non-field error body also gets a stable code."""
+
+    def handle(exc: Exception, context: dict[str, Any]) -> Response | None:
+        exc = to_api_exception(exc)
+        response = handler(exc, context)
+        if (
+            response is not None
+            and isinstance(exc, exceptions.APIException)
+            and isinstance(response.data, dict)
+            and "detail" in response.data
+            and "code" not in response.data
+        ):
+            codes = exc.get_codes()
+            response.data["code"] = codes if isinstance(codes, str) else exc.default_code
+        return response
+
+    return handle
+
+
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """JSON 404 for any other path under ``polls/`` (non-integer ids included)."""
+    return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+
+
+class PollViewSet(PollViewSetBase):
+    """Polls: list, create, read, update, delete and close; vote, my vote, retract; results."""
+
+    serializer_class = PollSerializer
+    lookup_value_regex = "[0-9]+"
+
+    # -- pluggable parts, resolved from DJANGO_POLLS on every request -------------------------
+
+    def get_permissions(self) -> Sequence[BasePermission]:
+        if self.action == "vote":
+            classes = polls_settings.VOTE_PERMISSION_CLASSES
+        else:
+            classes = polls_settings.POLL_PERMISSION_CLASSES
+        return [permission() for permission in classes]
+
+    def get_throttles(self) -> Sequence[BaseThrottle]:
+        classes = polls_settings.THROTTLE_CLASSES
+        if classes is None:
+            return super().get_throttles()
+        return [throttle() for throttle in classes]
+
+    @property
+    def throttle_scope(self) -> str | None:
+        if self.action == "vote" and self.request.method == "POST":
+            return "django_polls.vote"
+        if self.action == "create":
+            return "django_polls.create"
+        return None
+
+    @property
+    def paginator(self) -> Any:
+        if not hasattr(self, "_polls_paginator"):
+            self._polls_paginator = polls_settings.PAGINATION_CLASS()
+        return self._polls_paginator
+
+    def get_exception_handler(self) -> Any:
+        return with_error_codes(super().get_exception_handler())
+
+    # -- objects --------------------------------------------------------------------------------
+
+    def get_queryset(self) -> QuerySet[Poll]:
+        polls = Poll.objects.for_listing()
+        if self.action != "list":
+            return polls
+        params = self.request.query_params
+        if "is_active" in params:
+            wanted = BOOLEAN_VALUES.get(params["is_active"].lower())
+            if wanted is None:
+                raise exceptions.ValidationError({"is_active": ["Must be true or false."]})
+            now = timezone.now()
+            polls = polls.open(at=now) if wanted else polls.finished(at=now)
+        if params.get("search"):
+            polls = polls.search(params["search"])
+        return polls.order_by(*ORDERINGS.get(params.get("ordering", ""), ()), "-created_at", "-id")
+
+    def poll_id(self) -> int:
+        """The poll id of the path; too large to be an id is simply not found."""
+        poll_id = int(self.kwargs["pk"])
+        if poll_id > MAX_ID:
+            raise exceptions.NotFound()
+        return poll_id
+
+    def get_object(self) -> Poll:
+        self.poll_id()
+        return super().get_object()
+
+    def perform_destroy(self, instance: Poll) -> None:
+        services.delete_poll(poll=instance)
+
+    # -- documented actions ---------------------------------------------------------------------
+
+    @schema.document(
+        operation_description="Polls, newest first. Public.",
+        responses=schema.errors(400, 404),
+        security=[],
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @schema.document(responses={201: PollSerializer, **schema.errors(400, 401, 429)})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().create(request, *args, **kwargs)
+
+    @schema.document(responses={200: PollSerializer, **schema.errors(404)}, security=[])
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().retrieve(request, *args, **kwargs)
+
+    @schema.document(responses={200: PollSerializer, **schema.errors(400, 401, 403, 404, 409)})
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().update(request, *args, **kwargs)
+
+    @schema.document(responses={200: PollSerializer, **schema.errors(400, 401, 403, 404, 409)})
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().partial_update(request, *args, **kwargs)
+
+    @schema.document(responses={204: "Deleted.", **schema.errors(401, 403, 404)})
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().destroy(request, *args, **kwargs)
+
+    @schema.document(
+        request_body=None,
+        operation_description="Close the poll for good. Closing a closed poll changes nothing.",
+        responses={200: PollSerializer, **schema.errors(401, 403, 404)},
+    )
+    @action(detail=True, methods=["post"])
+    def close(self, request: Request, pk: str | None = None) -> Response:
+        poll = self.get_object()
+        services.close_poll(poll=poll)
+        return Response(self.get_serializer(poll).data)
+
+    @schema.document(
+        method="post",
+        request_body=BallotSerializer,
+        operation_description="Cast a ballot. All of it is stored, or (on any error) nothing.",
+        responses={201: VoteReceiptSerializer, **schema.errors(400, 401, 404, 409, 429)},
+    )
+    @schema.document(
+        method="get",
+        operation_description="The caller's votes on the poll.",
+        responses={200: MyVoteSerializer, **schema.errors(401, 404)},
+    )
+    @schema.document(
+        method="delete",
+        operation_description="Withdraw all of the caller's votes on the poll (409 `poll_closed` "
+        "when it no longer takes votes, else 404 `not_voted` when there are none).",
+        responses={204: "Withdrawn.", **schema.errors(401, 404, 409)},
+    )
+    @action(detail=True, methods=["get", "post", "delete"])
+    def vote(self, request: Request, pk: str | None = None) -> Response:
+        poll_id = self.poll_id()
+        if request.method == "GET":
+            chosen = services.votes_of(poll_id=poll_id, voter=request.user)
+            return Response(MyVoteSerializer({"options": chosen}).data)
+        if request.method == "DELETE":
+            services.retract_votes(poll_id=poll_id, voter=request.user)
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        ballot = BallotSerializer(data=request.data)
+        if not ballot.is_valid():
+            # A missing poll is reported before a malformed body.
+            if not Poll.objects.filter(pk=poll_id).exists():
+                raise exceptions.NotFound()
+            raise exceptions.ValidationError(ballot.errors)
+        receipt = services.cast_vote(
+            poll_id=poll_id, voter=request.user, option_ids=ballot.validated_data["options"]
+        )
+        return Response(VoteReceiptSerializer(receipt).data, status=status.HTTP_201_CREATED)
+
+    @schema.document(
+        operation_description="Counts and percentages per option, exact as of the last "
+        "acknowledged vote. Public.",
+        responses={200: ResultsSerializer, **schema.errors(404)},
+        security=[],
+    )
+    @action(detail=True, methods=["get"])
+    def results(self, request: Request, pk: str | None = None) -> Response:
+        poll = self.get_object()
+        return Response(ResultsSerializer(services.results_for(poll=poll)).data)
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        # Lets schema generators pick the right body for the extra actions.
+        return {
+            "vote": BallotSerializer,
+            "results": ResultsSerializer,
+        }.get(self.action, PollSerializer)
