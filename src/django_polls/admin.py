@@ -31,13 +31,13 @@ class OptionInline(OptionInlineBase):
         return obj is not None and Vote.objects.filter(poll=obj).exists()
 
     # Once a poll has votes its options are frozen, as in the API.
-    def has_add_permission(self, request: HttpRequest, obj: Poll | None = None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return not self._has_votes(obj) and super().has_add_permission(request, obj)
 
-    def has_change_permission(self, request: HttpRequest, obj: Poll | None = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return not self._has_votes(obj) and super().has_change_permission(request, obj)
 
-    def has_delete_permission(self, request: HttpRequest, obj: Poll | None = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return not self._has_votes(obj) and super().has_delete_permission(request, obj)
 
 

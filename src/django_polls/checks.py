@@ -5,7 +5,7 @@ Ids are stable and never reused; each is documented in docs/configuration.md.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, register
@@ -122,7 +122,7 @@ def _check_throttle_rates() -> list[CheckMessage]:
     except ImportError:
         return []  # reported by E007
     if throttles is None:
-        throttles = list(api_settings.DEFAULT_THROTTLE_CLASSES)
+        throttles = list(cast("list[type[Any]]", api_settings.DEFAULT_THROTTLE_CLASSES))
     if not any(issubclass(cls, ScopedRateThrottle) for cls in throttles):
         return []
     rates = api_settings.DEFAULT_THROTTLE_RATES or {}

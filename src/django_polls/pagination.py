@@ -13,10 +13,10 @@ class PollPagination(PageNumberPagination):
 
     page_size_query_param = "page_size"
 
-    @property  # type: ignore[override]
-    def page_size(self) -> int:
+    @property
+    def page_size(self) -> int:  # type: ignore[override]
         return polls_settings.PAGE_SIZE
 
-    @property  # type: ignore[override]
-    def max_page_size(self) -> int:
+    @property
+    def max_page_size(self) -> int:  # type: ignore[override]
         return polls_settings.MAX_PAGE_SIZE

@@ -151,6 +151,6 @@ class ErrorSerializer(serializers.Serializer[dict[str, Any]]):
 class ValidationErrorSerializer(serializers.Serializer[dict[str, Any]]):
     """Field errors: each invalid field maps to a list of messages (DRF's usual shape)."""
 
-    field_name = serializers.ListField(
+    field = serializers.ListField(
         child=serializers.CharField(), help_text="Messages for the field named by the key."
     )

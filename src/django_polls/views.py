@@ -108,7 +108,7 @@ class PollViewSet(PollViewSetBase):
             classes = polls_settings.POLL_PERMISSION_CLASSES
         return [permission() for permission in classes]
 
-    def get_throttles(self) -> Sequence[BaseThrottle]:
+    def get_throttles(self) -> list[BaseThrottle]:
         classes = polls_settings.THROTTLE_CLASSES
         if classes is None:
             return super().get_throttles()
@@ -253,7 +253,8 @@ class PollViewSet(PollViewSetBase):
 
     def get_serializer_class(self) -> type[BaseSerializer[Any]]:
         # Lets schema generators pick the right body for the extra actions.
-        return {
+        by_action: dict[str, type[BaseSerializer[Any]]] = {
             "vote": BallotSerializer,
             "results": ResultsSerializer,
-        }.get(self.action, PollSerializer)
+        }
+        return by_action.get(self.action, PollSerializer)

@@ -1,0 +1,54 @@
+# Everything runs from a local virtual environment, created on first use; only Python is needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+# tox environments that `make test` runs: lint, types, the migrations check, the tests on SQLite,
+# and the tests on PostgreSQL for the oldest and newest supported Django.
+CI_ENVS := lint,types,migrations,py311-django52,py313-django61
+PG_ENVS := py310-django42-drf314-pg,py313-django61-pg
+
+# With pyenv, let tox find every installed interpreter (python3.10 ... python3.13).
+ifneq ($(shell command -v pyenv 2>/dev/null),)
+export PYENV_VERSION := $(shell (pyenv version-name; pyenv versions --bare) 2>/dev/null | grep -E '^3\.[0-9]+\.[0-9]+$$' | awk '!seen[$$0]++' | paste -sd: -)
+endif
+
+.PHONY: help test tox lint types venv clean
+
+help:
+	@echo "make test   lint, types, migrations check and the tests on SQLite and PostgreSQL"
+	@echo "make tox    every tox environment (the whole support matrix)"
+	@echo "make clean  remove the virtual environment, tox environments and build output"
+
+$(BIN)/tox:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "tox>=4.22"
+
+venv: $(BIN)/tox
+
+test: $(BIN)/tox
+	@envs="$(CI_ENVS)"; \
+	if [ -z "$$DATABASE_URL" ] && $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 2)" 2>/dev/null; then \
+		export DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres; \
+	fi; \
+	if [ -n "$$DATABASE_URL" ]; then \
+		envs="$$envs,$(PG_ENVS)"; echo "PostgreSQL: $$DATABASE_URL"; \
+	elif [ -n "$$REQUIRE_POSTGRES" ]; then \
+		echo "PostgreSQL is required (REQUIRE_POSTGRES) but 127.0.0.1:5432 does not answer and DATABASE_URL is unset."; exit 1; \
+	else \
+		echo "NOTE: no PostgreSQL (DATABASE_URL unset, 127.0.0.1:5432 does not answer): the PostgreSQL environments $(PG_ENVS) DO NOT RUN."; \
+	fi; \
+	$(BIN)/tox run --skip-missing-interpreters true -e "$$envs"
+
+tox: $(BIN)/tox
+	$(BIN)/tox run --skip-missing-interpreters true
+
+lint: $(BIN)/tox
+	$(BIN)/tox run -e lint
+
+types: $(BIN)/tox
+	$(BIN)/tox run -e types
+
+clean:
+	rm -rf $(VENV) .tox dist build .coverage .coverage.* htmlcov

@@ -1,0 +1,94 @@
+"""DJANGO_POLLS is read when used, so a changed setting takes effect at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import override_settings
+from rest_framework.test import APIClient
+from rest_framework.throttling import ScopedRateThrottle
+
+from django_polls.conf import import_setting, polls_settings
+from django_polls.models import Poll
+
+pytestmark = pytest.mark.django_db
+
+
+def test_defaults() -> None:
+    assert polls_settings.PAGE_SIZE == 20
+    assert polls_settings.MAX_PAGE_SIZE == 100
+    assert (polls_settings.MIN_OPTIONS, polls_settings.MAX_OPTIONS) == (2, 20)
+    assert polls_settings.THROTTLE_CLASSES is None
+
+
+def test_page_size_and_bound_follow_the_setting(
+    make_poll: Callable[..., Poll], anon: APIClient
+) -> None:
+    for _ in range(4):
+        make_poll()
+    with override_settings(DJANGO_POLLS={"PAGE_SIZE": 2, "MAX_PAGE_SIZE": 3}):
+        assert len(anon.get("/api/v1/polls/").json()["results"]) == 2
+        assert len(anon.get("/api/v1/polls/?page_size=50").json()["results"]) == 3
+    assert len(anon.get("/api/v1/polls/").json()["results"]) == 4
+
+
+def test_option_bounds_follow_the_setting(
+    client_for: Callable[[Any], APIClient], alice: Any
+) -> None:
+    body = {"title": "Pick", "options": [{"text": t} for t in "ABCD"]}
+    with override_settings(DJANGO_POLLS={"MAX_OPTIONS": 3}):
+        response = client_for(alice).post("/api/v1/polls/", body, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"options": ["A poll needs between 2 and 3 options."]}
+    assert not Poll.objects.exists()
+
+
+def test_permission_classes_follow_the_setting(
+    make_poll: Callable[..., Poll], client_for: Callable[[Any], APIClient], bob: Any
+) -> None:
+    poll = make_poll()
+    anyone = {"POLL_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"]}
+    with override_settings(DJANGO_POLLS=anyone):
+        response = client_for(bob).patch(
+            f"/api/v1/polls/{poll.pk}/", {"title": "Edited"}, format="json"
+        )
+    assert response.status_code == 200
+    assert Poll.objects.get(pk=poll.pk).title == "Edited"
+
+
+class OneVoteAMinute(ScopedRateThrottle):
+    # DRF binds THROTTLE_RATES when it is imported, so a test sets the rates on a subclass.
+    THROTTLE_RATES = {"django_polls.vote": "1/min", "django_polls.create": None}
+
+
+def test_throttle_classes_follow_the_setting(
+    make_poll: Callable[..., Poll], client_for: Callable[[Any], APIClient], bob: Any
+) -> None:
+    poll = make_poll(allow_multiple_votes=True)
+    option_ids = [option.pk for option in poll.options.all()]
+    throttled = {
+        "DJANGO_POLLS": {"THROTTLE_CLASSES": [f"{__name__}.OneVoteAMinute"]},
+        "CACHES": {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+    }
+    client = client_for(bob)
+    with override_settings(**throttled):
+        first = client.post(
+            f"/api/v1/polls/{poll.pk}/vote/", {"options": [option_ids[0]]}, format="json"
+        )
+        second = client.post(
+            f"/api/v1/polls/{poll.pk}/vote/", {"options": [option_ids[1]]}, format="json"
+        )
+        reading = client.get(f"/api/v1/polls/{poll.pk}/vote/")
+    assert first.status_code == 201
+    assert second.status_code == 429
+    assert second.json()["code"] == "throttled"
+    assert "Retry-After" in second.headers
+    assert reading.status_code == 200  # only casting a vote is in the vote scope
+    assert reading.json() == {"options": [option_ids[0]]}
+
+
+def test_a_bad_class_path_names_the_setting() -> None:
+    with pytest.raises(ImportError, match=r"DJANGO_POLLS\['PAGINATION_CLASS'\]"):
+        import_setting("PAGINATION_CLASS", "django_polls.pagination.Missing")

@@ -1,0 +1,109 @@
+"""The schema hints: drf-yasg renders every body and error; without drf-yasg they vanish."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from typing import Any
+
+import pytest
+from drf_yasg import openapi
+from drf_yasg.codecs import OpenAPICodecJson
+from drf_yasg.generators import OpenAPISchemaGenerator
+
+from django_polls import schema
+
+
+@pytest.fixture(scope="module")
+def swagger() -> dict[str, Any]:
+    """The Swagger 2.0 document drf-yasg generates for the test URLs, as JSON."""
+    generator = OpenAPISchemaGenerator(openapi.Info(title="Polls", default_version="v1"))
+    document = generator.get_schema(request=None, public=True)
+    return dict(json.loads(OpenAPICodecJson(validators=[]).encode(document)))
+
+
+def statuses(operation: dict[str, Any]) -> set[str]:
+    return set(operation["responses"])
+
+
+def body_schema(swagger: dict[str, Any], operation: dict[str, Any]) -> dict[str, Any]:
+    (body,) = [p for p in operation["parameters"] if p["in"] == "body"]
+    ref = body["schema"]["$ref"].rsplit("/", 1)[-1]
+    return dict(swagger["definitions"][ref])
+
+
+def test_every_endpoint_of_the_contract_is_described(swagger: dict[str, Any]) -> None:
+    paths = swagger["paths"]
+    assert set(paths["/polls/"]) >= {"get", "post"}
+    assert set(paths["/polls/{id}/"]) >= {"get", "put", "patch", "delete"}
+    assert set(paths["/polls/{id}/close/"]) >= {"post"}
+    assert set(paths["/polls/{id}/vote/"]) >= {"get", "post", "delete"}
+    assert set(paths["/polls/{id}/results/"]) >= {"get"}
+
+
+def test_the_vote_body_receipt_and_errors(swagger: dict[str, Any]) -> None:
+    cast = swagger["paths"]["/polls/{id}/vote/"]["post"]
+    assert body_schema(swagger, cast)["properties"]["options"]["type"] == "array"
+    assert statuses(cast) == {"201", "400", "401", "404", "409", "429"}
+    receipt = cast["responses"]["201"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert set(swagger["definitions"][receipt]["properties"]) == {"poll", "options", "created_at"}
+    conflict = cast["responses"]["409"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert set(swagger["definitions"][conflict]["properties"]) == {"detail", "code"}
+
+
+def test_every_operation_lists_its_error_statuses(swagger: dict[str, Any]) -> None:
+    paths = swagger["paths"]
+    assert statuses(paths["/polls/"]["get"]) == {"200", "400", "404"}
+    assert statuses(paths["/polls/"]["post"]) == {"201", "400", "401", "429"}
+    assert statuses(paths["/polls/{id}/"]["get"]) == {"200", "404"}
+    for method in ("put", "patch"):
+        expected = {"200", "400", "401", "403", "404", "409"}
+        assert statuses(paths["/polls/{id}/"][method]) == expected
+    assert statuses(paths["/polls/{id}/"]["delete"]) == {"204", "401", "403", "404"}
+    assert statuses(paths["/polls/{id}/close/"]["post"]) == {"200", "401", "403", "404"}
+    assert statuses(paths["/polls/{id}/vote/"]["get"]) == {"200", "401", "404"}
+    assert statuses(paths["/polls/{id}/vote/"]["delete"]) == {"204", "401", "404", "409"}
+    assert statuses(paths["/polls/{id}/results/"]["get"]) == {"200", "404"}
+
+
+def test_results_schema(swagger: dict[str, Any]) -> None:
+    read = swagger["paths"]["/polls/{id}/results/"]["get"]
+    name = read["responses"]["200"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    results = swagger["definitions"][name]
+    assert set(results["properties"]) == {"poll", "is_active", "total_votes", "options"}
+    option = results["properties"]["options"]["items"]
+    option_schema = swagger["definitions"][option["$ref"].rsplit("/", 1)[-1]]
+    assert option_schema["properties"]["percentage"]["type"] == "number"
+
+
+def test_public_reads_need_no_authentication(swagger: dict[str, Any]) -> None:
+    paths = swagger["paths"]
+    assert paths["/polls/"]["get"]["security"] == []
+    assert paths["/polls/{id}/"]["get"]["security"] == []
+    assert paths["/polls/{id}/results/"]["get"]["security"] == []
+    assert "security" not in paths["/polls/{id}/vote/"]["post"]
+
+
+def test_the_poll_schema_marks_server_fields_read_only(swagger: dict[str, Any]) -> None:
+    create = swagger["paths"]["/polls/"]["post"]
+    poll = body_schema(swagger, create)["properties"]
+    for field in ("id", "created_at", "created_by", "is_active", "total_votes"):
+        assert poll[field]["readOnly"] is True, field
+
+
+def test_hints_vanish_without_drf_yasg(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "drf_yasg", None)
+    monkeypatch.setitem(sys.modules, "drf_yasg.utils", None)
+    try:
+        bare = importlib.reload(schema)
+
+        def view() -> str:
+            return "unchanged"
+
+        assert bare.document(responses={200: "ok"})(view) is view
+        assert bare.errors(400, 404) == {}
+        assert not hasattr(view, "_swagger_auto_schema")
+    finally:
+        monkeypatch.undo()
+        importlib.reload(schema)
