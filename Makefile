@@ -10,6 +10,7 @@ PG_ENVS := py310-django42-drf314-pg,py313-django61-pg
 
 # With pyenv, let tox find every installed interpreter (python3.10 ... python3.13).
 ifneq ($(shell command -v pyenv 2>/dev/null),)
+export PYENV_ROOT := $(shell pyenv root)
 export PYENV_VERSION := $(shell (pyenv version-name; pyenv versions --bare) 2>/dev/null | grep -E '^3\.[0-9]+\.[0-9]+$$' | awk '!seen[$$0]++' | paste -sd: -)
 endif
 

@@ -286,7 +286,9 @@ def cast_vote(*, poll_id: int, voter: Any, option_ids: Sequence[int]) -> Receipt
         with transaction.atomic():
             poll = _poll_for_ballot(poll_id)
             known = set(
-                Option.objects.filter(poll_id=poll.pk, pk__in=ids).values_list("pk", flat=True)
+                Option.objects.filter(poll_id=poll.pk, pk__in=ids)
+                .order_by()
+                .values_list("pk", flat=True)
             )
             unknown = [option_id for option_id in ids if option_id not in known]
             if unknown:
@@ -330,6 +332,7 @@ def retract_votes(*, poll_id: int, voter: Any) -> list[int]:
         option_ids = sorted(
             Vote.objects.select_for_update()
             .filter(poll_id=poll.pk, voter=voter)
+            .order_by()
             .values_list("option_id", flat=True)
         )
         if not option_ids:

@@ -1,0 +1,147 @@
+"""SQL statements per request on the hot endpoints, pinned.
+
+Inside a test transaction Django's atomic blocks become SAVEPOINT / RELEASE SAVEPOINT, and those
+are counted. SQLite and PostgreSQL run the same number of statements (PostgreSQL's differ only in
+their row locks: ``FOR SHARE`` on the poll, ``FOR UPDATE`` on the votes being withdrawn).
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from django_polls import services
+from django_polls.models import Poll
+
+# Token authentication: one SELECT of the token joined to its user.
+AUTH = 1
+# COUNT(*) for the paginator, the page of polls joined to their creators, their options.
+LIST = 3
+# The poll joined to its creator, its options.
+DETAIL = 2
+# SAVEPOINT, the poll (FOR SHARE on PostgreSQL), the ballot's options, one INSERT of every vote,
+# one UPDATE of every counter, RELEASE SAVEPOINT.
+VOTE = AUTH + 6
+# The poll joined to its creator, its options' counters.
+RESULTS = 2
+# The caller's votes; when there are none, whether the poll exists (404 or an empty list).
+MY_VOTE = AUTH + 1
+MY_VOTE_NONE = AUTH + 2
+# SAVEPOINT, the poll (FOR SHARE), the caller's votes (FOR UPDATE), one DELETE, one UPDATE of the
+# counters, RELEASE SAVEPOINT.
+RETRACT = AUTH + 6
+
+
+def option_ids(poll: Poll) -> list[int]:
+    return list(poll.options.order_by("order").values_list("pk", flat=True))
+
+
+def texts(count: int) -> list[str]:
+    return [f"Option {index}" for index in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("polls", "options_per_poll"), [(1, 2), (20, 20)], ids=["1 poll of 2", "20 polls of 20"]
+)
+@pytest.mark.parametrize(
+    ("signed_in", "expected"), [(False, LIST), (True, AUTH + LIST)], ids=["anonymous", "token"]
+)
+def test_the_poll_list_takes_the_same_queries_however_full_the_page(
+    make_poll,
+    make_user,
+    alice,
+    client_for,
+    django_assert_num_queries,
+    polls,
+    options_per_poll,
+    signed_in,
+    expected,
+):
+    for _ in range(polls):
+        poll = make_poll(options=texts(options_per_poll))
+        services.cast_vote(poll_id=poll.pk, voter=make_user(), option_ids=option_ids(poll)[:1])
+    client = client_for(alice if signed_in else None)
+
+    with django_assert_num_queries(expected):
+        response = client.get(reverse("django_polls:poll-list"))
+
+    assert response.status_code == 200
+    body = response.json()
+    assert len(body["results"]) == polls
+    assert all(len(poll["options"]) == options_per_poll for poll in body["results"])
+    assert all(poll["total_votes"] == 1 for poll in body["results"])
+
+
+def test_a_poll_is_read_in_two_queries(make_poll, anon, django_assert_num_queries):
+    poll = make_poll(options=texts(20))
+
+    with django_assert_num_queries(DETAIL):
+        response = anon.get(reverse("django_polls:poll-detail", args=[poll.pk]))
+
+    assert response.status_code == 200
+    assert len(response.json()["options"]) == 20
+
+
+@pytest.mark.parametrize(
+    ("allow_multiple_votes", "chosen"), [(False, 1), (True, 5)], ids=["one option", "five options"]
+)
+def test_a_ballot_is_stored_in_a_fixed_number_of_queries(
+    make_poll, alice, client_for, django_assert_num_queries, allow_multiple_votes, chosen
+):
+    poll = make_poll(options=texts(6), allow_multiple_votes=allow_multiple_votes)
+    ballot = option_ids(poll)[:chosen]
+    client = client_for(alice)
+
+    with django_assert_num_queries(VOTE):
+        response = client.post(
+            reverse("django_polls:poll-vote", args=[poll.pk]), {"options": ballot}, format="json"
+        )
+
+    assert response.status_code == 201, response.content
+    assert response.json()["options"] == ballot
+
+
+def test_results_are_read_in_two_queries(make_poll, make_user, anon, django_assert_num_queries):
+    poll = make_poll(options=texts(20))
+    for option_id in option_ids(poll)[:3]:
+        services.cast_vote(poll_id=poll.pk, voter=make_user(), option_ids=[option_id])
+
+    with django_assert_num_queries(RESULTS):
+        response = anon.get(reverse("django_polls:poll-results", args=[poll.pk]))
+
+    assert response.status_code == 200
+    assert response.json()["total_votes"] == 3
+
+
+@pytest.mark.parametrize(
+    ("voted", "expected"), [(True, MY_VOTE), (False, MY_VOTE_NONE)], ids=["voted", "not voted"]
+)
+def test_ones_own_vote_is_read_in_a_fixed_number_of_queries(
+    make_poll, alice, client_for, django_assert_num_queries, voted, expected
+):
+    poll = make_poll(options=texts(6), allow_multiple_votes=True)
+    chosen = option_ids(poll)[:3] if voted else []
+    if voted:
+        services.cast_vote(poll_id=poll.pk, voter=alice, option_ids=chosen)
+    client = client_for(alice)
+
+    with django_assert_num_queries(expected):
+        response = client.get(reverse("django_polls:poll-vote", args=[poll.pk]))
+
+    assert response.status_code == 200
+    assert response.json() == {"options": chosen}
+
+
+@pytest.mark.parametrize("votes", [1, 5], ids=["one vote", "five votes"])
+def test_withdrawing_takes_a_fixed_number_of_queries(
+    make_poll, alice, client_for, django_assert_num_queries, votes
+):
+    poll = make_poll(options=texts(6), allow_multiple_votes=True)
+    services.cast_vote(poll_id=poll.pk, voter=alice, option_ids=option_ids(poll)[:votes])
+    client = client_for(alice)
+
+    with django_assert_num_queries(RETRACT):
+        response = client.delete(reverse("django_polls:poll-vote", args=[poll.pk]))
+
+    assert response.status_code == 204
+    assert poll.votes.count() == 0
