@@ -5,12 +5,44 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail
+from rest_framework.settings import api_settings
 
 from django_polls import services
 from django_polls.models import Option, Poll
 
 # The largest id a BIGINT primary key can hold; anything larger is simply not an option.
 MAX_ID = 2**63 - 1
+
+
+def flat_messages(detail: Any, prefix: str = "") -> list[Any]:
+    """DRF's nested list errors (``{"0": {"text": [...]}}``) as one flat list of messages."""
+    if isinstance(detail, dict):
+        messages: list[Any] = []
+        for key, value in detail.items():
+            if key == api_settings.NON_FIELD_ERRORS_KEY:
+                label = prefix
+            elif str(key).isdigit():
+                label = f"{prefix}Item {int(key) + 1}: "
+            else:
+                label = f"{prefix}{key}: "
+            messages.extend(flat_messages(value, label))
+        return messages
+    if isinstance(detail, list):
+        return [message for item in detail for message in flat_messages(item, prefix)]
+    return [ErrorDetail(f"{prefix}{detail}", code=getattr(detail, "code", None))]
+
+
+class FlatOptionErrorsMixin:
+    """Report errors of the ``options`` list as ``{"options": ["message", ...]}``."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        try:
+            return super().to_internal_value(data)  # type: ignore[misc]
+        except serializers.ValidationError as exc:
+            if isinstance(exc.detail, dict) and "options" in exc.detail:
+                exc.detail["options"] = flat_messages(exc.detail["options"])
+            raise
 
 
 class OptionSerializer(serializers.ModelSerializer[Option]):
@@ -20,11 +52,17 @@ class OptionSerializer(serializers.ModelSerializer[Option]):
         model = Option
         fields = ("id", "text")
         read_only_fields = ("id",)
+        validators: list[Any] = []  # the services check the options as a whole
 
 
-class PollSerializer(serializers.ModelSerializer[Poll]):
+class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
     title = serializers.CharField(allow_blank=True, help_text="1 to 200 characters, not blank.")
     description = serializers.CharField(allow_blank=True, required=False, trim_whitespace=False)
+    allow_multiple_votes = serializers.BooleanField(
+        required=False,
+        help_text="May a voter choose several options? Default false; frozen once the poll "
+        "has votes.",
+    )
     options = OptionSerializer(
         many=True,
         help_text="2 to 20 options; texts trimmed, non-blank, unique ignoring case. Sending "
@@ -55,10 +93,10 @@ class PollSerializer(serializers.ModelSerializer[Poll]):
         read_only_fields = ("id", "created_at")
         extra_kwargs = {
             "expires_at": {"help_text": "Optional; must be in the future when set or moved."},
-            "allow_multiple_votes": {
-                "help_text": "May a voter choose several options? Frozen once the poll has votes."
-            },
         }
+        # The model's unique (id, allow_multiple_votes) exists for a foreign key; it is no rule
+        # about input, so DRF must not turn it into a validator (or a default).
+        validators: list[Any] = []
 
     def get_created_by(self, poll: Poll) -> str:
         return poll.created_by.get_username()
@@ -94,7 +132,7 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
-class BallotSerializer(serializers.Serializer[dict[str, Any]]):
+class BallotSerializer(FlatOptionErrorsMixin, serializers.Serializer[dict[str, Any]]):
     options = serializers.ListField(
         child=StrictIntegerField(min_value=1, max_value=MAX_ID),
         allow_empty=False,

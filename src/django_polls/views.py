@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import F, QuerySet
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import BasePermission
@@ -88,6 +89,7 @@ def with_error_codes(handler: Callable[[Exception, dict[str, Any]], Response | N
     return handle
 
 
+@csrf_exempt
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """JSON 404 for any other path under ``polls/`` (non-integer ids included)."""
     return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
@@ -145,6 +147,8 @@ class PollViewSet(PollViewSetBase):
             now = timezone.now()
             polls = polls.open(at=now) if wanted else polls.finished(at=now)
         if params.get("search"):
+            if "\x00" in params["search"]:
+                raise exceptions.ValidationError({"search": ["Null characters are not allowed."]})
             polls = polls.search(params["search"])
         return polls.order_by(*ORDERINGS.get(params.get("ordering", ""), ()), "-created_at", "-id")
 
@@ -229,12 +233,14 @@ class PollViewSet(PollViewSetBase):
         if request.method == "DELETE":
             services.retract_votes(poll_id=poll_id, voter=request.user)
             return Response(status=status.HTTP_204_NO_CONTENT)
-        ballot = BallotSerializer(data=request.data)
-        if not ballot.is_valid():
-            # A missing poll is reported before a malformed body.
+        try:
+            ballot = BallotSerializer(data=request.data)
+            ballot.is_valid(raise_exception=True)
+        except exceptions.APIException:
+            # A missing poll is reported before a malformed body; the query runs only on errors.
             if not Poll.objects.filter(pk=poll_id).exists():
-                raise exceptions.NotFound()
-            raise exceptions.ValidationError(ballot.errors)
+                raise exceptions.NotFound() from None
+            raise
         receipt = services.cast_vote(
             poll_id=poll_id, voter=request.user, option_ids=ballot.validated_data["options"]
         )

@@ -1,0 +1,755 @@
+"""Error bodies: every error is JSON with a stable code, no request gets a 5xx, checks run in order.
+
+Paths are spelled out as the contract spells them: several of them (``polls/abc/``,
+``polls/-1/``) cannot be reversed at all.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.db.models import Max
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from django_polls import services
+from django_polls.models import Option, Poll, Vote
+
+API = "/api/v1/"
+POLLS = f"{API}polls/"
+HUGE_ID = "99999999999999999999999"
+# One past the largest BIGINT: the first id that no database column can hold.
+JUST_TOO_BIG_ID = str(2**63)
+
+
+def db_state() -> dict[str, list[dict[str, Any]]]:
+    """Every poll, option and vote row, so a test can show a rejected request changed nothing."""
+    return {
+        "polls": list(Poll.objects.order_by("pk").values()),
+        "options": list(Option.objects.order_by("pk").values()),
+        "votes": list(Vote.objects.order_by("pk").values()),
+    }
+
+
+def missing_poll_id() -> int:
+    return (Poll.objects.aggregate(top=Max("pk"))["top"] or 0) + 1000
+
+
+def option_ids(poll: Poll) -> list[int]:
+    return list(Option.objects.filter(poll=poll).order_by("order").values_list("pk", flat=True))
+
+
+def is_json(response: Any) -> bool:
+    return response["Content-Type"].split(";")[0].strip() == "application/json"
+
+
+def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    """A non-field error: exactly ``{"detail": "...", "code": "<code>"}``."""
+    assert response.status_code == status, response.content
+    assert is_json(response), response["Content-Type"]
+    body = response.json()
+    assert set(body) == {"detail", "code"}, body
+    assert body["code"] == code
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
+    return body
+
+
+def assert_validation_error(response: Any, *fields: str) -> dict[str, Any]:
+    """A validation error: ``{"field": ["message", ...]}`` for exactly ``fields``."""
+    assert response.status_code == 400, response.content
+    assert is_json(response), response["Content-Type"]
+    body = response.json()
+    assert set(body) == set(fields), body
+    for messages in body.values():
+        assert isinstance(messages, list), body
+        assert messages, body
+        assert all(isinstance(message, str) and message for message in messages), body
+    return body
+
+
+def assert_client_error(response: Any) -> dict[str, Any]:
+    """Any 4xx with a JSON object for a body."""
+    assert 400 <= response.status_code < 500, (response.status_code, response.content[:300])
+    assert is_json(response), response["Content-Type"]
+    body = response.json()
+    assert isinstance(body, dict)
+    assert body
+    return body
+
+
+@pytest.fixture
+def poll(make_poll, alice) -> Poll:
+    """Alice's open single-vote poll "Lunch?" with the options Pizza and Soup."""
+    return make_poll(created_by=alice)
+
+
+@pytest.fixture
+def closed_poll(make_poll, alice) -> Poll:
+    poll = make_poll(created_by=alice, title="Closed lunch?")
+    services.close_poll(poll=poll)
+    return poll
+
+
+# ---------------------------------------------------------------------------------------------
+# Each stable code
+
+
+def test_an_anonymous_write_is_not_authenticated(db, anon):
+    response = anon.post(
+        POLLS, {"title": "Lunch?", "options": [{"text": "A"}, {"text": "B"}]}, format="json"
+    )
+
+    assert_error(response, 401, "not_authenticated")
+    assert response["WWW-Authenticate"] == "Token"
+    assert not Poll.objects.exists()
+
+
+def test_an_anonymous_vote_is_not_authenticated(poll, anon):
+    before = db_state()
+
+    response = anon.post(f"{POLLS}{poll.pk}/vote/", {"options": option_ids(poll)[:1]})
+
+    assert_error(response, 401, "not_authenticated")
+    assert response["WWW-Authenticate"] == "Token"
+    assert db_state() == before
+
+
+BAD_AUTHORIZATIONS = {
+    "an unknown token": "Token 0123456789abcdef0123456789abcdef01234567",
+    "a token keyword without a key": "Token",
+    "a token with spaces": "Token abc def",
+}
+
+
+@pytest.mark.parametrize(
+    "authorization", BAD_AUTHORIZATIONS.values(), ids=BAD_AUTHORIZATIONS.keys()
+)
+@pytest.mark.parametrize(
+    ("method", "path"), [("get", "polls/"), ("post", "polls/")], ids=["read", "write"]
+)
+def test_a_bad_token_fails_authentication_even_where_anyone_may_read(
+    poll, method, path, authorization
+):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=authorization)
+    before = db_state()
+
+    response = getattr(client, method)(
+        f"{API}{path}", {"title": "X", "options": [{"text": "A"}, {"text": "B"}]}, format="json"
+    )
+
+    assert_error(response, 401, "authentication_failed")
+    assert response["WWW-Authenticate"] == "Token"
+    assert db_state() == before
+
+
+def test_a_revoked_token_fails_authentication(poll, bob, client_for):
+    client = client_for(bob)
+    Token.objects.filter(user=bob).delete()
+    before = db_state()
+
+    response = client.post(f"{POLLS}{poll.pk}/vote/", {"options": option_ids(poll)[:1]})
+
+    assert_error(response, 401, "authentication_failed")
+    assert response["WWW-Authenticate"] == "Token"
+    assert db_state() == before
+
+
+def test_the_token_of_a_deactivated_user_fails_authentication(poll, bob, client_for):
+    client = client_for(bob)
+    type(bob).objects.filter(pk=bob.pk).update(is_active=False)
+    before = db_state()
+
+    response = client.post(f"{POLLS}{poll.pk}/vote/", {"options": option_ids(poll)[:1]})
+
+    assert_error(response, 401, "authentication_failed")
+    assert db_state() == before
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix"), [("patch", ""), ("put", ""), ("delete", ""), ("post", "close/")]
+)
+def test_a_change_by_someone_else_is_permission_denied(poll, bob, client_for, method, suffix):
+    before = db_state()
+
+    response = getattr(client_for(bob), method)(
+        f"{POLLS}{poll.pk}/{suffix}",
+        {"title": "Mine", "options": [{"text": "A"}, {"text": "B"}]},
+        format="json",
+    )
+
+    assert_error(response, 403, "permission_denied")
+    assert db_state() == before
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix"),
+    [
+        ("get", ""),
+        ("patch", ""),
+        ("put", ""),
+        ("delete", ""),
+        ("post", "close/"),
+        ("get", "results/"),
+        ("get", "vote/"),
+        ("post", "vote/"),
+        ("delete", "vote/"),
+    ],
+)
+def test_anything_on_a_missing_poll_is_not_found(poll, alice, client_for, method, suffix):
+    before = db_state()
+
+    response = getattr(client_for(alice), method)(
+        f"{POLLS}{missing_poll_id()}/{suffix}",
+        {"title": "Lunch?", "options": [{"text": "A"}, {"text": "B"}]},
+        format="json",
+    )
+
+    assert_error(response, 404, "not_found")
+    assert db_state() == before
+
+
+def test_a_vote_on_a_closed_poll_is_refused_as_poll_closed(closed_poll, bob, client_for):
+    before = db_state()
+
+    response = client_for(bob).post(
+        f"{POLLS}{closed_poll.pk}/vote/", {"options": option_ids(closed_poll)[:1]}, format="json"
+    )
+
+    assert_error(response, 409, "poll_closed")
+    assert db_state() == before
+
+
+def test_a_second_vote_on_a_single_vote_poll_is_refused_as_already_voted(poll, bob, client_for):
+    pizza, soup = option_ids(poll)
+    services.cast_vote(poll_id=poll.pk, voter=bob, option_ids=[pizza])
+    before = db_state()
+
+    response = client_for(bob).post(f"{POLLS}{poll.pk}/vote/", {"options": [soup]}, format="json")
+
+    assert_error(response, 409, "already_voted")
+    assert db_state() == before
+
+
+def test_changing_the_options_of_a_poll_with_votes_is_refused_as_poll_has_votes(
+    poll, alice, bob, client_for
+):
+    services.cast_vote(poll_id=poll.pk, voter=bob, option_ids=option_ids(poll)[:1])
+    before = db_state()
+
+    response = client_for(alice).patch(
+        f"{POLLS}{poll.pk}/", {"options": [{"text": "Pizza"}, {"text": "Salad"}]}, format="json"
+    )
+
+    assert_error(response, 409, "poll_has_votes")
+    assert db_state() == before
+
+
+def test_withdrawing_a_vote_never_cast_is_not_voted(poll, bob, client_for):
+    before = db_state()
+
+    response = client_for(bob).delete(f"{POLLS}{poll.pk}/vote/")
+
+    assert_error(response, 404, "not_voted")
+    assert db_state() == before
+
+
+def test_truncated_json_is_a_parse_error(poll, alice, client_for):
+    before = db_state()
+
+    response = client_for(alice).post(
+        POLLS, '{"title": "Lunch?", "options": [{"text": "Pi', content_type="application/json"
+    )
+
+    assert_error(response, 400, "parse_error")
+    assert db_state() == before
+
+
+def test_a_method_the_endpoint_does_not_take_is_a_json_error(poll, alice, client_for):
+    before = db_state()
+
+    response = client_for(alice).put(POLLS, {"title": "Lunch?"}, format="json")
+
+    assert_error(response, 405, "method_not_allowed")
+    assert db_state() == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation errors
+
+
+def test_a_validation_error_lists_messages_per_field(alice, client_for):
+    response = client_for(alice).post(
+        POLLS,
+        {
+            "title": None,
+            "options": [{"text": "A"}, {"text": "B"}],
+            "expires_at": "soon",
+            "allow_multiple_votes": "perhaps",
+        },
+        format="json",
+    )
+
+    assert_validation_error(response, "title", "expires_at", "allow_multiple_votes")
+    assert not Poll.objects.exists()
+
+
+def test_a_bad_filter_value_is_a_validation_error(poll, anon):
+    assert_validation_error(anon.get(POLLS, {"is_active": "maybe"}), "is_active")
+
+
+BADLY_SHAPED_OPTIONS = {
+    "options as a string": "Pizza, Soup",
+    "options as an object": {"text": "Pizza"},
+    "options as plain strings": ["Pizza", "Soup"],
+    "an option without text": [{"text": "Pizza"}, {"label": "Soup"}],
+    "an option text that is not text": [{"text": "Pizza"}, {"text": ["Soup"]}],
+}
+
+
+@pytest.mark.parametrize("options", BADLY_SHAPED_OPTIONS.values(), ids=BADLY_SHAPED_OPTIONS.keys())
+def test_badly_shaped_options_are_reported_as_messages_under_options(alice, client_for, options):
+    response = client_for(alice).post(POLLS, {"title": "Lunch?", "options": options}, format="json")
+
+    assert_validation_error(response, "options")
+    assert not Poll.objects.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Ids in paths
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "polls/abc/"),
+        ("get", "polls/1.5/"),
+        ("get", "polls/-1/"),
+        ("get", "polls/1e3/"),
+        ("get", "polls/%20/"),
+        ("patch", "polls/abc/"),
+        ("put", "polls/1.5/"),
+        ("delete", "polls/-1/"),
+        ("post", "polls/abc/close/"),
+        ("get", "polls/abc/results/"),
+        ("get", "polls/abc/vote/"),
+        ("post", "polls/abc/vote/"),
+        ("delete", "polls/abc/vote/"),
+        ("post", "polls/-1/vote/"),
+        ("get", "polls/1/unknown/"),
+    ],
+)
+def test_a_path_without_a_poll_id_is_a_json_not_found(poll, alice, client_for, method, path):
+    before = db_state()
+
+    response = getattr(client_for(alice), method)(
+        f"{API}{path}", {"options": option_ids(poll)[:1]}, format="json"
+    )
+
+    assert_error(response, 404, "not_found")
+    assert db_state() == before
+
+
+@pytest.mark.parametrize("path", ["polls/abc/vote/", "polls/-1/", "polls/1/unknown/"])
+def test_a_real_client_writing_to_a_path_without_a_poll_id_gets_a_json_not_found(poll, alice, path):
+    """Browsers and API clients send no CSRF token with token auth; the answer is still JSON."""
+    client = APIClient(enforce_csrf_checks=True)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
+    before = db_state()
+
+    response = client.post(f"{API}{path}", {"options": option_ids(poll)[:1]}, format="json")
+
+    assert_error(response, 404, "not_found")
+    assert db_state() == before
+
+
+@pytest.mark.parametrize("poll_id", [HUGE_ID, JUST_TOO_BIG_ID, str(2**63 - 1)])
+@pytest.mark.parametrize(
+    ("method", "suffix"),
+    [
+        ("get", ""),
+        ("patch", ""),
+        ("delete", ""),
+        ("get", "results/"),
+        ("post", "close/"),
+        ("get", "vote/"),
+        ("post", "vote/"),
+        ("delete", "vote/"),
+    ],
+)
+def test_a_huge_poll_id_is_not_found_never_a_server_error(
+    poll, alice, client_for, method, suffix, poll_id
+):
+    before = db_state()
+
+    response = getattr(client_for(alice), method)(
+        f"{POLLS}{poll_id}/{suffix}", {"options": option_ids(poll)[:1]}, format="json"
+    )
+
+    assert_error(response, 404, "not_found")
+    assert db_state() == before
+
+
+@pytest.mark.parametrize("option_id", [2**63, 0])
+def test_an_option_id_no_database_can_hold_is_a_validation_error(poll, bob, client_for, option_id):
+    before = db_state()
+
+    response = client_for(bob).post(
+        f"{POLLS}{poll.pk}/vote/", {"options": [option_id]}, format="json"
+    )
+
+    assert_validation_error(response, "options")
+    assert db_state() == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Malformed bodies
+
+
+def send(client: APIClient, method: str, path: str, body: bytes, content_type: str) -> Any:
+    """Send ``body`` byte for byte, whatever it holds."""
+    return client.generic(method.upper(), path, body, content_type=content_type)
+
+
+def body_target(poll: Poll, target: str) -> str:
+    return {
+        "create": POLLS,
+        "update": f"{POLLS}{poll.pk}/",
+        "vote": f"{POLLS}{poll.pk}/vote/",
+    }[target]
+
+
+WRITES = pytest.mark.parametrize(
+    ("method", "target"),
+    [("post", "create"), ("patch", "update"), ("put", "update"), ("post", "vote")],
+)
+DEEP = 100_000
+UNPARSABLE_BODIES = {
+    "deeply nested lists": b"[" * DEEP,
+    "deeply nested closed lists": b"[" * DEEP + b"]" * DEEP,
+    "deeply nested objects": b'{"a":' * DEEP,
+    "deeply nested options": b'{"title": "Lunch?", "options": ' + b"[" * DEEP,
+    "invalid UTF-8": b'{"title": "Lunch \xff\xfe?", "options": [{"text": "\xc3\x28"}]}',
+    "a lone UTF-8 continuation byte": b'{"options": [\x80]}',
+    "truncated JSON": b'{"title": "Lunch?", "options": [{"text": "Pi',
+    "a NaN": b'{"options": [NaN]}',
+}
+
+
+@pytest.mark.parametrize("body", UNPARSABLE_BODIES.values(), ids=UNPARSABLE_BODIES.keys())
+@WRITES
+def test_an_unparsable_json_body_is_a_parse_error(poll, alice, client_for, method, target, body):
+    before = db_state()
+
+    response = send(client_for(alice), method, body_target(poll, target), body, "application/json")
+
+    assert_error(response, 400, "parse_error")
+    assert db_state() == before
+
+
+@pytest.mark.parametrize(
+    ("method", "target"), [("post", "create"), ("put", "update"), ("post", "vote")]
+)
+def test_an_empty_body_lacks_the_required_fields(poll, alice, client_for, method, target):
+    before = db_state()
+
+    response = send(client_for(alice), method, body_target(poll, target), b"", "application/json")
+
+    assert response.status_code == 400, response.content
+    assert_client_error(response)
+    assert db_state() == before
+
+
+NOT_AN_OBJECT = {
+    "a JSON string": b'"Lunch?"',
+    "a JSON number": b"42",
+    "a JSON list": b'[{"title": "Lunch?"}]',
+    "JSON null": b"null",
+    "JSON true": b"true",
+}
+
+
+@pytest.mark.parametrize("body", NOT_AN_OBJECT.values(), ids=NOT_AN_OBJECT.keys())
+@WRITES
+def test_a_json_body_that_is_not_an_object_is_rejected(
+    poll, alice, client_for, method, target, body
+):
+    before = db_state()
+
+    response = send(client_for(alice), method, body_target(poll, target), body, "application/json")
+
+    assert response.status_code == 400, response.content
+    assert_client_error(response)
+    assert db_state() == before
+
+
+NOT_JSON = {
+    "plain text": ("text/plain", b"title=Lunch?"),
+    "XML": ("application/xml", b"<poll><title>Lunch?</title></poll>"),
+    "no content type": ("", b'{"title": "Lunch?"}'),
+    "a made-up type": ("application/x-polls", b'{"title": "Lunch?"}'),
+}
+
+
+@pytest.mark.parametrize(("content_type", "body"), NOT_JSON.values(), ids=NOT_JSON.keys())
+@WRITES
+def test_a_body_that_is_not_json_is_a_json_client_error(
+    poll, alice, client_for, method, target, content_type, body
+):
+    before = db_state()
+
+    response = send(client_for(alice), method, body_target(poll, target), body, content_type)
+
+    assert_client_error(response)
+    assert db_state() == before
+
+
+def test_a_form_that_lacks_the_options_is_a_validation_error(poll, alice, client_for):
+    before = db_state()
+
+    response = client_for(alice).post(POLLS, {"title": "Lunch?", "options": "Pizza"})
+
+    assert response.status_code == 400, response.content
+    assert "options" in assert_client_error(response)
+    assert db_state() == before
+
+
+STORAGE_HOSTILE_TEXT = {
+    "a lone surrogate in the title": ("title", {"title": "Lunch\ud800?"}),
+    "a NUL in the title": ("title", {"title": "Lunch\x00?"}),
+    "a lone surrogate in the description": ("description", {"description": "Friday\ud83d"}),
+    "a NUL in the description": ("description", {"description": "Friday\x00"}),
+    "a lone surrogate in an option": (
+        "options",
+        {"options": [{"text": "Pizza\udfff"}, {"text": "Soup"}]},
+    ),
+    "a NUL in an option": ("options", {"options": [{"text": "Pizza\x00"}, {"text": "Soup"}]}),
+}
+
+
+@pytest.mark.parametrize(
+    ("field", "payload"), STORAGE_HOSTILE_TEXT.values(), ids=STORAGE_HOSTILE_TEXT.keys()
+)
+def test_text_no_database_can_store_is_a_validation_error(poll, alice, client_for, field, payload):
+    """JSON escapes (``\\ud800``, ``\\u0000``) smuggle in text that is not UTF-8 or SQL."""
+    before = db_state()
+    full = {"title": "Lunch?", "options": [{"text": "Pizza"}, {"text": "Soup"}], **payload}
+    client = client_for(alice)
+
+    # json.dumps escapes the lone surrogates, exactly as a JavaScript client would send them.
+    created = send(client, "post", POLLS, json.dumps(full).encode(), "application/json")
+    updated = send(
+        client, "patch", f"{POLLS}{poll.pk}/", json.dumps(payload).encode(), "application/json"
+    )
+
+    for response in (created, updated):
+        assert response.status_code == 400, response.content
+        assert set(assert_client_error(response)) == {field}
+    assert db_state() == before
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"search": "\x00"},
+        {"search": "%_\\"},
+        {"ordering": "\x00"},
+        {"page": "\x00"},
+        {"page": HUGE_ID},
+        {"page_size": HUGE_ID},
+        {"page_size": "-1"},
+    ],
+    ids=[
+        "a NUL in the search",
+        "SQL wildcards in the search",
+        "a NUL ordering",
+        "a NUL page",
+        "a huge page",
+        "a huge page size",
+        "a negative page size",
+    ],
+)
+def test_odd_query_parameters_never_cause_a_server_error(poll, params):
+    # Answer a server error as a visitor sees it (a 500), rather than re-raising it here.
+    visitor = APIClient(raise_request_exception=False)
+
+    response = visitor.get(POLLS, params)
+
+    assert response.status_code < 500, response.content
+    assert is_json(response)
+    assert isinstance(response.json(), dict)
+
+
+def test_query_bytes_that_are_not_utf8_never_cause_a_server_error(poll, anon):
+    response = anon.get(f"{POLLS}?search=%ED%A0%80%FF%FE&is_active=%C3%28")
+
+    assert_validation_error(response, "is_active")
+
+
+# ---------------------------------------------------------------------------------------------
+# Order of checks: 401 -> 403 -> 404 -> 400 -> 409
+
+
+def test_an_anonymous_change_to_a_missing_poll_is_401_not_404(db, anon):
+    for method, suffix in [("patch", ""), ("delete", ""), ("post", "close/"), ("post", "vote/")]:
+        response = getattr(anon, method)(f"{POLLS}{missing_poll_id()}/{suffix}", {"x": 1})
+        assert_error(response, 401, "not_authenticated")
+    assert not Poll.objects.exists()
+
+
+def test_an_anonymous_change_with_a_bad_body_is_401_not_400(poll, anon):
+    before = db_state()
+
+    patched = anon.patch(f"{POLLS}{poll.pk}/", {"title": ""}, format="json")
+    voted = anon.post(f"{POLLS}{poll.pk}/vote/", {"options": "all"}, format="json")
+    created = anon.post(POLLS, b"{", content_type="application/json")
+
+    assert_error(patched, 401, "not_authenticated")
+    assert_error(voted, 401, "not_authenticated")
+    assert_error(created, 401, "not_authenticated")
+    assert db_state() == before
+
+
+def test_someone_else_changing_with_a_bad_body_is_403_not_400(poll, bob, client_for):
+    before = db_state()
+
+    response = client_for(bob).patch(
+        f"{POLLS}{poll.pk}/", {"title": "", "options": "none"}, format="json"
+    )
+
+    assert_error(response, 403, "permission_denied")
+    assert db_state() == before
+
+
+def test_someone_else_changing_a_poll_with_votes_is_403_not_409(poll, bob, client_for):
+    services.cast_vote(poll_id=poll.pk, voter=bob, option_ids=option_ids(poll)[:1])
+    before = db_state()
+
+    response = client_for(bob).patch(
+        f"{POLLS}{poll.pk}/", {"options": [{"text": "X"}, {"text": "Y"}]}, format="json"
+    )
+
+    assert_error(response, 403, "permission_denied")
+    assert db_state() == before
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "body"),
+    [
+        ("patch", "", {"title": "", "options": "none"}),
+        ("put", "", {}),
+        ("post", "vote/", {"options": "all"}),
+        ("post", "vote/", {"options": []}),
+        ("post", "vote/", "not an object"),
+        ("post", "vote/", b"{"),
+        ("patch", "", b"{"),
+    ],
+    ids=[
+        "update with bad fields",
+        "put without the required fields",
+        "vote with options not a list",
+        "vote with no options",
+        "vote that is not an object",
+        "vote that is not JSON",
+        "update that is not JSON",
+    ],
+)
+def test_a_bad_body_on_a_missing_poll_is_404_not_400(poll, alice, client_for, method, suffix, body):
+    before = db_state()
+    url = f"{POLLS}{missing_poll_id()}/{suffix}"
+
+    if isinstance(body, bytes):
+        response = getattr(client_for(alice), method)(url, body, content_type="application/json")
+    else:
+        response = getattr(client_for(alice), method)(url, body, format="json")
+
+    assert_error(response, 404, "not_found")
+    assert db_state() == before
+
+
+@pytest.mark.parametrize(
+    "choice",
+    ["unknown option", "option of another poll", "two options on a single-vote poll", "repeat"],
+)
+@pytest.mark.parametrize("state", ["closed", "already voted"])
+def test_a_bad_ballot_is_400_even_when_the_vote_would_conflict(
+    make_poll, alice, bob, client_for, closed_poll, poll, choice, state
+):
+    target = closed_poll if state == "closed" else poll
+    if state == "already voted":
+        services.cast_vote(poll_id=poll.pk, voter=bob, option_ids=option_ids(poll)[:1])
+    other = make_poll(created_by=alice, title="Dinner?")
+    first, second = option_ids(target)
+    options = {
+        "unknown option": [max(Option.objects.values_list("pk", flat=True)) + 1000],
+        "option of another poll": [option_ids(other)[0]],
+        "two options on a single-vote poll": [first, second],
+        "repeat": [second, second],
+    }[choice]
+    before = db_state()
+
+    response = client_for(bob).post(
+        f"{POLLS}{target.pk}/vote/", {"options": options}, format="json"
+    )
+
+    assert_validation_error(response, "options")
+    assert db_state() == before
+
+
+def test_a_bad_update_of_a_poll_with_votes_is_400_not_409(poll, alice, bob, client_for):
+    services.cast_vote(poll_id=poll.pk, voter=bob, option_ids=option_ids(poll)[:1])
+    before = db_state()
+
+    one_option = client_for(alice).patch(
+        f"{POLLS}{poll.pk}/", {"options": [{"text": "Salad"}]}, format="json"
+    )
+    blank_title = client_for(alice).patch(
+        f"{POLLS}{poll.pk}/",
+        {"title": " ", "options": [{"text": "Salad"}, {"text": "Tea"}]},
+        format="json",
+    )
+    past_expiry = client_for(alice).patch(
+        f"{POLLS}{poll.pk}/",
+        {"expires_at": "2000-01-01T00:00:00Z", "allow_multiple_votes": True},
+        format="json",
+    )
+
+    assert_validation_error(one_option, "options")
+    assert_validation_error(blank_title, "title")
+    assert_validation_error(past_expiry, "expires_at")
+    assert db_state() == before
+
+
+def test_withdrawing_from_a_closed_poll_without_votes_is_poll_closed_not_not_voted(
+    closed_poll, bob, client_for
+):
+    before = db_state()
+
+    response = client_for(bob).delete(f"{POLLS}{closed_poll.pk}/vote/")
+
+    assert_error(response, 409, "poll_closed")
+    assert db_state() == before
+
+
+def test_a_staff_user_on_a_missing_poll_gets_404(poll, make_user, client_for):
+    staff = make_user("staff", is_staff=True)
+    before = db_state()
+
+    response = client_for(staff).delete(f"{POLLS}{missing_poll_id()}/")
+
+    assert_error(response, 404, "not_found")
+    assert db_state() == before
+
+
+def test_someone_else_on_a_missing_poll_gets_404_not_403(poll, bob, client_for):
+    before = db_state()
+
+    response = client_for(bob).patch(
+        f"{POLLS}{missing_poll_id()}/", {"title": "Mine"}, format="json"
+    )
+
+    assert_error(response, 404, "not_found")
+    assert db_state() == before
