@@ -2,7 +2,7 @@
 
 Inside a test transaction Django's atomic blocks become SAVEPOINT / RELEASE SAVEPOINT, and those
 are counted. SQLite and PostgreSQL run the same number of statements (PostgreSQL's differ only in
-their row locks: ``FOR SHARE`` on the poll, ``FOR UPDATE`` on the votes being withdrawn).
+their locks: shared or exclusive locks on the poll, ``FOR NO KEY UPDATE`` on option rows).
 """
 
 from __future__ import annotations
@@ -19,17 +19,17 @@ AUTH = 1
 LIST = 3
 # The poll joined to its creator, its options.
 DETAIL = 2
-# SAVEPOINT, the poll (FOR SHARE on PostgreSQL), the ballot's options, one INSERT of every vote,
-# one UPDATE of every counter, RELEASE SAVEPOINT.
+# SAVEPOINT, the poll (shared locks on PostgreSQL), the ballot's options (locked in id order),
+# one INSERT of every vote, one UPDATE of every counter, RELEASE SAVEPOINT.
 VOTE = AUTH + 6
 # The poll joined to its creator, its options' counters.
 RESULTS = 2
 # The caller's votes; when there are none, whether the poll exists (404 or an empty list).
 MY_VOTE = AUTH + 1
 MY_VOTE_NONE = AUTH + 2
-# SAVEPOINT, the poll (FOR SHARE), the caller's votes (FOR UPDATE), one DELETE, one UPDATE of the
-# counters, RELEASE SAVEPOINT.
-RETRACT = AUTH + 6
+# SAVEPOINT, the poll (shared locks), the caller's options, those options locked in id order, the
+# caller's vote rows on them, one DELETE, one UPDATE of the counters, RELEASE SAVEPOINT.
+RETRACT = AUTH + 8
 
 
 def option_ids(poll: Poll) -> list[int]:

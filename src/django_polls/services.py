@@ -4,10 +4,17 @@ Every write that matters (create, update, close and delete a poll; cast and retr
 counters) is a function here, run in a transaction. Views, serializers, the admin and management
 commands call these functions and never write votes or counters themselves.
 
-Concurrency, in short: on PostgreSQL a ballot takes a shared lock on its poll row (``FOR SHARE``),
-so ballots on one poll run side by side while closing, editing or deleting the poll (which take an
-exclusive row lock) waits for the ballots in flight and is waited for by later ones. Duplicate
-ballots are refused by the unique indexes on ``Vote``; the loser's transaction rolls back whole.
+Concurrency, in short (docs/architecture.md has the whole story):
+
+* Every transaction locks in one order: the poll, then option rows by ascending id, then vote
+  rows. One order means no deadlocks.
+* On PostgreSQL a ballot or retraction holds a *shared* lock on its poll (a transaction-scoped
+  advisory lock plus ``FOR SHARE`` on the row), so ballots on one poll run side by side. Closing,
+  editing, deleting and repairing a poll take the *exclusive* locks: they wait for the ballots in
+  flight, and ballots that arrive later queue behind them (advisory locks are granted in order,
+  so a busy poll can still be closed at once). Timestamps are taken after the locks.
+* Duplicate ballots are refused by the unique indexes on ``Vote``; the loser's transaction rolls
+  back whole.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, OuterRef, Subquery, Value
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -221,7 +228,7 @@ def update_poll(
         changes["description"] = clean_description(description)
     texts = clean_option_texts(options) if options is not UNCHANGED else None
     with transaction.atomic():
-        locked = Poll.objects.select_for_update().get(pk=poll.pk)
+        locked = _lock_poll(poll.pk, exclusive=True)
         if expires_at is not UNCHANGED:
             clean_expiry(expires_at, current=locked.expires_at)
             changes["expires_at"] = expires_at
@@ -240,16 +247,17 @@ def update_poll(
         if replace_options and texts is not None:
             locked.options.all().delete()
             _add_options(locked, texts)
+    locked.refresh_from_db()
     return locked
 
 
 def close_poll(*, poll: Poll) -> Poll:
     """Close the poll for good. Closing a closed poll changes nothing."""
     with transaction.atomic():
-        closed = Poll.objects.filter(pk=poll.pk, closed_at__isnull=True).update(
-            closed_at=timezone.now()
-        )
-        if closed:
+        locked = _lock_poll(poll.pk, exclusive=True)
+        if locked.closed_at is None:
+            # Stamped once the ballots in flight have committed, so none is dated after it.
+            Poll.objects.filter(pk=poll.pk).update(closed_at=timezone.now())
             transaction.on_commit(lambda: signals.poll_closed.send(sender=Poll, poll=poll))
     poll.refresh_from_db(fields=["closed_at"])
     return poll
@@ -258,7 +266,7 @@ def close_poll(*, poll: Poll) -> Poll:
 def delete_poll(*, poll: Poll) -> None:
     with transaction.atomic():
         # Lock first so no ballot is in flight while the rows go.
-        Poll.objects.select_for_update().filter(pk=poll.pk).exists()
+        _lock_poll(poll.pk, exclusive=True)
         Poll.objects.filter(pk=poll.pk).delete()
 
 
@@ -281,15 +289,12 @@ def cast_vote(*, poll_id: int, voter: Any, option_ids: Sequence[int]) -> Receipt
     ids = list(option_ids)
     if not ids or len(set(ids)) != len(ids):
         raise InvalidInput({"options": ["Give a non-empty list of distinct option ids."]})
-    now = timezone.now()
     try:
         with transaction.atomic():
-            poll = _poll_for_ballot(poll_id)
-            known = set(
-                Option.objects.filter(poll_id=poll.pk, pk__in=ids)
-                .order_by()
-                .values_list("pk", flat=True)
-            )
+            poll = _lock_poll(poll_id, exclusive=False)
+            now = timezone.now()
+            # Checks the ids and locks the chosen options' rows, in id order (see above).
+            known = set(_lock_options(Option.objects.filter(poll_id=poll.pk, pk__in=ids)))
             unknown = [option_id for option_id in ids if option_id not in known]
             if unknown:
                 raise InvalidInput({"options": [f"{unknown[0]} is not an option of this poll."]})
@@ -305,10 +310,9 @@ def cast_vote(*, poll_id: int, voter: Any, option_ids: Sequence[int]) -> Receipt
                     poll_allows_multiple=poll.allow_multiple_votes,
                     created_at=now,
                 )
-                for option_id in ids
+                for option_id in sorted(ids)
             )
-            # Sorted, so concurrent multi-option ballots lock option rows in one order.
-            Option.objects.filter(pk__in=sorted(ids)).update(votes=F("votes") + 1)
+            Option.objects.filter(pk__in=ids).update(votes=F("votes") + 1)
             transaction.on_commit(
                 lambda: signals.vote_cast.send(
                     sender=Poll, poll=poll, voter=voter, option_ids=list(ids)
@@ -323,21 +327,22 @@ def cast_vote(*, poll_id: int, voter: Any, option_ids: Sequence[int]) -> Receipt
 
 def retract_votes(*, poll_id: int, voter: Any) -> list[int]:
     """Remove every vote of ``voter`` on the poll; returns the options that lost a vote."""
-    now = timezone.now()
     with transaction.atomic():
-        poll = _poll_for_ballot(poll_id)
-        if not _is_open(poll, now):
+        poll = _lock_poll(poll_id, exclusive=False)
+        if not _is_open(poll, timezone.now()):
             raise PollClosed()
-        # Row locks make a concurrent retraction wait and then find nothing to remove.
-        option_ids = sorted(
-            Vote.objects.select_for_update()
-            .filter(poll_id=poll.pk, voter=voter)
-            .order_by()
-            .values_list("option_id", flat=True)
-        )
-        if not option_ids:
+        mine = Vote.objects.filter(poll_id=poll.pk, voter=voter).order_by()
+        candidates = list(mine.values_list("option_id", flat=True))
+        if not candidates:
             raise NotVoted()
-        Vote.objects.filter(poll_id=poll.pk, voter=voter).delete()
+        # With the options locked, no ballot or retraction of theirs can change these rows, so
+        # what is read next is exactly what is deleted and uncounted.
+        _lock_options(Option.objects.filter(pk__in=candidates))
+        rows = dict(mine.filter(option_id__in=candidates).values_list("pk", "option_id"))
+        if not rows:
+            raise NotVoted()
+        option_ids = sorted(rows.values())
+        Vote.objects.filter(pk__in=list(rows)).delete()
         Option.objects.filter(pk__in=option_ids).update(votes=F("votes") - 1)
         transaction.on_commit(
             lambda: signals.vote_retracted.send(
@@ -359,15 +364,38 @@ def votes_of(*, poll_id: int, voter: Any) -> list[int]:
     return chosen
 
 
-def _poll_for_ballot(poll_id: int) -> Poll:
-    """The poll, with a shared row lock where the database has one (see the module docstring)."""
-    if connection.vendor == "postgresql":
-        table = connection.ops.quote_name(Poll._meta.db_table)
-        found = list(Poll.objects.raw(f"SELECT * FROM {table} WHERE id = %s FOR SHARE", [poll_id]))
-        if not found:
-            raise Poll.DoesNotExist()
-        return found[0]
-    return Poll.objects.get(pk=poll_id)
+# First key of the app's PostgreSQL advisory locks; the second is the poll id (wrapped to int4,
+# where two polls sharing a key only ever wait for each other, never break a rule).
+ADVISORY_LOCK_NAMESPACE = 0x504F4C4C  # "POLL"
+
+
+def _lock_poll(poll_id: int, *, exclusive: bool) -> Poll:
+    """Read the poll under a shared (ballots) or exclusive (poll changes) lock, in one statement.
+
+    Raises ``Poll.DoesNotExist``. On SQLite, which serialises writers, it is a plain read.
+    """
+    if connection.vendor != "postgresql":
+        return Poll.objects.get(pk=poll_id)
+    table = connection.ops.quote_name(Poll._meta.db_table)
+    advisory = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    row_lock = "FOR UPDATE" if exclusive else "FOR SHARE"
+    sql = (
+        f"SELECT *, {advisory}(%s, (id %% 2147483648)::int4) AS advisory_lock"
+        f" FROM {table} WHERE id = %s {row_lock}"
+    )
+    found = list(Poll.objects.raw(sql, [ADVISORY_LOCK_NAMESPACE, poll_id]))
+    if not found:
+        raise Poll.DoesNotExist()
+    return found[0]
+
+
+def _lock_options(options: QuerySet[Option]) -> list[int]:
+    """Lock option rows in id order (no deadlocks); returns their ids.
+
+    ``FOR NO KEY UPDATE`` because inserting a vote takes a key-share lock on its option, which a
+    plain ``FOR UPDATE`` would conflict with.
+    """
+    return list(options.select_for_update(no_key=True).order_by("pk").values_list("pk", flat=True))
 
 
 def _is_open(poll: Poll, now: datetime) -> bool:
@@ -447,7 +475,10 @@ def repair_counts(*, poll_ids: Iterable[int] | None = None) -> list[Drift]:
     repaired: list[Drift] = []
     for poll_id in sorted({drift.poll_id for drift in find_drift(poll_ids=poll_ids)}):
         with transaction.atomic():
-            Poll.objects.select_for_update().filter(pk=poll_id).exists()
+            try:
+                _lock_poll(poll_id, exclusive=True)
+            except Poll.DoesNotExist:
+                continue  # deleted meanwhile, with its counters
             drifts = find_drift(poll_ids=[poll_id])
             for drift in drifts:
                 Option.objects.filter(pk=drift.option_id).update(votes=drift.actual)

@@ -1,0 +1,145 @@
+"""``manage.py polls_recount``: find, report and repair counters that drifted from their votes."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from django_polls import services
+from django_polls.models import Option, Poll
+
+pytestmark = pytest.mark.django_db
+
+
+def recount(*args: str) -> str:
+    out = io.StringIO()
+    call_command("polls_recount", *args, stdout=out)
+    return out.getvalue()
+
+
+def counters(poll: Poll) -> list[int]:
+    return list(poll.options.order_by("order").values_list("votes", flat=True))
+
+
+def ids(poll: Poll) -> list[int]:
+    return list(poll.options.order_by("order").values_list("pk", flat=True))
+
+
+@pytest.fixture
+def polls(make_poll: Callable[..., Poll], make_user: Callable[..., Any]) -> tuple[Poll, Poll]:
+    """Two polls with votes: lunch 2 / 1 / 0 and colours 1 / 1 / 0."""
+    lunch = make_poll(title="Lunch?", options=("Pizza", "Soup", "Salad"))
+    colours = make_poll(
+        title="Colours", options=("Red", "Green", "Blue"), allow_multiple_votes=True
+    )
+    for option in (0, 0, 1):
+        services.cast_vote(poll_id=lunch.pk, voter=make_user(), option_ids=[ids(lunch)[option]])
+    services.cast_vote(poll_id=colours.pk, voter=make_user(), option_ids=ids(colours)[:2])
+    return lunch, colours
+
+
+@pytest.fixture
+def drifted(polls: tuple[Poll, Poll]) -> tuple[Poll, Poll]:
+    """The same polls with three counters gone wrong: Pizza 7 (2 rows), Salad 4 (0), Red 0 (1)."""
+    lunch, colours = polls
+    pizza, _, salad = ids(lunch)
+    Option.objects.filter(pk=pizza).update(votes=7)
+    Option.objects.filter(pk=salad).update(votes=4)
+    Option.objects.filter(pk=ids(colours)[0]).update(votes=0)
+    return lunch, colours
+
+
+def test_a_consistent_database_has_no_drift(polls: tuple[Poll, Poll]) -> None:
+    output = recount()
+
+    assert output == "No drift: every count matches its vote rows.\n"
+
+
+def test_an_empty_database_has_no_drift() -> None:
+    assert "No drift" in recount()
+
+
+def test_drift_is_reported_and_fails_without_changing_anything(
+    drifted: tuple[Poll, Poll],
+) -> None:
+    lunch, colours = drifted
+    pizza, _, salad = ids(lunch)
+    red = ids(colours)[0]
+    out = io.StringIO()
+
+    with pytest.raises(CommandError) as excinfo:
+        call_command("polls_recount", stdout=out)
+
+    assert out.getvalue().splitlines() == [
+        f"poll {lunch.pk} option {pizza}: stored 7, rows 2",
+        f"poll {lunch.pk} option {salad}: stored 4, rows 0",
+        f"poll {colours.pk} option {red}: stored 0, rows 1",
+    ]
+    assert str(excinfo.value) == "3 option count(s) drift; run with --fix to repair."
+    # manage.py turns a CommandError into this exit status.
+    assert excinfo.value.returncode == 1
+    assert counters(lunch) == [7, 1, 4]
+    assert counters(colours) == [0, 1, 0]
+
+
+def test_fix_repairs_the_drift_so_a_second_run_finds_none(drifted: tuple[Poll, Poll]) -> None:
+    lunch, colours = drifted
+
+    output = recount("--fix")
+
+    assert output.splitlines()[-1] == "Repaired 3 option count(s)."
+    assert len(output.splitlines()) == 4
+    assert counters(lunch) == [2, 1, 0]
+    assert counters(colours) == [1, 1, 0]
+    assert "No drift" in recount()
+    assert "No drift" in recount("--fix")
+
+
+def test_poll_limits_the_report_to_that_poll(drifted: tuple[Poll, Poll]) -> None:
+    _, colours = drifted
+    out = io.StringIO()
+
+    with pytest.raises(CommandError) as excinfo:
+        call_command("polls_recount", "--poll", str(colours.pk), stdout=out)
+
+    assert out.getvalue() == f"poll {colours.pk} option {ids(colours)[0]}: stored 0, rows 1\n"
+    assert str(excinfo.value).startswith("1 option count(s) drift")
+
+
+def test_poll_limits_the_fix_to_that_poll(drifted: tuple[Poll, Poll]) -> None:
+    lunch, colours = drifted
+
+    output = recount("--fix", "--poll", str(lunch.pk))
+
+    assert f"poll {colours.pk}" not in output
+    assert output.splitlines()[-1] == "Repaired 2 option count(s)."
+    assert counters(lunch) == [2, 1, 0]
+    assert counters(colours) == [0, 1, 0]
+    assert "No drift" in recount("--poll", str(lunch.pk))
+    with pytest.raises(CommandError):
+        recount("--poll", str(colours.pk))
+
+
+def test_poll_is_repeatable(drifted: tuple[Poll, Poll], make_poll: Callable[..., Poll]) -> None:
+    lunch, colours = drifted
+    untouched = make_poll(title="Untouched")
+    Option.objects.filter(pk=ids(untouched)[0]).update(votes=5)
+
+    output = recount("--fix", "--poll", str(lunch.pk), "--poll", str(colours.pk))
+
+    assert output.splitlines()[-1] == "Repaired 3 option count(s)."
+    assert counters(untouched) == [5, 0]
+
+
+def test_poll_with_a_consistent_poll_reports_no_drift(
+    drifted: tuple[Poll, Poll], make_poll: Callable[..., Poll]
+) -> None:
+    """Drift elsewhere does not fail a run that is limited to a consistent poll."""
+    consistent = make_poll(title="Fresh")
+
+    assert "No drift" in recount("--poll", str(consistent.pk))

@@ -1,0 +1,529 @@
+"""Voting rules under real concurrency: threads, each with its own connection and transactions.
+
+PostgreSQL only (SQLite serialises writers, so it cannot show these races). Every thread waits at
+a barrier so the requests really start together, and closes its connection when it is done.
+Run with ``pytest -s`` to see the figures each scenario observed.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.db.models import Min
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from django_polls import services
+from django_polls.models import Option, Poll, Vote
+from tests.conftest import on_postgresql
+
+pytestmark = [on_postgresql, pytest.mark.django_db(transaction=True)]
+
+# Enough threads to make the races likely, few enough to stay well inside max_connections.
+SIMULTANEOUS = 50
+POOL = 30
+JOIN_TIMEOUT = 60.0
+SLOW_ROW_SECONDS = 0.02
+
+
+@dataclasses.dataclass
+class Outcome:
+    value: Any = None
+    error: Exception | None = None
+
+
+def run_together(tasks: Sequence[Callable[[], Any]]) -> list[Outcome]:
+    """Run each task in its own thread, all released at once; one outcome per task, in order."""
+    barrier = threading.Barrier(len(tasks))
+    outcomes = [Outcome() for _ in tasks]
+
+    def run(outcome: Outcome, task: Callable[[], Any]) -> None:
+        try:
+            # Connect before the barrier, so connection setup does not stagger the start.
+            connection.ensure_connection()
+            barrier.wait(timeout=JOIN_TIMEOUT)
+            outcome.value = task()
+        except Exception as exc:
+            outcome.error = exc
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=run, args=(outcome, task), name=f"polls-test-{index}")
+        for index, (outcome, task) in enumerate(zip(outcomes, tasks, strict=True))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(JOIN_TIMEOUT)
+    stuck = [thread.name for thread in threads if thread.is_alive()]
+    assert not stuck, f"threads still running (deadlock?): {stuck}"
+    return outcomes
+
+
+def tally(outcomes: Sequence[Outcome]) -> collections.Counter[str]:
+    """How many tasks succeeded ("ok") and how many failed, by exception class name."""
+    return collections.Counter(
+        "ok" if outcome.error is None else type(outcome.error).__name__ for outcome in outcomes
+    )
+
+
+def counters(poll: Poll) -> dict[int, int]:
+    return dict(Option.objects.filter(poll=poll).values_list("pk", "votes"))
+
+
+def rows(poll: Poll) -> dict[int, int]:
+    """Vote rows per option of the poll, 0 for options nobody chose."""
+    found = collections.Counter(Vote.objects.filter(poll=poll).values_list("option_id", flat=True))
+    return {option_id: found[option_id] for option_id in counters(poll)}
+
+
+def option_ids(poll: Poll) -> list[int]:
+    return list(poll.options.order_by("order").values_list("pk", flat=True))
+
+
+@pytest.fixture
+def slow_rows() -> Iterator[Callable[[str, str], None]]:
+    """Make each row written to a table take a little longer (a ``pg_sleep`` trigger).
+
+    Widens a race window that production traffic hits only now and then, so that an interleaving
+    which deadlocks happens on every run instead of once in a while. Removed after the test.
+    """
+    installed: list[str] = []
+
+    def slow(table: str, event: str) -> None:
+        name = f"polls_test_slow_{event.lower()}_{table}"
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TRIGGER {name} BEFORE {event} ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION polls_test_slow_row()"
+            )
+        installed.append(f"DROP TRIGGER {name} ON {table}")
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE OR REPLACE FUNCTION polls_test_slow_row() RETURNS trigger LANGUAGE plpgsql "
+            f"AS $$ BEGIN PERFORM pg_sleep({SLOW_ROW_SECONDS}); RETURN NEW; END $$"
+        )
+    try:
+        yield slow
+    finally:
+        with connection.cursor() as cursor:
+            for statement in installed:
+                cursor.execute(statement)
+            cursor.execute("DROP FUNCTION polls_test_slow_row()")
+
+
+# ---------------------------------------------------------------------------------------------
+# One user, many simultaneous identical ballots
+
+
+def vote_via_service(poll_id: int, user: Any, ballot: list[int]) -> Callable[[], Any]:
+    return lambda: services.cast_vote(poll_id=poll_id, voter=user, option_ids=ballot)
+
+
+def vote_via_api(poll_id: int, user: Any, ballot: list[int]) -> Callable[[], Any]:
+    key = Token.objects.get_or_create(user=user)[0].key
+    url = reverse("django_polls:poll-vote", args=[poll_id])
+
+    def vote() -> tuple[int, str]:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+        response = client.post(url, {"options": ballot}, "json")
+        body = response.json()
+        return response.status_code, body.get("code", "") if isinstance(body, dict) else ""
+
+    return vote
+
+
+def api_tally(outcomes: Sequence[Outcome]) -> collections.Counter[Any]:
+    return collections.Counter(
+        outcome.value if outcome.error is None else type(outcome.error).__name__
+        for outcome in outcomes
+    )
+
+
+@pytest.mark.parametrize("multiple", [False, True], ids=["single-vote", "multiple-vote"])
+def test_simultaneous_identical_ballots_via_service_store_one_vote(
+    make_poll: Callable[..., Poll], make_user: Callable[..., Any], multiple: bool
+) -> None:
+    poll = make_poll(options=("Pizza", "Soup", "Salad"), allow_multiple_votes=multiple)
+    pizza = option_ids(poll)[0]
+    voter = make_user()
+
+    outcomes = run_together(
+        [vote_via_service(poll.pk, voter, [pizza]) for _ in range(SIMULTANEOUS)]
+    )
+
+    seen = tally(outcomes)
+    stored = Vote.objects.filter(poll=poll).count()
+    counter = Option.objects.get(pk=pizza).votes
+    print(
+        f"\n[identical ballots, service, {'multiple' if multiple else 'single'}-vote poll] "
+        f"{SIMULTANEOUS} threads: outcomes={dict(seen)} rows={stored} counter={counter}"
+    )
+    assert seen == {"ok": 1, "AlreadyVoted": SIMULTANEOUS - 1}
+    assert stored == 1
+    assert counters(poll) == {option: int(option == pizza) for option in option_ids(poll)}
+    assert services.votes_of(poll_id=poll.pk, voter=voter) == [pizza]
+
+
+@pytest.mark.parametrize("multiple", [False, True], ids=["single-vote", "multiple-vote"])
+def test_simultaneous_identical_ballots_via_api_get_one_201_and_409s(
+    make_poll: Callable[..., Poll], make_user: Callable[..., Any], multiple: bool
+) -> None:
+    poll = make_poll(options=("Pizza", "Soup"), allow_multiple_votes=multiple)
+    soup = option_ids(poll)[1]
+    voter = make_user()
+
+    outcomes = run_together([vote_via_api(poll.pk, voter, [soup]) for _ in range(SIMULTANEOUS)])
+
+    seen = api_tally(outcomes)
+    stored = Vote.objects.filter(poll=poll).count()
+    counter = Option.objects.get(pk=soup).votes
+    print(
+        f"\n[identical ballots, API, {'multiple' if multiple else 'single'}-vote poll] "
+        f"{SIMULTANEOUS} requests: responses={dict(seen)} rows={stored} counter={counter}"
+    )
+    assert seen == {(201, ""): 1, (409, "already_voted"): SIMULTANEOUS - 1}
+    assert stored == 1
+    assert counter == 1
+    assert services.results_for(poll=Poll.objects.for_listing().get(pk=poll.pk)).total_votes == 1
+
+
+def test_simultaneous_ballots_naming_options_in_opposite_orders_store_one_ballot_each(
+    make_poll: Callable[..., Poll],
+    make_user: Callable[..., Any],
+    slow_rows: Callable[[str, str], None],
+) -> None:
+    """Each user sends [a, b] and [b, a] at once: one ballot is stored, the other is refused.
+
+    The refused ballot must be AlreadyVoted (409), never a database error such as a deadlock,
+    which the API would turn into a 500.
+    """
+    poll = make_poll(options=("Pizza", "Soup", "Salad"), allow_multiple_votes=True)
+    pizza, soup, salad = option_ids(poll)
+    voters = [make_user() for _ in range(10)]
+    slow_rows("django_polls_vote", "INSERT")
+    tasks = [
+        vote_via_service(poll.pk, voter, ballot)
+        for voter in voters
+        for ballot in ([pizza, soup], [soup, pizza])
+    ]
+
+    outcomes = run_together(tasks)
+
+    seen = tally(outcomes)
+    print(
+        f"\n[opposite-order ballots] {len(voters)} users x 2 threads: outcomes={dict(seen)} "
+        f"rows={rows(poll)} counters={counters(poll)}"
+    )
+    assert seen == {"ok": len(voters), "AlreadyVoted": len(voters)}, [
+        repr(outcome.error)[:200] for outcome in outcomes if outcome.error is not None
+    ][:3]
+    for voter in voters:
+        assert services.votes_of(poll_id=poll.pk, voter=voter) == sorted([pizza, soup])
+    assert counters(poll) == rows(poll) == {pizza: len(voters), soup: len(voters), salad: 0}
+
+
+def test_ballots_and_retractions_by_different_users_all_succeed(
+    make_poll: Callable[..., Poll], make_user: Callable[..., Any]
+) -> None:
+    """Different users never clash: every one of these requests must succeed.
+
+    Each user, in a thread of their own and round after round, votes for a few options one by
+    one and then retracts them all, so the transactions update overlapping sets of counter rows
+    in varying orders. None may fail with a database error such as a deadlock (a 500 through the
+    API), and the counters end equal to the rows.
+    """
+    poll = make_poll(options=("A", "B", "C", "D", "E"), allow_multiple_votes=True)
+    options = option_ids(poll)
+    users = [make_user() for _ in range(20)]
+    rounds = 5
+    failures: list[str] = []
+    done = collections.Counter[str]()
+    lock = threading.Lock()
+    # A deadlock costs deadlock_timeout (1 s) to detect; stop everyone at the first failure.
+    failed = threading.Event()
+
+    def take_turns(offset: int, user: Any) -> Callable[[], None]:
+        def run() -> None:
+            for turn in range(rounds):
+                if failed.is_set():
+                    return
+                chosen = [options[(offset + turn + step) % len(options)] for step in range(3)]
+                try:
+                    for option in chosen:
+                        services.cast_vote(poll_id=poll.pk, voter=user, option_ids=[option])
+                    removed = services.retract_votes(poll_id=poll.pk, voter=user)
+                except Exception as exc:
+                    failures.append(repr(exc)[:300])
+                    failed.set()
+                    return
+                assert removed == sorted(chosen)
+                with lock:
+                    done["rounds"] += 1
+
+        return run
+
+    outcomes = run_together([take_turns(offset, user) for offset, user in enumerate(users)])
+
+    print(
+        f"\n[ballots and retractions, different users] {len(users)} threads x {rounds} rounds "
+        f"(3 votes + 1 retraction each): completed={done['rounds']} failed={len(failures)} "
+        f"rows={rows(poll)} counters={counters(poll)}"
+    )
+    assert failures == []
+    assert tally(outcomes) == {"ok": len(users)}
+    assert done["rounds"] == len(users) * rounds
+    assert rows(poll) == counters(poll) == dict.fromkeys(options, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Many users at once
+
+
+def test_200_users_voting_at_once_are_all_counted(
+    make_poll: Callable[..., Poll], make_user: Callable[..., Any]
+) -> None:
+    poll = make_poll(options=("North", "East", "South", "West"))
+    options = option_ids(poll)
+    voters = [make_user() for _ in range(200)]
+    ballots = [(voter, [options[index % len(options)]]) for index, voter in enumerate(voters)]
+
+    def vote_for(share: Sequence[tuple[Any, list[int]]]) -> Callable[[], list[Outcome]]:
+        def vote() -> list[Outcome]:
+            done = []
+            for voter, ballot in share:
+                try:
+                    done.append(Outcome(value=vote_via_service(poll.pk, voter, ballot)()))
+                except Exception as exc:
+                    done.append(Outcome(error=exc))
+            return done
+
+        return vote
+
+    outcomes = run_together(
+        [vote_for(ballots[start::SIMULTANEOUS]) for start in range(SIMULTANEOUS)]
+    )
+
+    assert tally(outcomes) == {"ok": SIMULTANEOUS}
+    seen = tally([ballot for outcome in outcomes for ballot in outcome.value])
+    results = services.results_for(poll=Poll.objects.for_listing().get(pk=poll.pk))
+    print(
+        f"\n[200 users] {SIMULTANEOUS} threads: outcomes={dict(seen)} counters={counters(poll)} "
+        f"rows={rows(poll)} total={results.total_votes}"
+    )
+    assert seen == {"ok": 200}
+    assert counters(poll) == dict.fromkeys(options, 50)
+    assert rows(poll) == counters(poll)
+    assert results.total_votes == 200
+    assert services.find_drift(poll_ids=[poll.pk]) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Votes and retractions racing each other
+
+
+@dataclasses.dataclass
+class Ledger:
+    """What the callers were told: acknowledged selections and retractions, per option."""
+
+    cast: collections.Counter[int] = dataclasses.field(default_factory=collections.Counter)
+    retracted: collections.Counter[int] = dataclasses.field(default_factory=collections.Counter)
+    outcomes: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    unexpected: list[str] = dataclasses.field(default_factory=list)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+
+@pytest.mark.parametrize("multiple", [False, True], ids=["single-vote", "multiple-vote"])
+def test_votes_and_retractions_racing_keep_every_counter_equal_to_its_rows(
+    make_poll: Callable[..., Poll], make_user: Callable[..., Any], multiple: bool
+) -> None:
+    """Each user has voting and retracting threads running at once, round after round.
+
+    Acceptable outcomes are success, AlreadyVoted and NotVoted; at the end, and at every moment
+    in between, each counter equals its vote rows, and the rows equal what the callers were told
+    (acknowledged selections minus the options that retractions reported).
+    """
+    poll = make_poll(options=("A", "B", "C", "D"), allow_multiple_votes=multiple)
+    options = option_ids(poll)
+    users = [make_user() for _ in range(8)]
+    rounds = 30
+    ledger = Ledger()
+
+    def record(kind: str, cast: Sequence[int] = (), retracted: Sequence[int] = ()) -> None:
+        with ledger.lock:
+            ledger.outcomes[kind] += 1
+            ledger.cast.update(cast)
+            ledger.retracted.update(retracted)
+
+    def voter(user: Any, choices: Sequence[int]) -> Callable[[], None]:
+        def run() -> None:
+            for option in itertools.islice(itertools.cycle(choices), rounds):
+                try:
+                    receipt = services.cast_vote(poll_id=poll.pk, voter=user, option_ids=[option])
+                except services.AlreadyVoted:
+                    record("AlreadyVoted")
+                except Exception as exc:
+                    ledger.unexpected.append(f"cast: {exc!r}"[:300])
+                else:
+                    record("cast", cast=receipt.options)
+
+        return run
+
+    def retractor(user: Any) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(rounds):
+                try:
+                    removed = services.retract_votes(poll_id=poll.pk, voter=user)
+                except services.NotVoted:
+                    record("NotVoted")
+                except Exception as exc:
+                    ledger.unexpected.append(f"retract: {exc!r}"[:300])
+                else:
+                    record("retracted", retracted=removed)
+
+        return run
+
+    # Per user: two voting threads on different options (two ballots in flight) and a retractor.
+    tasks = [
+        task
+        for user in users
+        for task in (voter(user, options[:2]), voter(user, options[2:]), retractor(user))
+    ]
+
+    # A committed state never shows a counter that disagrees with its rows: both change in one
+    # transaction, and find_drift reads both in one statement (one snapshot).
+    stop = threading.Event()
+    drift_seen: list[services.Drift] = []
+    lowest: list[int] = []
+
+    def sample() -> None:
+        try:
+            while not stop.is_set():
+                drift_seen.extend(services.find_drift(poll_ids=[poll.pk]))
+                lowest.append(Option.objects.filter(poll=poll).aggregate(m=Min("votes"))["m"])
+        finally:
+            connection.close()
+
+    sampler = threading.Thread(target=sample, name="polls-test-sampler")
+    sampler.start()
+    try:
+        outcomes = run_together(tasks)
+    finally:
+        stop.set()
+        sampler.join(JOIN_TIMEOUT)
+
+    told = {option: ledger.cast[option] - ledger.retracted[option] for option in options}
+    stored, counted = rows(poll), counters(poll)
+    print(
+        f"\n[vote/retract race, {'multiple' if multiple else 'single'}-vote poll] "
+        f"{len(tasks)} threads x {rounds} rounds, {len(users)} users: "
+        f"outcomes={dict(ledger.outcomes)} unexpected={len(ledger.unexpected)} "
+        f"told={told} rows={stored} counters={counted} "
+        f"samples={len(lowest)} drifting-samples={len(drift_seen)} lowest-counter={min(lowest)}"
+    )
+    assert tally(outcomes) == {"ok": len(tasks)}
+    assert ledger.unexpected == []
+    assert ledger.outcomes["cast"] > 0
+    assert ledger.outcomes["retracted"] > 0
+    assert min(lowest) >= 0
+    assert counted == stored, "a counter differs from its vote rows"
+    assert stored == told, "the vote rows differ from what the callers were told"
+    assert drift_seen == []
+    if not multiple:
+        for user in users:
+            assert Vote.objects.filter(poll=poll, voter=user).count() <= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Closing racing votes
+
+
+def test_close_racing_votes_accepts_no_vote_after_the_close(
+    make_poll: Callable[..., Poll], make_user: Callable[..., Any]
+) -> None:
+    """Voters keep voting (one option after another) while the owner closes the poll.
+
+    Every acknowledged vote is stored and counted, no stored vote is dated after the poll's
+    closed_at, and the close takes effect while the voters are still at it: votes after it are
+    refused with PollClosed rather than the close waiting for the voting to stop.
+    """
+    poll = make_poll(options=[f"Option {n}" for n in range(20)], allow_multiple_votes=True)
+    options = option_ids(poll)
+    voters = [make_user() for _ in range(POOL - 1)]
+    receipts: list[tuple[Any, services.Receipt]] = []
+    refused: list[Any] = []
+    unexpected: list[str] = []
+    close_timing: list[float] = []
+    lock = threading.Lock()
+    enough = threading.Event()
+
+    def vote(user: Any) -> Callable[[], None]:
+        def run() -> None:
+            for option in options:
+                try:
+                    receipt = services.cast_vote(poll_id=poll.pk, voter=user, option_ids=[option])
+                except services.PollClosed:
+                    with lock:
+                        refused.append(user)
+                    return
+                except Exception as exc:
+                    unexpected.append(repr(exc)[:300])
+                    return
+                with lock:
+                    receipts.append((user, receipt))
+                    if len(receipts) >= 100:
+                        enough.set()
+
+        return run
+
+    def close() -> None:
+        # Close mid-stream: after some votes were acknowledged, with more in flight.
+        enough.wait(JOIN_TIMEOUT)
+        with lock:
+            acknowledged_before = len(receipts)
+        started = time.monotonic()
+        services.close_poll(poll=Poll.objects.get(pk=poll.pk))
+        close_timing.extend([time.monotonic() - started, acknowledged_before])
+
+    outcomes = run_together([close, *(vote(user) for user in voters)])
+
+    poll.refresh_from_db()
+    assert poll.closed_at is not None
+    stored = list(Vote.objects.filter(poll=poll).values_list("voter_id", "option_id", "created_at"))
+    late = [
+        created_at - poll.closed_at for _, _, created_at in stored if created_at > poll.closed_at
+    ]
+    seconds, acknowledged_before = close_timing
+    print(
+        f"\n[close racing votes] {len(voters)} voters + 1 closer: acknowledged={len(receipts)} "
+        f"(before the close request: {acknowledged_before:.0f}) rows={len(stored)} "
+        f"counter-total={sum(counters(poll).values())} refused={len(refused)} "
+        f"unexpected={len(unexpected)} close-took={seconds:.3f}s "
+        f"rows-dated-after-closed_at={len(late)}" + (f" (up to {max(late)} after)" if late else "")
+    )
+    assert tally(outcomes) == {"ok": len(voters) + 1}
+    assert unexpected == []
+    assert receipts, "the close came before any vote: the race did not happen"
+    assert sorted((user.pk, receipt.options[0]) for user, receipt in receipts) == sorted(
+        (voter_id, option_id) for voter_id, option_id, _ in stored
+    )
+    assert counters(poll) == rows(poll)
+    assert sum(counters(poll).values()) == len(receipts)
+    assert late == [], "votes were stored with a time after the poll's closed_at"
+    assert all(receipt.created_at <= poll.closed_at for _, receipt in receipts)
+    # The close came when each voter had cast a handful of their 20 votes; taking effect at once,
+    # it refuses the rest. A close that waits for a gap in the stream of ballots (writer
+    # starvation) lets nearly everyone finish instead.
+    assert len(refused) > len(voters) // 2, "the close waited until the voting stopped"

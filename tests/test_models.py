@@ -1,0 +1,378 @@
+"""The database itself holds the voting rules, and the models' small queries and properties.
+
+The integrity tests bypass :mod:`django_polls.services` and write rows directly, as a bug, a data
+migration or a hand-written SQL fix would: the database must refuse what the services would. They
+run on SQLite (triggers) and on PostgreSQL (composite foreign keys).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from django_polls import services
+from django_polls.models import Option, Poll, Vote
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def single(make_poll: Callable[..., Poll]) -> Poll:
+    return make_poll(title="Single", options=("Pizza", "Soup", "Salad"))
+
+
+@pytest.fixture
+def multiple(make_poll: Callable[..., Poll]) -> Poll:
+    return make_poll(title="Multiple", options=("Red", "Green", "Blue"), allow_multiple_votes=True)
+
+
+def options_of(poll: Poll) -> list[Option]:
+    return list(poll.options.order_by("order"))
+
+
+def add_vote(poll: Poll, option: Option, voter: Any, **fields: Any) -> Vote:
+    """A vote row written straight to the database, as the services would write it."""
+    fields.setdefault("poll_allows_multiple", poll.allow_multiple_votes)
+    return Vote.objects.create(poll=poll, option=option, voter=voter, **fields)
+
+
+# ---------------------------------------------------------------------------------------------
+# One vote per option, one vote per single-vote poll
+
+
+def test_a_second_row_for_the_same_poll_voter_and_option_is_refused(
+    multiple: Poll, alice: Any
+) -> None:
+    red = options_of(multiple)[0]
+    add_vote(multiple, red, alice)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        add_vote(multiple, red, alice)
+
+    assert Vote.objects.filter(poll=multiple, voter=alice).count() == 1
+
+
+def test_a_second_row_for_the_same_voter_on_a_single_vote_poll_is_refused(
+    single: Poll, alice: Any
+) -> None:
+    pizza, soup, _ = options_of(single)
+    add_vote(single, pizza, alice)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        add_vote(single, soup, alice)
+
+    assert list(Vote.objects.filter(voter=alice).values_list("option", flat=True)) == [pizza.pk]
+
+
+def test_on_a_multiple_vote_poll_one_voter_may_have_rows_for_different_options(
+    multiple: Poll, alice: Any
+) -> None:
+    red, green, blue = options_of(multiple)
+
+    for option in (red, green, blue):
+        add_vote(multiple, option, alice)
+
+    assert Vote.objects.filter(poll=multiple, voter=alice).count() == 3
+
+
+def test_different_voters_may_choose_the_same_option_of_a_single_vote_poll(
+    single: Poll, alice: Any, bob: Any
+) -> None:
+    pizza = options_of(single)[0]
+
+    add_vote(single, pizza, alice)
+    add_vote(single, pizza, bob)
+
+    assert Vote.objects.filter(option=pizza).count() == 2
+
+
+def test_deleting_a_voter_keeps_their_votes_anonymously(
+    single: Poll, make_user: Callable[..., Any]
+) -> None:
+    """Two deleted accounts' votes on one single-vote poll both stay (NULL voters never clash)."""
+    pizza, soup, _ = options_of(single)
+    first, second = make_user(), make_user()
+    services.cast_vote(poll_id=single.pk, voter=first, option_ids=[pizza.pk])
+    services.cast_vote(poll_id=single.pk, voter=second, option_ids=[soup.pk])
+
+    first.delete()
+    second.delete()
+
+    assert list(Vote.objects.filter(poll=single).values_list("voter", flat=True)) == [None, None]
+    assert Poll.objects.get(pk=single.pk).total_votes == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# A vote matches its poll
+
+
+def test_a_vote_for_an_option_of_another_poll_is_refused(
+    single: Poll, multiple: Poll, alice: Any
+) -> None:
+    foreign = options_of(multiple)[0]
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        add_vote(single, foreign, alice)
+
+    assert not Vote.objects.exists()
+
+
+def test_moving_a_vote_to_an_option_of_another_poll_is_refused(
+    single: Poll, multiple: Poll, alice: Any
+) -> None:
+    vote = add_vote(single, options_of(single)[0], alice)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Vote.objects.filter(pk=vote.pk).update(option=options_of(multiple)[1])
+
+    assert Vote.objects.get(pk=vote.pk).option_id == options_of(single)[0].pk
+
+
+def test_moving_an_option_with_votes_to_another_poll_is_refused(
+    single: Poll, multiple: Poll, alice: Any
+) -> None:
+    pizza, _, salad = options_of(single)
+    add_vote(single, pizza, alice)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Option.objects.filter(pk=pizza.pk).update(poll=multiple, order=99)
+
+    assert Option.objects.get(pk=pizza.pk).poll_id == single.pk
+    # The same move of an option nobody chose is allowed: it was the vote that stood in the way.
+    Option.objects.filter(pk=salad.pk).update(poll=multiple, order=98)
+    assert Option.objects.get(pk=salad.pk).poll_id == multiple.pk
+
+
+@pytest.mark.parametrize("flag_on_vote", [True, False], ids=["says-multiple", "says-single"])
+def test_a_vote_whose_copy_of_the_vote_mode_disagrees_with_its_poll_is_refused(
+    single: Poll, multiple: Poll, alice: Any, flag_on_vote: bool
+) -> None:
+    poll = multiple if not flag_on_vote else single
+    option = options_of(poll)[0]
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        add_vote(poll, option, alice, poll_allows_multiple=flag_on_vote)
+
+    assert not Vote.objects.exists()
+
+
+def test_a_single_vote_poll_cannot_be_dodged_by_a_vote_claiming_multiple(
+    single: Poll, alice: Any
+) -> None:
+    """The partial unique index only covers rows flagged single: the flag must be the poll's."""
+    pizza, soup, _ = options_of(single)
+    add_vote(single, pizza, alice)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        add_vote(single, soup, alice, poll_allows_multiple=True)
+
+    assert Vote.objects.filter(voter=alice).count() == 1
+
+
+@pytest.mark.parametrize("allow_multiple", [False, True], ids=["to-multiple", "to-single"])
+def test_switching_the_vote_mode_of_a_poll_with_votes_is_refused(
+    make_poll: Callable[..., Poll], alice: Any, allow_multiple: bool
+) -> None:
+    poll = make_poll(allow_multiple_votes=allow_multiple)
+    add_vote(poll, options_of(poll)[0], alice)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Poll.objects.filter(pk=poll.pk).update(allow_multiple_votes=not allow_multiple)
+
+    assert Poll.objects.get(pk=poll.pk).allow_multiple_votes is allow_multiple
+
+
+def test_switching_the_vote_mode_of_a_poll_without_votes_is_fine(single: Poll) -> None:
+    Poll.objects.filter(pk=single.pk).update(allow_multiple_votes=True)
+
+    assert Poll.objects.get(pk=single.pk).allow_multiple_votes is True
+
+
+def test_switching_the_vote_mode_with_a_raw_sql_update_is_refused(single: Poll, alice: Any) -> None:
+    add_vote(single, options_of(single)[0], alice)
+    table = connection.ops.quote_name(Poll._meta.db_table)
+
+    with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET allow_multiple_votes = %s WHERE id = %s", [True, single.pk]
+        )
+
+    assert Poll.objects.get(pk=single.pk).allow_multiple_votes is False
+
+
+# ---------------------------------------------------------------------------------------------
+# Counters and option texts
+
+
+def test_a_negative_vote_counter_is_refused(single: Poll) -> None:
+    pizza = options_of(single)[0]
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Option.objects.filter(pk=pizza.pk).update(votes=F("votes") - 1)
+
+    assert Option.objects.get(pk=pizza.pk).votes == 0
+
+
+def test_a_negative_vote_counter_set_outright_is_refused(single: Poll) -> None:
+    pizza = options_of(single)[0]
+    Option.objects.filter(pk=pizza.pk).update(votes=3)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Option.objects.filter(pk=pizza.pk).update(votes=-1)
+
+    assert Option.objects.get(pk=pizza.pk).votes == 3
+
+
+@pytest.mark.parametrize("text", ["pizza", "PIZZA", "Pizza", "pIzZa"])
+def test_two_options_of_one_poll_may_not_differ_only_in_case(single: Poll, text: str) -> None:
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Option.objects.create(poll=single, text=text, order=10)
+
+    assert single.options.count() == 3
+
+
+def test_the_same_option_text_in_different_polls_is_fine(single: Poll, multiple: Poll) -> None:
+    Option.objects.create(poll=multiple, text="PIZZA", order=10)
+
+    assert Option.objects.filter(text__iexact="pizza").count() == 2
+
+
+def test_two_options_of_one_poll_may_not_share_a_position(single: Poll) -> None:
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Option.objects.create(poll=single, text="Curry", order=0)
+
+    assert single.options.count() == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Model behaviour
+
+
+def expire(poll: Poll, *, ago: timedelta = timedelta(minutes=1)) -> None:
+    """Let the poll's expiry pass (the services refuse a past expiry, so write it directly)."""
+    Poll.objects.filter(pk=poll.pk).update(expires_at=timezone.now() - ago)
+    poll.refresh_from_db()
+
+
+def test_a_new_poll_is_active(make_poll: Callable[..., Poll]) -> None:
+    assert make_poll().is_active is True
+    assert make_poll(expires_at=timezone.now() + timedelta(hours=1)).is_active is True
+
+
+def test_a_closed_poll_is_not_active(make_poll: Callable[..., Poll]) -> None:
+    poll = make_poll(expires_at=timezone.now() + timedelta(hours=1))
+
+    services.close_poll(poll=poll)
+
+    assert poll.is_active is False
+    assert Poll.objects.get(pk=poll.pk).is_active is False
+
+
+def test_an_expired_poll_is_not_active(make_poll: Callable[..., Poll]) -> None:
+    poll = make_poll(expires_at=timezone.now() + timedelta(hours=1))
+
+    expire(poll)
+
+    assert poll.is_active is False
+
+
+@pytest.fixture
+def polls_in_every_state(make_poll: Callable[..., Poll]) -> dict[str, Poll]:
+    soon = timezone.now() + timedelta(hours=1)
+    polls = {
+        "open": make_poll(title="Open"),
+        "expiring": make_poll(title="Expiring", expires_at=soon),
+        "closed": make_poll(title="Closed"),
+        "expired": make_poll(title="Expired", expires_at=soon),
+    }
+    services.close_poll(poll=polls["closed"])
+    expire(polls["expired"])
+    return polls
+
+
+def titles(polls: Any) -> set[str]:
+    return {poll.title for poll in polls}
+
+
+def test_open_lists_polls_that_take_votes(polls_in_every_state: dict[str, Poll]) -> None:
+    assert titles(Poll.objects.open()) == {"Open", "Expiring"}
+
+
+def test_finished_lists_closed_and_expired_polls(polls_in_every_state: dict[str, Poll]) -> None:
+    assert titles(Poll.objects.finished()) == {"Closed", "Expired"}
+
+
+def test_open_and_finished_at_a_later_time_count_the_expiry_then(
+    polls_in_every_state: dict[str, Poll],
+) -> None:
+    later = timezone.now() + timedelta(hours=2)
+
+    assert titles(Poll.objects.open(at=later)) == {"Open"}
+    assert titles(Poll.objects.finished(at=later)) == {"Expiring", "Closed", "Expired"}
+
+
+def test_a_poll_expiring_exactly_now_is_finished(make_poll: Callable[..., Poll]) -> None:
+    poll = make_poll(expires_at=timezone.now() + timedelta(hours=1))
+    assert poll.expires_at is not None
+
+    assert not Poll.objects.open(at=poll.expires_at).exists()
+    assert Poll.objects.finished(at=poll.expires_at).get() == poll
+
+
+def test_search_matches_title_and_description_ignoring_case(
+    make_poll: Callable[..., Poll],
+) -> None:
+    make_poll(title="Best LUNCH spot")
+    make_poll(title="Weekend plans", description="Somewhere for lunch on Sunday?")
+    make_poll(title="Team offsite", description="Dinner only")
+
+    assert titles(Poll.objects.search("lunch")) == {"Best LUNCH spot", "Weekend plans"}
+    assert titles(Poll.objects.search("OFFSITE")) == {"Team offsite"}
+    assert not Poll.objects.search("breakfast").exists()
+
+
+def test_search_combines_with_open(polls_in_every_state: dict[str, Poll]) -> None:
+    assert titles(Poll.objects.open().search("exp")) == {"Expiring"}
+
+
+def test_total_votes_counts_every_selection(multiple: Poll, alice: Any, bob: Any) -> None:
+    red, green, blue = options_of(multiple)
+    services.cast_vote(poll_id=multiple.pk, voter=alice, option_ids=[red.pk, green.pk, blue.pk])
+    services.cast_vote(poll_id=multiple.pk, voter=bob, option_ids=[green.pk])
+
+    assert Poll.objects.get(pk=multiple.pk).total_votes == 4
+
+
+def test_total_votes_of_a_poll_without_votes_is_zero(single: Poll) -> None:
+    assert single.total_votes == 0
+
+
+def test_polls_are_listed_newest_first_with_ties_broken_by_higher_id(
+    make_poll: Callable[..., Poll],
+) -> None:
+    first, second, third = (make_poll(title=title) for title in ("First", "Second", "Third"))
+    Poll.objects.filter(pk__in=[first.pk, second.pk]).update(created_at=timezone.now())
+    Poll.objects.filter(pk=third.pk).update(created_at=timezone.now() - timedelta(days=1))
+
+    assert list(Poll.objects.all()) == [second, first, third]
+
+
+def test_options_are_kept_in_creation_order(make_poll: Callable[..., Poll]) -> None:
+    poll = make_poll(options=("Zebra", "apple", "Mango"))
+
+    assert [option.text for option in Poll.objects.for_listing().get(pk=poll.pk).options.all()] == [
+        "Zebra",
+        "apple",
+        "Mango",
+    ]
+
+
+def test_str_shows_the_poll_title_and_option_text(single: Poll) -> None:
+    assert str(single) == "Single"
+    assert [str(option) for option in options_of(single)] == ["Pizza", "Soup", "Salad"]
