@@ -746,7 +746,10 @@ def test_sending_options_replaces_the_list_with_new_options(make_poll, alice, cl
     assert not Option.objects.filter(pk__in=old_ids).exists()
 
 
-def test_sending_the_same_options_keeps_their_ids(make_poll, alice, client_for):
+def test_options_in_an_update_replace_the_list_even_when_the_texts_are_the_same(
+    make_poll, alice, client_for
+):
+    # The contract: "options in an update replaces the list (new ids)".
     poll = make_poll(created_by=alice)
     ids = option_ids(poll)
 
@@ -755,8 +758,26 @@ def test_sending_the_same_options_keeps_their_ids(make_poll, alice, client_for):
     )
 
     assert response.status_code == 200, response.content
+    assert [option["text"] for option in response.json()["options"]] == ["Pizza", "Soup"]
+    new_ids = [option["id"] for option in response.json()["options"]]
+    assert set(new_ids).isdisjoint(ids)
+    assert option_ids(poll) == new_ids
+
+
+def test_unchanged_options_on_a_poll_with_votes_keep_their_ids_and_votes(
+    make_poll, alice, bob, client_for
+):
+    poll = make_poll(created_by=alice)
+    ids = option_ids(poll)
+    services.cast_vote(poll_id=poll.pk, voter=bob, option_ids=[ids[0]])
+
+    response = client_for(alice).patch(
+        poll_url(poll.pk), {"options": option_payload("Pizza", "Soup")}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
     assert [option["id"] for option in response.json()["options"]] == ids
-    assert option_ids(poll) == ids
+    assert response.json()["total_votes"] == 1
 
 
 BAD_UPDATES = {

@@ -7,23 +7,22 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.urls import reverse
 from django.utils import timezone
 
 from django_polls import services
 from django_polls.models import Poll
 
 
-def results_url(poll_id: int) -> str:
-    return reverse("django_polls:poll-results", args=[poll_id])
+def results_url(poll_id: int | str) -> str:
+    return f"/api/v1/polls/{poll_id}/results/"
 
 
-def vote_url(poll_id: int) -> str:
-    return reverse("django_polls:poll-vote", args=[poll_id])
+def vote_url(poll_id: int | str) -> str:
+    return f"/api/v1/polls/{poll_id}/vote/"
 
 
-def detail_url(poll_id: int) -> str:
-    return reverse("django_polls:poll-detail", args=[poll_id])
+def detail_url(poll_id: int | str) -> str:
+    return f"/api/v1/polls/{poll_id}/"
 
 
 def option_ids(poll: Poll) -> list[int]:
@@ -180,7 +179,11 @@ def test_results_are_public_and_the_same_for_everyone(make_poll, make_user, alic
     assert anonymous.json() == signed_in.json()
 
 
-@pytest.mark.parametrize("poll_id", [987_654_321, 2**63 - 1, 10**30], ids=["unused", "max", "huge"])
+@pytest.mark.parametrize(
+    "poll_id",
+    [987_654_321, 2**63 - 1, 10**30, "1" * 5000],
+    ids=["unused", "max", "huge", "5000 digits"],
+)
 def test_results_of_a_missing_poll_are_404(db, anon, poll_id):
     response = anon.get(results_url(poll_id))
 

@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework.test import APIClient
@@ -21,11 +20,12 @@ MISSING_POLL_IDS = {
     "an unused id": MISSING_POLL_ID,
     "the largest id": 2**63 - 1,
     "a huge id": 10**30,
+    "a 5000-digit id": "1" * 5000,
 }
 
 
-def vote_url(poll_id: int) -> str:
-    return reverse("django_polls:poll-vote", args=[poll_id])
+def vote_url(poll_id: int | str) -> str:
+    return f"/api/v1/polls/{poll_id}/vote/"
 
 
 def option_ids(poll: Poll) -> list[int]:

@@ -9,6 +9,7 @@ from rest_framework.exceptions import ErrorDetail
 from rest_framework.settings import api_settings
 
 from django_polls import services
+from django_polls.conf import polls_settings
 from django_polls.models import Option, Poll
 
 # The largest id a BIGINT primary key can hold; anything larger is simply not an option.
@@ -141,6 +142,9 @@ class BallotSerializer(FlatOptionErrorsMixin, serializers.Serializer[dict[str, A
     )
 
     def validate_options(self, value: list[int]) -> list[int]:
+        limit = polls_settings.MAX_OPTIONS
+        if len(value) > limit:
+            raise serializers.ValidationError(f"A ballot names at most {limit} options.")
         if len(set(value)) != len(value):
             raise serializers.ValidationError("Option ids must not repeat.")
         return value

@@ -35,10 +35,8 @@ from django_polls.conf import polls_settings
 from django_polls.models import Option, Poll, Vote
 
 if TYPE_CHECKING:
-    from django.contrib.auth.base_user import AbstractBaseUser
-    from django.contrib.auth.models import AnonymousUser
-
-    User = AbstractBaseUser | AnonymousUser
+    # To the type checker, the site's user model (AUTH_USER_MODEL); nothing is imported at run time.
+    from django.contrib.auth.models import User
 
 
 class _Unchanged:
@@ -156,6 +154,9 @@ def clean_description(description: str) -> str:
     return description
 
 
+DUPLICATE_OPTIONS = "Option texts must be unique within a poll."
+
+
 def clean_option_texts(texts: Sequence[str]) -> list[str]:
     """Trimmed texts, MIN_OPTIONS to MAX_OPTIONS of them, non-blank, unique ignoring case."""
     low, high = polls_settings.MIN_OPTIONS, polls_settings.MAX_OPTIONS
@@ -171,7 +172,7 @@ def clean_option_texts(texts: Sequence[str]) -> list[str]:
         )
     folded = [text.casefold() for text in cleaned]
     if len(set(folded)) != len(folded):
-        raise InvalidInput({"options": ["Option texts must be unique within a poll."]})
+        raise InvalidInput({"options": [DUPLICATE_OPTIONS]})
     return cleaned
 
 
@@ -185,7 +186,7 @@ def clean_expiry(expires_at: datetime | None, *, current: datetime | None = None
 
 def create_poll(
     *,
-    created_by: Any,
+    created_by: User,
     title: str,
     options: Sequence[str],
     description: str = "",
@@ -206,7 +207,8 @@ def create_poll(
         )
         _add_options(poll, texts)
         transaction.on_commit(
-            lambda: signals.poll_created.send(sender=Poll, poll=poll, created_by=created_by)
+            lambda: signals.poll_created.send(sender=Poll, poll=poll, created_by=created_by),
+            robust=True,
         )
     return poll
 
@@ -220,7 +222,11 @@ def update_poll(
     allow_multiple_votes: Any = UNCHANGED,
     options: Any = UNCHANGED,
 ) -> Poll:
-    """Change the given fields. Options and the vote mode are frozen once the poll has votes."""
+    """Change the given fields. Options and the vote mode are frozen once the poll has votes.
+
+    ``options`` replaces the list (new ids) on a poll without votes; on a poll with votes the
+    same texts in the same order are accepted as unchanged and anything else is refused.
+    """
     changes: dict[str, Any] = {}
     if title is not UNCHANGED:
         changes["title"] = clean_title(title)
@@ -232,19 +238,24 @@ def update_poll(
         if expires_at is not UNCHANGED:
             clean_expiry(expires_at, current=locked.expires_at)
             changes["expires_at"] = expires_at
-        current_texts = list(locked.options.values_list("text", flat=True))
-        replace_options = texts is not None and texts != current_texts
         if allow_multiple_votes is not UNCHANGED:
             changes["allow_multiple_votes"] = allow_multiple_votes
-        mode_changes = changes.get("allow_multiple_votes", locked.allow_multiple_votes) != (
-            locked.allow_multiple_votes
+        mode_changes = (
+            changes["allow_multiple_votes"] != locked.allow_multiple_votes
+            if ("allow_multiple_votes" in changes)
+            else False
         )
-        if (replace_options or mode_changes) and Vote.objects.filter(poll=locked).exists():
-            raise PollHasVotes()
+        has_votes = (texts is not None or mode_changes) and Vote.objects.filter(
+            poll=locked
+        ).exists()
+        if has_votes:
+            current_texts = list(locked.options.values_list("text", flat=True))
+            if mode_changes or (texts is not None and texts != current_texts):
+                raise PollHasVotes()
         changed = {k: v for k, v in changes.items() if getattr(locked, k) != v}
         if changed:
             Poll.objects.filter(pk=locked.pk).update(**changed)
-        if replace_options and texts is not None:
+        if texts is not None and not has_votes:
             locked.options.all().delete()
             _add_options(locked, texts)
     locked.refresh_from_db()
@@ -258,7 +269,9 @@ def close_poll(*, poll: Poll) -> Poll:
         if locked.closed_at is None:
             # Stamped once the ballots in flight have committed, so none is dated after it.
             Poll.objects.filter(pk=poll.pk).update(closed_at=timezone.now())
-            transaction.on_commit(lambda: signals.poll_closed.send(sender=Poll, poll=poll))
+            transaction.on_commit(
+                lambda: signals.poll_closed.send(sender=Poll, poll=poll), robust=True
+            )
     poll.refresh_from_db(fields=["closed_at"])
     return poll
 
@@ -271,16 +284,24 @@ def delete_poll(*, poll: Poll) -> None:
 
 
 def _add_options(poll: Poll, texts: Iterable[str]) -> None:
-    Option.objects.bulk_create(
-        Option(poll=poll, text=text, order=index) for index, text in enumerate(texts)
-    )
+    """Create the options. The database compares texts with its own ``lower()``, which folds
+    some letters unlike Python (``"İ"`` and ``"i"``): its verdict is reported like ours."""
+    try:
+        with transaction.atomic():
+            Option.objects.bulk_create(
+                Option(poll=poll, text=text, order=index) for index, text in enumerate(texts)
+            )
+    except IntegrityError as exc:
+        if _is_unique_violation(exc):
+            raise InvalidInput({"options": [DUPLICATE_OPTIONS]}) from exc
+        raise
 
 
 # ---------------------------------------------------------------------------------------------
 # Votes
 
 
-def cast_vote(*, poll_id: int, voter: Any, option_ids: Sequence[int]) -> Receipt:
+def cast_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) -> Receipt:
     """Store one ballot: all of ``option_ids`` or, when any rule says no, nothing.
 
     Raises ``Poll.DoesNotExist``, :class:`InvalidInput` (unknown or foreign option, more than one
@@ -316,7 +337,8 @@ def cast_vote(*, poll_id: int, voter: Any, option_ids: Sequence[int]) -> Receipt
             transaction.on_commit(
                 lambda: signals.vote_cast.send(
                     sender=Poll, poll=poll, voter=voter, option_ids=list(ids)
-                )
+                ),
+                robust=True,
             )
     except IntegrityError as exc:
         if _is_unique_violation(exc):
@@ -325,7 +347,7 @@ def cast_vote(*, poll_id: int, voter: Any, option_ids: Sequence[int]) -> Receipt
     return Receipt(poll=poll.pk, options=ids, created_at=now)
 
 
-def retract_votes(*, poll_id: int, voter: Any) -> list[int]:
+def retract_votes(*, poll_id: int, voter: User) -> list[int]:
     """Remove every vote of ``voter`` on the poll; returns the options that lost a vote."""
     with transaction.atomic():
         poll = _lock_poll(poll_id, exclusive=False)
@@ -347,12 +369,13 @@ def retract_votes(*, poll_id: int, voter: Any) -> list[int]:
         transaction.on_commit(
             lambda: signals.vote_retracted.send(
                 sender=Poll, poll=poll, voter=voter, option_ids=option_ids
-            )
+            ),
+            robust=True,
         )
     return option_ids
 
 
-def votes_of(*, poll_id: int, voter: Any) -> list[int]:
+def votes_of(*, poll_id: int, voter: User) -> list[int]:
     """The option ids the voter chose on the poll (empty when none); Poll.DoesNotExist if none."""
     chosen = list(
         Vote.objects.filter(poll_id=poll_id, voter=voter)
@@ -372,8 +395,12 @@ ADVISORY_LOCK_NAMESPACE = 0x504F4C4C  # "POLL"
 def _lock_poll(poll_id: int, *, exclusive: bool) -> Poll:
     """Read the poll under a shared (ballots) or exclusive (poll changes) lock, in one statement.
 
-    Raises ``Poll.DoesNotExist``. On SQLite, which serialises writers, it is a plain read.
+    Raises ``Poll.DoesNotExist``. SQLite serialises writers on the whole database: a transaction
+    that reads first and writes later cannot wait for the write lock (SQLite refuses at once with
+    "database is locked"), so there the first statement is a write that waits its turn.
     """
+    if connection.vendor == "sqlite":
+        Poll.objects.filter(pk=poll_id).update(id=F("id"))
     if connection.vendor != "postgresql":
         return Poll.objects.get(pk=poll_id)
     table = connection.ops.quote_name(Poll._meta.db_table)

@@ -38,9 +38,12 @@ ORDERINGS = {
     "-expires_at": (F("expires_at").desc(nulls_last=True), F("id").desc()),
 }
 BOOLEAN_VALUES = {"true": True, "false": False}
+MAX_SEARCH_LENGTH = 200
 
 # DRF's viewsets are generic only to type checkers before DRF 3.15.
 if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
     PollViewSetBase = viewsets.ModelViewSet[Poll]
 else:
     PollViewSetBase = viewsets.ModelViewSet
@@ -89,6 +92,15 @@ def with_error_codes(handler: Callable[[Exception, dict[str, Any]], Response | N
     return handle
 
 
+def signed_in(request: Request) -> User:
+    """The request's user, who must be signed in whatever the permission classes allow:
+    polls have creators and votes have voters."""
+    user = request.user
+    if user is None or not user.is_authenticated:
+        raise exceptions.NotAuthenticated()
+    return user
+
+
 @csrf_exempt
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """JSON 404 for any other path under ``polls/`` (non-integer ids included)."""
@@ -99,7 +111,8 @@ class PollViewSet(PollViewSetBase):
     """Polls: list, create, read, update, delete and close; vote, my vote, retract; results."""
 
     serializer_class = PollSerializer
-    lookup_value_regex = "[0-9]+"
+    # Up to 19 digits (a BIGINT); longer ids fall through to the JSON 404 of ``not_found``.
+    lookup_value_regex = "[0-9]{1,19}"
 
     # -- pluggable parts, resolved from DJANGO_POLLS on every request -------------------------
 
@@ -141,15 +154,20 @@ class PollViewSet(PollViewSetBase):
             return polls
         params = self.request.query_params
         if "is_active" in params:
-            wanted = BOOLEAN_VALUES.get(params["is_active"].lower())
+            wanted = BOOLEAN_VALUES.get(params["is_active"])
             if wanted is None:
                 raise exceptions.ValidationError({"is_active": ["Must be true or false."]})
             now = timezone.now()
             polls = polls.open(at=now) if wanted else polls.finished(at=now)
-        if params.get("search"):
-            if "\x00" in params["search"]:
+        search = params.get("search", "").strip()
+        if search:
+            if len(search) > MAX_SEARCH_LENGTH:
+                raise exceptions.ValidationError(
+                    {"search": [f"Ensure this value has at most {MAX_SEARCH_LENGTH} characters."]}
+                )
+            if "\x00" in search:
                 raise exceptions.ValidationError({"search": ["Null characters are not allowed."]})
-            polls = polls.search(params["search"])
+            polls = polls.search(search)
         return polls.order_by(*ORDERINGS.get(params.get("ordering", ""), ()), "-created_at", "-id")
 
     def poll_id(self) -> int:
@@ -178,6 +196,7 @@ class PollViewSet(PollViewSetBase):
 
     @schema.document(responses={201: PollSerializer, **schema.errors(400, 401, 429)})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        signed_in(request)
         return super().create(request, *args, **kwargs)
 
     @schema.document(responses={200: PollSerializer, **schema.errors(404)}, security=[])
@@ -227,11 +246,12 @@ class PollViewSet(PollViewSetBase):
     @action(detail=True, methods=["get", "post", "delete"])
     def vote(self, request: Request, pk: str | None = None) -> Response:
         poll_id = self.poll_id()
+        voter = signed_in(request)
         if request.method == "GET":
-            chosen = services.votes_of(poll_id=poll_id, voter=request.user)
+            chosen = services.votes_of(poll_id=poll_id, voter=voter)
             return Response(MyVoteSerializer({"options": chosen}).data)
         if request.method == "DELETE":
-            services.retract_votes(poll_id=poll_id, voter=request.user)
+            services.retract_votes(poll_id=poll_id, voter=voter)
             return Response(status=status.HTTP_204_NO_CONTENT)
         try:
             ballot = BallotSerializer(data=request.data)
@@ -242,7 +262,7 @@ class PollViewSet(PollViewSetBase):
                 raise exceptions.NotFound() from None
             raise
         receipt = services.cast_vote(
-            poll_id=poll_id, voter=request.user, option_ids=ballot.validated_data["options"]
+            poll_id=poll_id, voter=voter, option_ids=ballot.validated_data["options"]
         )
         return Response(VoteReceiptSerializer(receipt).data, status=status.HTTP_201_CREATED)
 
