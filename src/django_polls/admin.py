@@ -1,10 +1,15 @@
+"""The admin. Every write goes through :mod:`django_polls.services`, like the API's."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.translation import gettext_lazy as _
 
 from django_polls import services
@@ -15,51 +20,175 @@ if TYPE_CHECKING:
     OptionInlineBase = admin.TabularInline[Option, Poll]
     PollAdminBase = admin.ModelAdmin[Poll]
     VoteAdminBase = admin.ModelAdmin[Vote]
+    PollFormBase = forms.ModelForm[Poll]
 else:
     OptionInlineBase = admin.TabularInline
     PollAdminBase = VoteAdminBase = admin.ModelAdmin
+    PollFormBase = forms.ModelForm
+
+FAILED = "_django_polls_admin_failed"
+
+
+class PollAdminForm(PollFormBase):
+    """The poll with its options as one text, one option per line, checked by the services."""
+
+    option_texts = forms.CharField(
+        label=_("options"),
+        widget=forms.Textarea(attrs={"rows": 6}),
+        help_text=_("One option per line, in order. Frozen once the poll has votes."),
+    )
+
+    class Meta:
+        model = Poll
+        fields = ("title", "description", "expires_at", "allow_multiple_votes", "created_by")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        poll = self.instance
+        if poll.pk is None:
+            return
+        texts = poll.options.order_by("order", "id").values_list("text", flat=True)
+        self.fields["option_texts"].initial = "\n".join(texts)
+        if Vote.objects.filter(poll=poll).exists():
+            for name in ("option_texts", "allow_multiple_votes"):
+                self.fields[name].disabled = True
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        for field in ("title", "description", "option_texts", "expires_at"):
+            if field not in data or field in self.errors:
+                continue
+            try:
+                self.check_rule(field, data[field])
+            except services.InvalidInput as exc:
+                for message in exc.errors.values():
+                    self.add_error(field, message)
+        return data
+
+    def check_rule(self, field: str, value: Any) -> None:
+        if field == "title":
+            services.clean_title(value)
+        elif field == "description":
+            services.clean_description(value)
+        elif field == "option_texts":
+            services.clean_option_texts(self.lines(value))
+        else:
+            services.clean_expiry(value, current=self.initial.get("expires_at"))
+
+    @staticmethod
+    def lines(value: str) -> list[str]:
+        return [line for line in value.splitlines() if line.strip()]
+
+    def option_list(self) -> list[str]:
+        return self.lines(self.cleaned_data["option_texts"])
 
 
 class OptionInline(OptionInlineBase):
+    """The options with their counts, read-only: options are edited as text in the poll form."""
+
     model = Option
     extra = 0
-    fields = ("order", "text", "votes")
-    readonly_fields = ("votes",)
+    fields = ("text", "votes")
+    readonly_fields = ("text", "votes")
     ordering = ("order", "id")
+    can_delete = False
 
-    def _has_votes(self, obj: Poll | None) -> bool:
-        return obj is not None and Vote.objects.filter(poll=obj).exists()
-
-    # Once a poll has votes its options are frozen, as in the API.
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return not self._has_votes(obj) and super().has_add_permission(request, obj)
+        return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return not self._has_votes(obj) and super().has_change_permission(request, obj)
+        return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return not self._has_votes(obj) and super().has_delete_permission(request, obj)
+        return False
 
 
 @admin.register(Poll)
 class PollAdmin(PollAdminBase):
+    form = PollAdminForm
     list_display = ("title", "created_by", "created_at", "expires_at", "closed_at", "is_active")
     list_filter = ("allow_multiple_votes", "created_at")
+    list_select_related = ("created_by",)
     search_fields = ("title", "description")
     readonly_fields = ("created_at", "closed_at")
     raw_id_fields = ("created_by",)
     inlines = (OptionInline,)
     actions = ("close_polls",)
 
+    def get_fields(self, request: HttpRequest, obj: Poll | None = None) -> Any:
+        fields = ["title", "description", "option_texts", "allow_multiple_votes", "expires_at"]
+        if obj is None:
+            return [*fields, "created_by"]
+        return [*fields, "created_by", "created_at", "closed_at"]
+
     def get_readonly_fields(self, request: HttpRequest, obj: Poll | None = None) -> Any:
-        fields = tuple(super().get_readonly_fields(request, obj))
-        if obj is not None and Vote.objects.filter(poll=obj).exists():
-            fields += ("allow_multiple_votes",)
-        return fields
+        if obj is None:
+            return ()
+        return ("created_by", "created_at", "closed_at")
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {"created_by": request.user.pk, **super().get_changeform_initial_data(request)}
 
     @admin.display(boolean=True, description=_("active"))
     def is_active(self, poll: Poll) -> bool:
         return poll.is_active
+
+    def save_model(self, request: HttpRequest, obj: Poll, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        try:
+            if change:
+                services.update_poll(
+                    poll=obj,
+                    title=data["title"],
+                    description=data["description"],
+                    expires_at=data["expires_at"],
+                    allow_multiple_votes=data["allow_multiple_votes"],
+                    options=form.option_list()
+                    if "option_texts" in form.changed_data
+                    else services.UNCHANGED,
+                )
+            else:
+                poll = services.create_poll(
+                    created_by=data["created_by"],
+                    title=data["title"],
+                    description=data["description"],
+                    expires_at=data["expires_at"],
+                    allow_multiple_votes=data["allow_multiple_votes"],
+                    options=form.option_list(),
+                )
+                obj.pk = poll.pk
+                obj._state.adding = False
+        except services.PollRuleError as exc:
+            # The form checked everything; this is a vote that landed in between.
+            setattr(request, FAILED, True)
+            self.message_user(request, exc.message, messages.ERROR)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        """Options are written by the services in save_model; the inline only displays them."""
+        for formset in formsets:
+            formset.save(commit=False)  # read-only: records that nothing changed, for the log
+
+    def response_add(self, request: HttpRequest, obj: Poll, *args: Any) -> HttpResponse:
+        if getattr(request, FAILED, False):
+            return HttpResponseRedirect(request.path)
+        return super().response_add(request, obj, *args)
+
+    def response_change(self, request: HttpRequest, obj: Poll) -> HttpResponse:
+        if getattr(request, FAILED, False):
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)
+
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        if getattr(request, FAILED, False):
+            return None
+        return super().log_addition(request, obj, message)
+
+    def delete_model(self, request: HttpRequest, obj: Poll) -> None:
+        services.delete_poll(poll=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Poll]) -> None:
+        for poll in queryset:
+            services.delete_poll(poll=poll)
 
     @admin.action(description=_("Close the selected polls"))
     def close_polls(self, request: HttpRequest, queryset: QuerySet[Poll]) -> None:
@@ -70,12 +199,18 @@ class PollAdmin(PollAdminBase):
 
 @admin.register(Vote)
 class VoteAdmin(VoteAdminBase):
-    """Votes are read-only here: they are written and withdrawn only through the API's rules."""
+    """Votes are read-only here: they are cast and withdrawn only through the services.
+
+    Deleting a poll (or a user) still deletes its votes with it, so the delete permission
+    stays; only deleting votes on their own is refused.
+    """
 
     list_display = ("poll", "option", "voter", "created_at")
     list_select_related = ("poll", "option", "voter")
     raw_id_fields = ("poll", "option", "voter")
-    search_fields = ("poll__title", "voter__username")
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        return ["poll__title", f"voter__{get_user_model().USERNAME_FIELD}"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -83,5 +218,10 @@ class VoteAdmin(VoteAdminBase):
     def has_change_permission(self, request: HttpRequest, obj: Vote | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: Vote | None = None) -> bool:
-        return False
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        raise PermissionDenied
