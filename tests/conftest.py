@@ -22,6 +22,13 @@ on_postgresql = pytest.mark.skipif(
 )
 
 
+def database_folds_alike(first: str, second: str) -> bool:
+    """Whether the database's lower() makes two texts equal (it depends on its locale)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT lower(%s) = lower(%s)", [first, second])
+        return bool(cursor.fetchone()[0])
+
+
 @pytest.fixture
 def make_user(db: None) -> Callable[..., Any]:
     def make(username: str | None = None, **fields: Any) -> Any:

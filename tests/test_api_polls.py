@@ -17,6 +17,7 @@ from django.utils.dateparse import parse_datetime
 
 from django_polls import services
 from django_polls.models import Option, Poll, Vote
+from tests.conftest import database_folds_alike
 
 POLLS = "/api/v1/polls/"
 POLL_FIELDS = {
@@ -218,8 +219,12 @@ def test_is_active_filters_open_polls_from_closed_and_expired_ones(make_poll, an
     assert not any(poll["is_active"] for poll in finished.json()["results"])
 
 
-@pytest.mark.parametrize("value", ["", "yes", "1", "0", "maybe", "null"])
+@pytest.mark.parametrize(
+    "value",
+    ["", "yes", "1", "0", "maybe", "null", "TRUE", "True", "FALSE", "False", " true", "false "],
+)
 def test_an_is_active_value_other_than_true_or_false_is_rejected(make_poll, anon, value):
+    # Only the exact lowercase words: "TRUE" or "True" is as unknown to the contract as "yes".
     make_poll()
 
     response = anon.get(POLLS, {"is_active": value})
@@ -246,6 +251,33 @@ def test_a_search_that_matches_nothing_is_an_empty_page(make_poll, anon):
 
     assert response.status_code == 200, response.content
     assert response.json() == {"count": 0, "next": None, "previous": None, "results": []}
+
+
+def test_a_search_of_200_characters_is_accepted(make_poll, anon):
+    longest = make_poll(title="x" * 200)
+    make_poll(title="Lunch?")
+
+    response = anon.get(POLLS, {"search": "x" * 200})
+
+    assert listed_ids(response) == [longest.pk]
+
+
+def test_a_search_longer_than_200_characters_is_rejected(make_poll, anon):
+    make_poll(title="x" * 200)
+
+    response = anon.get(POLLS, {"search": "x" * 201})
+
+    assert_field_error(response, "search")
+
+
+@pytest.mark.parametrize("search", [" ", "     "])
+def test_a_search_of_only_spaces_is_ignored(make_poll, anon, search):
+    polls = [make_poll(title="Lunch?"), make_poll(title="Dinner?", description="Evening plans")]
+
+    response = anon.get(POLLS, {"search": search})
+
+    assert listed_ids(response) == [poll.pk for poll in reversed(polls)]
+    assert response.json()["count"] == 2
 
 
 @pytest.fixture
@@ -462,6 +494,39 @@ def test_a_poll_with_bad_input_is_rejected_and_nothing_is_stored(
 
     assert_field_error(response, field)
     assert db_state() == before
+
+
+# Python's casefold() keeps "İ" (capital I with dot) apart from "i"; PostgreSQL's lower() (in a
+# UTF-8 locale) folds it to "i", so only the database's unique index on lower(text) sees a
+# duplicate. SQLite's lower() folds ASCII only. Either way: a clear answer, never a 500.
+FOLDED_ALIKE_ONLY_BY_POSTGRESQL = {
+    "dotted capital I and i": ("İ", "i"),
+    "Istanbul with a dotted capital I and istanbul": ("İstanbul", "istanbul"),
+}
+DUPLICATE_OPTIONS = {"options": ["Option texts must be unique within a poll."]}
+
+
+@pytest.mark.parametrize(
+    "texts", FOLDED_ALIKE_ONLY_BY_POSTGRESQL.values(), ids=FOLDED_ALIKE_ONLY_BY_POSTGRESQL.keys()
+)
+def test_options_the_database_folds_alike_are_duplicates_never_a_server_error(
+    make_poll, alice, client_for, texts
+):
+    make_poll(created_by=alice)
+    before = db_state()
+
+    response = client_for(alice).post(
+        POLLS, {"title": "Where?", "options": option_payload(*texts)}, format="json"
+    )
+
+    if database_folds_alike(*texts):
+        assert response.status_code == 400, response.content
+        assert response.json() == DUPLICATE_OPTIONS
+        assert db_state() == before
+    else:
+        assert response.status_code == 201, response.content
+        assert [option["text"] for option in response.json()["options"]] == list(texts)
+        assert option_texts(Poll.objects.get(pk=response.json()["id"])) == list(texts)
 
 
 def test_an_expiry_a_moment_ago_is_rejected(alice, client_for):
@@ -778,6 +843,32 @@ def test_unchanged_options_on_a_poll_with_votes_keep_their_ids_and_votes(
     assert response.status_code == 200, response.content
     assert [option["id"] for option in response.json()["options"]] == ids
     assert response.json()["total_votes"] == 1
+
+
+@pytest.mark.parametrize(
+    "texts", FOLDED_ALIKE_ONLY_BY_POSTGRESQL.values(), ids=FOLDED_ALIKE_ONLY_BY_POSTGRESQL.keys()
+)
+@pytest.mark.parametrize("method", ["patch", "put"])
+def test_new_options_the_database_folds_alike_are_duplicates_never_a_server_error(
+    make_poll, alice, client_for, method, texts
+):
+    poll = make_poll(created_by=alice)
+    before = db_state()
+
+    response = getattr(client_for(alice), method)(
+        poll_url(poll.pk), {"title": "Where?", "options": option_payload(*texts)}, format="json"
+    )
+
+    if database_folds_alike(*texts):
+        assert response.status_code == 400, response.content
+        assert response.json() == DUPLICATE_OPTIONS
+        # The old options are kept, ids and all: the refused update changed nothing.
+        assert db_state() == before
+    else:
+        assert response.status_code == 200, response.content
+        assert [option["text"] for option in response.json()["options"]] == list(texts)
+        assert option_texts(poll) == list(texts)
+        assert Poll.objects.get(pk=poll.pk).title == "Where?"
 
 
 BAD_UPDATES = {

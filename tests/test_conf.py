@@ -10,8 +10,9 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 from rest_framework.throttling import ScopedRateThrottle
 
+from django_polls import services
 from django_polls.conf import import_setting, polls_settings
-from django_polls.models import Poll
+from django_polls.models import Option, Poll, Vote
 
 pytestmark = pytest.mark.django_db
 
@@ -56,6 +57,66 @@ def test_permission_classes_follow_the_setting(
         )
     assert response.status_code == 200
     assert Poll.objects.get(pk=poll.pk).title == "Edited"
+
+
+def stored_rows() -> tuple[list[dict[str, Any]], ...]:
+    """Every poll, option and vote row, so a test can show a refused request changed nothing."""
+    return (
+        list(Poll.objects.order_by("pk").values()),
+        list(Option.objects.order_by("pk").values()),
+        list(Vote.objects.order_by("pk").values()),
+    )
+
+
+ANYONE_MAY_DO_ANYTHING = {
+    "POLL_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "VOTE_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix"),
+    [("post", ""), ("post", "{id}/vote/"), ("get", "{id}/vote/"), ("delete", "{id}/vote/")],
+    ids=["create a poll", "vote", "read my vote", "withdraw my vote"],
+)
+def test_creating_and_voting_need_a_signed_in_user_whatever_the_permission_classes(
+    make_poll: Callable[..., Poll], bob: Any, anon: APIClient, method: str, suffix: str
+) -> None:
+    # A poll has a creator and a vote a voter: permissions that let anyone in cannot change that.
+    poll = make_poll()
+    pizza = poll.options.order_by("order").values_list("pk", flat=True)[0]
+    # Bob's vote is there for an anonymous withdrawal to (wrongly) find and remove.
+    services.cast_vote(poll_id=poll.pk, voter=bob, option_ids=[pizza])
+    before = stored_rows()
+    body = {"title": "Lunch?", "options": [{"text": "Pizza"}, {"text": "Soup"}]}
+    if "vote" in suffix:
+        body = {"options": [pizza]}
+
+    with override_settings(DJANGO_POLLS=ANYONE_MAY_DO_ANYTHING):
+        response = getattr(anon, method)(
+            f"/api/v1/polls/{suffix.format(id=poll.pk)}", body, format="json"
+        )
+
+    assert response.status_code == 401, response.content
+    assert response.json()["code"] == "not_authenticated"
+    assert response["WWW-Authenticate"] == "Token"
+    assert stored_rows() == before
+
+
+def test_a_ballot_may_name_at_most_max_options_options(
+    make_poll: Callable[..., Poll], client_for: Callable[[Any], APIClient], bob: Any
+) -> None:
+    poll = make_poll(options=["A", "B", "C", "D"], allow_multiple_votes=True)
+    option_ids = list(poll.options.order_by("order").values_list("pk", flat=True))
+    url = f"/api/v1/polls/{poll.pk}/vote/"
+    with override_settings(DJANGO_POLLS={"MAX_OPTIONS": 3}):
+        refused = client_for(bob).post(url, {"options": option_ids}, format="json")
+        assert not Vote.objects.exists()
+        accepted = client_for(bob).post(url, {"options": option_ids[:3]}, format="json")
+    assert refused.status_code == 400
+    assert refused.json() == {"options": ["A ballot names at most 3 options."]}
+    assert accepted.status_code == 201
+    assert Vote.objects.filter(voter=bob).count() == 3
 
 
 class OneVoteAMinute(ScopedRateThrottle):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from django.utils import timezone
 
 from django_polls import services, signals
 from django_polls.models import Option, Poll, Vote
+from tests.conftest import database_folds_alike
 
 pytestmark = pytest.mark.django_db
 
@@ -215,6 +217,35 @@ def test_update_poll_validates_like_create(single: Poll) -> None:
     assert list(excinfo.value.errors) == ["options"]
     assert Poll.objects.get(pk=single.pk).title == "Lunch?"
     assert [o.text for o in single.options.all()] == ["Pizza", "Soup", "Salad"]
+
+
+@pytest.mark.parametrize(
+    "texts", [("İ", "i"), ("İstanbul", "istanbul")], ids=["dotted-I", "dotted-I-in-a-word"]
+)
+def test_options_the_database_folds_alike_are_invalid_input(
+    alice: Any, single: Poll, texts: tuple[str, str]
+) -> None:
+    # Python's casefold() keeps "İ" apart from "i"; PostgreSQL's lower() folds it to "i", so its
+    # unique index on lower(text) decides, and that verdict is the same InvalidInput as ours.
+    before = ids(single)
+
+    if database_folds_alike(*texts):
+        with pytest.raises(services.InvalidInput) as created:
+            services.create_poll(created_by=alice, title="Where?", options=texts)
+        with pytest.raises(services.InvalidInput) as updated:
+            services.update_poll(poll=single, title="Where?", options=texts)
+
+        duplicate = {"options": ["Option texts must be unique within a poll."]}
+        assert (created.value.errors, updated.value.errors) == (duplicate, duplicate)
+        assert list(Poll.objects.values_list("pk", flat=True)) == [single.pk]
+        assert Poll.objects.get(pk=single.pk).title == "Lunch?"
+        assert ids(single) == before
+    else:  # e.g. SQLite, whose lower() folds ASCII letters only
+        poll = services.create_poll(created_by=alice, title="Where?", options=texts)
+        services.update_poll(poll=single, options=texts)
+
+        assert list(poll.options.order_by("order").values_list("text", flat=True)) == list(texts)
+        assert list(single.options.order_by("order").values_list("text", flat=True)) == list(texts)
 
 
 @pytest.fixture
@@ -899,3 +930,122 @@ def test_poll_closed_is_not_sent_when_the_transaction_rolls_back(
     assert callbacks == []
     assert calls == []
     assert Poll.objects.get(pk=single.pk).closed_at is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Signals: a host's receiver that fails cannot undo or fail the change that has committed
+
+
+class HostReceiverError(RuntimeError):
+    pass
+
+
+@pytest.fixture
+def failing_receiver() -> Iterator[Listen]:
+    """Connect a receiver that records its call and raises, as a host site's buggy one might."""
+    connected: list[tuple[Signal, Callable[..., None]]] = []
+
+    def connect(signal: Signal) -> list[dict[str, Any]]:
+        calls: list[dict[str, Any]] = []
+
+        def receiver(sender: Any, **kwargs: Any) -> None:
+            calls.append(kwargs)
+            raise HostReceiverError("the host site's receiver failed")
+
+        signal.connect(receiver, weak=False)
+        connected.append((signal, receiver))
+        return calls
+
+    try:
+        yield connect
+    finally:
+        for signal, receiver in connected:
+            signal.disconnect(receiver)
+
+
+def assert_receiver_error_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Django logs the error of a robust on_commit callback (and does not raise it)."""
+    failures = [
+        record
+        for record in caplog.records
+        if record.exc_info and isinstance(record.exc_info[1], HostReceiverError)
+    ]
+    assert len(failures) == 1, caplog.records
+    assert failures[0].levelno == logging.ERROR
+
+
+def test_a_failing_poll_created_receiver_leaves_the_poll_created(
+    alice: Any,
+    failing_receiver: Listen,
+    django_capture_on_commit_callbacks: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls = failing_receiver(signals.poll_created)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        poll = services.create_poll(created_by=alice, title="Lunch?", options=["Pizza", "Soup"])
+
+    assert len(calls) == 1
+    stored = Poll.objects.get(pk=poll.pk)
+    assert stored.created_by == alice
+    assert [o.text for o in stored.options.order_by("order")] == ["Pizza", "Soup"]
+    assert_receiver_error_logged(caplog)
+
+
+def test_a_failing_vote_cast_receiver_leaves_the_vote_stored_and_counted(
+    single: Poll,
+    alice: Any,
+    failing_receiver: Listen,
+    django_capture_on_commit_callbacks: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls = failing_receiver(signals.vote_cast)
+    soup = ids(single)[1]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        receipt = services.cast_vote(poll_id=single.pk, voter=alice, option_ids=[soup])
+
+    assert len(calls) == 1
+    assert (receipt.poll, receipt.options) == (single.pk, [soup])
+    assert chosen(single, alice) == [soup]
+    assert counters(single) == [0, 1, 0]
+    assert_receiver_error_logged(caplog)
+
+
+def test_a_failing_vote_retracted_receiver_leaves_the_votes_retracted(
+    multiple: Poll,
+    alice: Any,
+    failing_receiver: Listen,
+    django_capture_on_commit_callbacks: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    red, green, _ = ids(multiple)
+    services.cast_vote(poll_id=multiple.pk, voter=alice, option_ids=[red, green])
+    calls = failing_receiver(signals.vote_retracted)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        retracted = services.retract_votes(poll_id=multiple.pk, voter=alice)
+
+    assert len(calls) == 1
+    assert retracted == [red, green]
+    assert chosen(multiple, alice) == []
+    assert counters(multiple) == [0, 0, 0]
+    assert_receiver_error_logged(caplog)
+
+
+def test_a_failing_poll_closed_receiver_leaves_the_poll_closed(
+    single: Poll,
+    failing_receiver: Listen,
+    django_capture_on_commit_callbacks: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls = failing_receiver(signals.poll_closed)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        closed = services.close_poll(poll=single)
+
+    assert len(calls) == 1
+    assert closed.closed_at is not None
+    assert Poll.objects.get(pk=single.pk).closed_at == closed.closed_at
+    assert Poll.objects.get(pk=single.pk).is_active is False
+    assert_receiver_error_logged(caplog)
