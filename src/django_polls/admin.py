@@ -207,6 +207,7 @@ class VoteAdmin(VoteAdminBase):
 
     list_display = ("poll", "option", "voter", "created_at")
     list_select_related = ("poll", "option", "voter")
+    actions = None  # no "delete selected votes"
     raw_id_fields = ("poll", "option", "voter")
 
     def get_search_fields(self, request: HttpRequest) -> list[str]:
@@ -217,11 +218,6 @@ class VoteAdmin(VoteAdminBase):
 
     def has_change_permission(self, request: HttpRequest, obj: Vote | None = None) -> bool:
         return False
-
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
 
     def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
         raise PermissionDenied
