@@ -4,22 +4,60 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from django_polls import services
-from django_polls.models import Poll
+from django_polls.models import Option, Poll, Vote
 
 _names = itertools.count(1)
 
 on_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="needs PostgreSQL (set DATABASE_URL)"
 )
+
+
+def option_ids(poll: Poll) -> list[int]:
+    """The poll's option ids in their creation order."""
+    return list(
+        Option.objects.filter(poll=poll).order_by("order", "pk").values_list("pk", flat=True)
+    )
+
+
+def expire(poll: Poll, *, ago: timedelta = timedelta(minutes=1)) -> datetime:
+    """Let the poll's expiry pass. The rules refuse a past expiry, so this writes it directly."""
+    past = timezone.now() - ago
+    Poll.objects.filter(pk=poll.pk).update(expires_at=past)
+    poll.refresh_from_db()
+    return past
+
+
+def db_state() -> dict[str, list[dict[str, Any]]]:
+    """Every poll, option and vote row, so a test can show a rejected request changed nothing."""
+    return {
+        "polls": list(Poll.objects.order_by("pk").values()),
+        "options": list(Option.objects.order_by("pk").values()),
+        "votes": list(Vote.objects.order_by("pk").values()),
+    }
+
+
+def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    """A non-field error: a JSON body of exactly ``{"detail": "...", "code": "<code>"}``."""
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].split(";")[0].strip() == "application/json"
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"detail", "code"}, body
+    assert body["code"] == code
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
+    return body
 
 
 def database_folds_alike(first: str, second: str) -> bool:

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from django_polls import services
 from django_polls.models import Option, Poll, Vote
+from tests.conftest import assert_error, db_state, option_ids
 
 API = "/api/v1/"
 POLLS = f"{API}polls/"
@@ -33,37 +34,12 @@ HUGE_POLL_IDS = {
 }
 
 
-def db_state() -> dict[str, list[dict[str, Any]]]:
-    """Every poll, option and vote row, so a test can show a rejected request changed nothing."""
-    return {
-        "polls": list(Poll.objects.order_by("pk").values()),
-        "options": list(Option.objects.order_by("pk").values()),
-        "votes": list(Vote.objects.order_by("pk").values()),
-    }
-
-
 def missing_poll_id() -> int:
     return (Poll.objects.aggregate(top=Max("pk"))["top"] or 0) + 1000
 
 
-def option_ids(poll: Poll) -> list[int]:
-    return list(Option.objects.filter(poll=poll).order_by("order").values_list("pk", flat=True))
-
-
 def is_json(response: Any) -> bool:
     return response["Content-Type"].split(";")[0].strip() == "application/json"
-
-
-def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
-    """A non-field error: exactly ``{"detail": "...", "code": "<code>"}``."""
-    assert response.status_code == status, response.content
-    assert is_json(response), response["Content-Type"]
-    body = response.json()
-    assert set(body) == {"detail", "code"}, body
-    assert body["code"] == code
-    assert isinstance(body["detail"], str)
-    assert body["detail"]
-    return body
 
 
 def assert_validation_error(response: Any, *fields: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from django.utils.dateparse import parse_datetime
 
 from django_polls import services
 from django_polls.models import Option, Poll, Vote
-from tests.conftest import database_folds_alike
+from tests.conftest import assert_error, database_folds_alike, db_state, expire, option_ids
 
 POLLS = "/api/v1/polls/"
 POLL_FIELDS = {
@@ -47,19 +47,6 @@ def missing_poll_id() -> int:
     return (Poll.objects.aggregate(top=Max("pk"))["top"] or 0) + 1000
 
 
-def db_state() -> dict[str, list[dict[str, Any]]]:
-    """Every poll, option and vote row, so a test can show a rejected request changed nothing."""
-    return {
-        "polls": list(Poll.objects.order_by("pk").values()),
-        "options": list(Option.objects.order_by("pk").values()),
-        "votes": list(Vote.objects.order_by("pk").values()),
-    }
-
-
-def option_ids(poll: Poll) -> list[int]:
-    return list(Option.objects.filter(poll=poll).order_by("order").values_list("pk", flat=True))
-
-
 def option_texts(poll: Poll) -> list[str]:
     return list(Option.objects.filter(poll=poll).order_by("order").values_list("text", flat=True))
 
@@ -73,24 +60,9 @@ def set_created_at(poll: Poll, when: datetime) -> None:
     Poll.objects.filter(pk=poll.pk).update(created_at=when)
 
 
-def expire(poll: Poll) -> datetime:
-    """Let the poll's expiry pass behind the API's back (the API only takes future expiries)."""
-    past = timezone.now() - timedelta(hours=1)
-    Poll.objects.filter(pk=poll.pk).update(expires_at=past)
-    return past
-
-
 def listed_ids(response: Any) -> list[int]:
     assert response.status_code == 200, response.content
     return [poll["id"] for poll in response.json()["results"]]
-
-
-def assert_error(response: Any, status: int, code: str) -> None:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"detail", "code"}
-    assert body["code"] == code
-    assert body["detail"]
 
 
 def assert_field_error(response: Any, field: str) -> None:

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from django_polls import services
 from django_polls.models import Poll
+from tests.conftest import option_ids
 
 
 def results_url(poll_id: int | str) -> str:
@@ -23,10 +24,6 @@ def vote_url(poll_id: int | str) -> str:
 
 def detail_url(poll_id: int | str) -> str:
     return f"/api/v1/polls/{poll_id}/"
-
-
-def option_ids(poll: Poll) -> list[int]:
-    return list(poll.options.order_by("order").values_list("pk", flat=True))
 
 
 def cast_ballots(poll: Poll, counts: Sequence[int], make_user: Callable[..., Any]) -> None:

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from django_polls import services
 from django_polls.models import Option, Poll, Vote
+from tests.conftest import assert_error, expire, option_ids
 
 MISSING_POLL_ID = 987_654_321
 # Poll ids that name no poll: never used, the largest BIGINT, and one past anything a BIGINT holds.
@@ -28,19 +29,10 @@ def vote_url(poll_id: int | str) -> str:
     return f"/api/v1/polls/{poll_id}/vote/"
 
 
-def option_ids(poll: Poll) -> list[int]:
-    return list(poll.options.order_by("order").values_list("pk", flat=True))
-
-
 def stored(poll: Poll) -> tuple[int, dict[str, int]]:
     """What the database holds for the poll: its vote rows and each option's counter."""
     counters = dict(Option.objects.filter(poll=poll).values_list("text", "votes"))
     return Vote.objects.filter(poll=poll).count(), counters
-
-
-def expire(poll: Poll) -> None:
-    """Let the poll's expiry pass (the API only accepts future expiries, so go behind its back)."""
-    Poll.objects.filter(pk=poll.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
 
 
 def close(poll: Poll) -> None:
@@ -48,13 +40,6 @@ def close(poll: Poll) -> None:
 
 
 FINISH = {"closed": close, "expired": expire}
-
-
-def assert_error(response: Any, status: int, code: str) -> None:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert body["code"] == code
-    assert body["detail"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from rest_framework.test import APIClient
 
 from django_polls import services
 from django_polls.models import Option, Poll, Vote
-from tests.conftest import on_postgresql
+from tests.conftest import on_postgresql, option_ids
 
 pytestmark = [on_postgresql, pytest.mark.django_db(transaction=True)]
 
@@ -85,10 +85,6 @@ def rows(poll: Poll) -> dict[int, int]:
     """Vote rows per option of the poll, 0 for options nobody chose."""
     found = collections.Counter(Vote.objects.filter(poll=poll).values_list("option_id", flat=True))
     return {option_id: found[option_id] for option_id in counters(poll)}
-
-
-def option_ids(poll: Poll) -> list[int]:
-    return list(poll.options.order_by("order").values_list("pk", flat=True))
 
 
 @pytest.fixture

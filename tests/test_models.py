@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from django_polls import services
 from django_polls.models import Option, Poll, Vote
+from tests.conftest import expire
 
 pytestmark = pytest.mark.django_db
 
@@ -252,12 +253,6 @@ def test_two_options_of_one_poll_may_not_share_a_position(single: Poll) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Model behaviour
-
-
-def expire(poll: Poll, *, ago: timedelta = timedelta(minutes=1)) -> None:
-    """Let the poll's expiry pass (the services refuse a past expiry, so write it directly)."""
-    Poll.objects.filter(pk=poll.pk).update(expires_at=timezone.now() - ago)
-    poll.refresh_from_db()
 
 
 def test_a_new_poll_is_active(make_poll: Callable[..., Poll]) -> None:

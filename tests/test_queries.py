@@ -13,7 +13,7 @@ from django.db import connection
 from django.urls import reverse
 
 from django_polls import services
-from django_polls.models import Poll
+from tests.conftest import option_ids
 
 # Token authentication: one SELECT of the token joined to its user.
 AUTH = 1
@@ -35,10 +35,6 @@ MY_VOTE_NONE = AUTH + 2
 # SAVEPOINT, the poll (shared locks), the caller's options, those options locked in id order, the
 # caller's vote rows on them, one DELETE, one UPDATE of the counters, RELEASE SAVEPOINT.
 RETRACT = AUTH + 8 + SQLITE_WRITE_LOCK
-
-
-def option_ids(poll: Poll) -> list[int]:
-    return list(poll.options.order_by("order").values_list("pk", flat=True))
 
 
 def texts(count: int) -> list[str]:

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from django_polls import services, signals
 from django_polls.models import Option, Poll, Vote
-from tests.conftest import database_folds_alike
+from tests.conftest import database_folds_alike, expire
 
 pytestmark = pytest.mark.django_db
 
@@ -42,12 +42,6 @@ def counters(poll: Poll) -> list[int]:
 
 def chosen(poll: Poll, voter: Any) -> list[int]:
     return sorted(Vote.objects.filter(poll=poll, voter=voter).values_list("option_id", flat=True))
-
-
-def expire(poll: Poll) -> None:
-    """Let the poll's expiry pass (the services refuse a past expiry, so write it directly)."""
-    Poll.objects.filter(pk=poll.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
-    poll.refresh_from_db()
 
 
 def later(**delta: float) -> datetime:
