@@ -240,18 +240,15 @@ def update_poll(
             changes["expires_at"] = expires_at
         if allow_multiple_votes is not UNCHANGED:
             changes["allow_multiple_votes"] = allow_multiple_votes
-        mode_changes = (
-            changes["allow_multiple_votes"] != locked.allow_multiple_votes
-            if ("allow_multiple_votes" in changes)
-            else False
-        )
+        mode = changes.get("allow_multiple_votes", locked.allow_multiple_votes)
+        mode_changes = mode != locked.allow_multiple_votes
         has_votes = (texts is not None or mode_changes) and Vote.objects.filter(
             poll=locked
         ).exists()
-        if has_votes:
-            current_texts = list(locked.options.values_list("text", flat=True))
-            if mode_changes or (texts is not None and texts != current_texts):
-                raise PollHasVotes()
+        if has_votes and (
+            mode_changes or texts != list(locked.options.values_list("text", flat=True))
+        ):
+            raise PollHasVotes()
         changed = {k: v for k, v in changes.items() if getattr(locked, k) != v}
         if changed:
             Poll.objects.filter(pk=locked.pk).update(**changed)
@@ -284,13 +281,15 @@ def delete_poll(*, poll: Poll) -> None:
 
 
 def _add_options(poll: Poll, texts: Iterable[str]) -> None:
-    """Create the options. The database compares texts with its own ``lower()``, which folds
-    some letters unlike Python (``"İ"`` and ``"i"``): its verdict is reported like ours."""
+    """Create the options (inside the caller's transaction, which an error rolls back whole).
+
+    The database compares texts with its own ``lower()``, which folds some letters unlike
+    Python (``"İ"`` and ``"i"``): its verdict is reported like ours.
+    """
     try:
-        with transaction.atomic():
-            Option.objects.bulk_create(
-                Option(poll=poll, text=text, order=index) for index, text in enumerate(texts)
-            )
+        Option.objects.bulk_create(
+            Option(poll=poll, text=text, order=index) for index, text in enumerate(texts)
+        )
     except IntegrityError as exc:
         if _is_unique_violation(exc):
             raise InvalidInput({"options": [DUPLICATE_OPTIONS]}) from exc
