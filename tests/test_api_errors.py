@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.db.models import Max
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -793,3 +794,67 @@ def test_someone_else_on_a_missing_poll_gets_404_not_403(poll, bob, client_for):
 
     assert_error(response, 404, "not_found")
     assert db_state() == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests that break Django's or the database's limits still get JSON, never a 5xx
+
+
+def test_an_option_without_its_text_in_a_patch_is_a_field_error(poll, alice, client_for):
+    before = db_state()
+
+    response = client_for(alice).patch(
+        f"{POLLS}{poll.pk}/", {"options": [{"text": "Pizza"}, {}]}, format="json"
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json() == {"options": ["Item 2: text: This field is required."]}
+    assert db_state() == before
+
+
+def test_an_overlong_options_list_is_refused_with_one_message(alice, client_for):
+    response = client_for(alice).post(
+        POLLS, {"title": "Pick", "options": [{"text": str(n)} for n in range(5000)]}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {"options": ["A poll needs between 2 and 20 options."]}
+    assert not Poll.objects.exists()
+
+
+def test_a_path_with_a_newline_is_a_json_not_found(poll, anon):
+    for path in (f"{POLLS}%0A", f"{POLLS}{poll.pk}%0A/", f"{POLLS}{poll.pk}/vote/%0A"):
+        assert_error(anon.get(path), 404, "not_found")
+
+
+def test_too_many_query_parameters_is_a_json_bad_request(poll, anon):
+    query = "&".join(f"p{n}=1" for n in range(1500))
+
+    assert_error(anon.get(f"{POLLS}?{query}"), 400, "parse_error")
+
+
+def test_a_body_over_the_upload_limit_is_refused_as_json(poll, alice, client_for, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    before = db_state()
+
+    response = client_for(alice).post(
+        POLLS, {"title": "x" * 5000, "options": [{"text": "A"}, {"text": "B"}]}, format="json"
+    )
+
+    # DRF versions that read JSON through request.body meet Django's limit (413); older ones
+    # stream it and the title's own limit answers (400). Either way: JSON, nothing stored.
+    assert response.status_code in (400, 413), response.content
+    assert response["Content-Type"] == "application/json"
+    if response.status_code == 413:
+        assert response.json()["code"] == "request_too_large"
+    assert db_state() == before
+
+
+def test_a_nul_in_a_token_is_refused_never_a_server_error(poll, anon):
+    response = anon.get(POLLS, HTTP_AUTHORIZATION="Token abc\x00def")
+
+    # PostgreSQL cannot even compare a NUL: the request is malformed. SQLite finds no such token.
+    if connection.vendor == "postgresql":
+        assert_error(response, 400, "parse_error")
+    else:
+        assert_error(response, 401, "authentication_failed")

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Min
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
@@ -523,3 +523,46 @@ def test_close_racing_votes_accepts_no_vote_after_the_close(
     # it refuses the rest. A close that waits for a gap in the stream of ballots (writer
     # starvation) lets nearly everyone finish instead.
     assert len(refused) > len(voters) // 2, "the close waited until the voting stopped"
+
+
+def test_a_ballot_that_cannot_get_its_lock_in_time_is_a_503_to_retry(
+    make_poll: Callable[..., Poll], make_user: Callable[..., Any]
+) -> None:
+    """A host that bounds lock waits (``lock_timeout``) gets a JSON 503 with Retry-After."""
+    poll = make_poll()
+    voter = make_user()
+    token, _ = Token.objects.get_or_create(user=voter)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_poll() -> None:
+        try:
+            with transaction.atomic():
+                Poll.objects.select_for_update().get(pk=poll.pk)
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_poll)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '200ms'")
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        response = client.post(
+            reverse("django_polls:poll-vote", args=[poll.pk]),
+            {"options": [option_ids(poll)[0]]},
+            format="json",
+        )
+    finally:
+        release.set()
+        holder.join()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+
+    assert response.status_code == 503, response.content
+    assert response.json()["code"] == "service_unavailable"
+    assert response["Retry-After"] == "1"
+    assert not Vote.objects.filter(poll=poll).exists()

@@ -60,9 +60,9 @@ def test_the_vote_body_receipt_and_errors(swagger: dict[str, Any]) -> None:
 
 def test_every_operation_lists_its_error_statuses(swagger: dict[str, Any]) -> None:
     paths = swagger["paths"]
-    assert statuses(paths["/polls/"]["get"]) == {"200", "400", "404"}
+    assert statuses(paths["/polls/"]["get"]) == {"200", "400", "401", "404"}
     assert statuses(paths["/polls/"]["post"]) == {"201", "400", "401", "429"}
-    assert statuses(paths["/polls/{id}/"]["get"]) == {"200", "404"}
+    assert statuses(paths["/polls/{id}/"]["get"]) == {"200", "401", "404"}
     for method in ("put", "patch"):
         expected = {"200", "400", "401", "403", "404", "409"}
         assert statuses(paths["/polls/{id}/"][method]) == expected
@@ -70,7 +70,7 @@ def test_every_operation_lists_its_error_statuses(swagger: dict[str, Any]) -> No
     assert statuses(paths["/polls/{id}/close/"]["post"]) == {"200", "401", "403", "404"}
     assert statuses(paths["/polls/{id}/vote/"]["get"]) == {"200", "401", "404"}
     assert statuses(paths["/polls/{id}/vote/"]["delete"]) == {"204", "401", "404", "409"}
-    assert statuses(paths["/polls/{id}/results/"]["get"]) == {"200", "404"}
+    assert statuses(paths["/polls/{id}/results/"]["get"]) == {"200", "401", "404"}
 
 
 def test_results_schema(swagger: dict[str, Any]) -> None:
@@ -125,3 +125,28 @@ def test_hints_follow_what_is_installed() -> None:
 
         assert schema.document(responses={200: "ok"})(view) is view
         assert schema.errors(400) == {}
+
+
+def test_field_errors_are_described_as_lists_of_messages(swagger: dict[str, Any]) -> None:
+    bad = swagger["paths"]["/polls/"]["post"]["responses"]["400"]["schema"]
+    assert bad["type"] == "object"
+    assert bad["additionalProperties"] == {"type": "array", "items": {"type": "string"}}
+
+
+def test_close_takes_no_body_and_ids_are_integers(swagger: dict[str, Any]) -> None:
+    close = swagger["paths"]["/polls/{id}/close/"]
+    assert not [p for p in close["post"].get("parameters", []) if p["in"] == "body"]
+    (poll_id,) = [p for p in close["parameters"] if p["name"] == "id"]
+    assert poll_id["type"] == "integer"
+
+
+def test_the_list_documents_its_query_parameters(swagger: dict[str, Any]) -> None:
+    parameters = {p["name"]: p for p in swagger["paths"]["/polls/"]["get"]["parameters"]}
+    assert set(parameters) >= {"is_active", "search", "ordering", "page", "page_size"}
+    assert parameters["is_active"]["enum"] == ["true", "false"]
+    assert set(parameters["ordering"]["enum"]) == {
+        "created_at",
+        "-created_at",
+        "expires_at",
+        "-expires_at",
+    }

@@ -8,9 +8,15 @@ from typing import Any, TypeVar
 F = TypeVar("F", bound=Callable[..., Any])
 
 try:
+    from drf_yasg import openapi
+    from drf_yasg.utils import no_body
     from drf_yasg.utils import swagger_auto_schema as _swagger_auto_schema
 except ImportError:  # pragma: no cover - exercised only where drf-yasg is absent
     _swagger_auto_schema = None
+    no_body = None
+
+#: ``request_body`` of an action that takes no body.
+NO_BODY: Any = no_body
 
 
 def document(**kwargs: Any) -> Callable[[F], F]:
@@ -22,22 +28,60 @@ def document(**kwargs: Any) -> Callable[[F], F]:
 
 def errors(*statuses: int) -> dict[int, Any]:
     """Response entries for the error statuses an operation can answer with."""
-    from django_polls.serializers import ErrorSerializer, ValidationErrorSerializer
+    if _swagger_auto_schema is None:
+        return {}
+    from django_polls.serializers import ErrorSerializer
 
+    field_errors = openapi.Schema(
+        type=openapi.TYPE_OBJECT,
+        description="Each invalid field (or query parameter) maps to a list of messages; a body "
+        "that is not valid JSON gets `{detail, code: parse_error}` instead.",
+        additional_properties=openapi.Schema(
+            type=openapi.TYPE_ARRAY, items=openapi.Schema(type=openapi.TYPE_STRING)
+        ),
+    )
     described = {
-        400: (ValidationErrorSerializer, "Invalid input: field errors."),
-        401: (ErrorSerializer, "Authentication required (`not_authenticated`)."),
+        400: (field_errors, "Invalid input."),
+        401: (
+            ErrorSerializer,
+            "Missing credentials (`not_authenticated`) or a bad token (`authentication_failed`).",
+        ),
         403: (ErrorSerializer, "Not allowed (`permission_denied`)."),
         404: (ErrorSerializer, "No such poll (`not_found`)."),
         409: (ErrorSerializer, "Clashes with the poll's state or the caller's votes."),
         429: (ErrorSerializer, "Too many requests (`throttled`); see Retry-After."),
     }
-    if _swagger_auto_schema is None:
-        return {}
-    from drf_yasg import openapi
-
     return {
-        status: openapi.Response(description, serializer)
-        for status, (serializer, description) in described.items()
+        status: openapi.Response(description, schema)
+        for status, (schema, description) in described.items()
         if status in statuses
     }
+
+
+def list_parameters() -> list[Any]:
+    """The poll list's query parameters (the pagination ones come from the paginator)."""
+    if _swagger_auto_schema is None:
+        return []
+    query, string = openapi.IN_QUERY, openapi.TYPE_STRING
+    return [
+        openapi.Parameter(
+            "is_active",
+            query,
+            "Only open (`true`) or finished (`false`) polls.",
+            type=string,
+            enum=["true", "false"],
+        ),
+        openapi.Parameter(
+            "search",
+            query,
+            "Text in the title or description, case-insensitive (at most 200 characters).",
+            type=string,
+        ),
+        openapi.Parameter(
+            "ordering",
+            query,
+            "Sort order; default newest first. Polls without expiry come last.",
+            type=string,
+            enum=["created_at", "-created_at", "expires_at", "-expires_at"],
+        ),
+    ]

@@ -46,6 +46,16 @@ class FlatOptionErrorsMixin:
             raise
 
 
+class OptionListSerializer(serializers.ListSerializer[Option]):
+    """Refuses an over-long list before looking at its items (and answering an error per item)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        low, high = polls_settings.MIN_OPTIONS, polls_settings.MAX_OPTIONS
+        if isinstance(data, list) and len(data) > high:
+            raise serializers.ValidationError(f"A poll needs between {low} and {high} options.")
+        return super().to_internal_value(data)
+
+
 class OptionSerializer(serializers.ModelSerializer[Option]):
     text = serializers.CharField(allow_blank=True, trim_whitespace=True)
 
@@ -53,7 +63,14 @@ class OptionSerializer(serializers.ModelSerializer[Option]):
         model = Option
         fields = ("id", "text")
         read_only_fields = ("id",)
+        list_serializer_class = OptionListSerializer
         validators: list[Any] = []  # the services check the options as a whole
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # A PATCH makes nested fields optional too; an option without its text means nothing.
+        if "text" not in attrs:
+            raise serializers.ValidationError({"text": ["This field is required."]})
+        return attrs
 
 
 class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
@@ -133,8 +150,18 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+class BallotListField(serializers.ListField):
+    """Refuses an over-long ballot before looking at its items."""
+
+    def to_internal_value(self, data: Any) -> list[Any]:
+        limit = polls_settings.MAX_OPTIONS
+        if isinstance(data, list) and len(data) > limit:
+            raise serializers.ValidationError(f"A ballot names at most {limit} options.")
+        return super().to_internal_value(data)
+
+
 class BallotSerializer(FlatOptionErrorsMixin, serializers.Serializer[dict[str, Any]]):
-    options = serializers.ListField(
+    options = BallotListField(
         child=StrictIntegerField(min_value=1, max_value=MAX_ID),
         allow_empty=False,
         help_text="Ids of options of this poll: exactly one on a single-vote poll, "
@@ -142,9 +169,6 @@ class BallotSerializer(FlatOptionErrorsMixin, serializers.Serializer[dict[str, A
     )
 
     def validate_options(self, value: list[int]) -> list[int]:
-        limit = polls_settings.MAX_OPTIONS
-        if len(value) > limit:
-            raise serializers.ValidationError(f"A ballot names at most {limit} options.")
         if len(set(value)) != len(value):
             raise serializers.ValidationError("Option ids must not repeat.")
         return value
@@ -187,12 +211,4 @@ class ErrorSerializer(serializers.Serializer[dict[str, Any]]):
         help_text="Stable: not_authenticated, authentication_failed, permission_denied, "
         "not_found, already_voted, poll_closed, poll_has_votes, poll_changed, not_voted, "
         "parse_error, throttled, ..."
-    )
-
-
-class ValidationErrorSerializer(serializers.Serializer[dict[str, Any]]):
-    """Field errors: each invalid field maps to a list of messages (DRF's usual shape)."""
-
-    field = serializers.ListField(
-        child=serializers.CharField(), help_text="Messages for the field named by the key."
     )

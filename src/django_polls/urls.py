@@ -10,4 +10,5 @@ app_name = "django_polls"
 router = SimpleRouter()
 router.register("polls", PollViewSet, basename="poll")
 
-urlpatterns = [*router.urls, re_path(r"^polls/.*$", not_found, name="not-found")]
+# Anything else under polls/ (newlines included) is a JSON 404, not the host's HTML page.
+urlpatterns = [*router.urls, re_path(r"^polls/[\s\S]*$", not_found, name="not-found")]

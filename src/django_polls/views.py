@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import (
+    ObjectDoesNotExist,
+    RequestDataTooBig,
+    SuspiciousOperation,
+)
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import DataError, OperationalError
 from django.db.models import F, QuerySet
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
@@ -37,6 +43,8 @@ ORDERINGS = {
     "expires_at": (F("expires_at").asc(nulls_last=True), F("id").desc()),
     "-expires_at": (F("expires_at").desc(nulls_last=True), F("id").desc()),
 }
+logger = logging.getLogger("django_polls")
+
 BOOLEAN_VALUES = {"true": True, "false": False}
 MAX_SEARCH_LENGTH = 200
 
@@ -55,6 +63,19 @@ class ConflictError(exceptions.APIException):
     default_code = "conflict"
 
 
+class DatabaseUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The database is busy or unavailable; retry shortly."
+    default_code = "service_unavailable"
+    wait = 1  # DRF's exception handler sends it as Retry-After
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "request_too_large"
+
+
 def to_api_exception(exc: Exception) -> Exception:
     """Service and Django errors as the DRF exceptions that carry their status and code."""
     if isinstance(exc, services.InvalidInput):
@@ -69,6 +90,16 @@ def to_api_exception(exc: Exception) -> Exception:
         return exceptions.PermissionDenied()
     if isinstance(exc, RecursionError):
         return exceptions.ParseError("JSON parse error - nested too deeply.")
+    if isinstance(exc, RequestDataTooBig):
+        return RequestTooLarge()
+    if isinstance(exc, SuspiciousOperation):  # too many fields or files, and the like
+        return exceptions.ParseError(str(exc) or "Malformed request.")
+    if isinstance(exc, DataError):  # e.g. a NUL character, which PostgreSQL cannot store
+        return exceptions.ParseError("The request holds a value the database cannot store.")
+    if isinstance(exc, OperationalError):
+        # A lock that timed out (SQLite) or a database that is down: the client may retry.
+        logger.error("Database unavailable: %s", exc, exc_info=exc)
+        return DatabaseUnavailable()
     return exc
 
 
@@ -111,6 +142,7 @@ class PollViewSet(PollViewSetBase):
     """Polls: list, create, read, update, delete and close; vote, my vote, retract; results."""
 
     serializer_class = PollSerializer
+    queryset = Poll.objects.all()  # for schema generators; requests use get_queryset()
     # Up to 19 digits (a BIGINT); longer ids fall through to the JSON 404 of ``not_found``.
     lookup_value_regex = "[0-9]{1,19}"
 
@@ -188,7 +220,8 @@ class PollViewSet(PollViewSetBase):
 
     @schema.document(
         operation_description="Polls, newest first. Public.",
-        responses=schema.errors(400, 404),
+        manual_parameters=schema.list_parameters(),
+        responses=schema.errors(400, 401, 404),
         security=[],
     )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -199,7 +232,7 @@ class PollViewSet(PollViewSetBase):
         signed_in(request)
         return super().create(request, *args, **kwargs)
 
-    @schema.document(responses={200: PollSerializer, **schema.errors(404)}, security=[])
+    @schema.document(responses={200: PollSerializer, **schema.errors(401, 404)}, security=[])
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().retrieve(request, *args, **kwargs)
 
@@ -216,7 +249,7 @@ class PollViewSet(PollViewSetBase):
         return super().destroy(request, *args, **kwargs)
 
     @schema.document(
-        request_body=None,
+        request_body=schema.NO_BODY,
         operation_description="Close the poll for good. Closing a closed poll changes nothing.",
         responses={200: PollSerializer, **schema.errors(401, 403, 404)},
     )
@@ -269,7 +302,7 @@ class PollViewSet(PollViewSetBase):
     @schema.document(
         operation_description="Counts and percentages per option, exact as of the last "
         "acknowledged vote. Public.",
-        responses={200: ResultsSerializer, **schema.errors(404)},
+        responses={200: ResultsSerializer, **schema.errors(401, 404)},
         security=[],
     )
     @action(detail=True, methods=["get"])
