@@ -30,6 +30,13 @@ def flat_messages(detail: Any, prefix: str = "") -> list[Any]:
             messages.extend(flat_messages(value, label))
         return messages
     if isinstance(detail, list):
+        if any(isinstance(item, (dict, list)) for item in detail):
+            # One entry per item (older DRF), ``{}`` for the items without errors.
+            return [
+                message
+                for index, item in enumerate(detail)
+                for message in flat_messages(item, f"{prefix}Item {index + 1}: ")
+            ]
         return [message for item in detail for message in flat_messages(item, prefix)]
     return [ErrorDetail(f"{prefix}{detail}", code=getattr(detail, "code", None))]
 
