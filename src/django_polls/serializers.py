@@ -57,9 +57,11 @@ class OptionListSerializer(serializers.ListSerializer[Option]):
     """Refuses an over-long list before looking at its items (and answering an error per item)."""
 
     def to_internal_value(self, data: Any) -> Any:
-        low, high = polls_settings.MIN_OPTIONS, polls_settings.MAX_OPTIONS
-        if isinstance(data, list) and len(data) > high:
-            raise serializers.ValidationError(f"A poll needs between {low} and {high} options.")
+        if isinstance(data, list):
+            try:
+                services.check_option_count(len(data))
+            except services.InvalidInput as exc:
+                raise serializers.ValidationError(exc.errors["options"]) from exc
         return super().to_internal_value(data)
 
 

@@ -157,13 +157,17 @@ def clean_description(description: str) -> str:
 DUPLICATE_OPTIONS = "Option texts must be unique within a poll."
 
 
+def check_option_count(count: int) -> None:
+    low, high = polls_settings.MIN_OPTIONS, polls_settings.MAX_OPTIONS
+    if not low <= count <= high:
+        raise InvalidInput({"options": [f"A poll needs between {low} and {high} options."]})
+
+
 def clean_option_texts(texts: Sequence[str]) -> list[str]:
     """Trimmed texts, MIN_OPTIONS to MAX_OPTIONS of them, non-blank, unique ignoring case."""
-    low, high = polls_settings.MIN_OPTIONS, polls_settings.MAX_OPTIONS
+    check_option_count(len(texts))
     limit = polls_settings.MAX_OPTION_LENGTH
     cleaned = [text.strip() for text in texts]
-    if not low <= len(cleaned) <= high:
-        raise InvalidInput({"options": [f"A poll needs between {low} and {high} options."]})
     if any(not text for text in cleaned):
         raise InvalidInput({"options": ["Option texts may not be blank."]})
     if any(len(text) > limit for text in cleaned):
