@@ -82,9 +82,11 @@ class Poll(models.Model):
 
     @property
     def is_active(self) -> bool:
-        if self.closed_at is not None:
-            return False
-        return self.expires_at is None or self.expires_at > timezone.now()
+        return self.is_open_at(timezone.now())
+
+    def is_open_at(self, moment: datetime) -> bool:
+        """Does the poll take votes at ``moment``: not closed and not expired."""
+        return self.closed_at is None and (self.expires_at is None or self.expires_at > moment)
 
     @property
     def total_votes(self) -> int:

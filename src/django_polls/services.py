@@ -324,7 +324,7 @@ def cast_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) -> Receip
                 raise InvalidInput({"options": [f"{unknown[0]} is not an option of this poll."]})
             if len(ids) > 1 and not poll.allow_multiple_votes:
                 raise InvalidInput({"options": ["This poll takes exactly one option per voter."]})
-            if not _is_open(poll, now):
+            if not poll.is_open_at(now):
                 raise PollClosed()
             Vote.objects.bulk_create(
                 Vote(
@@ -354,7 +354,7 @@ def retract_votes(*, poll_id: int, voter: User) -> list[int]:
     """Remove every vote of ``voter`` on the poll; returns the options that lost a vote."""
     with transaction.atomic():
         poll = _lock_poll(poll_id, exclusive=False)
-        if not _is_open(poll, timezone.now()):
+        if not poll.is_open_at(timezone.now()):
             raise PollClosed()
         mine = Vote.objects.filter(poll_id=poll.pk, voter=voter).order_by()
         candidates = list(mine.values_list("option_id", flat=True))
@@ -426,10 +426,6 @@ def _lock_options(options: QuerySet[Option]) -> list[int]:
     plain ``FOR UPDATE`` would conflict with.
     """
     return list(options.select_for_update(no_key=True).order_by("pk").values_list("pk", flat=True))
-
-
-def _is_open(poll: Poll, now: datetime) -> bool:
-    return poll.closed_at is None and (poll.expires_at is None or poll.expires_at > now)
 
 
 def _is_unique_violation(exc: IntegrityError) -> bool:
