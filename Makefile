@@ -14,19 +14,30 @@ export PYENV_ROOT := $(shell pyenv root)
 export PYENV_VERSION := $(shell (pyenv version-name; pyenv versions --bare) 2>/dev/null | grep -E '^3\.[0-9]+\.[0-9]+$$' | awk '!seen[$$0]++' | paste -sd: -)
 endif
 
-.PHONY: help test tox lint types venv clean
+.PHONY: help demo test tox lint types venv clean
 
 help:
-	@echo "make test   lint, types, migrations check and the tests on SQLite and PostgreSQL"
+	@echo "make demo   run the example project on http://127.0.0.1:8000 (SQLite, or DATABASE_URL)"
+	@echo "make test   lint, types, migrations check, docs and the tests on SQLite and PostgreSQL"
 	@echo "make tox    every tox environment (the whole support matrix)"
 	@echo "make clean  remove the virtual environment, tox environments and build output"
 
-$(BIN)/tox:
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(BIN)/tox: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "tox>=4.22"
 
+# The package (editable) and the example project's dependencies (the "example" group).
+$(VENV)/.example-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --editable . --group example
+	touch $@
+
 venv: $(BIN)/tox
+
+demo: $(VENV)/.example-installed
+	PYTHON=$(abspath $(BIN)/python) example_project/demo.sh
 
 test: $(BIN)/tox
 	@envs="$(CI_ENVS)"; \

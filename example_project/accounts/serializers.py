@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model, password_validation
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from rest_framework import serializers
+from rest_framework.authtoken.models import Token
+
+User = get_user_model()
+
+
+class RegisterSerializer(serializers.ModelSerializer):
+    """A new account: the username rules and uniqueness come from the user model, the password
+    rules from AUTH_PASSWORD_VALIDATORS."""
+
+    password = serializers.CharField(
+        write_only=True, trim_whitespace=False, style={"input_type": "password"}
+    )
+    token = serializers.CharField(
+        source="auth_token.key", read_only=True, help_text="Send as `Authorization: Token <key>`."
+    )
+
+    class Meta:
+        model = User
+        fields = ["id", "username", "password", "token"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        candidate = User(username=attrs["username"])
+        try:
+            password_validation.validate_password(attrs["password"], user=candidate)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError({"password": list(error.messages)}) from error
+        return attrs
+
+    def create(self, validated_data: dict[str, Any]) -> Any:
+        with transaction.atomic():
+            user = User.objects.create_user(
+                username=validated_data["username"], password=validated_data["password"]
+            )
+            Token.objects.create(user=user)
+        return user

@@ -1,0 +1,69 @@
+"""`POST /api/v1/auth/register/` and `POST /api/v1/auth/token/`: neither signs the caller in
+with a session; both hand out the token that API calls send as `Authorization: Token <key>`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError
+from drf_yasg import openapi
+from drf_yasg.utils import swagger_auto_schema
+from rest_framework import generics, serializers
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+
+from accounts.serializers import RegisterSerializer
+from django_polls import schema
+
+_token_body = openapi.Schema(
+    type=openapi.TYPE_OBJECT,
+    properties={"token": openapi.Schema(type=openapi.TYPE_STRING)},
+    required=["token"],
+)
+
+
+class RegisterView(generics.CreateAPIView):
+    serializer_class = RegisterSerializer
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+    throttle_scope = "auth"
+
+    @swagger_auto_schema(
+        operation_id="auth_register",
+        operation_description="Create an account and its API token. Does not start a session.",
+        responses={201: RegisterSerializer, **schema.errors(400, 429)},
+        security=[],
+        tags=["auth"],
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)
+
+    def perform_create(self, serializer: serializers.BaseSerializer[Any]) -> None:
+        try:
+            serializer.save()
+        except IntegrityError as error:
+            # Two sign-ups for one username at once: the second loses at the unique index.
+            raise serializers.ValidationError(
+                {"username": ["A user with that username already exists."]}
+            ) from error
+
+
+class TokenView(ObtainAuthToken):
+    # ObtainAuthToken turns throttling off; sign-in attempts count against the "auth" rate.
+    throttle_classes = api_settings.DEFAULT_THROTTLE_CLASSES
+    throttle_scope = "auth"
+
+    @swagger_auto_schema(
+        operation_id="auth_token",
+        operation_description="The API token of an existing account (created on first use).",
+        request_body=AuthTokenSerializer,
+        responses={200: openapi.Response("The token.", _token_body), **schema.errors(400, 429)},
+        security=[],
+        tags=["auth"],
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)

@@ -1,0 +1,219 @@
+"""Settings of the example project, read from the environment or a `.env` file (config/env.py).
+
+`.env.example` documents each variable. Production needs at least `SECRET_KEY` and
+`ALLOWED_HOSTS`; `DEBUG` is off unless asked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from decouple import Csv
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# --- Core -------------------------------------------------------------------------------------
+
+DEBUG = config("DEBUG", default=False, cast=bool)
+
+SECRET_KEY = config("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set it in the environment or in example_project/.env "
+            "(see .env.example); only DEBUG=true runs with a development key."
+        )
+    SECRET_KEY = "django-insecure-development-key-for-debug-only"
+
+ALLOWED_HOSTS = config("ALLOWED_HOSTS", default="localhost,127.0.0.1,[::1]", cast=Csv())
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_yasg",
+    "django_polls",
+    "accounts",
+    "demo",
+]
+
+MIDDLEWARE = [
+    "corsheaders.middleware.CorsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# --- Database ---------------------------------------------------------------------------------
+
+# An SQLite file by default, PostgreSQL with DATABASE_URL=postgres://user:password@host:5432/name.
+# Each worker keeps its connection for CONN_MAX_AGE seconds and checks it before reuse, so a
+# database restart costs one reconnect instead of one failed request.
+DATABASES = {
+    "default": dj_database_url.parse(
+        config("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=config("CONN_MAX_AGE", default=600, cast=int),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # Writers queue for the lock (IMMEDIATE) instead of failing when two workers write at once;
+        # WAL lets reads go on during a write.
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+# --- Cache ------------------------------------------------------------------------------------
+
+# A shared Redis cache when REDIS_URL is set (throttle counters then hold across workers and
+# servers); else each worker process has its own memory cache.
+REDIS_URL = config("REDIS_URL", default="")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+# --- Auth -------------------------------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Internationalisation ---------------------------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files -----------------------------------------------------------------------------
+
+# Served by the project itself (WhiteNoise), so Swagger UI, ReDoc and the admin work offline and
+# without a separate web server. `manage.py collectstatic` fills STATIC_ROOT.
+STATIC_URL = "static/"
+STATIC_ROOT = config("STATIC_ROOT", default="") or str(BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# --- HTTPS and security headers ---------------------------------------------------------------
+
+# HTTPS=true (the default unless DEBUG) when the site is served over HTTPS: redirect plain HTTP,
+# send cookies only over HTTPS, and send HSTS. `make demo` serves plain HTTP on 127.0.0.1.
+HTTPS = config("HTTPS", default=not DEBUG, cast=bool)
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = config("SECURE_HSTS_SECONDS", default=31_536_000 if HTTPS else 0, cast=int)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = config("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True, cast=bool)
+SECURE_HSTS_PRELOAD = config("SECURE_HSTS_PRELOAD", default=True, cast=bool)
+# Load balancers probe the health endpoint over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^api/health/$"]
+# Behind a proxy that terminates TLS and sets X-Forwarded-Proto (and strips it from clients).
+if config("TRUST_X_FORWARDED_PROTO", default=False, cast=bool):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+X_FRAME_OPTIONS = "DENY"
+
+CSRF_TRUSTED_ORIGINS = config("CSRF_TRUSTED_ORIGINS", default="", cast=Csv())
+CSRF_FAILURE_VIEW = "config.errors.csrf_failure"
+
+# Browser front ends on other origins (https://app.example.com,http://localhost:5173) may call
+# the API; nothing outside /api/ is shared.
+CORS_ALLOWED_ORIGINS = config("CORS_ALLOWED_ORIGINS", default="", cast=Csv())
+CORS_URLS_REGEX = r"^/api/.*$"
+
+# --- Django REST framework and django_polls ---------------------------------------------------
+
+# THROTTLE=off turns every throttle off (load tests, a test suite driving the demo).
+THROTTLE = config("THROTTLE", default=True, cast=bool)
+
+REST_FRAMEWORK = {
+    # Token first: a request without valid credentials gets 401 with WWW-Authenticate.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        *(["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+    ],
+    "DEFAULT_THROTTLE_CLASSES": (
+        ["rest_framework.throttling.ScopedRateThrottle"] if THROTTLE else []
+    ),
+    "DEFAULT_THROTTLE_RATES": {
+        "django_polls.vote": config("THROTTLE_VOTE_RATE", default="60/min"),
+        "django_polls.create": config("THROTTLE_CREATE_RATE", default="20/min"),
+        "auth": config("THROTTLE_AUTH_RATE", default="20/min"),
+    },
+}
+
+# Every key of django_polls with its default is in docs/configuration.md.
+DJANGO_POLLS: dict[str, object] = {}
+
+SWAGGER_SETTINGS = {
+    "SECURITY_DEFINITIONS": {
+        "Token": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Token <key>`: take a key from `POST /api/v1/auth/register/` or "
+            "`POST /api/v1/auth/token/` and enter `Token <key>` under Authorize.",
+        }
+    },
+    "USE_SESSION_AUTH": False,
+    "PERSIST_AUTH": True,
+    "DEFAULT_MODEL_RENDERING": "example",
+}
+
+# --- Logging ----------------------------------------------------------------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": config("LOG_LEVEL", default="") or "INFO"},
+}

@@ -1,0 +1,25 @@
+"""Gunicorn settings for the example project, from the environment or `.env` (config/env.py).
+
+HOST (default 127.0.0.1), PORT (default 8000) and WEB_CONCURRENCY (default 2 x CPU cores + 1).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Every top-level name here is read as a Gunicorn setting, hence the alias.
+from config.env import config as env
+
+bind = f"{env('HOST', default='') or '127.0.0.1'}:{env('PORT', default='') or '8000'}"
+workers = int(env("WEB_CONCURRENCY", default="") or 2 * multiprocessing.cpu_count() + 1)
+wsgi_app = "config.wsgi:application"
+accesslog = "-"
+timeout = 30
+graceful_timeout = 20
+# No control socket: its default path is per user, so two servers on one machine (a demo and a
+# test run) would fight over it.
+control_socket_disable = True
