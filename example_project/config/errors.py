@@ -8,6 +8,13 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
+from rest_framework.views import exception_handler
+
+from django_polls.views import with_error_codes
+
+#: DRF's exception handler, adding a stable `code` to every `{"detail": ...}` body, as the poll
+#: views do: the auth and health endpoints answer in the same shape.
+api_exception_handler = with_error_codes(exception_handler)
 
 
 def _is_api(request: HttpRequest) -> bool:

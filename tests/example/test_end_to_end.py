@@ -1,0 +1,289 @@
+"""The example project under Gunicorn, over real HTTP: what a frontend team does on day one."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from html.parser import HTMLParser
+
+from tests.example.conftest import DATABASE, Answer, Server
+
+PASSWORD = "correct-horse-battery-9"
+
+
+def register(server: Server, username: str | None = None) -> Answer:
+    username = username or f"user-{secrets.token_hex(4)}"
+    return server.request(
+        "POST", "/api/v1/auth/register/", {"username": username, "password": PASSWORD}
+    )
+
+
+def new_token(server: Server) -> str:
+    answer = register(server)
+    assert answer.status == 201, answer.text
+    return str(answer.json["token"])
+
+
+def create_poll(server: Server, token: str, **fields: object) -> dict[str, object]:
+    body = {"title": "Lunch?", "options": [{"text": "Pizza"}, {"text": "Soup"}], **fields}
+    answer = server.request("POST", "/api/v1/polls/", body, token=token)
+    assert answer.status == 201, answer.text
+    return dict(answer.json)
+
+
+def test_register_token_create_vote_results_and_swagger(server: Server) -> None:
+    username = f"alice-{secrets.token_hex(4)}"
+    registered = register(server, username)
+    assert registered.status == 201, registered.text
+    assert set(registered.json) == {"id", "username", "token"}
+    assert registered.json["username"] == username
+    assert "Set-Cookie" not in registered.headers
+
+    signed_in = server.request(
+        "POST", "/api/v1/auth/token/", {"username": username, "password": PASSWORD}
+    )
+    assert signed_in.status == 200, signed_in.text
+    assert signed_in.json == {"token": registered.json["token"]}
+    token = signed_in.json["token"]
+
+    created = server.request(
+        "POST",
+        "/api/v1/polls/",
+        {"title": "Lunch?", "options": [{"text": "Pizza"}, {"text": "Soup"}]},
+        token=token,
+    )
+    assert created.status == 201, created.text
+    poll = created.json
+    assert poll["created_by"] == username
+    assert poll["is_active"] is True
+    assert poll["total_votes"] == 0
+    pizza, soup = (option["id"] for option in poll["options"])
+
+    voted = server.request(
+        "POST", f"/api/v1/polls/{poll['id']}/vote/", {"options": [pizza]}, token=token
+    )
+    assert voted.status == 201, voted.text
+    assert voted.json["poll"] == poll["id"]
+    assert voted.json["options"] == [pizza]
+
+    # A second voter, so the percentages are not trivially 100 and 0.
+    other = new_token(server)
+    assert (
+        server.request(
+            "POST", f"/api/v1/polls/{poll['id']}/vote/", {"options": [soup]}, token=other
+        ).status
+        == 201
+    )
+
+    again = server.request(
+        "POST", f"/api/v1/polls/{poll['id']}/vote/", {"options": [soup]}, token=token
+    )
+    assert again.status == 409
+    assert again.json["code"] == "already_voted"
+
+    results = server.request("GET", f"/api/v1/polls/{poll['id']}/results/")
+    assert results.status == 200
+    assert results.json == {
+        "poll": poll["id"],
+        "is_active": True,
+        "total_votes": 2,
+        "options": [
+            {"id": pizza, "text": "Pizza", "votes": 1, "percentage": 50.0},
+            {"id": soup, "text": "Soup", "votes": 1, "percentage": 50.0},
+        ],
+    }
+
+    mine = server.request("GET", f"/api/v1/polls/{poll['id']}/vote/", token=token)
+    assert mine.json == {"options": [pizza]}
+
+    schema = server.request("GET", "/api/swagger.json")
+    assert schema.status == 200
+    assert schema.headers["Content-Type"].startswith("application/json")
+    assert schema.json["swagger"] == "2.0"
+    assert "/v1/polls/{id}/vote/" in {
+        path.removeprefix("/api") for path in _full_paths(schema.json)
+    }
+
+
+def _full_paths(document: dict[str, object]) -> set[str]:
+    base = str(document.get("basePath", "")).rstrip("/")
+    paths = document["paths"]
+    assert isinstance(paths, dict)
+    return {base + path for path in paths}
+
+
+def test_register_refuses_a_taken_username_and_a_weak_password(server: Server) -> None:
+    username = f"bob-{secrets.token_hex(4)}"
+    assert register(server, username).status == 201
+
+    taken = register(server, username)
+    assert taken.status == 400
+    assert taken.json == {"username": ["A user with that username already exists."]}
+
+    weak = server.request(
+        "POST", "/api/v1/auth/register/", {"username": f"{username}-2", "password": "12345678"}
+    )
+    assert weak.status == 400
+    assert "password" in weak.json
+    assert any("common" in message for message in weak.json["password"])
+    # Nothing was created: the username is still free.
+    assert register(server, f"{username}-2").status == 201
+
+    missing = server.request("POST", "/api/v1/auth/register/", {})
+    assert missing.status == 400
+    assert set(missing.json) == {"username", "password"}
+
+
+def test_token_refuses_bad_credentials(server: Server) -> None:
+    username = f"carol-{secrets.token_hex(4)}"
+    register(server, username)
+    for credentials in (
+        {"username": username, "password": "wrong-password"},
+        {"username": f"nobody-{secrets.token_hex(4)}", "password": PASSWORD},
+        {"username": username},
+    ):
+        answer = server.request("POST", "/api/v1/auth/token/", credentials)
+        assert answer.status == 400, credentials
+        assert answer.headers["Content-Type"] == "application/json"
+        assert "token" not in answer.json
+
+
+def test_a_request_without_valid_credentials_gets_401_with_www_authenticate(
+    server: Server,
+) -> None:
+    body = {"title": "Lunch?", "options": [{"text": "Pizza"}, {"text": "Soup"}]}
+    for token in (None, "not-a-real-token"):
+        answer = server.request("POST", "/api/v1/polls/", body, token=token)
+        assert answer.status == 401
+        assert answer.headers["WWW-Authenticate"] == "Token"
+        assert answer.json["code"] in {"not_authenticated", "authentication_failed"}
+
+
+def test_every_error_under_api_is_json(server: Server) -> None:
+    for method, path in [
+        ("GET", "/api/"),
+        ("GET", "/api/v2/polls/"),
+        ("POST", "/api/v1/auth/register"),  # no trailing slash
+        ("DELETE", "/api/nothing/here/"),
+        ("GET", "/api/v1/polls/99999999/"),
+        ("GET", "/api/v1/polls/abc/results/"),
+    ]:
+        answer = server.request(method, path)
+        assert answer.status == 404, (method, path)
+        assert answer.headers["Content-Type"] == "application/json", (method, path)
+        assert answer.json["code"] == "not_found"
+
+    broken = server.request(
+        "POST",
+        "/api/v1/auth/register/",
+        raw=b'{"username": ',
+        headers={"Content-Type": "application/json"},
+    )
+    assert broken.status == 400
+    assert broken.json["code"] == "parse_error"
+
+
+def test_health_reports_the_database(server: Server) -> None:
+    answer = server.request("GET", "/api/health/")
+    assert answer.status == 200
+    assert answer.json == {"status": "ok", "database": "ok"}
+
+
+class _Assets(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in {"src", "href"} and value and tag in {"script", "link"}:
+                self.urls.append(value)
+
+
+def test_swagger_ui_redoc_and_admin_are_served_with_their_assets(server: Server) -> None:
+    for page in ("/api/docs/", "/api/redoc/", "/admin/login/"):
+        answer = server.request("GET", page)
+        assert answer.status == 200, page
+        assert answer.headers["Content-Type"].startswith("text/html")
+        assets = _Assets()
+        assets.feed(answer.text)
+        assert assets.urls, page
+        for url in assets.urls:
+            # Served by the project itself: the docs work without the internet.
+            assert url.startswith("/static/"), (page, url)
+            fetched = server.request("GET", url)
+            assert fetched.status == 200, (page, url)
+            assert len(fetched.body) > 0
+
+
+def test_cors_lets_the_configured_origin_call_the_api(server: Server) -> None:
+    allowed = "http://frontend.localhost:5173"
+    preflight = server.request(
+        "OPTIONS",
+        "/api/v1/polls/",
+        headers={
+            "Origin": allowed,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert preflight.status == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == allowed
+    assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
+
+    read = server.request("GET", "/api/v1/polls/", headers={"Origin": allowed})
+    assert read.headers["Access-Control-Allow-Origin"] == allowed
+
+    stranger = server.request(
+        "GET", "/api/v1/polls/", headers={"Origin": "http://elsewhere.localhost"}
+    )
+    assert "Access-Control-Allow-Origin" not in stranger.headers
+
+
+def test_voters_at_once_on_four_workers_are_all_counted(server: Server) -> None:
+    owner = new_token(server)
+    poll = create_poll(server, owner)
+    options = [option["id"] for option in poll["options"]]  # type: ignore[attr-defined]
+    voters = 24
+
+    def sign_up_and_vote(number: int) -> int:
+        token = new_token(server)
+        ballot = {"options": [options[number % 2]]}
+        return server.request("POST", f"/api/v1/polls/{poll['id']}/vote/", ballot, token=token).status
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = list(pool.map(sign_up_and_vote, range(voters)))
+
+    assert statuses == [201] * voters, f"{DATABASE}: {statuses}"
+    results = server.request("GET", f"/api/v1/polls/{poll['id']}/results/").json
+    assert results["total_votes"] == voters
+    assert [option["votes"] for option in results["options"]] == [voters // 2, voters // 2]
+
+
+def test_one_voter_sending_the_same_ballot_at_once_is_counted_once(server: Server) -> None:
+    owner = new_token(server)
+    poll = create_poll(server, owner)
+    ballot = {"options": [poll["options"][0]["id"]]}  # type: ignore[index]
+    voter = new_token(server)
+
+    def vote(_: int) -> Answer:
+        return server.request("POST", f"/api/v1/polls/{poll['id']}/vote/", ballot, token=voter)
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        answers = list(pool.map(vote, range(10)))
+
+    statuses = sorted(answer.status for answer in answers)
+    assert statuses == [201] + [409] * 9, statuses
+    assert all(a.json["code"] == "already_voted" for a in answers if a.status == 409)
+    results = server.request("GET", f"/api/v1/polls/{poll['id']}/results/").json
+    assert results["total_votes"] == 1
+
+
+def test_a_browser_gets_json_not_the_browsable_api(server: Server) -> None:
+    # DEBUG is off, so there is no HTML renderer to choose even when a browser prefers HTML.
+    accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    answer = server.request("GET", "/api/v1/polls/", headers={"Accept": accept})
+    assert answer.status == 200
+    assert answer.headers["Content-Type"] == "application/json"
+    assert not re.search(r"<html", answer.text, re.IGNORECASE)
