@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-# tox environments that `make test` runs: lint, types, the migrations check, the tests on SQLite,
-# and the tests on PostgreSQL for the oldest and newest supported Django.
-CI_ENVS := lint,types,migrations,build,py311-django52,py311-django52-noyasg,py313-django61
-PG_ENVS := py310-django42-drf314-pg,py313-django61-pg
+# tox environments that `make test` runs: lint, types, the migrations check, the package build,
+# the docs site, the tests on SQLite, and on PostgreSQL for the oldest and newest supported
+# Django; the example project under Gunicorn on both databases.
+CI_ENVS := lint,types,migrations,build,docs,py311-django52,py311-django52-noyasg,py313-django61,example
+PG_ENVS := py310-django42-drf314-pg,py313-django61-pg,example-pg
 
 # With pyenv, let tox find every installed interpreter (python3.10 ... python3.13).
 ifneq ($(shell command -v pyenv 2>/dev/null),)

@@ -35,7 +35,10 @@ class RegisterView(generics.CreateAPIView):
     @swagger_auto_schema(
         operation_id="auth_register",
         operation_description="Create an account and its API token. Does not start a session.",
-        responses={201: RegisterSerializer, **schema.errors(400, 429)},
+        responses={
+            201: openapi.Response("The new account and its API token.", RegisterSerializer),
+            **schema.errors(400, 429),
+        },
         security=[],
         tags=["auth"],
     )

@@ -12,18 +12,21 @@ from accounts.views import RegisterView, TokenView
 from config.errors import api_not_found
 from config.health import HealthView
 
-schema_view = get_schema_view(
-    openapi.Info(
-        title="django-polls API",
-        default_version="v1",
-        description=(
-            "Polls, votes and live-exact results. Reads are public; writes need "
-            "`Authorization: Token <key>` (register or sign in under **auth**, then press "
-            "**Authorize**). Every error has a JSON body: `{detail, code}`, or "
-            "`{field: [messages]}` for invalid input."
-        ),
-        license=openapi.License(name="MIT"),
+#: The schema's title and description (also `manage.py generate_swagger`'s, via DEFAULT_INFO).
+api_info = openapi.Info(
+    title="django-polls API",
+    default_version="v1",
+    description=(
+        "Polls, votes and live-exact results. Reads are public; writes need "
+        "`Authorization: Token <key>` (register or sign in under **auth**, then press "
+        "**Authorize**). Every error has a JSON body: `{detail, code}`, or "
+        "`{field: [messages]}` for invalid input."
     ),
+    license=openapi.License(name="MIT"),
+)
+
+schema_view = get_schema_view(
+    api_info,
     public=True,
     permission_classes=[AllowAny],
 )

@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 try:
     from drf_yasg import openapi
+    from drf_yasg.inspectors import SwaggerAutoSchema
     from drf_yasg.utils import no_body
     from drf_yasg.utils import swagger_auto_schema as _swagger_auto_schema
 except ImportError:  # pragma: no cover - exercised only where drf-yasg is absent
     _swagger_auto_schema = None
     no_body = None
+    AUTO_SCHEMA: Any = None
+else:
+
+    class DescribedResponses(SwaggerAutoSchema):  # type: ignore[misc]
+        """Every response gets a description (Swagger 2.0 requires one): the status phrase
+        where none was given, such as the paginated list's ``200 OK``."""
+
+        def get_response_schemas(self, response_serializers: Any) -> Any:
+            responses = super().get_response_schemas(response_serializers)
+            for code, response in responses.items():
+                if not response.get("description") and str(code).isdigit():
+                    response["description"] = HTTPStatus(int(code)).phrase
+            return responses
+
+    AUTO_SCHEMA = DescribedResponses
 
 #: ``request_body`` of an action that takes no body.
 NO_BODY: Any = no_body
@@ -24,6 +41,13 @@ def document(**kwargs: Any) -> Callable[[F], F]:
     if _swagger_auto_schema is None:
         return lambda view: view
     return _swagger_auto_schema(**kwargs)  # type: ignore[no-any-return]
+
+
+def described(description: str, serializer: Any) -> Any:
+    """A response entry: ``serializer``'s body with a description."""
+    if _swagger_auto_schema is None:
+        return None
+    return openapi.Response(description, serializer)
 
 
 def errors(*statuses: int) -> dict[int, Any]:

@@ -142,6 +142,7 @@ class PollViewSet(PollViewSetBase):
     """Polls: list, create, read, update, delete and close; vote, my vote, retract; results."""
 
     serializer_class = PollSerializer
+    swagger_schema = schema.AUTO_SCHEMA  # drf-yasg's, when installed
     queryset = Poll.objects.all()  # for schema generators; requests use get_queryset()
     # Up to 19 digits (a BIGINT); longer ids fall through to the JSON 404 of ``not_found``.
     lookup_value_regex = "[0-9]{1,19}"
@@ -227,20 +228,38 @@ class PollViewSet(PollViewSetBase):
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
-    @schema.document(responses={201: PollSerializer, **schema.errors(400, 401, 429)})
+    @schema.document(
+        responses={
+            201: schema.described("The new poll.", PollSerializer),
+            **schema.errors(400, 401, 429),
+        }
+    )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         signed_in(request)
         return super().create(request, *args, **kwargs)
 
-    @schema.document(responses={200: PollSerializer, **schema.errors(401, 404)}, security=[])
+    @schema.document(
+        responses={200: schema.described("The poll.", PollSerializer), **schema.errors(401, 404)},
+        security=[],
+    )
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().retrieve(request, *args, **kwargs)
 
-    @schema.document(responses={200: PollSerializer, **schema.errors(400, 401, 403, 404, 409)})
+    @schema.document(
+        responses={
+            200: schema.described("The updated poll.", PollSerializer),
+            **schema.errors(400, 401, 403, 404, 409),
+        }
+    )
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().update(request, *args, **kwargs)
 
-    @schema.document(responses={200: PollSerializer, **schema.errors(400, 401, 403, 404, 409)})
+    @schema.document(
+        responses={
+            200: schema.described("The updated poll.", PollSerializer),
+            **schema.errors(400, 401, 403, 404, 409),
+        }
+    )
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().partial_update(request, *args, **kwargs)
 
@@ -251,7 +270,10 @@ class PollViewSet(PollViewSetBase):
     @schema.document(
         request_body=schema.NO_BODY,
         operation_description="Close the poll for good. Closing a closed poll changes nothing.",
-        responses={200: PollSerializer, **schema.errors(401, 403, 404)},
+        responses={
+            200: schema.described("The closed poll.", PollSerializer),
+            **schema.errors(401, 403, 404),
+        },
     )
     @action(detail=True, methods=["post"])
     def close(self, request: Request, pk: str | None = None) -> Response:
@@ -263,12 +285,18 @@ class PollViewSet(PollViewSetBase):
         method="post",
         request_body=BallotSerializer,
         operation_description="Cast a ballot. All of it is stored, or (on any error) nothing.",
-        responses={201: VoteReceiptSerializer, **schema.errors(400, 401, 404, 409, 429)},
+        responses={
+            201: schema.described("The ballot was stored.", VoteReceiptSerializer),
+            **schema.errors(400, 401, 404, 409, 429),
+        },
     )
     @schema.document(
         method="get",
         operation_description="The caller's votes on the poll.",
-        responses={200: MyVoteSerializer, **schema.errors(401, 404)},
+        responses={
+            200: schema.described("The option ids the caller voted for.", MyVoteSerializer),
+            **schema.errors(401, 404),
+        },
     )
     @schema.document(
         method="delete",
@@ -302,7 +330,10 @@ class PollViewSet(PollViewSetBase):
     @schema.document(
         operation_description="Counts and percentages per option, exact as of the last "
         "acknowledged vote. Public.",
-        responses={200: ResultsSerializer, **schema.errors(401, 404)},
+        responses={
+            200: schema.described("The results.", ResultsSerializer),
+            **schema.errors(401, 404),
+        },
         security=[],
     )
     @action(detail=True, methods=["get"])

@@ -27,13 +27,32 @@ import pytest
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "example_project"
 
 # Every variable the example project reads: the tests set them, nothing leaks in from outside.
-EXAMPLE_VARIABLES = (
-    "ALLOWED_HOSTS CONN_MAX_AGE CORS_ALLOWED_ORIGINS CSRF_TRUSTED_ORIGINS DATABASE_URL DEBUG "
-    "DJANGO_SETTINGS_MODULE ENV_FILE HOST HTTPS LOG_LEVEL PORT REDIS_URL SECRET_KEY "
-    "SECURE_HSTS_INCLUDE_SUBDOMAINS SECURE_HSTS_PRELOAD SECURE_HSTS_SECONDS STATIC_ROOT THROTTLE "
-    "THROTTLE_AUTH_RATE THROTTLE_CREATE_RATE THROTTLE_VOTE_RATE TRUST_X_FORWARDED_PROTO "
-    "WEB_CONCURRENCY"
-).split()
+EXAMPLE_VARIABLES = [
+    "ALLOWED_HOSTS",
+    "CONN_MAX_AGE",
+    "CORS_ALLOWED_ORIGINS",
+    "CSRF_TRUSTED_ORIGINS",
+    "DATABASE_URL",
+    "DEBUG",
+    "DJANGO_SETTINGS_MODULE",
+    "ENV_FILE",
+    "HOST",
+    "HTTPS",
+    "LOG_LEVEL",
+    "PORT",
+    "REDIS_URL",
+    "SECRET_KEY",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+    "SECURE_HSTS_PRELOAD",
+    "SECURE_HSTS_SECONDS",
+    "STATIC_ROOT",
+    "THROTTLE",
+    "THROTTLE_AUTH_RATE",
+    "THROTTLE_CREATE_RATE",
+    "THROTTLE_VOTE_RATE",
+    "TRUST_X_FORWARDED_PROTO",
+    "WEB_CONCURRENCY",
+]
 
 
 def example_env(**values: str) -> dict[str, str]:
@@ -137,7 +156,9 @@ class Deployment:
             **{**self.settings, **values},
         )
 
-    def manage(self, *args: str, check: bool = True, **values: str) -> subprocess.CompletedProcess[str]:
+    def manage(
+        self, *args: str, check: bool = True, **values: str
+    ) -> subprocess.CompletedProcess[str]:
         return run_example("manage.py", *args, env=self.env(**values), check=check)
 
     def prepare(self) -> None:
@@ -221,9 +242,7 @@ def _plain(url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def deployment(
-    database_url_factory: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Deployment:
+def deployment(database_url_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
     """The example project, migrated and with its static files collected."""
     prepared = Deployment(
         database_url=database_url_factory(),

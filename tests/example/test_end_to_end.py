@@ -250,7 +250,9 @@ def test_voters_at_once_on_four_workers_are_all_counted(server: Server) -> None:
     def sign_up_and_vote(number: int) -> int:
         token = new_token(server)
         ballot = {"options": [options[number % 2]]}
-        return server.request("POST", f"/api/v1/polls/{poll['id']}/vote/", ballot, token=token).status
+        return server.request(
+            "POST", f"/api/v1/polls/{poll['id']}/vote/", ballot, token=token
+        ).status
 
     with ThreadPoolExecutor(max_workers=12) as pool:
         statuses = list(pool.map(sign_up_and_vote, range(voters)))

@@ -1,0 +1,75 @@
+"""`manage.py seed_polls`: the demo data `make demo` loads, safe to load again."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.example.conftest import Deployment
+
+SUMMARY = """
+import json, django
+django.setup()
+from django.contrib.auth import authenticate
+from django_polls.models import Option, Poll, Vote
+print(json.dumps({
+    "polls": sorted(
+        [p.title, p.is_active, p.allow_multiple_votes, p.total_votes]
+        for p in Poll.objects.prefetch_related("options")
+    ),
+    "votes": Vote.objects.count(),
+    "counted": sum(Option.objects.values_list("votes", flat=True)),
+    "demo_signs_in": authenticate(username="demo", password=%r) is not None,
+}))
+"""
+
+
+@pytest.fixture
+def fresh(database_url_factory: Any, tmp_path: Path) -> Deployment:
+    deployment = Deployment(database_url=database_url_factory(), static_root=tmp_path)
+    deployment.manage("migrate", "--noinput")
+    return deployment
+
+
+def summary(deployment: Deployment, password: str) -> dict[str, Any]:
+    shown = deployment.manage("shell", "--no-imports", "-c", SUMMARY % password)
+    return dict(json.loads(shown.stdout))
+
+
+def test_seed_polls_loads_demo_data_once_and_prints_working_credentials(
+    fresh: Deployment,
+) -> None:
+    first = fresh.manage("seed_polls").stdout
+    assert "username: demo" in first
+    assert "password: demo" in first
+    token = re.search(r"token:\s+([0-9a-f]{40})", first)
+    assert token, first
+    loaded = summary(fresh, "demo")
+    assert loaded["demo_signs_in"] is True
+    assert len(loaded["polls"]) == 4
+    assert loaded["votes"] > 0
+    assert loaded["counted"] == loaded["votes"]
+    # A mix a frontend needs to see: open and closed, single and multiple choice, no votes yet.
+    assert {active for _, active, _, _ in loaded["polls"]} == {True, False}
+    assert {multiple for _, _, multiple, _ in loaded["polls"]} == {True, False}
+    assert 0 in {total for *_, total in loaded["polls"]}
+
+    again = fresh.manage("seed_polls").stdout
+    assert "(0 added now)" in again
+    assert token.group(1) in again  # the same token
+    assert summary(fresh, "demo") == loaded
+
+    # The counters agree with the vote rows.
+    assert fresh.manage("polls_recount").returncode == 0
+
+
+def test_seed_polls_sets_the_password_it_prints(fresh: Deployment) -> None:
+    fresh.manage("seed_polls")
+    output = fresh.manage("seed_polls", "--password", "another-demo-password").stdout
+    assert "password: another-demo-password" in output
+    assert summary(fresh, "another-demo-password")["demo_signs_in"] is True
+    assert summary(fresh, "demo")["demo_signs_in"] is False

@@ -1,0 +1,200 @@
+"""The example project's settings come from the environment, and production refuses to start
+without the values it cannot do without."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+from tests.example.conftest import EXAMPLE_DIR, example_env, run_example
+
+SHOW = """
+import json, django
+django.setup()
+from django.conf import settings as s
+db = s.DATABASES["default"]
+print(json.dumps({
+    "DEBUG": s.DEBUG, "SECRET_KEY": s.SECRET_KEY, "ALLOWED_HOSTS": s.ALLOWED_HOSTS,
+    "TIME_ZONE": s.TIME_ZONE, "USE_TZ": s.USE_TZ,
+    "ENGINE": db["ENGINE"], "NAME": str(db["NAME"]), "HOST": db.get("HOST"),
+    "PORT": db.get("PORT"), "USER": db.get("USER"), "OPTIONS": db.get("OPTIONS", {}),
+    "CONN_MAX_AGE": db["CONN_MAX_AGE"], "CONN_HEALTH_CHECKS": db["CONN_HEALTH_CHECKS"],
+    "CACHE": s.CACHES["default"], "CORS_ALLOWED_ORIGINS": s.CORS_ALLOWED_ORIGINS,
+    "CSRF_TRUSTED_ORIGINS": s.CSRF_TRUSTED_ORIGINS,
+    "SECURE_SSL_REDIRECT": s.SECURE_SSL_REDIRECT, "SESSION_COOKIE_SECURE": s.SESSION_COOKIE_SECURE,
+    "SECURE_HSTS_SECONDS": s.SECURE_HSTS_SECONDS,
+    "SECURE_PROXY_SSL_HEADER": s.SECURE_PROXY_SSL_HEADER,
+    "THROTTLE_CLASSES": s.REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"],
+    "THROTTLE_RATES": s.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+    "RENDERERS": s.REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"],
+    "AUTHENTICATION": s.REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"],
+    "STATIC_ROOT": str(s.STATIC_ROOT), "LOG_LEVEL": s.LOGGING["root"]["level"],
+}))
+"""
+
+PRODUCTION = {
+    "SECRET_KEY": "k" + secrets.token_urlsafe(60),
+    "ALLOWED_HOSTS": "polls.example.com",
+    "DATABASE_URL": "postgres://polls:secret@db.internal:6432/polls",
+}
+
+
+def settings_for(**values: str) -> dict[str, Any]:
+    shown = run_example(
+        "-c", SHOW, env=example_env(DJANGO_SETTINGS_MODULE="config.settings", **values)
+    )
+    return dict(json.loads(shown.stdout))
+
+
+def start_failure(**values: str) -> str:
+    """What `manage.py check` prints when the settings refuse to load."""
+    result = run_example("manage.py", "check", env=example_env(**values), check=False)
+    assert result.returncode != 0, result.stdout
+    return result.stderr
+
+
+def test_production_values_are_read_from_the_environment() -> None:
+    settings = settings_for(**PRODUCTION, CONN_MAX_AGE="120")
+    assert settings["DEBUG"] is False
+    assert settings["SECRET_KEY"] == PRODUCTION["SECRET_KEY"]
+    assert settings["ALLOWED_HOSTS"] == ["polls.example.com"]
+    assert settings["TIME_ZONE"] == "UTC"
+    assert settings["USE_TZ"] is True
+    assert settings["ENGINE"] == "django.db.backends.postgresql"
+    assert (settings["NAME"], settings["HOST"], settings["PORT"], settings["USER"]) == (
+        "polls",
+        "db.internal",
+        6432,
+        "polls",
+    )
+    # Persistent connections, checked before reuse.
+    assert settings["CONN_MAX_AGE"] == 120
+    assert settings["CONN_HEALTH_CHECKS"] is True
+    # Served over HTTPS unless told otherwise.
+    assert settings["SECURE_SSL_REDIRECT"] is True
+    assert settings["SESSION_COOKIE_SECURE"] is True
+    assert settings["SECURE_HSTS_SECONDS"] == 31_536_000
+    assert settings["SECURE_PROXY_SSL_HEADER"] is None
+    # JSON only: no browsable API outside DEBUG.
+    assert settings["RENDERERS"] == ["rest_framework.renderers.JSONRenderer"]
+    assert settings["AUTHENTICATION"][0] == "rest_framework.authentication.TokenAuthentication"
+
+
+def test_production_refuses_to_start_without_a_secret_key() -> None:
+    unset = {key: value for key, value in PRODUCTION.items() if key != "SECRET_KEY"}
+    for values in (unset, {**unset, "SECRET_KEY": ""}, {**unset, "DEBUG": "false"}):
+        error = start_failure(**values)
+        assert "ImproperlyConfigured: SECRET_KEY is not set" in error
+
+
+def test_debug_runs_with_a_development_key_and_plain_http() -> None:
+    settings = settings_for(DEBUG="true")
+    assert settings["DEBUG"] is True
+    assert settings["SECRET_KEY"].startswith("django-insecure-")
+    assert settings["SECURE_SSL_REDIRECT"] is False
+    assert settings["SECURE_HSTS_SECONDS"] == 0
+    assert "rest_framework.renderers.BrowsableAPIRenderer" in settings["RENDERERS"]
+
+
+def test_defaults_are_an_sqlite_file_a_local_cache_and_throttling() -> None:
+    settings = settings_for(SECRET_KEY="x" * 60)
+    assert settings["ENGINE"] == "django.db.backends.sqlite3"
+    assert Path(settings["NAME"]) == EXAMPLE_DIR / "db.sqlite3"
+    # Writers wait for each other instead of failing with "database is locked".
+    assert settings["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+    assert settings["OPTIONS"]["timeout"] >= 5
+    assert "journal_mode=WAL" in settings["OPTIONS"]["init_command"]
+    assert settings["CONN_MAX_AGE"] == 600
+    assert settings["ALLOWED_HOSTS"] == ["localhost", "127.0.0.1", "[::1]"]
+    assert settings["CACHE"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
+    assert settings["CORS_ALLOWED_ORIGINS"] == []
+    assert settings["THROTTLE_CLASSES"] == ["rest_framework.throttling.ScopedRateThrottle"]
+    assert settings["THROTTLE_RATES"] == {
+        "django_polls.vote": "60/min",
+        "django_polls.create": "20/min",
+        "auth": "20/min",
+    }
+    assert Path(settings["STATIC_ROOT"]) == EXAMPLE_DIR / "staticfiles"
+    assert settings["LOG_LEVEL"] == "INFO"
+
+
+def test_cache_cors_throttling_and_proxy_are_configurable() -> None:
+    settings = settings_for(
+        SECRET_KEY="x" * 60,
+        REDIS_URL="redis://127.0.0.1:6379/3",
+        CORS_ALLOWED_ORIGINS="https://app.example.com, http://localhost:5173",
+        CSRF_TRUSTED_ORIGINS="https://app.example.com",
+        THROTTLE_VOTE_RATE="5/second",
+        TRUST_X_FORWARDED_PROTO="true",
+        LOG_LEVEL="WARNING",
+    )
+    assert settings["CACHE"] == {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:6379/3",
+    }
+    assert settings["CORS_ALLOWED_ORIGINS"] == ["https://app.example.com", "http://localhost:5173"]
+    assert settings["CSRF_TRUSTED_ORIGINS"] == ["https://app.example.com"]
+    assert settings["THROTTLE_RATES"]["django_polls.vote"] == "5/second"
+    assert settings["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+    assert settings["LOG_LEVEL"] == "WARNING"
+
+    assert settings_for(SECRET_KEY="x" * 60, THROTTLE="off")["THROTTLE_CLASSES"] == []
+
+
+def test_a_dotenv_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / "polls.env"
+    env_file.write_text(
+        "SECRET_KEY=from-the-file-" + "f" * 50 + "\nALLOWED_HOSTS=file.example.com\nDEBUG=false\n"
+    )
+    settings = settings_for(ENV_FILE=str(env_file), ALLOWED_HOSTS="env.example.com")
+    assert settings["SECRET_KEY"].startswith("from-the-file-")
+    assert settings["ALLOWED_HOSTS"] == ["env.example.com"]
+
+
+def test_check_deploy_is_clean_with_production_values() -> None:
+    clean = run_example(
+        "manage.py",
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env=example_env(**PRODUCTION),
+        check=False,
+    )
+    assert clean.returncode == 0, clean.stderr
+    assert "System check identified no issues" in clean.stdout
+
+    # The same check does bite: plain HTTP is reported.
+    plain = run_example(
+        "manage.py",
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env=example_env(**PRODUCTION, HTTPS="false"),
+        check=False,
+    )
+    assert plain.returncode != 0
+    assert "security.W008" in plain.stderr
+
+
+GUNICORN = """
+import json, runpy
+conf = runpy.run_path("gunicorn.conf.py")
+print(json.dumps({"bind": conf["bind"], "workers": conf["workers"]}))
+"""
+
+
+def test_gunicorn_takes_host_port_and_workers_from_the_environment() -> None:
+    default = json.loads(run_example("-c", GUNICORN, env=example_env()).stdout)
+    assert default["bind"] == "127.0.0.1:8000"
+    assert default["workers"] >= 3  # 2 x cores + 1
+
+    chosen = json.loads(
+        run_example(
+            "-c", GUNICORN, env=example_env(HOST="0.0.0.0", PORT="9001", WEB_CONCURRENCY="3")
+        ).stdout
+    )
+    assert chosen == {"bind": "0.0.0.0:9001", "workers": 3}
