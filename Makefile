@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 # Django; the example project under Gunicorn on both databases.
 CI_ENVS := lint,types,migrations,build,docs,py311-django52,py311-django52-noyasg,py313-django61,example
 PG_ENVS := py310-django42-drf314-pg,py313-django61-pg,example-pg
+# Pages in headless Chromium (Swagger UI), when the machine has Chromium.
+BROWSER_ENVS := browser
 
 # With pyenv, let tox find every installed interpreter (python3.10 ... python3.13).
 ifneq ($(shell command -v pyenv 2>/dev/null),)
@@ -51,6 +53,14 @@ test: $(BIN)/tox
 		echo "PostgreSQL is required (REQUIRE_POSTGRES) but 127.0.0.1:5432 does not answer and DATABASE_URL is unset."; exit 1; \
 	else \
 		echo "NOTE: no PostgreSQL (DATABASE_URL unset, 127.0.0.1:5432 does not answer): the PostgreSQL environments $(PG_ENVS) DO NOT RUN."; \
+	fi; \
+	chromium="$${CHROMIUM:-/usr/bin/chromium}"; \
+	if [ -x "$$chromium" ]; then \
+		envs="$$envs,$(BROWSER_ENVS)"; echo "Chromium: $$chromium"; \
+	elif [ -n "$$REQUIRE_BROWSER" ]; then \
+		echo "Chromium is required (REQUIRE_BROWSER) but $$chromium is missing (Debian: apt-get install chromium)."; exit 1; \
+	else \
+		echo "NOTE: no Chromium at $$chromium (Debian: apt-get install chromium; or set CHROMIUM): the browser environment $(BROWSER_ENVS) DOES NOT RUN."; \
 	fi; \
 	missing=""; \
 	for version in $$(echo "$$envs" | grep -o 'py3[0-9]*' | sort -u); do \

@@ -1,0 +1,112 @@
+"""Swagger UI in a real browser (headless Chromium): it loads with no request leaving the
+machine, and a token entered under Authorize is sent with "Try it out" requests."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
+
+from tests.example.conftest import Server
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, server: Server) -> Iterator[Page]:
+    """A fresh page whose requests may only go to the server under test; any other is refused
+    and recorded in `page.elsewhere`."""
+    context = browser.new_context()
+    opened = context.new_page()
+    elsewhere: list[str] = []
+
+    def only_local(route: Route, request: Request) -> None:
+        if urlsplit(request.url).netloc == f"127.0.0.1:{server.port}":
+            route.continue_()
+        else:
+            elsewhere.append(request.url)
+            route.abort()
+
+    opened.route("**/*", only_local)
+    opened.elsewhere = elsewhere  # type: ignore[attr-defined]
+    yield opened
+    context.close()
+
+
+def test_swagger_ui_loads_offline_and_lists_the_api(page: Page, server: Server) -> None:
+    page.goto(f"http://127.0.0.1:{server.port}/api/docs/")
+    expect(page.locator(".info .title")).to_contain_text("django-polls API")
+    paths = page.locator(".opblock-summary-path")
+    expect(paths.first).to_be_visible()
+    shown = set(paths.all_inner_texts())
+    for path in ("/v1/polls/", "/v1/polls/{id}/vote/", "/v1/polls/{id}/results/"):
+        assert any(text.replace("\u200b", "").strip() == path for text in shown), shown
+    assert page.elsewhere == []  # type: ignore[attr-defined]
+
+
+def test_authorize_sends_the_token_with_try_it_out(page: Page, server: Server) -> None:
+    password = "correct-horse-battery-9"
+    account = server.request(
+        "POST",
+        "/api/v1/auth/register/",
+        {"username": f"ui-{secrets.token_hex(4)}", "password": password},
+    ).json
+    poll = server.request(
+        "POST",
+        "/api/v1/polls/",
+        {"title": "Swagger?", "options": [{"text": "Yes"}, {"text": "No"}]},
+        token=account["token"],
+    ).json
+    yes = poll["options"][0]["id"]
+    assert (
+        server.request(
+            "POST", f"/api/v1/polls/{poll['id']}/vote/", {"options": [yes]}, token=account["token"]
+        ).status
+        == 201
+    )
+
+    page.goto(f"http://127.0.0.1:{server.port}/api/docs/")
+    page.locator("button.authorize").first.click()
+    dialog = page.locator(".dialog-ux")
+    dialog.locator("input").fill(f"Token {account['token']}")
+    dialog.locator("button.authorize").click()
+    dialog.locator("button.btn-done").click()
+
+    # GET /polls/{id}/vote/ answers 401 without a token, the caller's votes with one.
+    operation = page.locator(".opblock-get").filter(
+        has=page.locator(".opblock-summary-path[data-path='/v1/polls/{id}/vote/']")
+    )
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.try-out__btn").click()
+    operation.locator("tr[data-param-name='id'] input").fill(str(poll["id"]))
+    operation.locator("button.execute").click()
+
+    response = operation.locator(".live-responses-table .response").first
+    expect(response.locator(".response-col_status")).to_have_text("200")
+    expect(response.locator(".response-col_description")).to_contain_text(
+        f'"options": [\n    {yes}'
+    )
+    assert page.elsewhere == []  # type: ignore[attr-defined]
