@@ -21,7 +21,8 @@ endif
 
 help:
 	@echo "make demo   run the example project on http://127.0.0.1:8000 (SQLite, or DATABASE_URL)"
-	@echo "make test   lint, types, migrations check, docs and the tests on SQLite and PostgreSQL"
+	@echo "make test   lint, types, migrations, build, docs; the tests on SQLite and PostgreSQL;"
+	@echo "            the example project over HTTP; Swagger UI in Chromium (where installed)"
 	@echo "make tox    every tox environment (the whole support matrix)"
 	@echo "make clean  remove the virtual environment, tox environments and build output"
 

@@ -18,14 +18,5 @@ fi
 "$python" manage.py seed_polls
 "$python" manage.py collectstatic --noinput --verbosity 0
 
-base="http://${HOST:-127.0.0.1}:${PORT:-8000}"
-cat <<URLS
-
-  API      $base/api/v1/polls/
-  Swagger  $base/api/docs/
-  ReDoc    $base/api/redoc/
-  Admin    $base/admin/
-  Health   $base/api/health/
-
-URLS
+# Gunicorn prints the URLs of the API, Swagger UI, ReDoc and the admin once it listens.
 exec "$python" -m gunicorn --config gunicorn.conf.py

@@ -23,3 +23,16 @@ graceful_timeout = 20
 # No control socket: its default path is per user, so two servers on one machine (a demo and a
 # test run) would fight over it.
 control_socket_disable = True
+
+
+def when_ready(server: object) -> None:
+    """Say where everything is, once the server listens."""
+    base = f"http://{bind}"
+    print(
+        f"\n  API      {base}/api/v1/polls/"
+        f"\n  Swagger  {base}/api/docs/"
+        f"\n  ReDoc    {base}/api/redoc/"
+        f"\n  Admin    {base}/admin/"
+        f"\n  Health   {base}/api/health/\n",
+        flush=True,
+    )
