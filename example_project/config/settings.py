@@ -182,7 +182,7 @@ REST_FRAMEWORK = {
         *(["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     ],
     "DEFAULT_THROTTLE_CLASSES": (
-        ["rest_framework.throttling.ScopedRateThrottle"] if THROTTLE else []
+        ["config.throttling.ScopedRateThrottle"] if THROTTLE else []
     ),
     "DEFAULT_THROTTLE_RATES": {
         "django_polls.vote": config("THROTTLE_VOTE_RATE", default="60/min"),

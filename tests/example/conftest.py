@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,12 +149,15 @@ class Deployment:
 
     def env(self, **values: str) -> dict[str, str]:
         return example_env(
-            DATABASE_URL=self.database_url,
-            STATIC_ROOT=str(self.static_root),
-            SECRET_KEY=self.secret_key,
-            HTTPS="false",
-            THROTTLE="off",
-            **{**self.settings, **values},
+            **{
+                "DATABASE_URL": self.database_url,
+                "STATIC_ROOT": str(self.static_root),
+                "SECRET_KEY": self.secret_key,
+                "HTTPS": "false",
+                "THROTTLE": "off",
+                **self.settings,
+                **values,
+            }
         )
 
     def manage(
@@ -165,6 +169,7 @@ class Deployment:
         self.manage("migrate", "--noinput")
         self.manage("collectstatic", "--noinput", "--verbosity", "0")
 
+    @contextmanager
     def serve(self, workers: int = 4, **values: str) -> Iterator[Server]:
         port = free_port()
         env = self.env(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY=str(workers), **values)
@@ -256,4 +261,5 @@ def deployment(database_url_factory: Any, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="session")
 def server(deployment: Deployment) -> Iterator[Server]:
     """Gunicorn with four workers serving `deployment`."""
-    yield from deployment.serve(workers=4)
+    with deployment.serve(workers=4) as running:
+        yield running

@@ -110,7 +110,7 @@ def test_defaults_are_an_sqlite_file_a_local_cache_and_throttling() -> None:
     assert settings["ALLOWED_HOSTS"] == ["localhost", "127.0.0.1", "[::1]"]
     assert settings["CACHE"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
     assert settings["CORS_ALLOWED_ORIGINS"] == []
-    assert settings["THROTTLE_CLASSES"] == ["rest_framework.throttling.ScopedRateThrottle"]
+    assert settings["THROTTLE_CLASSES"] == ["config.throttling.ScopedRateThrottle"]
     assert settings["THROTTLE_RATES"] == {
         "django_polls.vote": "60/min",
         "django_polls.create": "20/min",
