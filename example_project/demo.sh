@@ -5,17 +5,36 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 python="${PYTHON:-python}"
+umask 077
 
-# A local demo: plain HTTP on 127.0.0.1 and a secret key of its own, kept beside the database.
-export HTTPS="${HTTPS:-false}"
-if [ -z "${SECRET_KEY:-}" ]; then
-    [ -s .demo-secret-key ] || "$python" -c "import secrets; print(secrets.token_urlsafe(50))" > .demo-secret-key
-    SECRET_KEY="$(cat .demo-secret-key)"
+# A setting as the project sees it: from the environment, else from example_project/.env.
+setting() { "$python" -c "from config.env import config; print(config('$1', default=''))"; }
+new_secret() { "$python" -c "import secrets; print(secrets.token_urlsafe(${1:-50}))"; }
+mkdir -p .demo
+
+# A local demo: plain HTTP unless HTTPS is set, and a secret key of its own, kept in .demo/.
+[ -n "$(setting HTTPS)" ] || export HTTPS=false
+if [ -z "$(setting SECRET_KEY)" ]; then
+    [ -s .demo/secret-key ] || new_secret > .demo/secret-key
+    SECRET_KEY="$(cat .demo/secret-key)"
     export SECRET_KEY
 fi
 
+# The demo user is an administrator: its password is "demo" only while the server listens on
+# this machine alone; on any other address it is random (kept in .demo/), unless DEMO_PASSWORD.
+password="$(setting DEMO_PASSWORD)"
+if [ -z "$password" ]; then
+    case "$(setting HOST)" in
+        "" | 127.* | localhost | ::1 | "[::1]") password=demo ;;
+        *)
+            [ -s .demo/password ] || new_secret 12 > .demo/password
+            password="$(cat .demo/password)"
+            ;;
+    esac
+fi
+
 "$python" manage.py migrate --noinput
-"$python" manage.py seed_polls
+"$python" manage.py seed_polls --password "$password"
 "$python" manage.py collectstatic --noinput --verbosity 0
 
 # Gunicorn prints the URLs of the API, Swagger UI, ReDoc and the admin once it listens.

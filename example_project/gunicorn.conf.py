@@ -1,6 +1,7 @@
 """Gunicorn settings for the example project, from the environment or `.env` (config/env.py).
 
-HOST (default 127.0.0.1), PORT (default 8000) and WEB_CONCURRENCY (default 2 x CPU cores + 1).
+HOST (default 127.0.0.1), PORT (default 8000) and WEB_CONCURRENCY (default 2 x CPU cores + 1, at
+most 12).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # Every top-level name here is read as a Gunicorn setting, hence the alias.
 from config.env import config as env
 
-bind = f"{env('HOST', default='') or '127.0.0.1'}:{env('PORT', default='') or '8000'}"
-workers = int(env("WEB_CONCURRENCY", default="") or 2 * multiprocessing.cpu_count() + 1)
+host = env("HOST", default="") or "127.0.0.1"
+port = env("PORT", default="") or "8000"
+bind = f"{host}:{port}"
+workers = int(env("WEB_CONCURRENCY", default="") or min(2 * multiprocessing.cpu_count() + 1, 12))
 wsgi_app = "config.wsgi:application"
 accesslog = "-"
 timeout = 30
@@ -27,7 +30,9 @@ control_socket_disable = True
 
 def when_ready(server: object) -> None:
     """Say where everything is, once the server listens."""
-    base = f"http://{bind}"
+    # A server on every address is reached, from this machine, on 127.0.0.1.
+    shown = "127.0.0.1" if host in {"0.0.0.0", "::", "[::]"} else host
+    base = f"http://{shown}:{port}"
     print(
         f"\n  API      {base}/api/v1/polls/"
         f"\n  Swagger  {base}/api/docs/"

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from rest_framework import serializers
 from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 
 User = get_user_model()
 
@@ -41,3 +42,24 @@ class RegisterSerializer(serializers.ModelSerializer):
             )
             Token.objects.create(user=user)
         return user
+
+
+class AccountSerializer(serializers.ModelSerializer):
+    """The body of a 201 from registration."""
+
+    token = serializers.CharField(
+        source="auth_token.key", help_text="Send as `Authorization: Token <key>`."
+    )
+
+    class Meta:
+        model = User
+        fields = ["id", "username", "token"]
+        read_only_fields = fields
+
+
+class SignInSerializer(AuthTokenSerializer):
+    """DRF's sign-in, with the username normalised as at registration (Unicode NFKC), the way
+    Django's own login form does."""
+
+    def validate_username(self, value: str) -> str:
+        return str(User.normalize_username(value))

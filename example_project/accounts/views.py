@@ -1,5 +1,8 @@
 """`POST /api/v1/auth/register/` and `POST /api/v1/auth/token/`: neither signs the caller in
-with a session; both hand out the token that API calls send as `Authorization: Token <key>`."""
+with a session; both hand out the token that API calls send as `Authorization: Token <key>`.
+
+Neither looks at credentials the request already carries, so a stale token or an admin session
+cookie cannot turn a sign-in into a 401 or a CSRF failure."""
 
 from __future__ import annotations
 
@@ -9,14 +12,14 @@ from django.db import IntegrityError
 from drf_yasg import openapi
 from drf_yasg.utils import swagger_auto_schema
 from rest_framework import generics, serializers
-from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
 
-from accounts.serializers import RegisterSerializer
+from accounts.serializers import AccountSerializer, RegisterSerializer, SignInSerializer
 from django_polls import schema
 
 _token_body = openapi.Schema(
@@ -36,7 +39,7 @@ class RegisterView(generics.CreateAPIView):
         operation_id="auth_register",
         operation_description="Create an account and its API token. Does not start a session.",
         responses={
-            201: openapi.Response("The new account and its API token.", RegisterSerializer),
+            201: openapi.Response("The new account and its API token.", AccountSerializer),
             **schema.errors(400, 429),
         },
         security=[],
@@ -56,14 +59,18 @@ class RegisterView(generics.CreateAPIView):
 
 
 class TokenView(ObtainAuthToken):
-    # ObtainAuthToken turns throttling off; sign-in attempts count against the "auth" rate.
-    throttle_classes = api_settings.DEFAULT_THROTTLE_CLASSES
+    serializer_class = SignInSerializer
+    authentication_classes: list[type] = []
     throttle_scope = "auth"
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        # ObtainAuthToken turns throttling off; sign-in attempts count against the "auth" rate.
+        return [throttle() for throttle in api_settings.DEFAULT_THROTTLE_CLASSES]
 
     @swagger_auto_schema(
         operation_id="auth_token",
         operation_description="The API token of an existing account (created on first use).",
-        request_body=AuthTokenSerializer,
+        request_body=SignInSerializer,
         responses={200: openapi.Response("The token.", _token_body), **schema.errors(400, 429)},
         security=[],
         tags=["auth"],

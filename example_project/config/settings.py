@@ -90,7 +90,13 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database that accepts connections but does not answer fails a request in seconds
+    # (503) instead of holding a worker until Gunicorn kills it.
+    DATABASES["default"]["OPTIONS"] = {
+        "connect_timeout": config("DATABASE_CONNECT_TIMEOUT", default=5, cast=int)
+    }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # Writers queue for the lock (IMMEDIATE) instead of failing when two workers write at once;
         # WAL lets reads go on during a write.
@@ -106,7 +112,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 REDIS_URL = config("REDIS_URL", default="")
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # A Redis that hangs costs a request half a second, not the kernel's timeouts.
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
@@ -177,13 +188,14 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
+    # Proxies in front that append to X-Forwarded-For; 0 trusts no such header, so a client
+    # cannot pick the address that throttling counts it under.
+    "NUM_PROXIES": config("NUM_PROXIES", default=0, cast=int),
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         *(["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     ],
-    "DEFAULT_THROTTLE_CLASSES": (
-        ["config.throttling.ScopedRateThrottle"] if THROTTLE else []
-    ),
+    "DEFAULT_THROTTLE_CLASSES": (["config.throttling.ScopedRateThrottle"] if THROTTLE else []),
     "DEFAULT_THROTTLE_RATES": {
         "django_polls.vote": config("THROTTLE_VOTE_RATE", default="60/min"),
         "django_polls.create": config("THROTTLE_CREATE_RATE", default="20/min"),

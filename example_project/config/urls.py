@@ -9,7 +9,7 @@ from drf_yasg.views import get_schema_view
 from rest_framework.permissions import AllowAny
 
 from accounts.views import RegisterView, TokenView
-from config.errors import api_not_found
+from config.errors import api_not_found, json_errors
 from config.health import HealthView
 
 #: The schema's title and description (also `manage.py generate_swagger`'s, via DEFAULT_INFO).
@@ -29,6 +29,8 @@ schema_view = get_schema_view(
     api_info,
     public=True,
     permission_classes=[AllowAny],
+    # The documents are public: credentials a browser happens to send are not even looked at.
+    authentication_classes=[],
 )
 
 urlpatterns = [
@@ -36,8 +38,10 @@ urlpatterns = [
     path("api/v1/auth/register/", RegisterView.as_view(), name="register"),
     path("api/v1/auth/token/", TokenView.as_view(), name="token"),
     path("api/health/", HealthView.as_view(), name="health"),
-    path("api/docs/", schema_view.with_ui("swagger", cache_timeout=0), name="swagger-ui"),
-    path("api/redoc/", schema_view.with_ui("redoc", cache_timeout=0), name="redoc"),
+    path(
+        "api/docs/", json_errors(schema_view.with_ui("swagger", cache_timeout=0)), name="swagger-ui"
+    ),
+    path("api/redoc/", json_errors(schema_view.with_ui("redoc", cache_timeout=0)), name="redoc"),
     re_path(
         r"^api/swagger(?P<format>\.json|\.yaml)$",
         schema_view.without_ui(cache_timeout=0),

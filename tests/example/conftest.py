@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,13 +34,16 @@ EXAMPLE_VARIABLES = [
     "CONN_MAX_AGE",
     "CORS_ALLOWED_ORIGINS",
     "CSRF_TRUSTED_ORIGINS",
+    "DATABASE_CONNECT_TIMEOUT",
     "DATABASE_URL",
     "DEBUG",
+    "DEMO_PASSWORD",
     "DJANGO_SETTINGS_MODULE",
     "ENV_FILE",
     "HOST",
     "HTTPS",
     "LOG_LEVEL",
+    "NUM_PROXIES",
     "PORT",
     "REDIS_URL",
     "SECRET_KEY",
@@ -170,42 +174,53 @@ class Deployment:
         self.manage("collectstatic", "--noinput", "--verbosity", "0")
 
     @contextmanager
-    def serve(self, workers: int = 4, **values: str) -> Iterator[Server]:
-        port = free_port()
+    def serve(self, workers: int = 4, healthy: bool = True, **values: str) -> Iterator[Server]:
+        """Run Gunicorn on a port this process bound (no other server can take it in between);
+        wait until /api/health/ answers 200 (`healthy`) or answers at all."""
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        port = int(listener.getsockname()[1])
         env = self.env(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY=str(workers), **values)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"],
-            cwd=EXAMPLE_DIR,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        server = Server(port, process)
-        try:
-            _wait_until_healthy(server)
-            yield server
-        finally:
-            process.send_signal(signal.SIGTERM)
+        with tempfile.TemporaryFile() as log:
+            process = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"),
+                    *("--bind", f"fd://{listener.fileno()}"),
+                ],
+                cwd=EXAMPLE_DIR,
+                env=env,
+                stdout=log,
+                stderr=log,
+                pass_fds=[listener.fileno()],
+            )
+            listener.close()
+            server = Server(port, process)
             try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            if process.stderr is not None:
-                process.stderr.close()
+                _wait_until_up(server, log, healthy)
+                yield server
+            finally:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
 
-def _wait_until_healthy(server: Server, seconds: float = 60) -> None:
+def _wait_until_up(server: Server, log: Any, healthy: bool, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            errors = server.process.stderr.read().decode() if server.process.stderr else ""
-            raise AssertionError(f"Gunicorn exited with {server.process.returncode}:\n{errors}")
+            log.seek(0)
+            output = log.read().decode(errors="replace")
+            raise AssertionError(f"Gunicorn exited with {server.process.returncode}:\n{output}")
         try:
-            if server.request("GET", "/api/health/").status == 200:
-                return
+            status = server.request("GET", "/api/health/").status
         except OSError:
-            pass
+            status = 0
+        if status == 200 or (status and not healthy):
+            return
         time.sleep(0.2)
     raise AssertionError(f"Gunicorn did not answer /api/health/ within {seconds} s")
 

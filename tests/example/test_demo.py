@@ -15,44 +15,43 @@ from typing import Any
 from tests.example.conftest import EXAMPLE_DIR, Deployment, Server, free_port
 
 
-def run_demo(deployment: Deployment, port: int) -> tuple[str, Server]:
-    """Start demo.sh; return what it printed up to the URLs, and the server it started."""
+def run_demo(deployment: Deployment, port: int, log: Path) -> tuple[str, Server]:
+    """Start demo.sh, its output going to `log`; return what it printed up to the URLs (which
+    Gunicorn prints only once it listens), and the server it started."""
     env = deployment.env(PORT=str(port), WEB_CONCURRENCY="2", PYTHON=sys.executable)
     del env["HTTPS"]  # demo.sh chooses plain HTTP itself
-    process = subprocess.Popen(
-        [str(EXAMPLE_DIR / "demo.sh")],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,  # demo.sh execs Gunicorn, which starts workers
-    )
-    printed = []
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [str(EXAMPLE_DIR / "demo.sh")],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # demo.sh execs Gunicorn, which starts workers
+        )
+    server = Server(port, process)
     deadline = time.monotonic() + 120
-    assert process.stdout is not None
     while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            raise AssertionError("demo.sh stopped:\n" + "".join(printed))
-        printed.append(line)
-        if line.strip().startswith("Health"):
-            break
-    return "".join(printed), Server(port, process)
+        printed = log.read_text(errors="replace")
+        if re.search(r"^\s*Health\s+http", printed, re.MULTILINE):
+            return printed, server
+        if process.poll() is not None:
+            raise AssertionError(f"demo.sh exited with {process.returncode}:\n{printed}")
+        time.sleep(0.2)
+    stop(server)
+    raise AssertionError("demo.sh did not print its URLs within 120 s:\n" + printed)
 
 
 def stop(server: Server) -> None:
     os.killpg(server.process.pid, signal.SIGTERM)
     server.process.wait(timeout=30)
-    assert server.process.stdout is not None
-    server.process.stdout.close()
 
 
 def test_demo_serves_the_api_and_prints_the_account_token_and_urls(
     database_url_factory: Any, tmp_path: Path
 ) -> None:
-    deployment = Deployment(database_url=database_url_factory(), static_root=tmp_path)
+    deployment = Deployment(database_url=database_url_factory(), static_root=tmp_path / "static")
     port = free_port()
-    printed, server = run_demo(deployment, port)
+    printed, server = run_demo(deployment, port, tmp_path / "first.log")
     try:
         assert "username: demo" in printed
         assert "password: demo" in printed
@@ -86,7 +85,7 @@ def test_demo_serves_the_api_and_prints_the_account_token_and_urls(
         stop(server)
 
     # Run again on the same database: nothing is loaded twice, the vote is still there.
-    printed, server = run_demo(deployment, free_port())
+    printed, server = run_demo(deployment, free_port(), tmp_path / "second.log")
     try:
         assert "(0 added now)" in printed
         polls = server.request("GET", "/api/v1/polls/").json

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import secrets
+import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 
-from tests.example.conftest import DATABASE, Answer, Server
+from tests.example.conftest import DATABASE, Answer, Deployment, Server
 
 PASSWORD = "correct-horse-battery-9"
 
@@ -174,6 +176,17 @@ def test_every_error_under_api_is_json(server: Server) -> None:
         assert answer.headers["Content-Type"] == "application/json", (method, path)
         assert answer.json["code"] == "not_found"
 
+    # The documentation pages render HTML, but their errors are JSON too.
+    for method, path, status in [
+        ("POST", "/api/docs/", 405),
+        ("DELETE", "/api/redoc/", 405),
+        ("GET", "/api/docs/?format=bogus", 404),
+    ]:
+        answer = server.request(method, path)
+        assert answer.status == status, (method, path)
+        assert answer.headers["Content-Type"] == "application/json", (method, path)
+        assert answer.json["code"], (method, path)
+
     broken = server.request(
         "POST",
         "/api/v1/auth/register/",
@@ -182,6 +195,35 @@ def test_every_error_under_api_is_json(server: Server) -> None:
     )
     assert broken.status == 400
     assert broken.json["code"] == "parse_error"
+
+
+def test_sign_in_and_the_docs_ignore_credentials_the_client_already_sends(
+    server: Server,
+) -> None:
+    username = f"dave-{secrets.token_hex(4)}"
+    token = register(server, username).json["token"]
+    credentials = {"username": username, "password": PASSWORD}
+    stale = {"Authorization": "Token 0000000000000000000000000000000000000000"}
+    admin_session = {"Cookie": "sessionid=whatever; csrftoken=whatever"}
+    for headers in (stale, admin_session):
+        signed_in = server.request("POST", "/api/v1/auth/token/", credentials, headers=headers)
+        assert signed_in.status == 200, (headers, signed_in.text)
+        assert signed_in.json == {"token": token}
+        for page in ("/api/docs/", "/api/swagger.json"):
+            assert server.request("GET", page, headers=headers).status == 200, (headers, page)
+
+
+def test_sign_in_takes_the_username_as_registration_stored_it(server: Server) -> None:
+    # Full-width letters are stored as plain ones (Unicode NFKC); signing in the same way works.
+    suffix = secrets.token_hex(3)
+    typed = "\uff45\uff56\uff45" + suffix  # "eve" in full-width letters
+    registered = register(server, typed)
+    assert registered.json["username"] == "eve" + suffix
+    for username in (typed, "eve" + suffix):
+        answer = server.request(
+            "POST", "/api/v1/auth/token/", {"username": username, "password": PASSWORD}
+        )
+        assert answer.status == 200, (username, answer.text)
 
 
 def test_health_reports_the_database(server: Server) -> None:
@@ -289,3 +331,22 @@ def test_a_browser_gets_json_not_the_browsable_api(server: Server) -> None:
     assert answer.status == 200
     assert answer.headers["Content-Type"] == "application/json"
     assert not re.search(r"<html", answer.text, re.IGNORECASE)
+
+
+def test_health_answers_503_soon_when_the_database_hangs(deployment: Deployment) -> None:
+    # A PostgreSQL address that accepts connections and never answers.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        hung = f"postgres://polls@127.0.0.1:{port}/polls"
+        with deployment.serve(
+            workers=1, healthy=False, DATABASE_URL=hung, DATABASE_CONNECT_TIMEOUT="2"
+        ) as server:
+            started = time.monotonic()
+            answer = server.request("GET", "/api/health/")
+            waited = time.monotonic() - started
+    assert answer.status == 503
+    assert answer.json == {"status": "unavailable", "database": "unavailable"}
+    assert answer.headers["Retry-After"] == "1"
+    assert waited < 10, waited  # not Gunicorn's 30 s worker timeout

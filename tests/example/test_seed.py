@@ -73,3 +73,18 @@ def test_seed_polls_sets_the_password_it_prints(fresh: Deployment) -> None:
     assert "password: another-demo-password" in output
     assert summary(fresh, "another-demo-password")["demo_signs_in"] is True
     assert summary(fresh, "demo")["demo_signs_in"] is False
+
+
+def test_seed_polls_never_takes_over_someone_elses_account(fresh: Deployment) -> None:
+    fresh.manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.contrib.auth.models import User; "
+        "User.objects.create_user('demo', password='their-own-password-9')",
+    )
+    refused = fresh.manage("seed_polls", check=False)
+    assert refused.returncode != 0
+    assert "exists and is not the demo administrator" in refused.stderr
+    assert summary(fresh, "their-own-password-9")["demo_signs_in"] is True
+    assert summary(fresh, "their-own-password-9")["polls"] == []

@@ -31,6 +31,7 @@ print(json.dumps({
     "RENDERERS": s.REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"],
     "AUTHENTICATION": s.REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"],
     "STATIC_ROOT": str(s.STATIC_ROOT), "LOG_LEVEL": s.LOGGING["root"]["level"],
+    "NUM_PROXIES": s.REST_FRAMEWORK["NUM_PROXIES"],
 }))
 """
 
@@ -69,9 +70,12 @@ def test_production_values_are_read_from_the_environment() -> None:
         6432,
         "polls",
     )
-    # Persistent connections, checked before reuse.
+    # Persistent connections, checked before reuse; a silent server fails fast.
     assert settings["CONN_MAX_AGE"] == 120
     assert settings["CONN_HEALTH_CHECKS"] is True
+    assert settings["OPTIONS"] == {"connect_timeout": 5}
+    # No proxy trusted: X-Forwarded-For is not the client's address for throttling.
+    assert settings["NUM_PROXIES"] == 0
     # Served over HTTPS unless told otherwise.
     assert settings["SECURE_SSL_REDIRECT"] is True
     assert settings["SESSION_COOKIE_SECURE"] is True
@@ -130,10 +134,9 @@ def test_cache_cors_throttling_and_proxy_are_configurable() -> None:
         TRUST_X_FORWARDED_PROTO="true",
         LOG_LEVEL="WARNING",
     )
-    assert settings["CACHE"] == {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": "redis://127.0.0.1:6379/3",
-    }
+    assert settings["CACHE"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert settings["CACHE"]["LOCATION"] == "redis://127.0.0.1:6379/3"
+    assert settings["CACHE"]["OPTIONS"]["socket_timeout"] <= 1
     assert settings["CORS_ALLOWED_ORIGINS"] == ["https://app.example.com", "http://localhost:5173"]
     assert settings["CSRF_TRUSTED_ORIGINS"] == ["https://app.example.com"]
     assert settings["THROTTLE_RATES"]["django_polls.vote"] == "5/second"
@@ -151,6 +154,12 @@ def test_a_dotenv_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
     settings = settings_for(ENV_FILE=str(env_file), ALLOWED_HOSTS="env.example.com")
     assert settings["SECRET_KEY"].startswith("from-the-file-")
     assert settings["ALLOWED_HOSTS"] == ["env.example.com"]
+
+
+def test_a_missing_env_file_is_an_error_that_names_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.env"
+    error = start_failure(ENV_FILE=str(missing), SECRET_KEY="x" * 60)
+    assert f"ENV_FILE names {missing}, which does not exist" in error
 
 
 def test_check_deploy_is_clean_with_production_values() -> None:

@@ -69,3 +69,18 @@ def test_voting_goes_on_when_the_throttle_cache_is_down(deployment: Deployment) 
             "POST", f"/api/v1/polls/{poll}/vote/", {"options": [option]}, token=user["token"]
         )
         assert again.status == 409  # the rules still hold; only the counting of requests is off
+
+
+def test_a_forged_forwarded_for_header_does_not_escape_the_limit(deployment: Deployment) -> None:
+    with deployment.serve(workers=1, THROTTLE="on", THROTTLE_AUTH_RATE="3/min") as server:
+        credentials = {"username": "nobody", "password": "guess"}
+        statuses = [
+            server.request(
+                "POST",
+                "/api/v1/auth/token/",
+                credentials,
+                headers={"X-Forwarded-For": f"10.0.0.{attempt}"},
+            ).status
+            for attempt in range(5)
+        ]
+        assert statuses == [400, 400, 400, 429, 429]

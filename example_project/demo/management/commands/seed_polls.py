@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -92,6 +92,12 @@ class Command(BaseCommand):
         user, _ = User.objects.get_or_create(
             username=username, defaults={"is_staff": True, "is_superuser": True}
         )
+        if not (user.is_staff and user.is_superuser):
+            # Someone's own account, not one this command made: never take it over.
+            raise CommandError(
+                f"The user {username!r} exists and is not the demo administrator; "
+                "choose another with --username."
+            )
         if not user.check_password(password):
             user.set_password(password)
             user.save(update_fields=["password"])
