@@ -3,8 +3,6 @@ own pages elsewhere (the admin)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -25,25 +23,6 @@ def _is_api(request: HttpRequest) -> bool:
 
 def _json(detail: str, code: str, status: int) -> JsonResponse:
     return JsonResponse({"detail": detail, "code": code}, status=status)
-
-
-def json_errors(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """For views that render HTML (Swagger UI, ReDoc): their error answers become the JSON
-    body DRF prepared (`{"detail", "code"}`), with the same status and Allow header."""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        response = view(request, *args, **kwargs)
-        data = getattr(response, "data", None)
-        if response.status_code < 400 or not isinstance(data, dict):
-            return response
-        answer = JsonResponse(data, status=response.status_code)
-        for header in ("Allow", "Retry-After", "WWW-Authenticate"):
-            if header in response:
-                answer[header] = response[header]
-        return answer
-
-    return wrapped
 
 
 @csrf_exempt

@@ -207,7 +207,7 @@ REST_FRAMEWORK = {
 DJANGO_POLLS: dict[str, object] = {}
 
 SWAGGER_SETTINGS = {
-    "DEFAULT_INFO": "config.urls.api_info",
+    "DEFAULT_INFO": "config.docs.api_info",
     "SECURITY_DEFINITIONS": {
         "Token": {
             "type": "apiKey",

@@ -1,5 +1,6 @@
-"""Swagger UI in a real browser (headless Chromium): it loads with no request leaving the
-machine, and a token entered under Authorize is sent with "Try it out" requests."""
+"""The documentation pages in a real browser (headless Chromium): Swagger UI and ReDoc load with
+no request leaving the machine, and a token entered under Authorize is sent with "Try it out"
+requests."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser, server: Server) -> Iterator[Page]:
     """A fresh page whose requests may only go to the server under test; any other is refused
-    and recorded in `page.elsewhere`."""
+    and recorded in `page.elsewhere`. Script errors (a blocked asset, a policy violation) are
+    recorded in `page.errors`."""
     context = browser.new_context()
     opened = context.new_page()
     elsewhere: list[str] = []
@@ -52,6 +54,12 @@ def page(browser: Browser, server: Server) -> Iterator[Page]:
 
     opened.route("**/*", only_local)
     opened.elsewhere = elsewhere  # type: ignore[attr-defined]
+    errors: list[str] = []
+    opened.on(
+        "console", lambda message: errors.append(message.text) if message.type == "error" else None
+    )
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    opened.errors = errors  # type: ignore[attr-defined]
     yield opened
     context.close()
 
@@ -65,6 +73,7 @@ def test_swagger_ui_loads_offline_and_lists_the_api(page: Page, server: Server) 
     for path in ("/v1/polls/", "/v1/polls/{id}/vote/", "/v1/polls/{id}/results/"):
         assert any(text.replace("\u200b", "").strip() == path for text in shown), shown
     assert page.elsewhere == []  # type: ignore[attr-defined]
+    assert page.errors == []  # type: ignore[attr-defined]
 
 
 def test_authorize_sends_the_token_with_try_it_out(page: Page, server: Server) -> None:
@@ -110,3 +119,14 @@ def test_authorize_sends_the_token_with_try_it_out(page: Page, server: Server) -
         f'"options": [\n    {yes}'
     )
     assert page.elsewhere == []  # type: ignore[attr-defined]
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_redoc_renders_offline(page: Page, server: Server) -> None:
+    page.goto(f"http://127.0.0.1:{server.port}/api/redoc/")
+    expect(page.locator("h1").first).to_contain_text("django-polls API")
+    expect(page.get_by_text("/v1/polls/{id}/vote/").first).to_be_attached()
+    assert page.elsewhere == []  # type: ignore[attr-defined]
+    # The one error: the page's policy stops ReDoc's footer from fetching its logo from a CDN.
+    unexpected = [e for e in page.errors if "cdn.redoc.ly/redoc/logo-mini.svg" not in e]  # type: ignore[attr-defined]
+    assert unexpected == []
