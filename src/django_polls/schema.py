@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -21,7 +22,16 @@ else:
 
     class DescribedResponses(SwaggerAutoSchema):  # type: ignore[misc]
         """Every response gets a description (Swagger 2.0 requires one): the status phrase
-        where none was given, such as the paginated list's ``200 OK``."""
+        where none was given, such as the paginated list's ``200 OK``. A PATCH body requires
+        no field: it changes the fields it sends."""
+
+        def get_request_body_schema(self, serializer: Any) -> Any:
+            body = super().get_request_body_schema(serializer)
+            if self.method != "PATCH":
+                return body
+            partial = copy.deepcopy(openapi.resolve_ref(body, self.components))
+            partial.pop("required", None)
+            return partial
 
         def get_response_schemas(self, response_serializers: Any) -> Any:
             responses = super().get_response_schemas(response_serializers)

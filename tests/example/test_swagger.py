@@ -125,6 +125,10 @@ def test_request_and_response_bodies_are_described(document: dict[str, Any]) -> 
         return dict(definitions[schema["$ref"].rsplit("/", 1)[-1]] if "$ref" in schema else schema)
 
     assert {"title", "options"} <= set(body_schema("polls/", "post")["required"])
+    assert {"title", "options"} <= set(body_schema("polls/{id}/", "put")["required"])
+    patch = body_schema("polls/{id}/", "patch")
+    assert "required" not in patch  # PATCH changes the fields it sends
+    assert {"title", "options", "expires_at"} <= set(patch["properties"])
     assert body_schema("polls/{id}/vote/", "post")["required"] == ["options"]
     assert set(body_schema("auth/register/", "post")["required"]) == {"username", "password"}
     assert {"poll", "options", "created_at"} <= set(
