@@ -51,7 +51,7 @@ def test_every_endpoint_of_the_contract_is_described(swagger: dict[str, Any]) ->
 def test_the_vote_body_receipt_and_errors(swagger: dict[str, Any]) -> None:
     cast = swagger["paths"]["/polls/{id}/vote/"]["post"]
     assert body_schema(swagger, cast)["properties"]["options"]["type"] == "array"
-    assert statuses(cast) == {"201", "400", "401", "404", "409", "429"}
+    assert statuses(cast) == {"201", "400", "401", "404", "409", "413", "415", "429", "503"}
     receipt = cast["responses"]["201"]["schema"]["$ref"].rsplit("/", 1)[-1]
     assert set(swagger["definitions"][receipt]["properties"]) == {"poll", "options", "created_at"}
     conflict = cast["responses"]["409"]["schema"]["$ref"].rsplit("/", 1)[-1]
@@ -60,17 +60,17 @@ def test_the_vote_body_receipt_and_errors(swagger: dict[str, Any]) -> None:
 
 def test_every_operation_lists_its_error_statuses(swagger: dict[str, Any]) -> None:
     paths = swagger["paths"]
-    assert statuses(paths["/polls/"]["get"]) == {"200", "400", "401", "404"}
-    assert statuses(paths["/polls/"]["post"]) == {"201", "400", "401", "429"}
-    assert statuses(paths["/polls/{id}/"]["get"]) == {"200", "401", "404"}
+    assert statuses(paths["/polls/"]["get"]) == {"200", "400", "401", "404", "503"}
+    assert statuses(paths["/polls/"]["post"]) == {"201", "400", "401", "413", "415", "429", "503"}
+    assert statuses(paths["/polls/{id}/"]["get"]) == {"200", "401", "404", "503"}
     for method in ("put", "patch"):
-        expected = {"200", "400", "401", "403", "404", "409"}
+        expected = {"200", "400", "401", "403", "404", "409", "413", "415", "503"}
         assert statuses(paths["/polls/{id}/"][method]) == expected
-    assert statuses(paths["/polls/{id}/"]["delete"]) == {"204", "401", "403", "404"}
-    assert statuses(paths["/polls/{id}/close/"]["post"]) == {"200", "401", "403", "404"}
-    assert statuses(paths["/polls/{id}/vote/"]["get"]) == {"200", "401", "404"}
-    assert statuses(paths["/polls/{id}/vote/"]["delete"]) == {"204", "401", "404", "409"}
-    assert statuses(paths["/polls/{id}/results/"]["get"]) == {"200", "401", "404"}
+    assert statuses(paths["/polls/{id}/"]["delete"]) == {"204", "401", "403", "404", "503"}
+    assert statuses(paths["/polls/{id}/close/"]["post"]) == {"200", "401", "403", "404", "503"}
+    assert statuses(paths["/polls/{id}/vote/"]["get"]) == {"200", "401", "404", "503"}
+    assert statuses(paths["/polls/{id}/vote/"]["delete"]) == {"204", "401", "404", "409", "503"}
+    assert statuses(paths["/polls/{id}/results/"]["get"]) == {"200", "401", "404", "503"}
 
 
 def test_results_schema(swagger: dict[str, Any]) -> None:

@@ -208,6 +208,8 @@ DJANGO_POLLS: dict[str, object] = {}
 
 SWAGGER_SETTINGS = {
     "DEFAULT_INFO": "config.docs.api_info",
+    # The app's: every response described, and the 503/413/415 any request may get.
+    "DEFAULT_AUTO_SCHEMA_CLASS": "django_polls.schema.DescribedResponses",
     "SECURITY_DEFINITIONS": {
         "Token": {
             "type": "apiKey",

@@ -33,6 +33,21 @@ else:
             partial.pop("required", None)
             return partial
 
+        def get_response_serializers(self) -> Any:
+            # Answers any operation may give, besides those it documents itself: the database
+            # busy or down; for a body, one too large or of a type no parser reads.
+            responses = super().get_response_serializers()
+            statuses = [503]
+            if self.method in {"POST", "PUT", "PATCH"} and self._has_body():
+                statuses += [413, 415]
+            for status, response in errors(*statuses).items():
+                if status not in responses and str(status) not in responses:
+                    responses[str(status)] = response
+            return responses
+
+        def _has_body(self) -> bool:
+            return self.overrides.get("request_body") is not no_body
+
         def get_response_schemas(self, response_serializers: Any) -> Any:
             responses = super().get_response_schemas(response_serializers)
             for code, response in responses.items():
@@ -83,7 +98,17 @@ def errors(*statuses: int) -> dict[int, Any]:
         403: (ErrorSerializer, "Not allowed (`permission_denied`)."),
         404: (ErrorSerializer, "No such poll (`not_found`)."),
         409: (ErrorSerializer, "Clashes with the poll's state or the caller's votes."),
+        413: (ErrorSerializer, "The body is too large (`request_too_large`)."),
+        415: (
+            ErrorSerializer,
+            "The body is not JSON, form or multipart data (`unsupported_media_type`).",
+        ),
         429: (ErrorSerializer, "Too many requests (`throttled`); see Retry-After."),
+        503: (
+            ErrorSerializer,
+            "The database is busy or unavailable (`service_unavailable`); retry after the "
+            "seconds in Retry-After.",
+        ),
     }
     return {
         status: openapi.Response(description, schema)

@@ -187,6 +187,17 @@ def test_every_error_under_api_is_json(server: Server) -> None:
         assert answer.headers["Content-Type"] == "application/json", (method, path)
         assert answer.json["code"], (method, path)
 
+    token = new_token(server)
+    plain_text = server.request(
+        "POST",
+        "/api/v1/polls/",
+        raw=b"title=Lunch",
+        token=token,
+        headers={"Content-Type": "text/plain"},
+    )
+    assert plain_text.status == 415
+    assert plain_text.json["code"] == "unsupported_media_type"
+
     broken = server.request(
         "POST",
         "/api/v1/auth/register/",
@@ -346,7 +357,11 @@ def test_health_answers_503_soon_when_the_database_hangs(deployment: Deployment)
             started = time.monotonic()
             answer = server.request("GET", "/api/health/")
             waited = time.monotonic() - started
+            polls = server.request("GET", "/api/v1/polls/")
     assert answer.status == 503
     assert answer.json == {"status": "unavailable", "database": "unavailable"}
     assert answer.headers["Retry-After"] == "1"
     assert waited < 10, waited  # not Gunicorn's 30 s worker timeout
+    assert polls.status == 503
+    assert polls.json["code"] == "service_unavailable"
+    assert polls.headers["Retry-After"] == "1"

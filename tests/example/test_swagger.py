@@ -71,6 +71,14 @@ def test_every_contract_operation_documents_every_contract_status(
     assert not missing, "\n".join(missing)
 
 
+def test_the_errors_any_request_may_meet_are_documented(document: dict[str, Any]) -> None:
+    for (path, method), operation in operations(document).items():
+        codes = set(operation["responses"])
+        assert "503" in codes, (path, method)  # the database busy or down
+        if any(parameter["in"] == "body" for parameter in operation.get("parameters", [])):
+            assert {"413", "415"} <= codes, (path, method)
+
+
 def test_every_response_has_a_description_and_a_body_schema(document: dict[str, Any]) -> None:
     for (path, method), operation in operations(document).items():
         for code, response in operation["responses"].items():
