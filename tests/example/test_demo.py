@@ -15,11 +15,13 @@ from typing import Any
 from tests.example.conftest import EXAMPLE_DIR, Deployment, Server, free_port
 
 
-def run_demo(deployment: Deployment, port: int, log: Path) -> tuple[str, Server]:
+def run_demo(deployment: Deployment, port: int, log: Path, *unset: str) -> tuple[str, Server]:
     """Start demo.sh, its output going to `log`; return what it printed up to the URLs (which
     Gunicorn prints only once it listens), and the server it started."""
     env = deployment.env(PORT=str(port), WEB_CONCURRENCY="2", PYTHON=sys.executable)
     del env["HTTPS"]  # demo.sh chooses plain HTTP itself
+    for name in unset:
+        del env[name]
     with log.open("wb") as output:
         process = subprocess.Popen(
             [str(EXAMPLE_DIR / "demo.sh")],
@@ -84,9 +86,13 @@ def test_demo_serves_the_api_and_prints_the_account_token_and_urls(
     finally:
         stop(server)
 
-    # Run again on the same database: nothing is loaded twice, the vote is still there.
-    printed, server = run_demo(deployment, free_port(), tmp_path / "second.log")
+    # Run again on the same database, this time without a SECRET_KEY: nothing is loaded twice,
+    # the vote is still there, and the demo uses a key of its own that only its owner can read.
+    printed, server = run_demo(deployment, free_port(), tmp_path / "second.log", "SECRET_KEY")
     try:
+        key_file = EXAMPLE_DIR / ".demo" / "secret-key"
+        assert len(key_file.read_text().strip()) >= 50
+        assert key_file.stat().st_mode & 0o077 == 0
         assert "(0 added now)" in printed
         polls = server.request("GET", "/api/v1/polls/").json
         assert polls["count"] == 4
