@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -11,8 +11,13 @@ from rest_framework.authtoken.serializers import AuthTokenSerializer
 
 User = get_user_model()
 
+if TYPE_CHECKING:
+    UserSerializerBase = serializers.ModelSerializer[Any]
+else:
+    UserSerializerBase = serializers.ModelSerializer
 
-class RegisterSerializer(serializers.ModelSerializer):
+
+class RegisterSerializer(UserSerializerBase):
     """A new account: the username rules and uniqueness come from the user model, the password
     rules from AUTH_PASSWORD_VALIDATORS."""
 
@@ -44,7 +49,7 @@ class RegisterSerializer(serializers.ModelSerializer):
         return user
 
 
-class AccountSerializer(serializers.ModelSerializer):
+class AccountSerializer(UserSerializerBase):
     """The body of a 201 from registration."""
 
     token = serializers.CharField(

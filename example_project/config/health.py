@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django.db import DatabaseError, connection
 from drf_yasg import openapi
-from drf_yasg.utils import swagger_auto_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from django_polls import schema
 
 _body = openapi.Schema(
     type=openapi.TYPE_OBJECT,
@@ -27,7 +28,7 @@ class HealthView(APIView):
     permission_classes = [AllowAny]
     throttle_classes: list[type] = []
 
-    @swagger_auto_schema(
+    @schema.document(
         operation_id="health",
         operation_description="The service and its database answer. No authentication.",
         responses={
