@@ -17,20 +17,30 @@ else:
     UserSerializerBase = serializers.ModelSerializer
 
 
-class RegisterSerializer(UserSerializerBase):
-    """A new account: the username rules and uniqueness come from the user model, the password
-    rules from AUTH_PASSWORD_VALIDATORS."""
+class AccountSerializer(UserSerializerBase):
+    """An account as registration answers it: id, username and API token."""
 
-    password = serializers.CharField(
-        write_only=True, trim_whitespace=False, style={"input_type": "password"}
-    )
     token = serializers.CharField(
         source="auth_token.key", read_only=True, help_text="Send as `Authorization: Token <key>`."
     )
 
     class Meta:
         model = User
+        fields = ["id", "username", "token"]
+        read_only_fields = fields
+
+
+class RegisterSerializer(AccountSerializer):
+    """A new account: the username rules and uniqueness come from the user model, the password
+    rules from AUTH_PASSWORD_VALIDATORS."""
+
+    password = serializers.CharField(
+        write_only=True, trim_whitespace=False, style={"input_type": "password"}
+    )
+
+    class Meta(AccountSerializer.Meta):
         fields = ["id", "username", "password", "token"]
+        read_only_fields = ["id"]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         candidate = User(username=attrs["username"])
@@ -47,19 +57,6 @@ class RegisterSerializer(UserSerializerBase):
             )
             Token.objects.create(user=user)
         return user
-
-
-class AccountSerializer(UserSerializerBase):
-    """The body of a 201 from registration."""
-
-    token = serializers.CharField(
-        source="auth_token.key", help_text="Send as `Authorization: Token <key>`."
-    )
-
-    class Meta:
-        model = User
-        fields = ["id", "username", "token"]
-        read_only_fields = fields
 
 
 class SignInSerializer(AuthTokenSerializer):

@@ -225,6 +225,31 @@ def _wait_until_up(server: Server, log: Any, healthy: bool, seconds: float = 60)
     raise AssertionError(f"Gunicorn did not answer /api/health/ within {seconds} s")
 
 
+# -- the API, as a client uses it ---------------------------------------------------------------
+
+PASSWORD = "correct-horse-battery-9"
+
+
+def register(server: Server, username: str | None = None) -> Answer:
+    username = username or f"user-{secrets.token_hex(4)}"
+    return server.request(
+        "POST", "/api/v1/auth/register/", {"username": username, "password": PASSWORD}
+    )
+
+
+def new_token(server: Server) -> str:
+    answer = register(server)
+    assert answer.status == 201, answer.text
+    return str(answer.json["token"])
+
+
+def create_poll(server: Server, token: str, **fields: object) -> dict[str, Any]:
+    body = {"title": "Lunch?", "options": [{"text": "Pizza"}, {"text": "Soup"}], **fields}
+    answer = server.request("POST", "/api/v1/polls/", body, token=token)
+    assert answer.status == 201, answer.text
+    return dict(answer.json)
+
+
 DATABASE = "postgresql" if os.environ.get("DATABASE_URL") else "sqlite"
 
 

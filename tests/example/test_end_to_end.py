@@ -9,29 +9,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 
-from tests.example.conftest import DATABASE, Answer, Deployment, Server
-
-PASSWORD = "correct-horse-battery-9"
-
-
-def register(server: Server, username: str | None = None) -> Answer:
-    username = username or f"user-{secrets.token_hex(4)}"
-    return server.request(
-        "POST", "/api/v1/auth/register/", {"username": username, "password": PASSWORD}
-    )
-
-
-def new_token(server: Server) -> str:
-    answer = register(server)
-    assert answer.status == 201, answer.text
-    return str(answer.json["token"])
-
-
-def create_poll(server: Server, token: str, **fields: object) -> dict[str, object]:
-    body = {"title": "Lunch?", "options": [{"text": "Pizza"}, {"text": "Soup"}], **fields}
-    answer = server.request("POST", "/api/v1/polls/", body, token=token)
-    assert answer.status == 201, answer.text
-    return dict(answer.json)
+from tests.example.conftest import (
+    DATABASE,
+    PASSWORD,
+    Answer,
+    Deployment,
+    Server,
+    create_poll,
+    new_token,
+    register,
+)
 
 
 def test_register_token_create_vote_results_and_swagger(server: Server) -> None:
@@ -297,7 +284,7 @@ def test_cors_lets_the_configured_origin_call_the_api(server: Server) -> None:
 def test_voters_at_once_on_four_workers_are_all_counted(server: Server) -> None:
     owner = new_token(server)
     poll = create_poll(server, owner)
-    options = [option["id"] for option in poll["options"]]  # type: ignore[attr-defined]
+    options = [option["id"] for option in poll["options"]]
     voters = 24
 
     def sign_up_and_vote(number: int) -> int:
@@ -319,7 +306,7 @@ def test_voters_at_once_on_four_workers_are_all_counted(server: Server) -> None:
 def test_one_voter_sending_the_same_ballot_at_once_is_counted_once(server: Server) -> None:
     owner = new_token(server)
     poll = create_poll(server, owner)
-    ballot = {"options": [poll["options"][0]["id"]]}  # type: ignore[index]
+    ballot = {"options": [poll["options"][0]["id"]]}
     voter = new_token(server)
 
     def vote(_: int) -> Answer:

@@ -3,25 +3,17 @@ no 500 when the cache that counts requests is down."""
 
 from __future__ import annotations
 
-import secrets
-
-from tests.example.conftest import Deployment, Server
-
-PASSWORD = "correct-horse-battery-9"
+from tests.example.conftest import PASSWORD, Deployment, Server, create_poll, register
 
 
 def account(server: Server) -> dict[str, str]:
-    username = f"user-{secrets.token_hex(4)}"
-    answer = server.request(
-        "POST", "/api/v1/auth/register/", {"username": username, "password": PASSWORD}
-    )
+    answer = register(server)
     assert answer.status == 201, answer.text
-    return {"username": username, "token": answer.json["token"]}
+    return {"username": answer.json["username"], "token": answer.json["token"]}
 
 
 def new_poll(server: Server, token: str) -> tuple[int, int]:
-    body = {"title": "Lunch?", "options": [{"text": "Pizza"}, {"text": "Soup"}]}
-    poll = server.request("POST", "/api/v1/polls/", body, token=token).json
+    poll = create_poll(server, token)
     return poll["id"], poll["options"][0]["id"]
 
 

@@ -5,14 +5,13 @@ requests."""
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
 
-from tests.example.conftest import Server
+from tests.example.conftest import Server, create_poll, new_token
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
@@ -77,22 +76,12 @@ def test_swagger_ui_loads_offline_and_lists_the_api(page: Page, server: Server) 
 
 
 def test_authorize_sends_the_token_with_try_it_out(page: Page, server: Server) -> None:
-    password = "correct-horse-battery-9"
-    account = server.request(
-        "POST",
-        "/api/v1/auth/register/",
-        {"username": f"ui-{secrets.token_hex(4)}", "password": password},
-    ).json
-    poll = server.request(
-        "POST",
-        "/api/v1/polls/",
-        {"title": "Swagger?", "options": [{"text": "Yes"}, {"text": "No"}]},
-        token=account["token"],
-    ).json
+    token = new_token(server)
+    poll = create_poll(server, token, title="Swagger?")
     yes = poll["options"][0]["id"]
     assert (
         server.request(
-            "POST", f"/api/v1/polls/{poll['id']}/vote/", {"options": [yes]}, token=account["token"]
+            "POST", f"/api/v1/polls/{poll['id']}/vote/", {"options": [yes]}, token=token
         ).status
         == 201
     )
@@ -100,7 +89,7 @@ def test_authorize_sends_the_token_with_try_it_out(page: Page, server: Server) -
     page.goto(f"http://127.0.0.1:{server.port}/api/docs/")
     page.locator("button.authorize").first.click()
     dialog = page.locator(".dialog-ux")
-    dialog.locator("input").fill(f"Token {account['token']}")
+    dialog.locator("input").fill(f"Token {token}")
     dialog.locator("button.authorize").click()
     dialog.locator("button.btn-done").click()
 
