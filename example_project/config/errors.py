@@ -3,11 +3,8 @@ own pages elsewhere (the admin)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
-from django.views.decorators.csrf import csrf_exempt
 from rest_framework.views import exception_handler
 
 from django_polls.views import with_error_codes
@@ -23,12 +20,6 @@ def _is_api(request: HttpRequest) -> bool:
 
 def _json(detail: str, code: str, status: int) -> JsonResponse:
     return JsonResponse({"detail": detail, "code": code}, status=status)
-
-
-@csrf_exempt
-def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
-    """Any path under /api/ that no view serves."""
-    return _json("Not found.", "not_found", 404)
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -7,8 +7,8 @@ from django.urls import include, path, re_path
 
 from accounts.views import RegisterView, TokenView
 from config.docs import redoc, schema, swagger_ui
-from config.errors import api_not_found
 from config.health import HealthView
+from django_polls.views import not_found
 
 urlpatterns = [
     path("api/v1/", include("django_polls.urls")),
@@ -19,8 +19,8 @@ urlpatterns = [
     path("api/redoc/", redoc, name="redoc"),
     re_path(r"^api/swagger(?P<format>\.json|\.yaml)$", schema, name="schema"),
     path("admin/", admin.site.urls),
-    # Anything else under /api/ is a JSON 404 (newlines included), not an HTML page.
-    re_path(r"^api/[\s\S]*$", api_not_found),
+    # Anything else under /api/ is the app's JSON 404 (newlines included), not an HTML page.
+    re_path(r"^api/[\s\S]*$", not_found),
 ]
 
 handler400 = "config.errors.bad_request"
