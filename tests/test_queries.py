@@ -3,17 +3,22 @@
 Inside a test transaction Django's atomic blocks become SAVEPOINT / RELEASE SAVEPOINT, and those
 are counted. PostgreSQL and SQLite differ in how they lock: on PostgreSQL, shared or exclusive
 locks on the poll and ``FOR NO KEY UPDATE`` on option rows; on SQLite, one extra statement that
-takes the write lock first.
+takes the write lock first. On PostgreSQL a ballot is a single statement; the last tests count
+what really crosses the wire there, outside any test transaction.
 """
 
 from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
 
 import pytest
 from django.db import connection
 from django.urls import reverse
 
 from django_polls import services
-from tests.conftest import option_ids
+from tests.conftest import on_postgresql, option_ids
 
 # Token authentication: one SELECT of the token joined to its user.
 AUTH = 1
@@ -24,9 +29,10 @@ DETAIL = 2
 # On SQLite a ballot's first statement takes the database's write lock (an UPDATE of the poll
 # row), so that it waits for other writers instead of failing with "database is locked".
 SQLITE_WRITE_LOCK = 1 if connection.vendor == "sqlite" else 0
-# SAVEPOINT, the poll (shared locks on PostgreSQL), the ballot's options (locked in id order),
-# one INSERT of every vote, one UPDATE of every counter, RELEASE SAVEPOINT.
-VOTE = AUTH + 6 + SQLITE_WRITE_LOCK
+# PostgreSQL: SAVEPOINT, the whole ballot in one statement, RELEASE SAVEPOINT (outside a
+# transaction, the statement alone). Elsewhere: SAVEPOINT, the poll, the ballot's options (locked
+# in id order), one INSERT of every vote, one UPDATE of every counter, RELEASE SAVEPOINT.
+VOTE = AUTH + (3 if connection.vendor == "postgresql" else 6 + SQLITE_WRITE_LOCK)
 # The poll joined to its creator, its options' counters.
 RESULTS = 2
 # The caller's votes; when there are none, whether the poll exists (404 or an empty list).
@@ -146,3 +152,58 @@ def test_withdrawing_takes_a_fixed_number_of_queries(
 
     assert response.status_code == 204
     assert poll.votes.count() == 0
+
+
+@contextlib.contextmanager
+def on_the_wire() -> Iterator[list[str]]:
+    """The statements the client sends PostgreSQL (libpq's protocol trace), BEGIN and COMMIT
+    included, filled in when the block ends."""
+    sent: list[str] = []
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn  # type: ignore[union-attr]
+    with tempfile.TemporaryFile() as trace:
+        pgconn.trace(trace.fileno())
+        try:
+            yield sent
+        finally:
+            pgconn.untrace()
+        trace.seek(0)
+        for line in trace.read().decode().splitlines():  # statements may span lines
+            fields = line.split("\t")
+            if len(fields) > 4 and fields[1] == "F" and fields[3] in {"Query", "Parse"}:
+                sent.append(fields[4].strip())
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("chosen", [1, 5], ids=["one option", "five options"])
+def test_on_postgresql_a_ballot_is_two_statements_on_the_wire(make_poll, alice, client_for, chosen):
+    poll = make_poll(options=texts(6), allow_multiple_votes=True)
+    ballot = option_ids(poll)[:chosen]
+    client = client_for(alice)
+
+    with on_the_wire() as wire:
+        response = client.post(
+            reverse("django_polls:poll-vote", args=[poll.pk]), {"options": ballot}, format="json"
+        )
+
+    assert response.status_code == 201, response.content
+    # The token joined to its user, then the ballot; no BEGIN, no COMMIT: it commits on its own.
+    assert len(wire) == 2, wire
+    assert "authtoken_token" in wire[0]
+    assert wire[1].startswith('"WITH poll AS')
+    assert poll.votes.count() == chosen
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_results_are_two_statements_on_the_wire(make_poll, make_user, anon):
+    poll = make_poll(options=texts(4))
+    services.cast_vote(poll_id=poll.pk, voter=make_user(), option_ids=option_ids(poll)[:1])
+
+    with on_the_wire() as wire:
+        response = anon.get(reverse("django_polls:poll-results", args=[poll.pk]))
+
+    assert response.status_code == 200
+    assert response.json()["total_votes"] == 1
+    assert len(wire) == 2, wire

@@ -19,14 +19,15 @@ Concurrency, in short (docs/architecture.md has the whole story):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Count, F, Field, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -309,45 +310,166 @@ def cast_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) -> Receip
 
     Raises ``Poll.DoesNotExist``, :class:`InvalidInput` (unknown or foreign option, more than one
     option on a single-vote poll), :class:`PollClosed` or :class:`AlreadyVoted`.
+
+    On PostgreSQL the ballot is one statement (one round trip, see :data:`BALLOT_SQL`); elsewhere
+    it is a transaction of a few statements. Both take the same locks in the same order and judge
+    with :func:`judge_ballot`, and the same tests run on both.
     """
     ids = list(option_ids)
     if not ids or len(set(ids)) != len(ids):
         raise InvalidInput({"options": ["Give a non-empty list of distinct option ids."]})
     try:
-        with transaction.atomic():
-            poll = _lock_poll(poll_id, exclusive=False)
-            now = timezone.now()
-            # Checks the ids and locks the chosen options' rows, in id order (see above).
-            known = set(_lock_options(Option.objects.filter(poll_id=poll.pk, pk__in=ids)))
-            unknown = [option_id for option_id in ids if option_id not in known]
-            if unknown:
-                raise InvalidInput({"options": [f"{unknown[0]} is not an option of this poll."]})
-            if len(ids) > 1 and not poll.allow_multiple_votes:
-                raise InvalidInput({"options": ["This poll takes exactly one option per voter."]})
-            if not poll.is_open_at(now):
-                raise PollClosed()
-            Vote.objects.bulk_create(
-                Vote(
-                    poll_id=poll.pk,
-                    option_id=option_id,
-                    voter=voter,
-                    poll_allows_multiple=poll.allow_multiple_votes,
-                    created_at=now,
-                )
-                for option_id in sorted(ids)
-            )
-            Option.objects.filter(pk__in=ids).update(votes=F("votes") + 1)
-            transaction.on_commit(
-                lambda: signals.vote_cast.send(
-                    sender=Poll, poll=poll, voter=voter, option_ids=list(ids)
-                ),
-                robust=True,
-            )
+        if connection.vendor == "postgresql":
+            now = _cast_vote_in_one_statement(poll_id, voter, ids)
+            poll: Poll | int = poll_id
+        else:
+            poll, now = _cast_vote_in_steps(poll_id, voter, ids)
     except IntegrityError as exc:
         if _is_unique_violation(exc):
             raise AlreadyVoted() from exc
         raise PollChanged() from exc
-    return Receipt(poll=poll.pk, options=ids, created_at=now)
+    if signals.vote_cast.has_listeners(Poll):
+        transaction.on_commit(lambda: _send_vote_cast(poll, voter, ids), robust=True)
+    return Receipt(poll=poll_id, options=ids, created_at=now)
+
+
+def judge_ballot(
+    ids: Sequence[int], *, known: Collection[int], allows_multiple: bool, is_open: bool
+) -> None:
+    """The voting rules for one ballot, in the order their errors are reported.
+
+    ``known`` are the ballot's ids that are options of the poll; ``is_open`` whether the poll takes
+    votes at the ballot's timestamp. :data:`BALLOT_SQL` applies the same rules in its ``WHERE``.
+    """
+    unknown = [option_id for option_id in ids if option_id not in known]
+    if unknown:
+        raise InvalidInput({"options": [f"{unknown[0]} is not an option of this poll."]})
+    if len(ids) > 1 and not allows_multiple:
+        raise InvalidInput({"options": ["This poll takes exactly one option per voter."]})
+    if not is_open:
+        raise PollClosed()
+
+
+def _cast_vote_in_steps(poll_id: int, voter: User, ids: list[int]) -> tuple[Poll, datetime]:
+    with transaction.atomic():
+        poll = _lock_poll(poll_id, exclusive=False)
+        now = timezone.now()
+        # Checks the ids and locks the chosen options' rows, in id order (see above).
+        known = set(_lock_options(Option.objects.filter(poll_id=poll.pk, pk__in=ids)))
+        judge_ballot(
+            ids,
+            known=known,
+            allows_multiple=poll.allow_multiple_votes,
+            is_open=poll.is_open_at(now),
+        )
+        Vote.objects.bulk_create(
+            Vote(
+                poll_id=poll.pk,
+                option_id=option_id,
+                voter=voter,
+                poll_allows_multiple=poll.allow_multiple_votes,
+                created_at=now,
+            )
+            for option_id in sorted(ids)
+        )
+        Option.objects.filter(pk__in=ids).update(votes=F("votes") + 1)
+    return poll, now
+
+
+#: A whole ballot on PostgreSQL, in one statement and so one round trip and (outside a
+#: transaction) one commit. Its steps are those of the portable path, in the same lock order:
+#: the poll under the shared locks (``poll``), the timestamp taken once they are held
+#: (``stamped``), the ballot's options locked in id order (``chosen``), the rules (``verdict``,
+#: as in :func:`judge_ballot`), the vote rows (``stored``, only when every rule passes) and the
+#: counters (``counted``). The last row reports what the rules saw, so a refusal names its reason
+#: without another query. Format it with :func:`_ballot_sql`.
+BALLOT_SQL = """WITH poll AS (
+    SELECT id, allow_multiple_votes, closed_at, expires_at,
+        pg_advisory_xact_lock_shared(%(namespace)s, (id %% 2147483648)::int4) AS advisory_lock
+    FROM {poll} WHERE id = %(poll)s
+    FOR SHARE
+), stamped AS MATERIALIZED (
+    SELECT id, allow_multiple_votes, closed_at, expires_at, clock_timestamp() AS stamp FROM poll
+), chosen AS MATERIALIZED (
+    SELECT o.id FROM {option} AS o JOIN stamped ON o.{option_poll} = stamped.id
+    WHERE o.id = ANY(%(options)s::bigint[])
+    ORDER BY o.id
+    FOR NO KEY UPDATE OF o
+), verdict AS MATERIALIZED (
+    SELECT id, stamp, allow_multiple_votes,
+        closed_at IS NULL AND (expires_at IS NULL OR expires_at > stamp) AS is_open,
+        ARRAY(SELECT id FROM chosen ORDER BY id) AS known
+    FROM stamped
+), stored AS (
+    INSERT INTO {vote} ({vote_poll}, {vote_option}, {vote_voter}, {vote_mode}, {vote_created})
+    SELECT verdict.id, chosen.id, %(voter)s, verdict.allow_multiple_votes, verdict.stamp
+    FROM verdict CROSS JOIN chosen
+    WHERE verdict.is_open
+        AND cardinality(verdict.known) = %(count)s
+        AND (verdict.allow_multiple_votes OR %(count)s = 1)
+    ORDER BY chosen.id
+    RETURNING {vote_option}
+), counted AS (
+    UPDATE {option} SET {option_votes} = {option_votes} + 1
+    WHERE id IN (SELECT {vote_option} FROM stored)
+    RETURNING id
+)
+SELECT stamp, allow_multiple_votes, is_open, known, (SELECT count(*) FROM counted) FROM verdict
+"""
+
+
+def _ballot_sql() -> str:
+    quote = connection.ops.quote_name
+
+    def column(model: type[Poll | Option | Vote], name: str) -> str:
+        field = model._meta.get_field(name)
+        assert isinstance(field, Field) and field.column
+        return quote(field.column)
+
+    return BALLOT_SQL.format(
+        poll=quote(Poll._meta.db_table),
+        option=quote(Option._meta.db_table),
+        option_poll=column(Option, "poll"),
+        option_votes=column(Option, "votes"),
+        vote=quote(Vote._meta.db_table),
+        vote_poll=column(Vote, "poll"),
+        vote_option=column(Vote, "option"),
+        vote_voter=column(Vote, "voter"),
+        vote_mode=column(Vote, "poll_allows_multiple"),
+        vote_created=column(Vote, "created_at"),
+    )
+
+
+def _cast_vote_in_one_statement(poll_id: int, voter: User, ids: list[int]) -> datetime:
+    params: dict[str, int | list[int]] = {
+        "namespace": ADVISORY_LOCK_NAMESPACE,
+        "poll": poll_id,
+        "options": ids,
+        "voter": voter.pk,
+        "count": len(ids),
+    }
+    # Inside the caller's transaction a savepoint keeps a refused ballot from spoiling it;
+    # outside one the statement commits on its own.
+    scope = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    with scope, connection.cursor() as cursor:
+        cursor.execute(_ballot_sql(), params)
+        row = cursor.fetchone()
+    if row is None:
+        raise Poll.DoesNotExist()
+    stamp, allows_multiple, is_open, known, counted = row
+    if counted != len(ids):
+        judge_ballot(ids, known=set(known), allows_multiple=allows_multiple, is_open=is_open)
+        raise PollChanged()  # the rules passed yet nothing was stored; cannot happen
+    return stamp  # type: ignore[no-any-return]
+
+
+def _send_vote_cast(poll: Poll | int, voter: User, option_ids: list[int]) -> None:
+    if not isinstance(poll, Poll):
+        found = Poll.objects.filter(pk=poll).first()
+        if found is None:  # deleted since
+            return
+        poll = found
+    signals.vote_cast.send(sender=Poll, poll=poll, voter=voter, option_ids=list(option_ids))
 
 
 def retract_votes(*, poll_id: int, voter: User) -> list[int]:
