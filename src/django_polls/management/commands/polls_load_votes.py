@@ -1,0 +1,311 @@
+"""``manage.py polls_load_votes``: load synthetic voters and their votes into a poll, fast.
+
+For benchmarks and capacity tests. Every vote has a voter of its own: a new account of the site's
+user model, named ``polls-load-<poll id>-<n>``, that cannot sign in (unusable password). Voter
+``n`` votes for option ``n mod (number of options)`` in the poll's option order, so the votes
+spread evenly.
+
+The rows are made by the database from a number series (``generate_series`` on PostgreSQL, a
+recursive CTE on SQLite), never row by row from Python. The columns of the user table other than
+the username are copied from one template instance built in Python, so custom user models work
+as long as they have an auto-increment primary key, live in one table and need no other unique
+value per account.
+
+Each batch is one transaction that holds the poll's exclusive lock (it waits for the ballots in
+flight, and later ballots wait for it), checks that the poll still takes votes, inserts the
+batch's voters and votes and adds them to the option counters, so the counts never drift.
+Numbering starts at the poll's total of votes, which is above every number an earlier load used;
+should a username be taken all the same (real voters retracted votes since that load), the batch
+is retried once, numbered past the highest number in use.
+No ``vote_cast`` signals are sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, F, Field, Model, Value, When
+from django.utils import timezone
+
+from django_polls import services
+from django_polls.models import Option, Poll, Vote
+
+DEFAULT_BATCH_SIZE = 100_000
+VENDORS = ("postgresql", "sqlite")
+AUTO_FIELDS = ("AutoField", "BigAutoField", "SmallAutoField")
+
+
+def voter_prefix(poll_id: int) -> str:
+    """The username of synthetic voter ``n`` of the poll is this prefix followed by ``n``."""
+    return f"polls-load-{poll_id}-"
+
+
+@dataclasses.dataclass(frozen=True)
+class VoterTemplate:
+    """How to insert synthetic accounts: constant columns, plus a username computed in SQL."""
+
+    model: Any
+    table: str
+    pk_column: str
+    username_field: str
+    username_column: str
+    columns: list[str]
+    values: list[Any]
+
+    @classmethod
+    def for_user_model(cls) -> VoterTemplate:
+        """Read the site's user model; CommandError when its accounts cannot be made in SQL."""
+        model = get_user_model()
+        concrete = model._meta.concrete_model or model
+        opts = concrete._meta
+        if opts.parents:
+            raise CommandError(
+                f"The user model {opts.label} inherits from another concrete model (several "
+                "tables); polls_load_votes supports one-table user models only."
+            )
+        if opts.pk is None or opts.pk.get_internal_type() not in AUTO_FIELDS:
+            raise CommandError(
+                f"The user model {opts.label} needs an auto-increment primary key for "
+                "polls_load_votes."
+            )
+        template = model(**{model.USERNAME_FIELD: "x"})
+        template.set_unusable_password()
+        columns: list[str] = []
+        values: list[Any] = []
+        for field in opts.local_concrete_fields:
+            if field.primary_key or field.name == model.USERNAME_FIELD:
+                continue
+            if getattr(field, "generated", False):
+                continue
+            value = field.pre_save(template, add=True)
+            if hasattr(value, "as_sql"):
+                continue  # a database default (db_default): the database fills it in
+            columns.append(field.column)
+            values.append(field.get_db_prep_save(value, connection))
+        return cls(
+            model=model,
+            table=opts.db_table,
+            pk_column=opts.pk.column,
+            username_field=model.USERNAME_FIELD,
+            username_column=_column(concrete, model.USERNAME_FIELD),
+            columns=columns,
+            values=values,
+        )
+
+    def select_list(self) -> str:
+        """The constant columns as parameters, then the username: prefix and ``series.n``."""
+        return ", ".join([*(["%s"] * len(self.values)), "%s || CAST(series.n AS text)"])
+
+    def highest_number(self, prefix: str) -> int:
+        """The highest ``n`` among the accounts named ``prefix`` + ``n`` (-1 when none)."""
+        names = (
+            self.model._default_manager.filter(**{f"{self.username_field}__startswith": prefix})
+            .order_by()
+            .values_list(self.username_field, flat=True)
+        )
+        highest = -1
+        for name in names.iterator():
+            suffix = str(name)[len(prefix) :]
+            if str(name).startswith(prefix) and suffix.isascii() and suffix.isdigit():
+                highest = max(highest, int(suffix))
+        return highest
+
+
+def _q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _column(model: type[Model], name: str) -> str:
+    """The database column of the model's field ``name``."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, Field) or not field.column:
+        raise CommandError(f"{model._meta.label}.{name} is not a database column.")
+    return field.column
+
+
+def _vote_column(name: str) -> str:
+    return _q(_column(Vote, name))
+
+
+def _insert_postgresql(
+    voters: VoterTemplate, prefix: str, first: int, size: int, vote_values: list[Any], option: str
+) -> tuple[str, list[Any]]:
+    """One statement: the voters (from ``generate_series``) and, from what they return, votes."""
+    number = f"CAST(SUBSTR(new_users.{_q(voters.username_column)}, {len(prefix) + 1}) AS bigint)"
+    sql = (
+        f"WITH new_users AS ("
+        f" INSERT INTO {_q(voters.table)}"
+        f" ({', '.join(_q(c) for c in [*voters.columns, voters.username_column])})"
+        f" SELECT {voters.select_list()}"
+        f" FROM generate_series(%s, %s) AS series(n)"
+        f" RETURNING {_q(voters.pk_column)}, {_q(voters.username_column)}"
+        f") INSERT INTO {_q(Vote._meta.db_table)} ({_vote_columns()})"
+        f" SELECT %s, {option.format(number=number)}, new_users.{_q(voters.pk_column)}, %s, %s"
+        f" FROM new_users"
+    )
+    return sql, [*voters.values, prefix, first, first + size - 1, *vote_values]
+
+
+def _vote_columns() -> str:
+    names = ("poll", "option", "voter", "poll_allows_multiple", "created_at")
+    return ", ".join(_vote_column(name) for name in names)
+
+
+class Command(BaseCommand):
+    help = (
+        "Load VOTES synthetic votes into the poll POLL_ID, each cast by a new synthetic voter "
+        "(an account that cannot sign in, named polls-load-<poll id>-<n>), spread evenly over "
+        "the options, in batches of one transaction each. For benchmarks and capacity tests."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("poll_id", type=int, metavar="POLL_ID", help="The poll to load.")
+        parser.add_argument("votes", type=int, metavar="VOTES", help="How many votes to add.")
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=DEFAULT_BATCH_SIZE,
+            help=f"Votes per transaction (default {DEFAULT_BATCH_SIZE:,}).",
+        )
+
+    def handle(self, *args: Any, poll_id: int, votes: int, batch_size: int, **options: Any) -> None:
+        if votes < 1:
+            raise CommandError(f"VOTES must be at least 1, not {votes}.")
+        if batch_size < 1:
+            raise CommandError(f"--batch-size must be at least 1, not {batch_size}.")
+        if connection.vendor not in VENDORS:
+            raise CommandError(
+                f"polls_load_votes supports PostgreSQL and SQLite, not {connection.vendor}."
+            )
+        voters = VoterTemplate.for_user_model()
+        started = time.perf_counter()
+        loaded = 0
+        floor = 0
+        while loaded < votes:
+            size = min(batch_size, votes - loaded)
+            done = (
+                f" Stopped after {loaded:,} of {votes:,} votes." if loaded else " Nothing loaded."
+            )
+            try:
+                self._load_batch(poll_id, voters, size, floor=floor, done=done)
+            except IntegrityError:
+                # A username is taken: real voters retracted votes since an earlier load, so the
+                # total fell below the numbers that load used. Number past the highest instead.
+                floor = voters.highest_number(voter_prefix(poll_id)) + 1
+                try:
+                    self._load_batch(poll_id, voters, size, floor=floor, done=done)
+                except IntegrityError as exc:
+                    raise CommandError(
+                        f"Could not insert the synthetic voters.{done} The database said: {exc}"
+                    ) from exc
+            loaded += size
+            rate = loaded / max(time.perf_counter() - started, 1e-9)
+            self.stdout.write(f"loaded {loaded:,} / {votes:,} votes ({rate:,.0f} votes/s)")
+        elapsed = time.perf_counter() - started
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Loaded {votes:,} votes into poll {poll_id} in {elapsed:.2f} s "
+                f"({votes / max(elapsed, 1e-9):,.0f} votes/s)."
+            )
+        )
+
+    def _load_batch(
+        self, poll_id: int, voters: VoterTemplate, size: int, *, floor: int, done: str
+    ) -> None:
+        """One transaction: lock the poll, insert ``size`` voters and votes, count them.
+
+        ``done`` ends the message of a refusal: what earlier batches loaded.
+        """
+        with transaction.atomic():
+            try:
+                poll = services._lock_poll(poll_id, exclusive=True)
+            except Poll.DoesNotExist:
+                raise CommandError(f"Poll {poll_id} does not exist.{done}") from None
+            now = timezone.now()
+            if not poll.is_open_at(now):
+                raise CommandError(
+                    f"Poll {poll_id} is closed or expired: it no longer takes votes.{done}"
+                )
+            rows = list(
+                Option.objects.filter(poll_id=poll.pk)
+                .order_by("order", "pk")
+                .values_list("pk", "votes")
+            )
+            if not rows:
+                raise CommandError(f"Poll {poll_id} has no options.{done}")
+            option_ids = [pk for pk, _ in rows]
+            first = max(sum(count for _, count in rows), floor)
+            inserted = self._insert(poll, voters, option_ids, first, size, now)
+            if inserted != size:
+                raise CommandError(f"Inserted {inserted} votes instead of {size}.{done}")
+            added = _votes_per_option(option_ids, first, size)
+            Option.objects.filter(pk__in=list(added)).update(
+                votes=F("votes")
+                + Case(*(When(pk=pk, then=Value(n)) for pk, n in added.items()), default=0)
+            )
+
+    def _insert(
+        self,
+        poll: Poll,
+        voters: VoterTemplate,
+        option_ids: Sequence[int],
+        first: int,
+        size: int,
+        now: Any,
+    ) -> int:
+        """Insert voters ``first`` .. ``first + size - 1`` and their votes; returns the votes."""
+        prefix = voter_prefix(poll.pk)
+        # Voter n votes for option n mod len(option_ids); {number} is n as an SQL expression.
+        option = (
+            f"CASE ({{number}}) %% {len(option_ids)}"
+            + "".join(f" WHEN {index} THEN %s" for index in range(len(option_ids)))
+            + " END"
+        )
+        created_at = Vote._meta.get_field("created_at").get_db_prep_save(now, connection)
+        vote_values = [poll.pk, *option_ids, poll.allow_multiple_votes, created_at]
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    *_insert_postgresql(voters, prefix, first, size, vote_values, option)
+                )
+                return int(cursor.rowcount)
+            # SQLite: no data-modifying CTEs, so the voters first, then the votes, joined back to
+            # them by username (unique, indexed) over the same number series.
+            series = (
+                "WITH RECURSIVE series(n) AS"
+                " (SELECT %s UNION ALL SELECT n + 1 FROM series WHERE n < %s)"
+            )
+            bounds = [first, first + size - 1]
+            username = _q(voters.username_column)
+            cursor.execute(
+                f"INSERT INTO {_q(voters.table)}"
+                f" ({', '.join(_q(c) for c in [*voters.columns, voters.username_column])})"
+                f" {series}"
+                f" SELECT {voters.select_list()} FROM series",
+                [*bounds, *voters.values, prefix],
+            )
+            cursor.execute(
+                f"INSERT INTO {_q(Vote._meta.db_table)} ({_vote_columns()})"
+                f" {series}"
+                f" SELECT %s, {option.format(number='series.n')}, voter.{_q(voters.pk_column)},"
+                f" %s, %s"
+                f" FROM series JOIN {_q(voters.table)} AS voter"
+                f" ON voter.{username} = %s || CAST(series.n AS text)",
+                [*bounds, *vote_values, prefix],
+            )
+            return int(cursor.rowcount)
+
+
+def _votes_per_option(option_ids: Sequence[int], first: int, size: int) -> dict[int, int]:
+    """How many of voters ``first`` .. ``first + size - 1`` vote for each option (n mod count)."""
+    count = len(option_ids)
+    added = dict.fromkeys(option_ids, size // count)
+    for n in range(first, first + size % count):
+        added[option_ids[n % count]] += 1
+    return {pk: n for pk, n in added.items() if n}
