@@ -561,12 +561,14 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
 # Results and counters
 
 
-def results_for(*, poll: Poll) -> Results:
+def results_for(*, poll: Poll, options: Sequence[Option] | None = None) -> Results:
     """Per-option counts and percentages from the stored counters: O(options), never O(votes).
 
-    ``poll.options`` should be prefetched (``Poll.objects.for_listing()``).
+    ``options`` are the poll's options in their order; by default ``poll.options``, which should
+    then be prefetched (``Poll.objects.for_listing()``).
     """
-    options = list(poll.options.all())
+    if options is None:
+        options = list(poll.options.all())
     total = sum(option.votes for option in options)
     return Results(
         poll=poll.pk,
