@@ -81,8 +81,6 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------------------------
 
 # An SQLite file by default, PostgreSQL with DATABASE_URL=postgres://user:password@host:5432/name.
-# Each worker keeps its connection for CONN_MAX_AGE seconds and checks it before reuse, so a
-# database restart costs one reconnect instead of one failed request.
 DATABASES = {
     "default": dj_database_url.parse(
         config("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
@@ -93,9 +91,21 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A database that accepts connections but does not answer fails a request in seconds
     # (503) instead of holding a worker until Gunicorn kills it.
-    DATABASES["default"]["OPTIONS"] = {
-        "connect_timeout": config("DATABASE_CONNECT_TIMEOUT", default=5, cast=int)
-    }
+    connect_timeout = config("DATABASE_CONNECT_TIMEOUT", default=5, cast=int)
+    DATABASES["default"]["OPTIONS"] = {"connect_timeout": connect_timeout}
+    if config("DATABASE_POOL", default=True, cast=bool):
+        # psycopg's pool in each worker: a request takes a connection that is already open and
+        # sends nothing more than its own statements (the persistent connections below check
+        # theirs with a SELECT 1 per request). A connection that broke, say in a database
+        # restart, fails its request (503) and is then replaced.
+        DATABASES["default"].update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=False)
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": 1,
+            "max_size": config("DATABASE_POOL_SIZE", default=2, cast=int),
+            "timeout": connect_timeout,
+        }
+    # Without the pool, each worker keeps its connection for CONN_MAX_AGE seconds and checks it
+    # before reuse, so a database restart costs one reconnect instead of one failed request.
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # Writers queue for the lock (IMMEDIATE) instead of failing when two workers write at once;

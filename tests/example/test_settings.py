@@ -57,7 +57,7 @@ def start_failure(**values: str) -> str:
 
 
 def test_production_values_are_read_from_the_environment() -> None:
-    settings = settings_for(**PRODUCTION, CONN_MAX_AGE="120")
+    settings = settings_for(**PRODUCTION, DATABASE_POOL_SIZE="3")
     assert settings["DEBUG"] is False
     assert settings["SECRET_KEY"] == PRODUCTION["SECRET_KEY"]
     assert settings["ALLOWED_HOSTS"] == ["polls.example.com"]
@@ -70,10 +70,14 @@ def test_production_values_are_read_from_the_environment() -> None:
         6432,
         "polls",
     )
-    # Persistent connections, checked before reuse; a silent server fails fast.
-    assert settings["CONN_MAX_AGE"] == 120
-    assert settings["CONN_HEALTH_CHECKS"] is True
-    assert settings["OPTIONS"] == {"connect_timeout": 5}
+    # A pool of open connections in each worker, nothing sent per request but the request's own
+    # statements; a silent server fails fast.
+    assert settings["CONN_MAX_AGE"] == 0
+    assert settings["CONN_HEALTH_CHECKS"] is False
+    assert settings["OPTIONS"] == {
+        "connect_timeout": 5,
+        "pool": {"min_size": 1, "max_size": 3, "timeout": 5},
+    }
     # No proxy trusted: X-Forwarded-For is not the client's address for throttling.
     assert settings["NUM_PROXIES"] == 0
     # Served over HTTPS unless told otherwise.
@@ -84,6 +88,15 @@ def test_production_values_are_read_from_the_environment() -> None:
     # JSON only: no browsable API outside DEBUG.
     assert settings["RENDERERS"] == ["rest_framework.renderers.JSONRenderer"]
     assert settings["AUTHENTICATION"][0] == "rest_framework.authentication.TokenAuthentication"
+
+
+def test_without_the_pool_connections_persist_and_are_checked_before_reuse() -> None:
+    settings = settings_for(
+        **PRODUCTION, DATABASE_POOL="false", CONN_MAX_AGE="120", DATABASE_CONNECT_TIMEOUT="3"
+    )
+    assert settings["CONN_MAX_AGE"] == 120
+    assert settings["CONN_HEALTH_CHECKS"] is True
+    assert settings["OPTIONS"] == {"connect_timeout": 3}
 
 
 def test_production_refuses_to_start_without_a_secret_key() -> None:
