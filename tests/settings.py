@@ -20,6 +20,11 @@ if _database_url:
     # One test database per tox environment, so environments never trip over each other.
     _suffix = os.environ.get("TOX_ENV_NAME", "local").replace("-", "_")
     DATABASES["default"]["TEST"] = {"NAME": f"test_django_polls_{_suffix}"}
+    # With a threshold, psycopg may prepare statements: the ballot's statement is then prepared.
+    if os.environ.get("PREPARE_THRESHOLD") and "postgres" in DATABASES["default"]["ENGINE"]:
+        DATABASES["default"]["OPTIONS"] = {
+            "prepare_threshold": int(os.environ["PREPARE_THRESHOLD"])
+        }
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 

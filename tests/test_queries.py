@@ -157,7 +157,9 @@ def test_withdrawing_takes_a_fixed_number_of_queries(
 @contextlib.contextmanager
 def on_the_wire() -> Iterator[list[str]]:
     """The statements the client sends PostgreSQL (libpq's protocol trace), BEGIN and COMMIT
-    included, filled in when the block ends."""
+    included, filled in when the block ends: the text of each simple query, 'PARSE "<name>"
+    "<text>"' when a statement is prepared and "EXECUTE" for each run of a prepared or bound
+    statement."""
     sent: list[str] = []
     connection.ensure_connection()
     pgconn = connection.connection.pgconn  # type: ignore[union-attr]
@@ -170,8 +172,18 @@ def on_the_wire() -> Iterator[list[str]]:
         trace.seek(0)
         for line in trace.read().decode().splitlines():  # statements may span lines
             fields = line.split("\t")
-            if len(fields) > 4 and fields[1] == "F" and fields[3] in {"Query", "Parse"}:
-                sent.append(fields[4].strip())
+            if len(fields) > 4 and fields[1] == "F":
+                if fields[3] == "Query":
+                    sent.append(fields[4].strip())
+                elif fields[3] == "Parse":
+                    sent.append(f"PARSE {fields[4].strip()}")
+                elif fields[3] == "Execute":
+                    sent.append("EXECUTE")
+
+
+def statements(wire: list[str]) -> list[str]:
+    """What ran: the simple queries and the executions, not the preparations."""
+    return [message for message in wire if not message.startswith("PARSE ")]
 
 
 @on_postgresql
@@ -189,10 +201,43 @@ def test_on_postgresql_a_ballot_is_two_statements_on_the_wire(make_poll, alice, 
 
     assert response.status_code == 201, response.content
     # The token joined to its user, then the ballot; no BEGIN, no COMMIT: it commits on its own.
-    assert len(wire) == 2, wire
-    assert "authtoken_token" in wire[0]
-    assert wire[1].startswith('"WITH poll AS')
+    ran = statements(wire)
+    assert len(ran) == 2, wire
+    assert "authtoken_token" in ran[0]
+    assert ran[1].startswith('"WITH poll AS') or ran[1] == "EXECUTE"
     assert poll.votes.count() == chosen
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_where_prepared_statements_are_allowed_the_ballot_is_prepared_once(
+    make_poll, make_user, client_for
+):
+    polls = [make_poll(options=texts(3)) for _ in range(3)]
+    clients = [client_for(make_user()) for _ in polls]
+    connection.ensure_connection()
+    raw = connection.connection
+    saved = raw.prepare_threshold  # type: ignore[union-attr]
+    raw.prepare_threshold = 0  # type: ignore[union-attr]  # as OPTIONS["prepare_threshold"]
+    try:
+        traces = []
+        for poll, client in zip(polls, clients, strict=True):
+            ballot = {"options": option_ids(poll)[1:2]}
+            with on_the_wire() as wire:
+                response = client.post(
+                    reverse("django_polls:poll-vote", args=[poll.pk]), ballot, format="json"
+                )
+            assert response.status_code == 201, response.content
+            traces.append(wire)
+    finally:
+        raw.prepare_threshold = saved  # type: ignore[union-attr]
+
+    parsed = [[m for m in wire if m.startswith("PARSE ")] for wire in traces]
+    # Prepared on first use (unless an earlier test on this connection did), then only run.
+    assert all('"WITH poll AS' in m for m in parsed[0])
+    assert parsed[1:] == [[], []]
+    assert all(statements(wire)[1:] == ["EXECUTE"] for wire in traces)
+    assert [poll.options.order_by("order")[1].votes for poll in polls] == [1, 1, 1]
 
 
 @on_postgresql
@@ -207,4 +252,4 @@ def test_on_postgresql_results_are_one_statement_on_the_wire(make_poll, make_use
     assert response.status_code == 200
     assert response.json()["total_votes"] == 1
     # Django's health check (CONN_HEALTH_CHECKS) would add a SELECT 1; the tests have none.
-    assert len(wire) == RESULTS, wire
+    assert len(statements(wire)) == RESULTS, wire

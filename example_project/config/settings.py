@@ -92,7 +92,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A database that accepts connections but does not answer fails a request in seconds
     # (503) instead of holding a worker until Gunicorn kills it.
     connect_timeout = config("DATABASE_CONNECT_TIMEOUT", default=5, cast=int)
-    DATABASES["default"]["OPTIONS"] = {"connect_timeout": connect_timeout}
+    DATABASES["default"]["OPTIONS"] = {
+        "connect_timeout": connect_timeout,
+        # The app's ballot statement is prepared once per connection (Django's own queries bind
+        # on the client and are never prepared). Off behind a PgBouncer before 1.21 in
+        # transaction mode, which cannot keep prepared statements.
+        "prepare_threshold": 5
+        if config("DATABASE_PREPARED_STATEMENTS", default=True, cast=bool)
+        else None,
+    }
     if config("DATABASE_POOL", default=True, cast=bool):
         # psycopg's pool in each worker: a request takes a connection that is already open and
         # sends nothing more than its own statements (the persistent connections below check

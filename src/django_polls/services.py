@@ -451,7 +451,7 @@ def _cast_vote_in_one_statement(poll_id: int, voter: User, ids: list[int]) -> da
     # Inside the caller's transaction a savepoint keeps a refused ballot from spoiling it;
     # outside one the statement commits on its own.
     scope = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with scope, connection.cursor() as cursor:
+    with scope, _ballot_cursor() as cursor:
         cursor.execute(_ballot_sql(), params)
         row = cursor.fetchone()
     if row is None:
@@ -461,6 +461,22 @@ def _cast_vote_in_one_statement(poll_id: int, voter: User, ids: list[int]) -> da
         judge_ballot(ids, known=set(known), allows_multiple=allows_multiple, is_open=is_open)
         raise PollChanged()  # the rules passed yet nothing was stored; cannot happen
     return stamp  # type: ignore[no-any-return]
+
+
+def _ballot_cursor() -> Any:
+    """A cursor for the ballot statement: one that binds on the server, so psycopg prepares the
+    statement once per connection, when the site allows prepared statements (the database's
+    ``OPTIONS["prepare_threshold"]``; Django's default, None, allows none). Else Django's own."""
+    cursor = connection.cursor()
+    raw = connection.connection
+    if getattr(raw, "prepare_threshold", None) is None:
+        return cursor
+    cursor.close()
+    from django.db.backends.postgresql.base import (  # type: ignore[attr-defined]
+        ServerBindingCursor,
+    )
+
+    return connection._prepare_cursor(ServerBindingCursor(raw))  # type: ignore[attr-defined]
 
 
 def _send_vote_cast(poll: Poll | int, voter: User, option_ids: list[int]) -> None:

@@ -76,6 +76,7 @@ def test_production_values_are_read_from_the_environment() -> None:
     assert settings["CONN_HEALTH_CHECKS"] is False
     assert settings["OPTIONS"] == {
         "connect_timeout": 5,
+        "prepare_threshold": 5,
         "pool": {"min_size": 1, "max_size": 3, "timeout": 5},
     }
     # No proxy trusted: X-Forwarded-For is not the client's address for throttling.
@@ -92,11 +93,15 @@ def test_production_values_are_read_from_the_environment() -> None:
 
 def test_without_the_pool_connections_persist_and_are_checked_before_reuse() -> None:
     settings = settings_for(
-        **PRODUCTION, DATABASE_POOL="false", CONN_MAX_AGE="120", DATABASE_CONNECT_TIMEOUT="3"
+        **PRODUCTION,
+        DATABASE_POOL="false",
+        CONN_MAX_AGE="120",
+        DATABASE_CONNECT_TIMEOUT="3",
+        DATABASE_PREPARED_STATEMENTS="false",
     )
     assert settings["CONN_MAX_AGE"] == 120
     assert settings["CONN_HEALTH_CHECKS"] is True
-    assert settings["OPTIONS"] == {"connect_timeout": 3}
+    assert settings["OPTIONS"] == {"connect_timeout": 3, "prepare_threshold": None}
 
 
 def test_production_refuses_to_start_without_a_secret_key() -> None:
