@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
+from rest_framework.permissions import BasePermission
+from rest_framework.test import APIRequestFactory, force_authenticate
 
 from django_polls import services
-from django_polls.models import Poll
+from django_polls.models import Option, Poll
+from django_polls.views import PollViewSet
 from tests.conftest import option_ids
 
 
@@ -241,3 +244,56 @@ def test_a_rejected_ballot_leaves_the_results_as_they_were(make_poll, alice, cli
     assert refused.status_code == 409
     assert anon.get(results_url(poll.pk)).json() == before
     assert tally(before) == [("Pizza", 1, 100.0), ("Soup", 0, 0.0)]
+
+
+class OwnPollsOnly(PollViewSet):
+    """A host's narrowing: a signed-in user sees only their own polls."""
+
+    def get_queryset(self) -> Any:
+        return super().get_queryset().filter(created_by=self.request.user)
+
+
+class NoReadingOthersResults(BasePermission):
+    def has_object_permission(self, request: Any, view: Any, obj: Any) -> bool:
+        return bool(obj.created_by_id == request.user.id)
+
+
+def results_of(view: Any, poll_id: int, user: Any) -> Any:
+    request = APIRequestFactory().get(results_url(poll_id))
+    force_authenticate(request, user=user)
+    return view.as_view({"get": "results"})(request, pk=str(poll_id))
+
+
+def test_a_subclass_that_narrows_the_polls_narrows_their_results(make_poll, make_user, alice):
+    own, foreign = make_poll(created_by=alice), make_poll()
+    cast_ballots(own, [2, 1], make_user)
+
+    found = results_of(OwnPollsOnly, own.pk, alice)
+    hidden = results_of(OwnPollsOnly, foreign.pk, alice)
+
+    assert found.status_code == 200
+    assert [option["votes"] for option in found.data["options"]] == [2, 1]
+    assert hidden.status_code == 404
+
+
+def test_object_permissions_apply_to_results(make_poll, alice, bob):
+    class Guarded(PollViewSet):
+        def get_permissions(self) -> Any:
+            return [NoReadingOthersResults()]
+
+    poll = make_poll(created_by=alice)
+
+    assert results_of(Guarded, poll.pk, alice).status_code == 200
+    assert results_of(Guarded, poll.pk, bob).status_code == 403
+
+
+@pytest.mark.parametrize("view", [PollViewSet, OwnPollsOnly], ids=["every poll", "narrowed"])
+def test_a_poll_without_options_has_empty_results(make_poll, alice, view):
+    poll = make_poll(created_by=alice)
+    Option.objects.filter(poll=poll).delete()  # only by hand: the services never allow it
+
+    response = results_of(view, poll.pk, alice)
+
+    assert response.status_code == 200
+    assert response.data["total_votes"] == 0
+    assert response.data["options"] == []

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -418,25 +419,27 @@ SELECT stamp, allow_multiple_votes, is_open, known, (SELECT count(*) FROM counte
 """
 
 
+def _column(model: type[Poll | Option | Vote], name: str) -> str:
+    """The quoted column of a model field."""
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field) and field.column
+    return connection.ops.quote_name(field.column)
+
+
+@functools.cache
 def _ballot_sql() -> str:
     quote = connection.ops.quote_name
-
-    def column(model: type[Poll | Option | Vote], name: str) -> str:
-        field = model._meta.get_field(name)
-        assert isinstance(field, Field) and field.column
-        return quote(field.column)
-
     return BALLOT_SQL.format(
         poll=quote(Poll._meta.db_table),
         option=quote(Option._meta.db_table),
-        option_poll=column(Option, "poll"),
-        option_votes=column(Option, "votes"),
+        option_poll=_column(Option, "poll"),
+        option_votes=_column(Option, "votes"),
         vote=quote(Vote._meta.db_table),
-        vote_poll=column(Vote, "poll"),
-        vote_option=column(Vote, "option"),
-        vote_voter=column(Vote, "voter"),
-        vote_mode=column(Vote, "poll_allows_multiple"),
-        vote_created=column(Vote, "created_at"),
+        vote_poll=_column(Vote, "poll"),
+        vote_option=_column(Vote, "option"),
+        vote_voter=_column(Vote, "voter"),
+        vote_mode=_column(Vote, "poll_allows_multiple"),
+        vote_created=_column(Vote, "created_at"),
     )
 
 
@@ -599,6 +602,39 @@ def results_for(*, poll: Poll, options: Sequence[Option] | None = None) -> Resul
             )
             for option in options
         ],
+    )
+
+
+def poll_with_options(*, poll_id: int) -> tuple[Poll, list[Option]] | None:
+    """The poll and its options in their order, read in one query; None when the poll does not
+    exist or has no options. The SQL is composed once per process, not built per call."""
+    rows = list(Poll.objects.raw(_poll_with_options_sql(), [poll_id]))
+    if not rows:
+        return None
+    options = [
+        Option(
+            id=extra["option_id"],
+            poll_id=poll_id,
+            text=extra["option_text"],
+            votes=extra["option_votes"],
+        )
+        for extra in map(vars, rows)
+    ]
+    return rows[0], options
+
+
+@functools.cache
+def _poll_with_options_sql() -> str:
+    quote = connection.ops.quote_name
+    poll_columns = ", ".join(
+        f"p.{_column(Poll, field.name)}" for field in Poll._meta.concrete_fields
+    )
+    return (
+        f"SELECT {poll_columns}, o.id AS option_id, o.{_column(Option, 'text')} AS option_text,"
+        f" o.{_column(Option, 'votes')} AS option_votes"
+        f" FROM {quote(Option._meta.db_table)} AS o"
+        f" JOIN {quote(Poll._meta.db_table)} AS p ON p.id = o.{_column(Option, 'poll')}"
+        f" WHERE p.id = %s ORDER BY o.{_column(Option, 'order')}, o.id"
     )
 
 

@@ -365,12 +365,17 @@ class PollViewSet(PollViewSetBase):
     )
     @action(detail=True, methods=["get"])
     def results(self, request: Request, pk: str | None = None) -> Response:
-        # One query: the options with their poll, which must be in this view's queryset.
-        polls = self.get_queryset().filter(pk=self.poll_id()).values("pk")
-        options = list(
-            Option.objects.filter(poll__in=polls).select_related("poll").order_by("order", "id")
-        )
-        poll = options[0].poll if options else self.get_object()
+        poll_id = self.poll_id()
+        if type(self).get_queryset is PollViewSet.get_queryset:
+            # Every poll is in the queryset: one precomposed query, none for the ORM to build.
+            found = services.poll_with_options(poll_id=poll_id)
+        else:
+            # A subclass narrows the polls: the options of a poll of its queryset, in one query.
+            polls = self.get_queryset().filter(pk=poll_id).values("pk")
+            rows = Option.objects.filter(poll__in=polls).select_related("poll")
+            options = list(rows.order_by("order", "id"))
+            found = (options[0].poll, options) if options else None
+        poll, options = found or (self.get_object(), [])  # a poll without options, or a 404
         self.check_object_permissions(request, poll)
         # ResultsSerializer's shape (the same fields, the same order), built directly.
         return Response(dataclasses.asdict(services.results_for(poll=poll, options=options)))
