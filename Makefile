@@ -17,12 +17,14 @@ export PYENV_ROOT := $(shell pyenv root)
 export PYENV_VERSION := $(shell (pyenv version-name; pyenv versions --bare) 2>/dev/null | grep -E '^3\.[0-9]+\.[0-9]+$$' | awk '!seen[$$0]++' | paste -sd: -)
 endif
 
-.PHONY: help demo test tox lint types venv clean
+.PHONY: help demo test bench tox lint types venv clean
 
 help:
 	@echo "make demo   run the example project on http://127.0.0.1:8000 (SQLite, or DATABASE_URL)"
 	@echo "make test   lint, types, migrations, build, docs; the tests on SQLite and PostgreSQL;"
 	@echo "            the example project over HTTP; Swagger UI in Chromium (where installed)"
+	@echo "make bench  the benchmark against a tutorial-style baseline and raw PostgreSQL (about"
+	@echo "            15 minutes; PostgreSQL on 127.0.0.1:5432 or DATABASE_URL; BENCH_ARGS=--help)"
 	@echo "make tox    every tox environment (the whole support matrix)"
 	@echo "make clean  remove the virtual environment, tox environments and build output"
 
@@ -72,6 +74,11 @@ test: $(BIN)/tox
 		echo "NOTE: no python3.$${version#py3} on this machine: every $$version environment was SKIPPED."; \
 	done; \
 	exit $$status
+
+# The example project under Gunicorn on a fresh PostgreSQL database, load from another process;
+# prints one table and checks the targets (docs/performance.md). BENCH_ARGS=--help for options.
+bench: $(VENV)/.example-installed
+	$(BIN)/python -m tests.benchmarks.run $(BENCH_ARGS)
 
 tox: $(BIN)/tox
 	$(BIN)/tox run --skip-missing-interpreters true

@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+from django.urls import include, path
+
+from config.urls import urlpatterns as project
+
+urlpatterns = [path("naive/api/v1/", include("tests.benchmarks.naive.urls")), *project]
