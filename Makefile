@@ -24,7 +24,7 @@ help:
 	@echo "make test   lint, types, migrations, build, docs; the tests on SQLite and PostgreSQL;"
 	@echo "            the example project over HTTP; Swagger UI in Chromium (where installed)"
 	@echo "make bench  the benchmark against a tutorial-style baseline and raw PostgreSQL (about"
-	@echo "            15 minutes; PostgreSQL on 127.0.0.1:5432 or DATABASE_URL; BENCH_ARGS=--help)"
+	@echo "            20 minutes; PostgreSQL on 127.0.0.1:5432 or DATABASE_URL; BENCH_ARGS=--help)"
 	@echo "make tox    every tox environment (the whole support matrix)"
 	@echo "make clean  remove the virtual environment, tox environments and build output"
 

@@ -8,11 +8,14 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
+from rest_framework.filters import BaseFilterBackend
 from rest_framework.permissions import BasePermission
+from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIRequestFactory, force_authenticate
 
 from django_polls import services
 from django_polls.models import Option, Poll
+from django_polls.serializers import ResultsSerializer
 from django_polls.views import PollViewSet
 from tests.conftest import option_ids
 
@@ -246,6 +249,19 @@ def test_a_rejected_ballot_leaves_the_results_as_they_were(make_poll, alice, cli
     assert tally(before) == [("Pizza", 1, 100.0), ("Soup", 0, 0.0)]
 
 
+def test_results_are_exactly_what_their_documented_serializer_renders(make_poll, make_user, anon):
+    poll = make_poll(options=["Pizza", "Soup", "Salad"])
+    cast_ballots(poll, [2, 1, 0], make_user)
+
+    response = anon.get(results_url(poll.pk))
+
+    assert response.status_code == 200
+    expected = ResultsSerializer(
+        services.results_for(poll=Poll.objects.for_listing().get(pk=poll.pk))
+    )
+    assert response.content == JSONRenderer().render(expected.data)
+
+
 class OwnPollsOnly(PollViewSet):
     """A host's narrowing: a signed-in user sees only their own polls."""
 
@@ -274,6 +290,23 @@ def test_a_subclass_that_narrows_the_polls_narrows_their_results(make_poll, make
     assert found.status_code == 200
     assert [option["votes"] for option in found.data["options"]] == [2, 1]
     assert hidden.status_code == 404
+
+
+class OnlyOpenPolls(BaseFilterBackend):
+    def filter_queryset(self, request: Any, queryset: Any, view: Any) -> Any:
+        return queryset.filter(closed_at__isnull=True)
+
+
+class FilteredPolls(PollViewSet):
+    filter_backends = [OnlyOpenPolls]
+
+
+def test_filter_backends_narrow_results_as_they_narrow_the_poll(make_poll, alice):
+    open_poll, closed = make_poll(created_by=alice), make_poll(created_by=alice)
+    services.close_poll(poll=closed)
+
+    assert results_of(FilteredPolls, open_poll.pk, alice).status_code == 200
+    assert results_of(FilteredPolls, closed.pk, alice).status_code == 404
 
 
 def test_object_permissions_apply_to_results(make_poll, alice, bob):

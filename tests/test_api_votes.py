@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 
 from django_polls import services
 from django_polls.models import Option, Poll, Vote
+from django_polls.serializers import VoteReceiptSerializer
 from tests.conftest import assert_error, expire, option_ids
 
 MISSING_POLL_ID = 987_654_321
@@ -64,6 +66,20 @@ def test_a_voter_gets_a_receipt_for_their_ballot(make_poll, alice, client_for):
     assert before <= created_at <= after
     assert stored(poll) == (1, {"Pizza": 0, "Soup": 1})
     assert list(Vote.objects.values_list("voter__username", "option_id")) == [("alice", soup)]
+
+
+def test_the_receipt_is_exactly_what_its_documented_serializer_renders(
+    make_poll, alice, client_for
+):
+    poll = make_poll(allow_multiple_votes=True)
+    ballot = option_ids(poll)[::-1]
+
+    response = client_for(alice).post(vote_url(poll.pk), {"options": ballot}, format="json")
+
+    assert response.status_code == 201, response.content
+    stored_at = Vote.objects.filter(poll=poll).values_list("created_at", flat=True)[0]
+    receipt = services.Receipt(poll=poll.pk, options=ballot, created_at=stored_at)
+    assert response.content == JSONRenderer().render(VoteReceiptSerializer(receipt).data)
 
 
 def test_a_single_vote_poll_takes_one_ballot_per_voter(make_poll, alice, client_for):

@@ -137,16 +137,27 @@ def test_a_second_load_numbers_on_from_the_total_and_the_counts_add_up(
 
 
 def test_a_load_after_retracted_real_votes_numbers_past_the_earlier_voters(
-    poll: Poll, make_user: Callable[..., Any]
+    poll: Poll, make_user: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The total then falls below the numbers in use; the load finds the highest and goes on."""
+    """The total then falls below the numbers in use; the load finds the highest once and goes
+    on from there, batch after batch."""
     real = make_user()
     services.cast_vote(poll_id=poll.pk, voter=real, option_ids=[option_ids(poll)[0]])
     load(poll.pk, 10)
     services.retract_votes(poll_id=poll.pk, voter=real)
     make_user(f"{prefix(poll)}admin")  # a look-alike name, not a number
+    scans = []
+    template = polls_load_votes.VoterTemplate
+    highest = template.highest_number
+    monkeypatch.setattr(
+        template,
+        "highest_number",
+        lambda self, *args: scans.append(args) or highest(self, *args),
+    )
 
     load(poll.pk, 5, "--batch-size", 2)
+
+    assert len(scans) == 1  # one collision, then numbered on: no rescan per batch
 
     assert sorted(loaded_voters(poll).values_list("username", flat=True)) == sorted(
         [f"{prefix(poll)}admin", *(f"{prefix(poll)}{n}" for n in range(1, 16))]

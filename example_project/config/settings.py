@@ -95,8 +95,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["OPTIONS"] = {
         "connect_timeout": connect_timeout,
         # The app's ballot statement is prepared once per connection (Django's own queries bind
-        # on the client and are never prepared). Off behind a PgBouncer before 1.21 in
-        # transaction mode, which cannot keep prepared statements.
+        # on the client and are never prepared). Off behind a PgBouncer in transaction mode
+        # that keeps no prepared statements (max_prepared_statements = 0).
         "prepare_threshold": 5
         if config("DATABASE_PREPARED_STATEMENTS", default=True, cast=bool)
         else None,
@@ -107,9 +107,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # theirs with a SELECT 1 per request). A connection that broke, say in a database
         # restart, fails its request (503) and is then replaced.
         DATABASES["default"].update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=False)
+        # A sync worker serves one request at a time: one connection each, kept open.
+        pool_size = config("DATABASE_POOL_SIZE", default=1, cast=int)
         DATABASES["default"]["OPTIONS"]["pool"] = {
-            "min_size": 1,
-            "max_size": config("DATABASE_POOL_SIZE", default=2, cast=int),
+            "min_size": pool_size,
+            "max_size": pool_size,
             "timeout": connect_timeout,
         }
     # Without the pool, each worker keeps its connection for CONN_MAX_AGE seconds and checks it

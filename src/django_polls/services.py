@@ -22,13 +22,23 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Field, OuterRef, QuerySet, Subquery, Value
+from django.db.models import (
+    Count,
+    DateTimeField,
+    F,
+    Field,
+    Func,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Value,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -270,13 +280,27 @@ def close_poll(*, poll: Poll) -> Poll:
     with transaction.atomic():
         locked = _lock_poll(poll.pk, exclusive=True)
         if locked.closed_at is None:
-            # Stamped once the ballots in flight have committed, so none is dated after it.
-            Poll.objects.filter(pk=poll.pk).update(closed_at=timezone.now())
+            # Stamped once the ballots in flight have committed, so none is dated after it, by
+            # the clock that stamps them.
+            Poll.objects.filter(pk=poll.pk).update(closed_at=_now_by_ballot_clock())
             transaction.on_commit(
                 lambda: signals.poll_closed.send(sender=Poll, poll=poll), robust=True
             )
     poll.refresh_from_db(fields=["closed_at"])
     return poll
+
+
+class _ClockTimestamp(Func):
+    """PostgreSQL's clock_timestamp(): the time now, not at the start of the transaction."""
+
+    template = "clock_timestamp()"
+    output_field = DateTimeField()
+
+
+def _now_by_ballot_clock() -> Any:
+    """The clock that stamps ballots: the database's on PostgreSQL (see BALLOT_SQL), else this
+    process's."""
+    return _ClockTimestamp() if connection.vendor == "postgresql" else timezone.now()
 
 
 def delete_poll(*, poll: Poll) -> None:
@@ -319,18 +343,23 @@ def cast_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) -> Receip
     ids = list(option_ids)
     if not ids or len(set(ids)) != len(ids):
         raise InvalidInput({"options": ["Give a non-empty list of distinct option ids."]})
+    listened = signals.vote_cast.has_listeners(Poll)
     try:
         if connection.vendor == "postgresql":
-            now = _cast_vote_in_one_statement(poll_id, voter, ids)
-            poll: Poll | int = poll_id
+            now, poll = _cast_vote_in_one_statement(poll_id, voter, ids, with_poll=listened)
         else:
             poll, now = _cast_vote_in_steps(poll_id, voter, ids)
     except IntegrityError as exc:
         if _is_unique_violation(exc):
             raise AlreadyVoted() from exc
         raise PollChanged() from exc
-    if signals.vote_cast.has_listeners(Poll):
-        transaction.on_commit(lambda: _send_vote_cast(poll, voter, ids), robust=True)
+    if listened:
+        transaction.on_commit(
+            lambda: signals.vote_cast.send(
+                sender=Poll, poll=poll, voter=voter, option_ids=list(ids)
+            ),
+            robust=True,
+        )
     return Receipt(poll=poll_id, options=ids, created_at=now)
 
 
@@ -383,9 +412,10 @@ def _cast_vote_in_steps(poll_id: int, voter: User, ids: list[int]) -> tuple[Poll
 #: (``stamped``), the ballot's options locked in id order (``chosen``), the rules (``verdict``,
 #: as in :func:`judge_ballot`), the vote rows (``stored``, only when every rule passes) and the
 #: counters (``counted``). The last row reports what the rules saw, so a refusal names its reason
-#: without another query. Format it with :func:`_ballot_sql`.
+#: without another query, and (when asked) the poll as locked, for the ``vote_cast`` signal.
+#: Format it with :func:`_ballot_sql`.
 BALLOT_SQL = """WITH poll AS (
-    SELECT id, allow_multiple_votes, closed_at, expires_at,
+    SELECT {poll_columns},
         pg_advisory_xact_lock_shared(%(namespace)s, (id %% 2147483648)::int4) AS advisory_lock
     FROM {poll} WHERE id = %(poll)s
     FOR SHARE
@@ -415,7 +445,9 @@ BALLOT_SQL = """WITH poll AS (
     WHERE id IN (SELECT {vote_option} FROM stored)
     RETURNING id
 )
-SELECT stamp, allow_multiple_votes, is_open, known, (SELECT count(*) FROM counted) FROM verdict
+SELECT verdict.stamp, verdict.allow_multiple_votes, verdict.is_open, verdict.known,
+    (SELECT count(*) FROM counted){poll_row}
+FROM verdict{poll_join}
 """
 
 
@@ -426,10 +458,17 @@ def _column(model: type[Poll | Option | Vote], name: str) -> str:
     return connection.ops.quote_name(field.column)
 
 
+def _poll_columns() -> list[str]:
+    return [_column(Poll, field.name) for field in Poll._meta.concrete_fields]
+
+
 @functools.cache
-def _ballot_sql() -> str:
+def _ballot_sql(*, with_poll: bool = False) -> str:
     quote = connection.ops.quote_name
     return BALLOT_SQL.format(
+        poll_columns=", ".join(_poll_columns()),
+        poll_row="".join(f", poll.{column}" for column in _poll_columns()) if with_poll else "",
+        poll_join=" CROSS JOIN poll" if with_poll else "",
         poll=quote(Poll._meta.db_table),
         option=quote(Option._meta.db_table),
         option_poll=_column(Option, "poll"),
@@ -443,52 +482,56 @@ def _ballot_sql() -> str:
     )
 
 
-def _cast_vote_in_one_statement(poll_id: int, voter: User, ids: list[int]) -> datetime:
-    params: dict[str, int | list[int]] = {
-        "namespace": ADVISORY_LOCK_NAMESPACE,
-        "poll": poll_id,
-        "options": ids,
-        "voter": voter.pk,
-        "count": len(ids),
-    }
+def _cast_vote_in_one_statement(
+    poll_id: int, voter: User, ids: list[int], *, with_poll: bool
+) -> tuple[datetime, Poll | None]:
     # Inside the caller's transaction a savepoint keeps a refused ballot from spoiling it;
     # outside one the statement commits on its own.
     scope = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with scope, _ballot_cursor() as cursor:
-        cursor.execute(_ballot_sql(), params)
+    with scope, _ballot_cursor() as (cursor, bigint):
+        params = {
+            "namespace": ADVISORY_LOCK_NAMESPACE,
+            "poll": bigint(poll_id),
+            "options": [bigint(option_id) for option_id in ids],
+            "voter": bigint(voter.pk),
+            "count": len(ids),
+        }
+        cursor.execute(_ballot_sql(with_poll=with_poll), params)
         row = cursor.fetchone()
     if row is None:
         raise Poll.DoesNotExist()
-    stamp, allows_multiple, is_open, known, counted = row
+    stamp, allows_multiple, is_open, known, counted, *poll_values = row
     if counted != len(ids):
         judge_ballot(ids, known=set(known), allows_multiple=allows_multiple, is_open=is_open)
         raise PollChanged()  # the rules passed yet nothing was stored; cannot happen
-    return stamp  # type: ignore[no-any-return]
+    fields = [field.attname for field in Poll._meta.concrete_fields]
+    poll = Poll.from_db(connection.alias, fields, poll_values) if with_poll else None
+    return stamp, poll
 
 
-def _ballot_cursor() -> Any:
-    """A cursor for the ballot statement: one that binds on the server, so psycopg prepares the
-    statement once per connection, when the site allows prepared statements (the database's
-    ``OPTIONS["prepare_threshold"]``; Django's default, None, allows none). Else Django's own."""
+@contextlib.contextmanager
+def _ballot_cursor() -> Iterator[tuple[Any, Callable[[int], Any]]]:
+    """A cursor for the ballot statement, and how to pass it a BIGINT.
+
+    Where the site allows prepared statements (the database's ``OPTIONS["prepare_threshold"]``;
+    Django's default, None, allows none), a cursor that binds on the server, so psycopg prepares
+    the statement once per connection; ids go as int8 whatever their size, so one prepared
+    statement serves every ballot. Else Django's own cursor, which binds on the client.
+    """
     cursor = connection.cursor()
     raw = connection.connection
     if getattr(raw, "prepare_threshold", None) is None:
-        return cursor
+        with cursor:
+            yield cursor, int
+        return
     cursor.close()
     from django.db.backends.postgresql.base import (  # type: ignore[attr-defined]
         ServerBindingCursor,
     )
+    from psycopg.types.numeric import Int8
 
-    return connection._prepare_cursor(ServerBindingCursor(raw))  # type: ignore[attr-defined]
-
-
-def _send_vote_cast(poll: Poll | int, voter: User, option_ids: list[int]) -> None:
-    if not isinstance(poll, Poll):
-        found = Poll.objects.filter(pk=poll).first()
-        if found is None:  # deleted since
-            return
-        poll = found
-    signals.vote_cast.send(sender=Poll, poll=poll, voter=voter, option_ids=list(option_ids))
+    with connection._prepare_cursor(ServerBindingCursor(raw)) as server_cursor:  # type: ignore[attr-defined]
+        yield server_cursor, Int8
 
 
 def retract_votes(*, poll_id: int, voter: User) -> list[int]:

@@ -366,12 +366,13 @@ class PollViewSet(PollViewSetBase):
     @action(detail=True, methods=["get"])
     def results(self, request: Request, pk: str | None = None) -> Response:
         poll_id = self.poll_id()
-        if type(self).get_queryset is PollViewSet.get_queryset:
+        if self.finds_polls_by_id_alone():
             # Every poll is in the queryset: one precomposed query, none for the ORM to build.
             found = services.poll_with_options(poll_id=poll_id)
         else:
-            # A subclass narrows the polls: the options of a poll of its queryset, in one query.
-            polls = self.get_queryset().filter(pk=poll_id).values("pk")
+            # The polls are narrowed (a subclass, filter backends): the options of a poll that
+            # get_object() would find, in one query.
+            polls = self.filter_queryset(self.get_queryset()).filter(pk=poll_id).values("pk")
             rows = Option.objects.filter(poll__in=polls).select_related("poll")
             options = list(rows.order_by("order", "id"))
             found = (options[0].poll, options) if options else None
@@ -379,6 +380,17 @@ class PollViewSet(PollViewSetBase):
         self.check_object_permissions(request, poll)
         # ResultsSerializer's shape (the same fields, the same order), built directly.
         return Response(dataclasses.asdict(services.results_for(poll=poll, options=options)))
+
+    def finds_polls_by_id_alone(self) -> bool:
+        """Whether get_object() finds any poll by its id: no filter backend, and none of the
+        methods that choose the polls overridden by a subclass."""
+        cls = type(self)
+        return (
+            not self.filter_backends
+            and cls.get_queryset is PollViewSet.get_queryset
+            and cls.get_object is PollViewSet.get_object
+            and cls.filter_queryset is PollViewSetBase.filter_queryset
+        )
 
     def get_serializer_class(self) -> type[BaseSerializer[Any]]:
         # Lets schema generators pick the right body for the extra actions.

@@ -141,7 +141,11 @@ def gunicorn(env: dict[str, str], port: int) -> Iterator[None]:
             yield
         finally:
             process.terminate()
-            process.wait(30)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,8 +328,11 @@ def median(measures: Sequence[Measure]) -> Measure:
 def statements_on_the_wire(call: Callable[[], Any]) -> tuple[int, Any]:
     """What ``call()`` returns, and the statements it sends PostgreSQL (libpq's trace, in which
     BEGIN and COMMIT count too)."""
-    from django.db import connection
+    from django.db import close_old_connections, connection
 
+    # What a server does when a request starts (the test client leaves it out): return an
+    # expired connection, or mark a persistent one for its health check, which then counts.
+    close_old_connections()
     connection.ensure_connection()
     pgconn = connection.connection.pgconn
     with tempfile.TemporaryFile() as trace:
@@ -388,6 +395,11 @@ def main() -> None:
     try:
         results = benchmark(options, sizes, url, env, port)
     finally:
+        from django.db import connection
+
+        connection.close()
+        if getattr(connection, "pool", None):  # this process's pool, before its database goes
+            connection.close_pool()
         if not options.keep:
             drop_database(server, name)
     missed = report(options, sizes, results)
@@ -534,7 +546,7 @@ def results_throughput(port: int, ours: int, naive: int, size: int) -> dict[str,
     measured = {}
     for label, path, count in (
         ("ours", f"/api/v1/polls/{ours}/results/", 4000),
-        ("naive", f"/naive/api/v1/polls/{naive}/results/", 48),
+        ("naive", f"/naive/api/v1/polls/{naive}/results/", 80),
     ):
         result = drive(port, [("results", request("GET", path))] * count, 8)
         expect_only(result, "200", f"{label} results")
@@ -673,6 +685,15 @@ def report(options: argparse.Namespace, sizes: list[int], out: dict[str, Any]) -
             "{:.0%}",
         ),
     ]
+    if 1_000_000 in out["load"]:
+        targets.append(
+            (
+                "polls_load_votes: 1,000,000 votes in <= 120 s",
+                out["load"][1_000_000],
+                120,
+                "{:.1f} s",
+            )
+        )
     lines += ["", "Targets:"]
     missed = 0
     for text, value, bound, shown in targets:

@@ -193,17 +193,19 @@ class Command(BaseCommand):
                 f" Stopped after {loaded:,} of {votes:,} votes." if loaded else " Nothing loaded."
             )
             try:
-                self._load_batch(poll_id, voters, size, floor=floor, done=done)
+                first = self._load_batch(poll_id, voters, size, floor=floor, done=done)
             except IntegrityError:
                 # A username is taken: real voters retracted votes since an earlier load, so the
                 # total fell below the numbers that load used. Number past the highest instead.
                 floor = voters.highest_number(voter_prefix(poll_id)) + 1
                 try:
-                    self._load_batch(poll_id, voters, size, floor=floor, done=done)
+                    first = self._load_batch(poll_id, voters, size, floor=floor, done=done)
                 except IntegrityError as exc:
                     raise CommandError(
                         f"Could not insert the synthetic voters.{done} The database said: {exc}"
                     ) from exc
+            # The next batch numbers on from this one, whatever the total does meanwhile.
+            floor = first + size
             loaded += size
             rate = loaded / max(time.perf_counter() - started, 1e-9)
             self.stdout.write(f"loaded {loaded:,} / {votes:,} votes ({rate:,.0f} votes/s)")
@@ -217,8 +219,9 @@ class Command(BaseCommand):
 
     def _load_batch(
         self, poll_id: int, voters: VoterTemplate, size: int, *, floor: int, done: str
-    ) -> None:
-        """One transaction: lock the poll, insert ``size`` voters and votes, count them.
+    ) -> int:
+        """One transaction: lock the poll, insert ``size`` voters and votes, count them; returns
+        the number of the batch's first voter.
 
         ``done`` ends the message of a refusal: what earlier batches loaded.
         """
@@ -249,6 +252,7 @@ class Command(BaseCommand):
                 votes=F("votes")
                 + Case(*(When(pk=pk, then=Value(n)) for pk, n in added.items()), default=0)
             )
+        return first
 
     def _insert(
         self,
