@@ -52,7 +52,12 @@ def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--votes", type=int, default=3000, help="ballots per vote run")
     parser.add_argument("--rounds", type=int, default=5, help="runs per vote measurement")
-    parser.add_argument("--workers", type=int, default=4, help="Gunicorn sync workers")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="Gunicorn sync workers (default: the example's own, 2 x cores + 1, at most 12)",
+    )
     parser.add_argument(
         "--sizes",
         default="1000,100000,1000000,10000000",
@@ -66,6 +71,11 @@ def arguments() -> argparse.Namespace:
         "--no-targets", action="store_true", help="report the targets but exit 0 when one is missed"
     )
     return parser.parse_args()
+
+
+def default_workers() -> int:
+    """The example's default (example_project/gunicorn.conf.py)."""
+    return min(2 * (os.cpu_count() or 1) + 1, 12)
 
 
 def database_urls(name: str) -> tuple[str, str]:
