@@ -106,7 +106,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # sends nothing more than its own statements (the persistent connections below check
         # theirs with a SELECT 1 per request). A connection that broke, say in a database
         # restart, fails its request (503) and is then replaced.
-        DATABASES["default"].update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=False)
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
         # A sync worker serves one request at a time: one connection each, kept open.
         pool_size = config("DATABASE_POOL_SIZE", default=1, cast=int)
         DATABASES["default"]["OPTIONS"]["pool"] = {
