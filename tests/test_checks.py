@@ -96,16 +96,48 @@ def test_e007_message_names_the_setting() -> None:
 SCOPED = ["rest_framework.throttling.ScopedRateThrottle"]
 
 
+# A cache that every process shares (the database's), so only the rate checks speak.
+SHARED_CACHE = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "throttle_counts",
+    }
+}
+
+
 def test_e008_when_scoped_throttling_has_no_rate_for_the_polls_scopes() -> None:
     rest = {"DEFAULT_THROTTLE_CLASSES": SCOPED, "DEFAULT_THROTTLE_RATES": {"other": "1/s"}}
-    assert ids(REST_FRAMEWORK=rest) == ["django_polls.E008"]
-    assert ids(DJANGO_POLLS={"THROTTLE_CLASSES": SCOPED}) == ["django_polls.E008"]
+    assert ids(REST_FRAMEWORK=rest, CACHES=SHARED_CACHE) == ["django_polls.E008"]
+    assert ids(DJANGO_POLLS={"THROTTLE_CLASSES": SCOPED}, CACHES=SHARED_CACHE) == [
+        "django_polls.E008"
+    ]
 
 
 def test_scoped_throttling_with_rates_passes() -> None:
     rates = {"django_polls.vote": "30/min", "django_polls.create": None}
     rest = {"DEFAULT_THROTTLE_CLASSES": SCOPED, "DEFAULT_THROTTLE_RATES": rates}
-    assert ids(REST_FRAMEWORK=rest) == []
+    assert ids(REST_FRAMEWORK=rest, CACHES=SHARED_CACHE) == []
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "django.core.cache.backends.locmem.LocMemCache",
+        "django.core.cache.backends.dummy.DummyCache",
+    ],
+)
+def test_w001_when_throttle_counts_would_live_in_each_process(backend: str) -> None:
+    rates = {"django_polls.vote": "30/min", "django_polls.create": None}
+    rest = {"DEFAULT_THROTTLE_CLASSES": SCOPED, "DEFAULT_THROTTLE_RATES": rates}
+    per_process = {"default": {"BACKEND": backend}}
+
+    assert ids(REST_FRAMEWORK=rest, CACHES=per_process) == ["django_polls.W001"]
+    assert ids(DJANGO_POLLS={"THROTTLE_CLASSES": SCOPED}, CACHES=per_process) == [
+        "django_polls.E008",
+        "django_polls.W001",
+    ]
+    # No throttling, nothing to count: no warning, whatever the cache.
+    assert ids(CACHES=per_process) == []
 
 
 def test_checks_run_with_the_project_checks(capsys: pytest.CaptureFixture[str]) -> None:

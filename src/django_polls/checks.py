@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
 from django_polls import conf
 
@@ -77,6 +77,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
     errors.extend(_check_import_paths())
     errors.extend(_check_throttle_rates())
+    errors.extend(_check_throttle_cache())
     return errors
 
 
@@ -112,17 +113,65 @@ def _check_import_paths() -> list[CheckMessage]:
     return errors
 
 
+#: Cache backends that keep their entries in each process: throttle counts there are per worker.
+PER_PROCESS_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+
+
+def _throttle_classes() -> list[type[Any]]:
+    """The throttle classes of the app's views (DJANGO_POLLS, else DRF's defaults)."""
+    from rest_framework.settings import api_settings
+
+    throttles = conf.polls_settings.THROTTLE_CLASSES
+    if throttles is None:
+        throttles = list(cast("list[type[Any]]", api_settings.DEFAULT_THROTTLE_CLASSES))
+    return throttles
+
+
+def _check_throttle_cache() -> list[CheckMessage]:
+    """Rate throttles count in a cache; a per-process cache counts per worker."""
+    from django.core.cache import cache as default_cache
+    from django.core.cache import caches
+    from rest_framework.throttling import SimpleRateThrottle
+
+    try:
+        throttles = _throttle_classes()
+    except ImportError:
+        return []  # reported by E007
+    found = set()
+    for cls in throttles:
+        if not issubclass(cls, SimpleRateThrottle):
+            continue
+        cache = getattr(cls, "cache", default_cache)
+        if cache is default_cache:  # a proxy: the backend is the default cache's
+            cache = caches["default"]
+        backend = f"{type(cache).__module__}.{type(cache).__qualname__}"
+        if backend in PER_PROCESS_CACHES:
+            found.add(backend)
+    return [
+        Warning(
+            f"django_polls is throttled with counts kept in {backend}, a cache of each process: "
+            "with several worker processes or servers every one counts on its own, so a voter "
+            "gets the limit once per process.",
+            hint="Use a shared cache for the throttle counts (Redis, Memcached or the database "
+            "cache), or silence django_polls.W001 where the site runs in one process.",
+            id="django_polls.W001",
+        )
+        for backend in sorted(found)
+    ]
+
+
 def _check_throttle_rates() -> list[CheckMessage]:
     """ScopedRateThrottle answers 500 for a scope without a rate: say so at start-up instead."""
     from rest_framework.settings import api_settings
     from rest_framework.throttling import ScopedRateThrottle
 
     try:
-        throttles = conf.polls_settings.THROTTLE_CLASSES
+        throttles = _throttle_classes()
     except ImportError:
         return []  # reported by E007
-    if throttles is None:
-        throttles = list(cast("list[type[Any]]", api_settings.DEFAULT_THROTTLE_CLASSES))
     if not any(issubclass(cls, ScopedRateThrottle) for cls in throttles):
         return []
     rates = api_settings.DEFAULT_THROTTLE_RATES or {}

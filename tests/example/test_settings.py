@@ -39,6 +39,8 @@ PRODUCTION = {
     "SECRET_KEY": "k" + secrets.token_urlsafe(60),
     "ALLOWED_HOSTS": "polls.example.com",
     "DATABASE_URL": "postgres://polls:secret@db.internal:6432/polls",
+    # Throttle counts shared by every worker (without it: django_polls.W001).
+    "REDIS_URL": "redis://cache.internal:6379/0",
 }
 
 
@@ -205,6 +207,21 @@ def test_check_deploy_is_clean_with_production_values() -> None:
     )
     assert plain.returncode != 0
     assert "security.W008" in plain.stderr
+
+    # And so does throttling that would count in each worker's memory.
+    per_process = {name: value for name, value in PRODUCTION.items() if name != "REDIS_URL"}
+    local = run_example(
+        "manage.py",
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env=example_env(**per_process),
+        check=False,
+    )
+    assert local.returncode != 0
+    assert "django_polls.W001" in local.stderr
+    assert "LocMemCache" in local.stderr
 
 
 GUNICORN = """
