@@ -1,9 +1,31 @@
-"""Throttling in the example project: rates from the environment, 429 with Retry-After, and
-no 500 when the cache that counts requests is down."""
+"""Throttling in the example project: rates from the environment, 429 with Retry-After, one
+limit shared by every worker through Redis, and no 500 when the cache that counts requests is
+down."""
 
 from __future__ import annotations
 
+import os
+from collections import Counter
+
+import pytest
+
 from tests.example.conftest import PASSWORD, Deployment, Server, create_poll, register
+
+# A database of its own on the local Redis, emptied before use. REQUIRE_REDIS makes a missing
+# Redis fail the test instead of skipping it (.ci/run sets it and starts Redis).
+REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
+
+
+def empty_redis() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_TEST_URL, socket_timeout=2).flushdb()
+    except redis.RedisError as exc:
+        if os.environ.get("REQUIRE_REDIS"):
+            pytest.fail(f"Redis is required (REQUIRE_REDIS) but {REDIS_TEST_URL} fails: {exc}")
+        pytest.skip(f"no Redis at {REDIS_TEST_URL} ({exc}); set REQUIRE_REDIS to fail instead")
+    return REDIS_TEST_URL
 
 
 def account(server: Server) -> dict[str, str]:
@@ -76,3 +98,44 @@ def test_a_forged_forwarded_for_header_does_not_escape_the_limit(deployment: Dep
             for attempt in range(5)
         ]
         assert statuses == [400, 400, 400, 429, 429]
+
+
+def test_four_workers_share_one_limit_through_redis(deployment: Deployment) -> None:
+    """100 ballots one after another against 20/min: exactly 20 stored, whichever of the four
+    workers answers each (with a memory cache per worker, up to 80 would be)."""
+    with deployment.serve(
+        workers=4,
+        THROTTLE="on",
+        THROTTLE_VOTE_RATE="20/min",
+        THROTTLE_CREATE_RATE="100/min",
+        REDIS_URL=empty_redis(),
+    ) as server:
+        user = account(server)
+        ballots = []
+        for index in range(5):
+            poll = create_poll(
+                server,
+                user["token"],
+                title=f"Poll {index}",
+                allow_multiple_votes=True,
+                options=[{"text": f"Option {n}"} for n in range(20)],
+            )
+            ballots += [(poll["id"], option["id"]) for option in poll["options"]]
+        answers = [
+            server.request(
+                "POST", f"/api/v1/polls/{poll}/vote/", {"options": [option]}, token=user["token"]
+            )
+            for poll, option in ballots
+        ]
+        stored = sum(
+            server.request("GET", f"/api/v1/polls/{poll}/results/").json["total_votes"]
+            for poll in dict(ballots)
+        )
+
+    assert len(answers) == 100
+    assert Counter(answer.status for answer in answers) == {201: 20, 429: 80}
+    assert [answer.status for answer in answers[:20]] == [201] * 20
+    refused = [answer for answer in answers if answer.status == 429]
+    assert all(answer.json["code"] == "throttled" for answer in refused)
+    assert all(int(answer.headers["Retry-After"]) > 0 for answer in refused)
+    assert stored == 20
