@@ -465,9 +465,10 @@ def _poll_columns() -> list[str]:
 @functools.cache
 def _ballot_sql(*, with_poll: bool = False) -> str:
     quote = connection.ops.quote_name
+    poll_columns = _poll_columns()
     return BALLOT_SQL.format(
-        poll_columns=", ".join(_poll_columns()),
-        poll_row="".join(f", poll.{column}" for column in _poll_columns()) if with_poll else "",
+        poll_columns=", ".join(poll_columns),
+        poll_row="".join(f", poll.{column}" for column in poll_columns) if with_poll else "",
         poll_join=" CROSS JOIN poll" if with_poll else "",
         poll=quote(Poll._meta.db_table),
         option=quote(Option._meta.db_table),
@@ -504,9 +505,10 @@ def _cast_vote_in_one_statement(
     if counted != len(ids):
         judge_ballot(ids, known=set(known), allows_multiple=allows_multiple, is_open=is_open)
         raise PollChanged()  # the rules passed yet nothing was stored; cannot happen
+    if not with_poll:
+        return stamp, None
     fields = [field.attname for field in Poll._meta.concrete_fields]
-    poll = Poll.from_db(connection.alias, fields, poll_values) if with_poll else None
-    return stamp, poll
+    return stamp, Poll.from_db(connection.alias, fields, poll_values)
 
 
 @contextlib.contextmanager
@@ -669,9 +671,7 @@ def poll_with_options(*, poll_id: int) -> tuple[Poll, list[Option]] | None:
 @functools.cache
 def _poll_with_options_sql() -> str:
     quote = connection.ops.quote_name
-    poll_columns = ", ".join(
-        f"p.{_column(Poll, field.name)}" for field in Poll._meta.concrete_fields
-    )
+    poll_columns = ", ".join(f"p.{column}" for column in _poll_columns())
     return (
         f"SELECT {poll_columns}, o.id AS option_id, o.{_column(Option, 'text')} AS option_text,"
         f" o.{_column(Option, 'votes')} AS option_votes"
