@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.core.exceptions import (
     ObjectDoesNotExist,
     RequestDataTooBig,
@@ -166,6 +167,19 @@ class PollViewSet(PollViewSetBase):
     queryset = Poll.objects.all()  # for schema generators; requests use get_queryset()
     # Up to 19 digits (a BIGINT); longer ids fall through to the JSON 404 of ``not_found``.
     lookup_value_regex = "[0-9]{1,19}"
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        # Once the caller may go on (401 and 403 come first), read the body through Django,
+        # which holds it to DATA_UPLOAD_MAX_MEMORY_SIZE (413): DRF before 3.15 streams it to
+        # its parser unbounded. A charset that is no text encoding (bz2_codec) would let a
+        # small body inflate without bound.
+        encoding = request._request.encoding or settings.DEFAULT_CHARSET
+        try:
+            "".encode(encoding)
+        except (LookupError, UnicodeError):
+            raise exceptions.ParseError(f'Unsupported charset "{encoding}".') from None
+        request._request.body  # noqa: B018
 
     # -- pluggable parts, resolved from DJANGO_POLLS on every request -------------------------
 
