@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import re
 import sys
 from typing import Any
 
@@ -15,8 +16,7 @@ from django_polls import schema
 HAS_YASG = importlib.util.find_spec("drf_yasg") is not None
 
 
-@pytest.fixture(scope="module")
-def swagger() -> dict[str, Any]:
+def generate() -> dict[str, Any]:
     """The Swagger 2.0 document drf-yasg generates for the test URLs, as JSON."""
     if not HAS_YASG:
         pytest.skip("drf-yasg is not installed in this environment (the -noyasg tox env)")
@@ -27,6 +27,11 @@ def swagger() -> dict[str, Any]:
     generator = OpenAPISchemaGenerator(openapi.Info(title="Polls", default_version="v1"))
     document = generator.get_schema(request=None, public=True)
     return dict(json.loads(OpenAPICodecJson(validators=[]).encode(document)))
+
+
+@pytest.fixture(scope="module")
+def swagger() -> dict[str, Any]:
+    return generate()
 
 
 def statuses(operation: dict[str, Any]) -> set[str]:
@@ -131,6 +136,52 @@ def test_field_errors_are_described_as_lists_of_messages(swagger: dict[str, Any]
     bad = swagger["paths"]["/polls/"]["post"]["responses"]["400"]["schema"]
     assert bad["type"] == "object"
     assert bad["additionalProperties"] == {"type": "array", "items": {"type": "string"}}
+    # A body that is not JSON at all gets {detail, code} instead.
+    assert bad["properties"] == {"detail": {"type": "string"}, "code": {"type": "string"}}
+
+
+def test_the_limits_of_the_settings_are_in_the_schema(settings: Any) -> None:
+    settings.DJANGO_POLLS = {
+        "MIN_OPTIONS": 3,
+        "MAX_OPTIONS": 5,
+        "MAX_TITLE_LENGTH": 120,
+        "MAX_OPTION_LENGTH": 50,
+        "MAX_DESCRIPTION_LENGTH": 1000,
+    }
+    swagger = generate()
+    poll = swagger["definitions"]["Poll"]["properties"]
+    assert (poll["title"]["minLength"], poll["title"]["maxLength"]) == (1, 120)
+    assert poll["description"]["maxLength"] == 1000
+    assert (poll["options"]["minItems"], poll["options"]["maxItems"]) == (3, 5)
+    assert poll["options"]["uniqueItems"] is True
+    text = swagger["definitions"]["Option"]["properties"]["text"]
+    assert (text["minLength"], text["maxLength"]) == (1, 50)
+    ballot = swagger["definitions"]["Ballot"]["properties"]["options"]
+    assert (ballot["minItems"], ballot["maxItems"], ballot["uniqueItems"]) == (1, 5, True)
+    (search,) = [
+        p for p in swagger["paths"]["/polls/"]["get"]["parameters"] if p["name"] == "search"
+    ]
+    assert search["maxLength"] == 200
+
+
+@pytest.mark.parametrize(
+    ("text", "accepted"),
+    [("Lunch?", True), (" a ", True), ("", False), (" \t\n", False), ("a\x00", False)],
+)
+def test_the_text_patterns_match_what_the_app_accepts(
+    swagger: dict[str, Any], text: str, accepted: bool
+) -> None:
+    # Blank once trimmed, or holding a NUL character: the app answers 400.
+    title = swagger["definitions"]["Poll"]["properties"]["title"]["pattern"]
+    option = swagger["definitions"]["Option"]["properties"]["text"]["pattern"]
+    assert bool(re.search(title, text)) is accepted
+    assert bool(re.search(option, text)) is accepted
+
+
+def test_a_patch_needs_no_body(swagger: dict[str, Any]) -> None:
+    patch = swagger["paths"]["/polls/{id}/"]["patch"]
+    (body,) = [p for p in patch["parameters"] if p["in"] == "body"]
+    assert body["required"] is False
 
 
 def test_close_takes_no_body_and_ids_are_integers(swagger: dict[str, Any]) -> None:

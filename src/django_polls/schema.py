@@ -11,7 +11,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 try:
     from drf_yasg import openapi
-    from drf_yasg.inspectors import SwaggerAutoSchema
+    from drf_yasg.inspectors import FieldInspector, SwaggerAutoSchema
     from drf_yasg.utils import no_body
     from drf_yasg.utils import swagger_auto_schema as _swagger_auto_schema
 except ImportError:  # pragma: no cover - exercised only where drf-yasg is absent
@@ -20,10 +20,27 @@ except ImportError:  # pragma: no cover - exercised only where drf-yasg is absen
     AUTO_SCHEMA: Any = None
 else:
 
+    class SettingLimits(FieldInspector):  # type: ignore[misc]
+        """Writes the limits the app enforces from ``DJANGO_POLLS`` (text lengths, how many
+        options) into the schema, read when the schema is generated, so the site's own values
+        show and clients and fuzzers generate what the app accepts."""
+
+        def process_result(self, result: Any, method_name: str, obj: Any, **kwargs: Any) -> Any:
+            if isinstance(result, openapi.Schema):
+                result.update(setting_limits(obj))
+            return result
+
     class DescribedResponses(SwaggerAutoSchema):  # type: ignore[misc]
         """Every response gets a description (Swagger 2.0 requires one): the status phrase
-        where none was given, such as the paginated list's ``200 OK``. A PATCH body requires
-        no field: it changes the fields it sends."""
+        where none was given, such as the paginated list's ``200 OK``. A PATCH body, and every
+        field in it, is optional: it changes the fields it sends. Limits from the settings are
+        in the schemas (``SettingLimits``)."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # The site's DEFAULT_FIELD_INSPECTORS, read now, behind the app's own.
+            inspectors: list[Any] = list(getattr(self, "field_inspectors", []))
+            self.field_inspectors = [SettingLimits, *inspectors]
 
         def get_request_body_schema(self, serializer: Any) -> Any:
             body = super().get_request_body_schema(serializer)
@@ -32,6 +49,14 @@ else:
             partial = copy.deepcopy(openapi.resolve_ref(body, self.components))
             partial.pop("required", None)
             return partial
+
+        def get_request_body_parameters(self, consumes: Any) -> Any:
+            parameters = super().get_request_body_parameters(consumes)
+            if self.method == "PATCH":
+                # A PATCH without a body changes nothing and answers the poll.
+                for parameter in parameters:
+                    parameter.required = False
+            return parameters
 
         def get_response_serializers(self) -> Any:
             # Answers any operation may give, besides those it documents itself: the database
@@ -81,13 +106,13 @@ def errors(*statuses: int) -> dict[int, Any]:
         return {}
     from django_polls.serializers import ErrorSerializer
 
+    text = openapi.Schema(type=openapi.TYPE_STRING)
     field_errors = openapi.Schema(
         type=openapi.TYPE_OBJECT,
         description="Each invalid field (or query parameter) maps to a list of messages; a body "
         "that is not valid JSON gets `{detail, code: parse_error}` instead.",
-        additional_properties=openapi.Schema(
-            type=openapi.TYPE_ARRAY, items=openapi.Schema(type=openapi.TYPE_STRING)
-        ),
+        properties={"detail": text, "code": text},
+        additional_properties=openapi.Schema(type=openapi.TYPE_ARRAY, items=text),
     )
     described = {
         400: (field_errors, "Invalid input."),
@@ -117,6 +142,31 @@ def errors(*statuses: int) -> dict[int, Any]:
     }
 
 
+def setting_limits(field: Any) -> dict[str, Any]:
+    """The JSON Schema limits of one serializer field that come from ``DJANGO_POLLS``."""
+    from django_polls.conf import polls_settings as limits
+    from django_polls.serializers import BallotSerializer, OptionSerializer, PollSerializer
+
+    parent, name = getattr(field, "parent", None), getattr(field, "field_name", None)
+    if isinstance(parent, PollSerializer) and name == "title":
+        return {"minLength": 1, "maxLength": limits.MAX_TITLE_LENGTH, "pattern": NOT_BLANK}
+    if isinstance(parent, PollSerializer) and name == "description":
+        return {"maxLength": limits.MAX_DESCRIPTION_LENGTH, "pattern": NO_NUL}
+    if isinstance(parent, PollSerializer) and name == "options":
+        return {"minItems": limits.MIN_OPTIONS, "maxItems": limits.MAX_OPTIONS, "uniqueItems": True}
+    if isinstance(parent, OptionSerializer) and name == "text":
+        return {"minLength": 1, "maxLength": limits.MAX_OPTION_LENGTH, "pattern": NOT_BLANK}
+    if isinstance(parent, BallotSerializer) and name == "options":
+        return {"minItems": 1, "maxItems": limits.MAX_OPTIONS, "uniqueItems": True}
+    return {}
+
+
+#: No NUL character: Django's text fields refuse it (and PostgreSQL cannot store it).
+NO_NUL = r"^[^\u0000]*$"
+#: That, and something besides whitespace (texts are trimmed, then must not be empty).
+NOT_BLANK = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+
+
 def list_parameters() -> list[Any]:
     """The poll list's query parameters (the pagination ones come from the paginator)."""
     if _swagger_auto_schema is None:
@@ -135,6 +185,8 @@ def list_parameters() -> list[Any]:
             query,
             "Text in the title or description, case-insensitive (at most 200 characters).",
             type=string,
+            max_length=200,
+            pattern=NO_NUL,
         ),
         openapi.Parameter(
             "ordering",

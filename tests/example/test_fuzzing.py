@@ -1,0 +1,170 @@
+"""Schemathesis against the example project's Swagger 2.0 schema, over HTTP, as two users.
+
+Bounded and reproducible: a fixed seed, a fixed number of examples per operation, one worker, every
+phase (examples, coverage, fuzzing, stateful) and every check. The server must answer no request
+with a 5xx (counted from Gunicorn's access log, so requests that Schemathesis's checks replay
+count too), and Schemathesis may find nothing beyond the committed baseline
+(`schemathesis-baseline.json`): the places where the schema cannot say what the API accepts, each
+with its reason. Fixing one means deleting its entry; the baseline only shrinks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.example.conftest import Deployment, Server, create_poll, register
+
+BASELINE = Path(__file__).with_name("schemathesis-baseline.json")
+SEED = 20261126
+POLL_OPERATIONS = {
+    "GET /api/v1/polls/",
+    "POST /api/v1/polls/",
+    "GET /api/v1/polls/{id}/",
+    "PUT /api/v1/polls/{id}/",
+    "PATCH /api/v1/polls/{id}/",
+    "DELETE /api/v1/polls/{id}/",
+    "POST /api/v1/polls/{id}/close/",
+    "GET /api/v1/polls/{id}/results/",
+    "GET /api/v1/polls/{id}/vote/",
+    "DELETE /api/v1/polls/{id}/vote/",
+}
+EXAMPLES_PER_OPERATION = 40
+
+
+@pytest.fixture(scope="module")
+def fuzzed(database_url_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    """A deployment of its own: the run leaves thousands of polls behind."""
+    deployment = Deployment(
+        database_url=database_url_factory(), static_root=tmp_path_factory.mktemp("static")
+    )
+    deployment.prepare()
+    return deployment
+
+
+def account(server: Server, username: str) -> str:
+    answer = register(server, username)
+    assert answer.status == 201, answer.text
+    return str(answer.json["token"])
+
+
+def configuration(directory: Path, tokens: dict[str, str], polls: dict[str, int]) -> Path:
+    """Schemathesis's configuration: the users as Web Fuzzing Commons fixed headers, both
+    `peers` (so the object-level authorization check runs), and the operations on one poll
+    pointed at real polls (random ids would almost never hit one)."""
+    users = [
+        {"name": name, "fixedHeaders": [{"name": "Authorization", "value": f"Token {token}"}]}
+        for name, token in tokens.items()
+    ]
+    (directory / "users.json").write_text(json.dumps({"auth": users}))
+    pinned = "".join(
+        f"""
+[[operations]]
+include-name = "{operation}"
+parameters = {{ "path.id" = {polls[operation]} }}
+"""
+        for operation in polls
+    )
+    config = directory / "schemathesis.toml"
+    config.write_text(
+        f"""
+seed = {SEED}
+workers = 1
+baseline = {json.dumps(str(BASELINE))}
+request-timeout = 30
+
+[generation]
+max-examples = {EXAMPLES_PER_OPERATION}
+# Nothing carried over from an earlier run: each run starts from the seed alone.
+database = "none"
+
+[cache]
+enabled = false
+
+[auth.wfc]
+path = {json.dumps(str(directory / "users.json"))}
+peers = {json.dumps(list(tokens))}
+{pinned}"""
+    )
+    return config
+
+
+def test_fuzzing_finds_no_server_error_and_nothing_beyond_the_baseline(
+    fuzzed: Deployment, tmp_path: Path
+) -> None:
+    access_log = tmp_path / "access.log"
+    # The status, method and path of every request the server answered.
+    logging = f"--access-logfile {access_log} --access-logformat '%(s)s %(m)s %(U)s'"
+    with fuzzed.serve(workers=2, GUNICORN_CMD_ARGS=logging) as server:
+        tokens = {name: account(server, name) for name in ("alice", "bob")}
+        edited, closed, deleted = (create_poll(server, tokens["alice"])["id"] for _ in range(3))
+        # The ballots' poll belongs to a third user, so the fuzzed users cannot delete it.
+        ballots = create_poll(server, account(server, "carol"), allow_multiple_votes=True)
+        # A vote of alice's to retract.
+        vote = {"options": [ballots["options"][0]["id"]]}
+        ballot_path = f"/api/v1/polls/{ballots['id']}/vote/"
+        assert server.request("POST", ballot_path, vote, token=tokens["alice"]).status == 201
+        polls = {
+            "PUT /v1/polls/{id}/": edited,
+            "PATCH /v1/polls/{id}/": edited,
+            "POST /v1/polls/{id}/close/": closed,
+            "DELETE /v1/polls/{id}/": deleted,
+            **{
+                f"{method} /v1/polls/{{id}}/vote/": ballots["id"]
+                for method in ("GET", "POST", "DELETE")
+            },
+        }
+        config = configuration(tmp_path, tokens, polls)
+        report = tmp_path / "report.json"
+        setup = access_log.read_bytes().count(b"\n")
+        run = subprocess.run(
+            [
+                *(sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run"),
+                f"http://127.0.0.1:{server.port}/api/swagger.json",
+                *("--phases", "examples,coverage,fuzzing,stateful", "--checks", "all"),
+                *("--report", "json", "--report-json-path", str(report)),
+                "--no-color",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    (tmp_path / "schemathesis.txt").write_text(run.stdout + run.stderr)
+    assert report.exists(), run.stdout[-20000:] + run.stderr[-5000:]
+    # Split on newlines only: fuzzed paths hold other line breaks (U+2028, NEL).
+    lines = access_log.read_bytes().decode(errors="replace").split("\n")[setup:-1]
+    answers = [line.split(" ", 2) for line in lines]
+    statuses = Counter(status[0] + "xx" for status, _, _ in answers)
+    server_errors = [answer for answer in answers if answer[0].startswith("5")]
+    summary = json.loads(report.read_text())
+    print(
+        f"\nfuzzing: {summary['test_cases']['generated']} test cases, {len(answers)} requests "
+        f"answered ({dict(sorted(statuses.items()))}), {len(server_errors)} server errors; "
+        f"baseline: {summary['baseline']}"
+    )
+    assert not server_errors, server_errors[:20]
+    assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-5000:]
+    # A finding that no longer shows was fixed: its entry goes, so the baseline only shrinks.
+    assert summary["baseline"]["unobserved_ids"] == [], "delete these baseline entries"
+    # Every operation on polls was reached, and not only with requests the API refused.
+    succeeded = {
+        f"{method} {re.sub(r'/[0-9]+/', '/{id}/', path)}"
+        for status, method, path in answers
+        if status.startswith("2")
+    }
+    assert succeeded >= POLL_OPERATIONS, POLL_OPERATIONS - succeeded
+
+
+def test_the_baseline_holds_no_server_error_and_gives_each_finding_a_reason() -> None:
+    entries = json.loads(BASELINE.read_text())["entries"]
+    for entry in entries:
+        assert entry["check"] != "not_a_server_error", entry
+        assert entry.get("reason"), entry
