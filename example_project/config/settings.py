@@ -113,7 +113,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": pool_size,
             "max_size": pool_size,
-            "timeout": connect_timeout,
+            # While the database is away a request waits at most a second for a connection
+            # (503), and the pool gives up its background retries (1 s, 2 s, 4 s... apart) after
+            # a second, so the next request reconnects at once: ballots succeed within about a
+            # second of the database accepting connections again.
+            "timeout": 1,
+            "reconnect_timeout": 1,
         }
     # Without the pool, each worker keeps its connection for CONN_MAX_AGE seconds and checks it
     # before reuse, so a database restart costs one reconnect instead of one failed request.

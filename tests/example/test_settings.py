@@ -79,7 +79,7 @@ def test_production_values_are_read_from_the_environment() -> None:
     assert settings["OPTIONS"] == {
         "connect_timeout": 5,
         "prepare_threshold": 5,
-        "pool": {"min_size": 3, "max_size": 3, "timeout": 5},
+        "pool": {"min_size": 3, "max_size": 3, "timeout": 1, "reconnect_timeout": 1},
     }
     # No proxy trusted: X-Forwarded-For is not the client's address for throttling.
     assert settings["NUM_PROXIES"] == 0

@@ -1,0 +1,163 @@
+"""Gunicorn workers killed with SIGKILL while ballots are in flight: no acknowledged vote is lost,
+a client that lost its answer can retry safely, and the counters still match the rows."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.example.conftest import Deployment, Server, create_poll
+from tests.faults.conftest import (
+    Outcome,
+    Voter,
+    children,
+    counted_votes,
+    is_already_voted,
+    make_voters,
+    send,
+    stored_voters,
+    vote_path,
+    wait_for_workers,
+)
+
+VOTERS = 300
+CLIENTS = 24
+WORKERS = 4
+# A worker is killed each time this many more ballots have been answered (5 kills in all).
+KILL_EVERY = 50
+KILLS = 5
+# Attempts per voter: the first, then retries while the connection keeps failing.
+ATTEMPTS = 6
+
+
+@dataclass
+class Ballot:
+    voter: Voter
+    option: int
+    attempts: list[Outcome] = field(default_factory=list)
+
+    @property
+    def final(self) -> Outcome:
+        return self.attempts[-1]
+
+    @property
+    def retried(self) -> bool:
+        return len(self.attempts) > 1
+
+
+@pytest.fixture(scope="module")
+def server(fault_deployment: Deployment) -> Iterator[Server]:
+    with fault_deployment.serve(workers=WORKERS) as running:
+        yield running
+
+
+def cast(server: Server, poll_id: int, ballot: Ballot, answered: list[int]) -> None:
+    """Vote; while the connection fails without an answer (its worker died), vote again."""
+    for _ in range(ATTEMPTS):
+        outcome = send(
+            server,
+            "POST",
+            vote_path(poll_id),
+            {"options": [ballot.option]},
+            token=ballot.voter.token,
+        )
+        ballot.attempts.append(outcome)
+        if outcome.answered:
+            break
+        time.sleep(0.05)
+    answered.append(1)
+
+
+def kill_workers(server: Server, answered: list[int], done: threading.Event) -> list[int]:
+    """SIGKILL the oldest worker (booted, so most likely in the middle of a ballot) each time
+    KILL_EVERY more ballots are answered; the number answered at each kill is returned."""
+    kills: list[int] = []
+    while len(kills) < KILLS and not done.is_set():
+        if len(answered) >= KILL_EVERY * (len(kills) + 1):
+            workers = children(server.process.pid)
+            if workers:
+                os.kill(workers[0], signal.SIGKILL)
+                kills.append(len(answered))
+        time.sleep(0.005)
+    return kills
+
+
+def test_killed_workers_lose_no_acknowledged_vote(
+    server: Server, fault_deployment: Deployment
+) -> None:
+    owner, *voters = make_voters(fault_deployment, VOTERS + 1)
+    poll = create_poll(server, owner.token)
+    options = [option["id"] for option in poll["options"]]
+    ballots = [Ballot(voter, options[n % len(options)]) for n, voter in enumerate(voters)]
+    wait_for_workers(server, WORKERS)
+
+    answered: list[int] = []
+    done = threading.Event()
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=CLIENTS + 1) as pool:
+        killer = pool.submit(kill_workers, server, answered, done)
+        votes = [pool.submit(cast, server, poll["id"], ballot, answered) for ballot in ballots]
+        for vote in votes:
+            vote.result(timeout=90)
+        done.set()
+        kills = killer.result(timeout=10)
+    seconds = time.monotonic() - started
+
+    first_failed = [ballot for ballot in ballots if not ballot.attempts[0].answered]
+    retried = [ballot for ballot in ballots if ballot.retried]
+    acknowledged = {b.voter.id for b in ballots if b.final.status == 201}
+    conflicts = {b.voter.id for b in ballots if b.retried and is_already_voted(b.final)}
+    rows = stored_voters(fault_deployment.database_url, poll["id"])
+    print(
+        f"\nworker crash: {VOTERS} votes by {CLIENTS} clients on {WORKERS} workers in "
+        f"{seconds:.1f} s; {len(kills)} workers killed (after {kills} answers); "
+        f"{len(first_failed)} first attempts got no answer, {len(retried)} voters retried; "
+        f"201: {sum(b.attempts[0].status == 201 for b in ballots)} first time, "
+        f"{sum(b.retried and b.final.status == 201 for b in ballots)} on retry; "
+        f"409 already_voted on retry: {len(conflicts)}; rows stored: {len(rows)}"
+    )
+
+    # The faults happened, while ballots were in flight.
+    assert len(kills) == KILLS, kills
+    assert all(count < VOTERS for count in kills), kills
+    assert first_failed, "no request lost its answer: the kills hit no ballot in flight"
+
+    # A client sees a ballot stored, refused as a duplicate of its own lost one, or no answer
+    # (a killed worker): never a server error.
+    for ballot in ballots:
+        for outcome in ballot.attempts:
+            assert not outcome.answered or outcome.status < 500, outcome.describe()
+        # Distinct voters: only a retry can clash with an earlier ballot.
+        assert not ballot.attempts[0].answered or ballot.attempts[0].status == 201, ballot.attempts[
+            0
+        ].describe()
+        assert ballot.final.status == 201 or (ballot.retried and is_already_voted(ballot.final)), [
+            outcome.describe() for outcome in ballot.attempts
+        ]
+
+    # Every 201 is in the database, and so is every ballot whose retry was refused as a
+    # duplicate (its first attempt committed before the worker died); nothing else is.
+    assert len(rows) == len(set(rows)), "a voter has two votes on a single-vote poll"
+    assert not acknowledged - set(rows), f"acknowledged votes lost: {acknowledged - set(rows)}"
+    assert not conflicts - set(rows), f"409 on retry, yet no vote stored: {conflicts - set(rows)}"
+    assert set(rows) == acknowledged | conflicts
+    assert len(rows) == VOTERS
+
+    # Counters equal rows, as the results and polls_recount see them.
+    assert counted_votes(fault_deployment.database_url, poll["id"]) == len(rows)
+    results = server.request("GET", f"/api/v1/polls/{poll['id']}/results/")
+    assert results.status == 200, results.text
+    assert results.json["total_votes"] == len(rows)
+    recount = fault_deployment.manage("polls_recount", check=False)
+    assert recount.returncode == 0, recount.stdout + recount.stderr
+    assert "No drift" in recount.stdout
+
+    # Gunicorn replaced every killed worker.
+    wait_for_workers(server, WORKERS)
