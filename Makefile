@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 
 # tox environments that `make test` runs: lint, types, the migrations check, the package build,
 # the docs site, the tests on SQLite, and on PostgreSQL for the oldest and newest supported
-# Django; the example project under Gunicorn on both databases.
-CI_ENVS := lint,types,migrations,build,docs,py311-django52,py311-django52-noyasg,py313-django61,example
+# Django; the example project under Gunicorn on both databases, fuzzed by Schemathesis; faults
+# (workers killed, PostgreSQL restarted) on a private PostgreSQL cluster.
+CI_ENVS := lint,types,migrations,build,docs,py311-django52,py311-django52-noyasg,py313-django61,example,faults
 PG_ENVS := py310-django42-drf314-pg,py313-django61-pg,example-pg
 # Pages in headless Chromium (Swagger UI), when the machine has Chromium.
 BROWSER_ENVS := browser
@@ -22,7 +23,8 @@ endif
 help:
 	@echo "make demo   run the example project on http://127.0.0.1:8000 (SQLite, or DATABASE_URL)"
 	@echo "make test   lint, types, migrations, build, docs; the tests on SQLite and PostgreSQL;"
-	@echo "            the example project over HTTP; Swagger UI in Chromium (where installed)"
+	@echo "            the example project over HTTP, fuzzed; faults (workers killed, PostgreSQL"
+	@echo "            restarted); Swagger UI in Chromium (where installed)"
 	@echo "make bench  the benchmark against a tutorial-style baseline and raw PostgreSQL (about"
 	@echo "            20 minutes; PostgreSQL on 127.0.0.1:5432 or DATABASE_URL; BENCH_ARGS=--help)"
 	@echo "make tox    every tox environment (the whole support matrix)"
