@@ -14,6 +14,9 @@ from playwright.sync_api import Browser, Page, Request, Route, expect, sync_play
 from tests.example.conftest import Server, create_poll, new_token
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# How long an expectation waits for the page: a first load generates the schema and renders
+# it, which takes seconds on a busy machine. A bound on waiting, not on speed.
+expect.set_options(timeout=30_000)
 
 
 @pytest.fixture(scope="module")
