@@ -241,42 +241,38 @@ def test_a_body_over_the_limit_is_a_json_413_from_every_endpoint_that_takes_one(
     assert public_state(server, poll["id"]) == before
 
 
-def test_a_body_announced_as_huge_is_refused_before_it_is_sent(server: Server) -> None:
+def new_poll_head(server: Server, framing: str) -> bytes:
+    """The head of a signed-in `POST polls/` whose body is framed by the `framing` header."""
     token = register(server).json["token"]
-    head = (
+    return (
         "POST /api/v1/polls/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Authorization: Token {token}\r\nContent-Length: 1000000000\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    started = time.monotonic()
+        f"Authorization: Token {token}\r\n{framing}\r\nConnection: close\r\n\r\n"
+    ).encode()
 
-    # Only the headers and two bytes: the server must not wait for the gigabyte.
-    status, headers, body = status_and_body(send_raw(server, head.encode() + b"{}"))
 
-    assert time.monotonic() - started < 10
+def test_a_body_announced_as_huge_is_refused_before_it_is_sent(server: Server) -> None:
+    head = new_poll_head(server, "Content-Length: 1000000000")
+
+    # Only the headers and two bytes: a server waiting for the gigabyte would never answer
+    # (send_raw gives up after its timeout).
+    status, headers, body = status_and_body(send_raw(server, head + b"{}"))
+
     assert status == 413
     assert headers["content-type"] == "application/json"
     assert json.loads(body)["code"] == "request_too_large"
 
 
 def test_a_chunked_body_that_never_ends_is_not_waited_for(server: Server) -> None:
-    token = register(server).json["token"]
-    head = (
-        "POST /api/v1/polls/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Authorization: Token {token}\r\nTransfer-Encoding: chunked\r\n"
-        "Connection: close\r\n\r\n"
-    )
+    head = new_poll_head(server, "Transfer-Encoding: chunked")
     first_chunk = b'{"title": "Lunch?", "description": "' + b"d" * 60_000
     count = server.request("GET", "/api/v1/polls/").json["count"]
-    started = time.monotonic()
 
     # A stream with no length and no end: Django reads no body without a Content-Length, so the
     # request is answered at once as one without a body.
     status, headers, answer = status_and_body(
-        send_raw(server, head.encode() + b"%x\r\n" % len(first_chunk) + first_chunk + b"\r\n")
+        send_raw(server, head + b"%x\r\n" % len(first_chunk) + first_chunk + b"\r\n")
     )
 
-    assert time.monotonic() - started < 10
     assert status == 400, answer[:300]
     assert headers["content-type"] == "application/json"
     assert set(json.loads(answer)) == {"title", "options"}

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -302,6 +302,33 @@ class Outcome:
         if not self.answered:
             return f"no answer ({self.error})"
         return f"{self.status} {self.headers} {self.body[:300]!r}"
+
+
+#: Gunicorn workers of the server under test.
+WORKERS = 4
+
+
+@dataclass
+class Ballot:
+    """One voter's ballot and every attempt to cast it."""
+
+    voter: Voter
+    option: int
+    attempts: list[Outcome] = field(default_factory=list)
+
+    @property
+    def final(self) -> Outcome:
+        return self.attempts[-1]
+
+    @property
+    def retried(self) -> bool:
+        return len(self.attempts) > 1
+
+
+@pytest.fixture(scope="module")
+def server(fault_deployment: Deployment) -> Iterator[Server]:
+    with fault_deployment.serve(workers=WORKERS) as running:
+        yield running
 
 
 def send(

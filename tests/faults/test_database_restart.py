@@ -8,15 +8,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-
-import pytest
 
 from tests.example.conftest import Deployment, Server, create_poll
 from tests.faults.conftest import (
+    WORKERS,
+    Ballot,
     Outcome,
     PrivatePostgres,
-    Voter,
     counted_votes,
     is_already_voted,
     is_service_unavailable,
@@ -29,7 +27,6 @@ from tests.faults.conftest import (
 
 VOTERS = 600
 CLIENTS = 8
-WORKERS = 4
 # Ballots acknowledged before the database goes down, and how long it stays down: as long as a
 # restart of a busy or managed server, and long enough for every worker to lose its connection
 # and fail to reconnect several times.
@@ -41,27 +38,6 @@ RECOVERY = 2.0
 PAUSE = 0.05
 ATTEMPTS = 400
 DEADLINE = 90.0
-
-
-@dataclass
-class Ballot:
-    voter: Voter
-    option: int
-    attempts: list[Outcome] = field(default_factory=list)
-
-    @property
-    def final(self) -> Outcome:
-        return self.attempts[-1]
-
-    @property
-    def retried(self) -> bool:
-        return len(self.attempts) > 1
-
-
-@pytest.fixture(scope="module")
-def server(fault_deployment: Deployment) -> Iterator[Server]:
-    with fault_deployment.serve(workers=WORKERS) as running:
-        yield running
 
 
 def vote_until_answered(

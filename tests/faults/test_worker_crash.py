@@ -7,16 +7,12 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-
-import pytest
 
 from tests.example.conftest import Deployment, Server, create_poll
 from tests.faults.conftest import (
-    Outcome,
-    Voter,
+    WORKERS,
+    Ballot,
     children,
     counted_votes,
     is_already_voted,
@@ -29,33 +25,11 @@ from tests.faults.conftest import (
 
 VOTERS = 300
 CLIENTS = 24
-WORKERS = 4
 # A worker is killed each time this many more ballots have been answered (5 kills in all).
 KILL_EVERY = 50
 KILLS = 5
 # Attempts per voter: the first, then retries while the connection keeps failing.
 ATTEMPTS = 6
-
-
-@dataclass
-class Ballot:
-    voter: Voter
-    option: int
-    attempts: list[Outcome] = field(default_factory=list)
-
-    @property
-    def final(self) -> Outcome:
-        return self.attempts[-1]
-
-    @property
-    def retried(self) -> bool:
-        return len(self.attempts) > 1
-
-
-@pytest.fixture(scope="module")
-def server(fault_deployment: Deployment) -> Iterator[Server]:
-    with fault_deployment.serve(workers=WORKERS) as running:
-        yield running
 
 
 def cast(server: Server, poll_id: int, ballot: Ballot, answered: list[int]) -> None:
