@@ -75,6 +75,13 @@ def described(description: str, serializer: Any) -> Any:
     return openapi.Response(description, serializer)
 
 
+def event_stream(description: str) -> Any:
+    """A response entry for a ``text/event-stream`` body."""
+    if _swagger_auto_schema is None:
+        return None
+    return openapi.Response(description, openapi.Schema(type=openapi.TYPE_STRING))
+
+
 def errors(*statuses: int) -> dict[int, Any]:
     """Response entries for the error statuses an operation can answer with."""
     if _swagger_auto_schema is None:
