@@ -162,6 +162,15 @@ async def test_a_stream_starts_with_the_results_then_sends_each_vote(make_poll, 
 
 
 @run
+async def test_a_stream_opens_for_what_eventsource_sends(make_poll):
+    poll = await sync_to_async(make_poll)()
+    sent = {"Accept": "text/event-stream", "Cache-Control": "no-cache", "If-None-Match": "*"}
+    stream = await opened(poll, sent)
+    assert (await stream.next())["event"] == "results"
+    await stream.close()
+
+
+@run
 async def test_the_event_id_is_the_results_etag(make_poll, alice):
     poll = await sync_to_async(make_poll)()
     await vote(poll, alice, (await sync_to_async(option_ids)(poll))[0])

@@ -481,6 +481,9 @@ def results_stream_view(
         """The results action's answer to this request, rendered; then the database connection
         goes back (to the pool), so an open stream holds none."""
         request.META.pop("HTTP_IF_NONE_MATCH", None)  # the stream always starts with the state
+        # EventSource asks for text/event-stream, which no renderer of the action makes: the
+        # action answers JSON (the first event, or the error body).
+        request.META["HTTP_ACCEPT"] = "application/json"
         try:
             response = results(request, pk=pk)
             if isinstance(response, Response):
