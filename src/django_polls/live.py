@@ -45,6 +45,8 @@ MIN_INTERVAL = 0.25
 LISTEN_TIMEOUT = 10.0
 #: Longest wait between two attempts to reconnect the LISTEN connection, in seconds.
 MAX_RECONNECT_DELAY = 5.0
+#: How many streams of one process run their opening checks (and first read) at once.
+OPENING_AT_ONCE = 4
 #: Seconds before a read of results that failed is tried again.
 RETRY_DELAY = 1.0
 #: How often an idle LISTEN connection is checked with a query, in seconds.
@@ -144,6 +146,10 @@ class Broker:
         self.listening = asyncio.Event()
         self.listener: asyncio.Task[None] | None = None
         self.connects = 0
+        # Streams that open at once (a server restart: every client reconnects) run their
+        # checks a few at a time, queued here, not all at once against the connection pool,
+        # where they would time out (503, which EventSource does not retry).
+        self.opening = asyncio.Semaphore(OPENING_AT_ONCE)
 
     # -- subscribers --------------------------------------------------------------------------
 

@@ -513,7 +513,8 @@ def results_stream_view(
         subscriber: live.Subscriber | None = None
         try:
             subscriber = await broker.subscribe(int(pk))
-            response = await sync_to_async(authorized_results)(request, pk)
+            async with broker.opening:
+                response = await sync_to_async(authorized_results)(request, pk)
         except BaseException as exc:
             if subscriber is not None:
                 broker.unsubscribe(subscriber)
