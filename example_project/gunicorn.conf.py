@@ -1,7 +1,8 @@
 """Gunicorn settings for the example project, from the environment or `.env` (config/env.py).
 
-HOST (default 127.0.0.1), PORT (default 8000) and WEB_CONCURRENCY (default 2 x CPU cores + 1, at
-most 12).
+HOST (default 127.0.0.1), PORT (default 8000), WEB_CONCURRENCY (default 2 x CPU cores + 1, at
+most 12) and ASGI (default true: uvicorn workers serving config.asgi, the API and the live results
+streams; false: sync workers serving config.wsgi, where streams answer 503).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ host = env("HOST", default="") or "127.0.0.1"
 port = env("PORT", default="") or "8000"
 bind = f"{host}:{port}"
 workers = int(env("WEB_CONCURRENCY", default="") or min(2 * multiprocessing.cpu_count() + 1, 12))
-wsgi_app = "config.wsgi:application"
+_asgi = env("ASGI", default=True, cast=bool)
+worker_class = "config.workers.Worker" if _asgi else "sync"
+wsgi_app = "config.asgi:application" if _asgi else "config.wsgi:application"
 accesslog = "-"
 timeout = 30
 graceful_timeout = 20
@@ -38,6 +41,7 @@ def when_ready(server: object) -> None:
         f"\n  Swagger  {base}/api/docs/"
         f"\n  ReDoc    {base}/api/redoc/"
         f"\n  Admin    {base}/admin/"
-        f"\n  Health   {base}/api/health/\n",
+        f"\n  Health   {base}/api/health/"
+        f"\n  Live     {base}/polls/<id>/live/\n",
         flush=True,
     )

@@ -39,8 +39,10 @@ RESULTS = 1
 MY_VOTE = AUTH + 1
 MY_VOTE_NONE = AUTH + 2
 # SAVEPOINT, the poll (shared locks), the caller's options, those options locked in id order, the
-# caller's vote rows on them, one DELETE, one UPDATE of the counters, RELEASE SAVEPOINT.
-RETRACT = AUTH + 8 + SQLITE_WRITE_LOCK
+# caller's vote rows on them, one DELETE, one UPDATE of the counters, RELEASE SAVEPOINT; on
+# PostgreSQL the NOTIFY for live results streams (elsewhere they hear of it on commit).
+LIVE_NOTIFY = 1 if connection.vendor == "postgresql" else 0
+RETRACT = AUTH + 8 + SQLITE_WRITE_LOCK + LIVE_NOTIFY
 
 
 def texts(count: int) -> list[str]:

@@ -51,6 +51,20 @@ def test_every_endpoint_of_the_contract_is_described(swagger: dict[str, Any]) ->
     assert set(paths["/polls/{id}/close/"]) >= {"post"}
     assert set(paths["/polls/{id}/vote/"]) >= {"get", "post", "delete"}
     assert set(paths["/polls/{id}/results/"]) >= {"get"}
+    assert set(paths["/polls/{id}/results/stream/"]) == {"get", "parameters"}
+
+
+def test_the_results_stream_is_described_as_server_sent_events(swagger: dict[str, Any]) -> None:
+    stream = swagger["paths"]["/polls/{id}/results/stream/"]["get"]
+    assert stream["operationId"] == "polls_results_stream"
+    # The events, or a JSON error body.
+    assert stream["produces"] == ["text/event-stream", "application/json"]
+    assert stream["security"] == []
+    assert "`results`" in stream["description"]
+    events = stream["responses"]["200"]["schema"]
+    assert events["type"] == "array"
+    assert set(events["items"]["properties"]) == {"event", "id", "data", "retry"}
+    assert events["items"]["properties"]["event"]["enum"] == ["results", "deleted"]
 
 
 def test_the_vote_body_receipt_and_errors(swagger: dict[str, Any]) -> None:
@@ -75,7 +89,9 @@ def test_every_operation_lists_its_error_statuses(swagger: dict[str, Any]) -> No
     assert statuses(paths["/polls/{id}/close/"]["post"]) == {"200", "401", "403", "404", "503"}
     assert statuses(paths["/polls/{id}/vote/"]["get"]) == {"200", "401", "404", "503"}
     assert statuses(paths["/polls/{id}/vote/"]["delete"]) == {"204", "401", "404", "409", "503"}
-    assert statuses(paths["/polls/{id}/results/"]["get"]) == {"200", "401", "404", "503"}
+    assert statuses(paths["/polls/{id}/results/"]["get"]) == {"200", "304", "401", "404", "503"}
+    stream = paths["/polls/{id}/results/stream/"]["get"]
+    assert statuses(stream) == {"200", "401", "404", "503"}
 
 
 def test_results_schema(swagger: dict[str, Any]) -> None:

@@ -61,6 +61,10 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+# Served under ASGI (uvicorn workers, the default) or WSGI (sync workers); gunicorn.conf.py reads
+# the same variable. Under ASGI each request's synchronous code runs in a thread of its own.
+ASGI = config("ASGI", default=True, cast=bool)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 TEMPLATES = [
@@ -84,7 +88,8 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         config("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=config("CONN_MAX_AGE", default=600, cast=int),
+        # Under ASGI a connection kept after its request would be one per request thread.
+        conn_max_age=config("CONN_MAX_AGE", default=0 if ASGI else 600, cast=int),
         conn_health_checks=True,
     )
 }
@@ -108,8 +113,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # restart, fails its request (503) and is then replaced.
         DATABASES["default"]["CONN_MAX_AGE"] = 0
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
-        # A sync worker serves one request at a time: one connection each, kept open.
-        pool_size = config("DATABASE_POOL_SIZE", default=1, cast=int)
+        # A sync worker serves one request at a time: one connection each, kept open. An ASGI
+        # worker serves requests side by side, each in its thread, while it waits for the
+        # database; the requests beyond the pool wait for a connection (a second at most).
+        # Open live results streams hold none.
+        pool_size = config("DATABASE_POOL_SIZE", default=4 if ASGI else 1, cast=int)
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": pool_size,
             "max_size": pool_size,
@@ -230,7 +238,10 @@ REST_FRAMEWORK = {
 }
 
 # Every key of django_polls with its default is in docs/configuration.md.
-DJANGO_POLLS: dict[str, object] = {}
+DJANGO_POLLS: dict[str, object] = {
+    # Live results streams each worker process serves at once (then 503 too_many_streams).
+    "MAX_STREAMS": config("MAX_STREAMS", default=1000, cast=int),
+}
 
 SWAGGER_SETTINGS = {
     "DEFAULT_INFO": "config.docs.api_info",

@@ -1,4 +1,5 @@
-"""URLs of the example project: the poll API, auth, API docs, health and the admin."""
+"""URLs of the example project: the poll API, auth, API docs, health, the admin and the live
+results page."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from django.urls import include, path, re_path
 from accounts.views import RegisterView, TokenView
 from config.docs import redoc, schema, swagger_ui
 from config.health import HealthView
+from demo.views import live_results
 from django_polls.views import not_found
 
 urlpatterns = [
@@ -19,6 +21,7 @@ urlpatterns = [
     path("api/redoc/", redoc, name="redoc"),
     re_path(r"^api/swagger(?P<format>\.json|\.yaml)$", schema, name="schema"),
     path("admin/", admin.site.urls),
+    path("polls/<int:poll_id>/live/", live_results, name="live-results"),
     # Anything else under /api/ is the app's JSON 404 (newlines included), not an HTML page.
     re_path(r"^api/[\s\S]*$", not_found),
 ]

@@ -36,6 +36,10 @@ DEFAULTS: dict[str, Any] = {
     "MAX_TITLE_LENGTH": 200,
     "MAX_OPTION_LENGTH": 200,
     "MAX_DESCRIPTION_LENGTH": 5000,
+    # Live results streams (results/stream/): how many one process serves at once (beyond it a
+    # new stream gets 503 too_many_streams), and the seconds between heartbeat comments.
+    "MAX_STREAMS": 1000,
+    "STREAM_HEARTBEAT": 15,
 }
 
 # The columns behind the length settings: a setting above these would let text reach the database
@@ -50,6 +54,8 @@ INTEGER_KEYS = (
     "MAX_TITLE_LENGTH",
     "MAX_OPTION_LENGTH",
     "MAX_DESCRIPTION_LENGTH",
+    "MAX_STREAMS",
+    "STREAM_HEARTBEAT",
 )
 CLASS_LIST_KEYS = ("POLL_PERMISSION_CLASSES", "VOTE_PERMISSION_CLASSES", "THROTTLE_CLASSES")
 CLASS_KEYS = ("PAGINATION_CLASS",)
@@ -122,6 +128,14 @@ class PollsSettings:
     @property
     def MAX_DESCRIPTION_LENGTH(self) -> int:
         return int(get("MAX_DESCRIPTION_LENGTH"))
+
+    @property
+    def MAX_STREAMS(self) -> int:
+        return int(get("MAX_STREAMS"))
+
+    @property
+    def STREAM_HEARTBEAT(self) -> int:
+        return int(get("STREAM_HEARTBEAT"))
 
     @staticmethod
     def _classes(name: str) -> list[type[Any]]:

@@ -100,6 +100,26 @@ def described(description: str, serializer: Any) -> Any:
     return openapi.Response(description, serializer)
 
 
+def event_stream(description: str) -> Any:
+    """A response entry for a ``text/event-stream`` body, described as its sequence of events
+    (as OpenAPI 3.2's ``itemSchema`` does; Swagger 2.0 has no word for a stream)."""
+    if _swagger_auto_schema is None:
+        return None
+    text = openapi.Schema(type=openapi.TYPE_STRING)
+    event = openapi.Schema(
+        type=openapi.TYPE_OBJECT,
+        properties={
+            "event": openapi.Schema(type=openapi.TYPE_STRING, enum=["results", "deleted"]),
+            "id": text,
+            "data": openapi.Schema(
+                type=openapi.TYPE_STRING, description="The results body, as JSON."
+            ),
+            "retry": openapi.Schema(type=openapi.TYPE_INTEGER),
+        },
+    )
+    return openapi.Response(description, openapi.Schema(type=openapi.TYPE_ARRAY, items=event))
+
+
 def errors(*statuses: int) -> dict[int, Any]:
     """Response entries for the error statuses an operation can answer with."""
     if _swagger_auto_schema is None:

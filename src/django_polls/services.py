@@ -42,7 +42,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from django_polls import signals
+from django_polls import live, signals
 from django_polls.conf import polls_settings
 from django_polls.models import Option, Poll, Vote
 
@@ -271,6 +271,8 @@ def update_poll(
         if texts is not None and not has_votes:
             locked.options.all().delete()
             _add_options(locked, texts)
+        if changed or (texts is not None and not has_votes):
+            announce_change(poll_id=locked.pk)
     locked.refresh_from_db()
     return locked
 
@@ -283,6 +285,7 @@ def close_poll(*, poll: Poll) -> Poll:
             # Stamped once the ballots in flight have committed, so none is dated after it, by
             # the clock that stamps them.
             Poll.objects.filter(pk=poll.pk).update(closed_at=_now_by_ballot_clock())
+            announce_change(poll_id=poll.pk)
             transaction.on_commit(
                 lambda: signals.poll_closed.send(sender=Poll, poll=poll), robust=True
             )
@@ -308,6 +311,7 @@ def delete_poll(*, poll: Poll) -> None:
         # Lock first so no ballot is in flight while the rows go.
         _lock_poll(poll.pk, exclusive=True)
         Poll.objects.filter(pk=poll.pk).delete()
+        announce_change(poll_id=poll.pk)
 
 
 def _add_options(poll: Poll, texts: Iterable[str]) -> None:
@@ -403,6 +407,7 @@ def _cast_vote_in_steps(poll_id: int, voter: User, ids: list[int]) -> tuple[Poll
             for option_id in sorted(ids)
         )
         Option.objects.filter(pk__in=ids).update(votes=F("votes") + 1)
+        announce_change(poll_id=poll.pk)
     return poll, now
 
 
@@ -411,7 +416,8 @@ def _cast_vote_in_steps(poll_id: int, voter: User, ids: list[int]) -> tuple[Poll
 #: the poll under the shared locks (``poll``), the timestamp taken once they are held
 #: (``stamped``), the ballot's options locked in id order (``chosen``), the rules (``verdict``,
 #: as in :func:`judge_ballot`), the vote rows (``stored``, only when every rule passes) and the
-#: counters (``counted``). The last row reports what the rules saw, so a refusal names its reason
+#: counters (``counted``, which also announces the change to live results streams, see
+#: :func:`announce_change`). The last row reports what the rules saw, so a refusal names its reason
 #: without another query, and (when asked) the poll as locked, for the ``vote_cast`` signal.
 #: Format it with :func:`_ballot_sql`.
 BALLOT_SQL = """WITH poll AS (
@@ -443,7 +449,7 @@ BALLOT_SQL = """WITH poll AS (
 ), counted AS (
     UPDATE {option} SET {option_votes} = {option_votes} + 1
     WHERE id IN (SELECT {vote_option} FROM stored)
-    RETURNING id
+    RETURNING id, pg_notify({channel}, %(poll)s::text)
 )
 SELECT verdict.stamp, verdict.allow_multiple_votes, verdict.is_open, verdict.known,
     (SELECT count(*) FROM counted){poll_row}
@@ -480,6 +486,7 @@ def _ballot_sql(*, with_poll: bool = False) -> str:
         vote_voter=_column(Vote, "voter"),
         vote_mode=_column(Vote, "poll_allows_multiple"),
         vote_created=_column(Vote, "created_at"),
+        channel=f"'{live.CHANNEL}'",
     )
 
 
@@ -555,6 +562,7 @@ def retract_votes(*, poll_id: int, voter: User) -> list[int]:
         option_ids = sorted(rows.values())
         Vote.objects.filter(pk__in=list(rows)).delete()
         Option.objects.filter(pk__in=option_ids).update(votes=F("votes") - 1)
+        announce_change(poll_id=poll.pk)
         transaction.on_commit(
             lambda: signals.vote_retracted.send(
                 sender=Poll, poll=poll, voter=voter, option_ids=option_ids
@@ -623,6 +631,21 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # Results and counters
+
+
+def announce_change(*, poll_id: int) -> None:
+    """Tell the live results streams of every process that the poll's results or state changed,
+    once the current transaction commits (at once outside one); nothing if it rolls back.
+
+    On PostgreSQL a ``NOTIFY``, which the database delivers only at commit and merges when one
+    transaction repeats it; the ballot statement sends its own (:data:`BALLOT_SQL`). Elsewhere
+    the brokers of this process only (see :mod:`django_polls.live`).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [live.CHANNEL, str(poll_id)])
+    else:
+        transaction.on_commit(functools.partial(live.publish_in_process, poll_id))
 
 
 def results_for(*, poll: Poll, options: Sequence[Option] | None = None) -> Results:
@@ -727,5 +750,7 @@ def repair_counts(*, poll_ids: Iterable[int] | None = None) -> list[Drift]:
             drifts = find_drift(poll_ids=[poll_id])
             for drift in drifts:
                 Option.objects.filter(pk=drift.option_id).update(votes=drift.actual)
+            if drifts:
+                announce_change(poll_id=poll_id)
             repaired.extend(drifts)
     return repaired

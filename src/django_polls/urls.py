@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
-from django_polls.views import PollViewSet, not_found
+from django_polls.views import PollViewSet, not_found, results_stream
 
 app_name = "django_polls"
 
@@ -11,4 +11,13 @@ router = SimpleRouter()
 router.register("polls", PollViewSet, basename="poll")
 
 # Anything else under polls/ (newlines included) is a JSON 404, not the host's HTML page.
-urlpatterns = [*router.urls, re_path(r"^polls/[\s\S]*$", not_found, name="not-found")]
+urlpatterns = [
+    *router.urls,
+    # An async view (server-sent events): DRF's views are synchronous.
+    re_path(
+        r"^polls/(?P<pk>[0-9]{1,19})/results/stream/$",
+        results_stream,
+        name="poll-results-stream",
+    ),
+    re_path(r"^polls/[\s\S]*$", not_found, name="not-found"),
+]

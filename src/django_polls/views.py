@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import (
     ObjectDoesNotExist,
@@ -14,21 +15,31 @@ from django.core.exceptions import (
     SuspiciousOperation,
 )
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import DataError, OperationalError
+from django.core.handlers.asgi import ASGIRequest
+from django.db import DataError, OperationalError, connection
 from django.db.models import F, QuerySet
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponseBase,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.utils import timezone
+from django.utils.http import parse_etags
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.fields import DateTimeField
 from rest_framework.permissions import BasePermission
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView
 
-from django_polls import schema, services
+from django_polls import live, schema, services
 from django_polls.conf import polls_settings
 from django_polls.models import Option, Poll
 from django_polls.serializers import (
@@ -142,6 +153,16 @@ def plain_ballot(data: Any) -> list[int] | None:
     ):
         return options
     return None
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an ``If-None-Match`` header names ``etag`` (weak comparison, as for GET)."""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    wanted = etag.removeprefix("W/")
+    return any(tag.removeprefix("W/") == wanted for tag in parse_etags(if_none_match))
 
 
 def signed_in(request: Request) -> User:
@@ -370,9 +391,11 @@ class PollViewSet(PollViewSetBase):
 
     @schema.document(
         operation_description="Counts and percentages per option, exact as of the last "
-        "acknowledged vote. Public.",
+        "acknowledged vote. Public. The `ETag` changes with the results: send it back in "
+        "`If-None-Match` to get `304` while nothing changed.",
         responses={
             200: schema.described("The results.", ResultsSerializer),
+            304: "Not modified: the results are those of the ETag sent in If-None-Match.",
             **schema.errors(401, 404),
         },
         security=[],
@@ -393,7 +416,12 @@ class PollViewSet(PollViewSetBase):
         poll, options = found or (self.get_object(), [])  # a poll without options, or a 404
         self.check_object_permissions(request, poll)
         # ResultsSerializer's shape (the same fields, the same order), built directly.
-        return Response(dataclasses.asdict(services.results_for(poll=poll, options=options)))
+        body = dataclasses.asdict(services.results_for(poll=poll, options=options))
+        # Weak: the tag names the results, not the bytes of one renderer's answer.
+        headers = {"ETag": f'W/"{live.results_tag(body)}"', "Cache-Control": "no-cache"}
+        if etag_matches(request.headers.get("If-None-Match"), headers["ETag"]):
+            return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
+        return Response(body, headers=headers)
 
     def finds_polls_by_id_alone(self) -> bool:
         """Whether get_object() finds any poll by its id: no filter backend, and none of the
@@ -413,3 +441,129 @@ class PollViewSet(PollViewSetBase):
             "results": ResultsSerializer,
         }
         return by_action.get(self.action, PollSerializer)
+
+
+# ---------------------------------------------------------------------------------------------
+# Live results
+
+
+class EventStreamRenderer(BaseRenderer):
+    """``text/event-stream``, for schema generators: the stream's body is written by
+    :class:`django_polls.live.LiveStream`, not rendered."""
+
+    media_type = "text/event-stream"
+    format = "event-stream"
+
+
+class ResultsStreamSchema(APIView):
+    """``polls/{id}/results/stream/`` as schema generators see it. The endpoint itself is the
+    async view that :func:`results_stream_view` makes: DRF views are synchronous."""
+
+    swagger_schema = schema.AUTO_SCHEMA
+    # The events, or a JSON error.
+    renderer_classes = [EventStreamRenderer, JSONRenderer]
+
+    @schema.document(
+        operation_id="polls_results_stream",
+        operation_description="Server-sent events (`text/event-stream`, for `EventSource`): at "
+        "once an event `results` with the results body, then one after each committed change to "
+        "the poll's results or state (at most a few per second), each with an `id:`; a comment "
+        "line every 15 s while nothing changes. A client that reconnects gets the current state "
+        "at once. When the poll is deleted an event `deleted` ends the stream. Needs an ASGI "
+        "server. Who may open it: as for the results.",
+        responses={
+            200: schema.event_stream(
+                "Events: `id: <tag>`, `event: results`, `data: <results body as JSON>`."
+            ),
+            **schema.errors(401, 404, 503),
+        },
+        security=[],
+        tags=["v1"],
+    )
+    def get(self, request: Request, pk: str) -> Response:
+        raise exceptions.MethodNotAllowed("GET")  # never routed: see results_stream_view
+
+
+def results_stream_view(
+    viewset: type[PollViewSet] = PollViewSet,
+) -> Callable[[HttpRequest, str], Coroutine[Any, Any, HttpResponseBase]]:
+    """The async view of ``polls/{id}/results/stream/``. ``viewset``'s results action decides,
+    when a stream opens, who may open it (authentication, permissions, throttles, the polls it
+    finds), exactly as for ``results/``, and gives its first event."""
+    results = viewset.as_view({"get": "results"})
+
+    def authorized_results(request: HttpRequest, pk: str) -> HttpResponseBase:
+        """The results action's answer to this request, rendered; then the database connection
+        goes back (to the pool), so an open stream holds none."""
+        request.META.pop("HTTP_IF_NONE_MATCH", None)  # the stream always starts with the state
+        # EventSource asks for text/event-stream, which no renderer of the action makes: the
+        # action answers JSON (the first event, or the error body).
+        request.META["HTTP_ACCEPT"] = "application/json"
+        try:
+            response = results(request, pk=pk)
+            if isinstance(response, Response):
+                response.render()
+            return response
+        finally:
+            if not connection.in_atomic_block:
+                connection.close()
+
+    async def results_stream(request: HttpRequest, pk: str) -> HttpResponseBase:
+        if request.method != "GET":
+            return JsonResponse(
+                {"detail": f'Method "{request.method}" not allowed.', "code": "method_not_allowed"},
+                status=405,
+                headers={"Allow": "GET"},
+            )
+        if not isinstance(request, ASGIRequest):
+            # Under WSGI each stream would hold a worker for as long as it is open.
+            return unavailable("Live results need an ASGI server.", "streams_need_asgi")
+        if not live.take_slot(polls_settings.MAX_STREAMS):
+            return unavailable(
+                "This server serves as many live results streams as it may; retry shortly.",
+                "too_many_streams",
+                retry_after=5,
+            )
+        broker = live.broker()
+        subscriber: live.Subscriber | None = None
+        try:
+            subscriber = await broker.subscribe(int(pk))
+            async with broker.opening:
+                response = await sync_to_async(authorized_results)(request, pk)
+        except BaseException as exc:
+            if subscriber is not None:
+                broker.unsubscribe(subscriber)
+            live.release_slot()
+            if isinstance(exc, OperationalError):
+                return unavailable(DatabaseUnavailable.default_detail, "service_unavailable")
+            raise
+        if response.status_code != status.HTTP_200_OK or not isinstance(response, Response):
+            broker.unsubscribe(subscriber)
+            live.release_slot()
+            return response
+        stream = live.LiveStream(
+            broker, subscriber, response.data, heartbeat=polls_settings.STREAM_HEARTBEAT
+        )
+        return StreamingHttpResponse(
+            stream,
+            content_type="text/event-stream",
+            # Proxies (nginx) must pass each event on at once, and nobody may cache them.
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    # A read, like every DRF view exempt from CSRF checks: any other method gets the 405 above.
+    results_stream.csrf_exempt = True  # type: ignore[attr-defined]
+    # Schema generators (drf-yasg, DRF's) describe a view by its ``cls``.
+    results_stream.cls = ResultsStreamSchema  # type: ignore[attr-defined]
+    results_stream.initkwargs = {}  # type: ignore[attr-defined]
+    return results_stream
+
+
+def unavailable(detail: str, code: str, *, retry_after: int = 1) -> JsonResponse:
+    return JsonResponse(
+        {"detail": detail, "code": code}, status=503, headers={"Retry-After": str(retry_after)}
+    )
+
+
+#: The live results stream of the default viewset, as mounted by ``django_polls.urls``.
+results_stream = results_stream_view()

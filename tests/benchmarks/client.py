@@ -18,10 +18,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
 import pickle
 import resource
 import sys
 import time
+
+#: The example serves under ASGI unless ASGI=false (example_project/gunicorn.conf.py).
+UNDER_ASGI = os.environ.get("ASGI", "true").lower() not in {"false", "off", "0", "no"}
 
 
 async def connection(
@@ -33,14 +37,18 @@ async def connection(
     """Send requests one after another, one connection each, as a reverse proxy talks to
     Gunicorn's sync workers. The client's half of the connection closes as soon as the request is
     sent, so a worker never waits for the client to hang up (Gunicorn drains a connection until
-    the peer closes it). Connecting counts in the latency."""
+    the peer closes it). Uvicorn (the example's ASGI workers, ``ASGI`` unset or true) takes a
+    half-closed connection for a client that left, so there the request says
+    ``Connection: close`` and the connection stays open until the answer is read. Connecting
+    counts in the latency."""
     while queue:
         label, request = queue.popleft()
         started = time.perf_counter()
         reader, writer = await asyncio.open_connection(host, port)
         try:
             writer.write(request)
-            writer.write_eof()
+            if not UNDER_ASGI:
+                writer.write_eof()
             status = int((await reader.readline()).split()[1])
             length = 0
             while (line := await reader.readline()) not in (b"\r\n", b""):

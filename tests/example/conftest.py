@@ -31,6 +31,7 @@ EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "example_project"
 # Every variable the example project reads: the tests set them, nothing leaks in from outside.
 EXAMPLE_VARIABLES = [
     "ALLOWED_HOSTS",
+    "ASGI",
     "CONN_MAX_AGE",
     "CORS_ALLOWED_ORIGINS",
     "CSRF_TRUSTED_ORIGINS",
@@ -46,6 +47,7 @@ EXAMPLE_VARIABLES = [
     "HOST",
     "HTTPS",
     "LOG_LEVEL",
+    "MAX_STREAMS",
     "NUM_PROXIES",
     "PORT",
     "REDIS_URL",

@@ -93,6 +93,23 @@ def test_production_values_are_read_from_the_environment() -> None:
     assert settings["AUTHENTICATION"][0] == "rest_framework.authentication.TokenAuthentication"
 
 
+def test_the_pool_holds_four_connections_under_asgi_and_one_per_sync_worker() -> None:
+    assert settings_for(**PRODUCTION)["OPTIONS"]["pool"] == {
+        "min_size": 4,
+        "max_size": 4,
+        "timeout": 1,
+        "reconnect_timeout": 1,
+    }
+    wsgi = settings_for(**PRODUCTION, ASGI="false")
+    assert wsgi["OPTIONS"]["pool"] == {
+        "min_size": 1,
+        "max_size": 1,
+        "timeout": 1,
+        "reconnect_timeout": 1,
+    }
+    assert settings_for(SECRET_KEY="x" * 60, ASGI="false")["CONN_MAX_AGE"] == 600
+
+
 def test_without_the_pool_connections_persist_and_are_checked_before_reuse() -> None:
     settings = settings_for(
         **PRODUCTION,
@@ -130,7 +147,8 @@ def test_defaults_are_an_sqlite_file_a_local_cache_and_throttling() -> None:
     assert settings["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
     assert settings["OPTIONS"]["timeout"] >= 5
     assert "journal_mode=WAL" in settings["OPTIONS"]["init_command"]
-    assert settings["CONN_MAX_AGE"] == 600
+    # Under ASGI each request runs in a thread of its own: no connection outlives its request.
+    assert settings["CONN_MAX_AGE"] == 0
     assert settings["ALLOWED_HOSTS"] == ["localhost", "127.0.0.1", "[::1]"]
     assert settings["CACHE"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
     assert settings["CORS_ALLOWED_ORIGINS"] == []
@@ -227,7 +245,8 @@ def test_check_deploy_is_clean_with_production_values() -> None:
 GUNICORN = """
 import json, runpy
 conf = runpy.run_path("gunicorn.conf.py")
-print(json.dumps({"bind": conf["bind"], "workers": conf["workers"]}))
+print(json.dumps({"bind": conf["bind"], "workers": conf["workers"],
+    "worker_class": conf["worker_class"], "wsgi_app": conf["wsgi_app"]}))
 """
 
 
@@ -235,10 +254,20 @@ def test_gunicorn_takes_host_port_and_workers_from_the_environment() -> None:
     default = json.loads(run_example("-c", GUNICORN, env=example_env()).stdout)
     assert default["bind"] == "127.0.0.1:8000"
     assert default["workers"] >= 3  # 2 x cores + 1
+    # Uvicorn workers: the API and the live results streams under ASGI.
+    assert default["worker_class"] == "config.workers.Worker"
+    assert default["wsgi_app"] == "config.asgi:application"
 
     chosen = json.loads(
         run_example(
-            "-c", GUNICORN, env=example_env(HOST="0.0.0.0", PORT="9001", WEB_CONCURRENCY="3")
+            "-c",
+            GUNICORN,
+            env=example_env(HOST="0.0.0.0", PORT="9001", WEB_CONCURRENCY="3", ASGI="false"),
         ).stdout
     )
-    assert chosen == {"bind": "0.0.0.0:9001", "workers": 3}
+    assert chosen == {
+        "bind": "0.0.0.0:9001",
+        "workers": 3,
+        "worker_class": "sync",
+        "wsgi_app": "config.wsgi:application",
+    }

@@ -1,0 +1,425 @@
+"""Live results: a per-process broker that tells open result streams when a poll changed.
+
+Writers announce a change with :func:`django_polls.services.announce_change`, inside their
+transaction. On PostgreSQL that is ``pg_notify('django_polls', '<poll id>')``, which the database
+delivers only at commit (and merges when one transaction repeats it) to every process LISTENing:
+one connection per process, opened by the first stream. Elsewhere (SQLite) the poll id reaches
+the brokers of this process only, on commit.
+
+A broker keeps a feed per poll with subscribers. On a change it reads the results once, for all
+of the poll's subscribers, at most every :data:`MIN_INTERVAL` seconds per poll: a change that
+comes sooner is read when the interval is over, so the last state is always sent. Every
+subscriber keeps only the newest state it has not sent yet, so a slow client never holds a
+backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import hashlib
+import json
+import logging
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
+from django.utils import timezone
+
+logger = logging.getLogger("django_polls.live")
+
+#: The PostgreSQL notification channel; the payload is the poll id.
+CHANNEL = "django_polls"
+#: The ``application_name`` of the LISTEN connections, unless the site's OPTIONS name one.
+LISTENER_NAME = "django_polls live results"
+#: Shortest time between two reads of one poll's results, in seconds (coalescing).
+MIN_INTERVAL = 0.25
+#: How long a new stream waits for the broker's LISTEN connection before answering 503.
+LISTEN_TIMEOUT = 10.0
+#: Longest wait between two attempts to reconnect the LISTEN connection, in seconds.
+MAX_RECONNECT_DELAY = 5.0
+#: How many streams of one process run their opening checks (and first read) at once.
+OPENING_AT_ONCE = 4
+#: Seconds before a read of results that failed is tried again.
+RETRY_DELAY = 1.0
+#: How often an idle LISTEN connection is checked with a query, in seconds.
+LISTEN_CHECK_INTERVAL = 30.0
+
+
+def results_tag(body: dict[str, Any]) -> str:
+    """A tag that names one results body: the ``ETag`` of ``results/`` and the ``id:`` of a
+    stream's events. Equal bodies have equal tags, whatever the route that read them."""
+    canonical = json.dumps(body, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    return hashlib.blake2b(canonical.encode(), digest_size=12).hexdigest()
+
+
+def results_event(body: dict[str, Any]) -> tuple[str, bytes]:
+    """The tag of a results body and the server-sent event that carries it."""
+    tag = results_tag(body)
+    data = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return tag, f"id: {tag}\nevent: results\ndata: {data}\n\n".encode()
+
+
+def deleted_event(poll_id: int) -> bytes:
+    return f'event: deleted\ndata: {{"poll":{poll_id}}}\n\n'.encode()
+
+
+HEARTBEAT = b": heartbeat\n\n"
+
+
+@dataclasses.dataclass(eq=False)
+class Subscriber:
+    """One open stream. ``pending`` is the newest event it has not sent; ``sent`` the tag of the
+    last state it sent; ``ended`` that the poll is gone."""
+
+    poll_id: int
+    wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    pending: tuple[str, bytes] | None = None
+    sent: str | None = None
+    ended: bool = False
+
+    def offer(self, tag: str, event: bytes) -> None:
+        self.pending = (tag, event)
+        self.wake.set()
+
+    def end(self) -> None:
+        self.ended = True
+        self.wake.set()
+
+
+@dataclasses.dataclass(eq=False)
+class Feed:
+    """A poll's subscribers and the state of its reads."""
+
+    subscribers: set[Subscriber] = dataclasses.field(default_factory=set)
+    last_read: float = float("-inf")
+    reading: bool = False
+    dirty: bool = False
+    timer: asyncio.TimerHandle | None = None
+    expiry_timer: asyncio.TimerHandle | None = None
+
+    def cancel_timers(self) -> None:
+        for timer in (self.timer, self.expiry_timer):
+            if timer is not None:
+                timer.cancel()
+        self.timer = self.expiry_timer = None
+
+
+def read_results(poll_id: int) -> tuple[dict[str, Any], datetime | None] | None:
+    """The poll's results body and expiry, read in this (sync) thread; None when it is gone.
+
+    The connection is then handled as at the end of a request: closed (back to the pool) unless
+    persistent connections keep it.
+    """
+    from django_polls import services
+    from django_polls.models import Poll
+
+    try:
+        found = services.poll_with_options(poll_id=poll_id)
+        if found is None:
+            poll = Poll.objects.filter(pk=poll_id).first()
+            if poll is None:
+                return None
+            found = (poll, [])
+        poll, options = found
+        body = dataclasses.asdict(services.results_for(poll=poll, options=options))
+        return body, poll.expires_at
+    finally:
+        connection = connections[DEFAULT_DB_ALIAS]
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+
+
+class Broker:
+    """The feeds of one event loop (one per process under an ASGI server)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.feeds: dict[int, Feed] = {}
+        self.listening = asyncio.Event()
+        self.listener: asyncio.Task[None] | None = None
+        self.connects = 0
+        # Streams that open at once (a server restart: every client reconnects) run their
+        # checks a few at a time, queued here, not all at once against the connection pool,
+        # where they would time out (503, which EventSource does not retry).
+        self.opening = asyncio.Semaphore(OPENING_AT_ONCE)
+
+    # -- subscribers --------------------------------------------------------------------------
+
+    async def subscribe(self, poll_id: int) -> Subscriber:
+        """A subscriber of the poll, once changes committed from now on will reach it.
+
+        Raises ``OperationalError`` when PostgreSQL does not take the LISTEN in time.
+        """
+        subscriber = Subscriber(poll_id)
+        self.feeds.setdefault(poll_id, Feed()).subscribers.add(subscriber)
+        try:
+            await self._wait_until_listening()
+        except BaseException:
+            self.unsubscribe(subscriber)
+            raise
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        feed = self.feeds.get(subscriber.poll_id)
+        if feed is None:
+            return
+        feed.subscribers.discard(subscriber)
+        if not feed.subscribers:
+            feed.cancel_timers()
+            del self.feeds[subscriber.poll_id]
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def changed(self, poll_id: int) -> None:
+        """The poll's results may have changed: read them now, or when the interval is over."""
+        feed = self.feeds.get(poll_id)
+        if feed is None:
+            return
+        if feed.reading:
+            feed.dirty = True
+            return
+        if feed.timer is not None:
+            return  # a read is already scheduled
+        delay = feed.last_read + MIN_INTERVAL - time.monotonic()
+        if delay > 0:
+            feed.timer = self.loop.call_later(delay, self._read_now, poll_id)
+        else:
+            self._read_now(poll_id)
+
+    def changed_all(self) -> None:
+        for poll_id in list(self.feeds):
+            self.changed(poll_id)
+
+    def _read_now(self, poll_id: int) -> None:
+        feed = self.feeds.get(poll_id)
+        if feed is None:
+            return
+        feed.timer = None
+        feed.reading = True
+        feed.dirty = False
+        feed.last_read = time.monotonic()
+        self.loop.create_task(self._read(poll_id, feed))
+
+    async def _read(self, poll_id: int, feed: Feed) -> None:
+        try:
+            found = await sync_to_async(read_results)(poll_id)
+        except Exception:
+            # The database is away or busy: try again in a while (after a lost LISTEN
+            # connection, its reconnection asks for a read as well).
+            logger.warning("Could not read the results of poll %s", poll_id, exc_info=True)
+            feed.timer = self.loop.call_later(RETRY_DELAY, self._read_now, poll_id)
+            return
+        finally:
+            feed.reading = False
+        if self.feeds.get(poll_id) is not feed:
+            return  # every subscriber left meanwhile
+        if found is None:
+            for subscriber in feed.subscribers:
+                subscriber.end()
+            feed.cancel_timers()
+            del self.feeds[poll_id]
+            return
+        body, expires_at = found
+        tag, event = results_event(body)
+        for subscriber in feed.subscribers:
+            subscriber.offer(tag, event)
+        self._watch_expiry(poll_id, feed, body, expires_at)
+        if feed.dirty:
+            self.changed(poll_id)
+
+    def _watch_expiry(
+        self, poll_id: int, feed: Feed, body: dict[str, Any], expires_at: datetime | None
+    ) -> None:
+        """An expiry changes ``is_active`` without a write: read again once it has passed."""
+        if feed.expiry_timer is not None:
+            feed.expiry_timer.cancel()
+            feed.expiry_timer = None
+        if body["is_active"] and expires_at is not None:
+            seconds = (expires_at - timezone.now()).total_seconds()
+            feed.expiry_timer = self.loop.call_later(max(seconds, 0) + 0.05, self.changed, poll_id)
+
+    # -- PostgreSQL LISTEN ----------------------------------------------------------------------
+
+    async def _wait_until_listening(self) -> None:
+        if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
+            return
+        if self.listener is None or self.listener.done():
+            # A context of its own: the task must not inherit the request that started it.
+            self.listener = contextvars.Context().run(self.loop.create_task, self._listen())
+        try:
+            await asyncio.wait_for(self.listening.wait(), LISTEN_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise OperationalError("The live results broker could not LISTEN.") from None
+
+    async def _listen(self) -> None:
+        """LISTEN on one connection for as long as the loop runs; after a lost connection,
+        reconnect and send every feed the current state (notifications may have been lost)."""
+        import psycopg
+
+        delay = 0.1
+        while True:
+            try:
+                params = _connection_params()
+                async with await psycopg.AsyncConnection.connect(
+                    **params, autocommit=True
+                ) as connection:
+                    await connection.execute(f"LISTEN {CHANNEL}")
+                    self.connects += 1
+                    if self.connects > 1:
+                        self.changed_all()
+                    self.listening.set()
+                    delay = 0.1
+                    while True:
+                        async for notify in connection.notifies(timeout=LISTEN_CHECK_INTERVAL):
+                            self._on_notify(notify.payload)
+                        await connection.execute("SELECT 1")
+            except (psycopg.Error, OSError) as exc:
+                self.listening.clear()
+                logger.warning("Live results: lost the LISTEN connection (%s); reconnecting", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RECONNECT_DELAY)
+
+    def _on_notify(self, payload: str) -> None:
+        try:
+            poll_id = int(payload)
+        except ValueError:
+            return
+        self.changed(poll_id)
+
+    async def stop(self) -> None:
+        """Stop listening and end every subscriber (for tests and orderly shutdowns)."""
+        if self.listener is not None:
+            self.listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.listener
+            self.listener = None
+        self.listening.clear()
+        for feed in self.feeds.values():
+            feed.cancel_timers()
+            for subscriber in feed.subscribers:
+                subscriber.end()
+        self.feeds.clear()
+
+
+def _connection_params() -> dict[str, Any]:
+    """psycopg connection arguments from the site's DATABASES (as Django would connect)."""
+    params = dict(connections[DEFAULT_DB_ALIAS].get_connection_params())
+    for django_only in ("cursor_factory", "prepare_threshold", "context"):
+        params.pop(django_only, None)
+    # Named, so that an operator can tell it in pg_stat_activity.
+    params.setdefault("application_name", LISTENER_NAME)
+    return params
+
+
+_brokers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Broker] = weakref.WeakKeyDictionary()
+_brokers_lock = threading.Lock()
+
+
+def broker() -> Broker:
+    """The broker of the running event loop, made on first use."""
+    loop = asyncio.get_running_loop()
+    with _brokers_lock:
+        found = _brokers.get(loop)
+        if found is None:
+            found = _brokers[loop] = Broker(loop)
+    return found
+
+
+def publish_in_process(poll_id: int) -> None:
+    """Tell the brokers of this process that the poll changed; callable from any thread."""
+    with _brokers_lock:
+        brokers = list(_brokers.items())
+    for loop, found in brokers:
+        with contextlib.suppress(RuntimeError):  # that loop is closed
+            loop.call_soon_threadsafe(found.changed, poll_id)
+
+
+# -- open streams -----------------------------------------------------------------------------
+
+_open_streams = 0
+_open_lock = threading.Lock()
+
+
+def open_streams() -> int:
+    """How many streams this process serves now."""
+    return _open_streams
+
+
+def take_slot(limit: int) -> bool:
+    """Count one more open stream unless ``limit`` are open."""
+    global _open_streams
+    with _open_lock:
+        if _open_streams >= limit:
+            return False
+        _open_streams += 1
+        return True
+
+
+def release_slot() -> None:
+    global _open_streams
+    with _open_lock:
+        _open_streams -= 1
+
+
+class LiveStream:
+    """The body of one stream: the state it opened with, then each newer state, with a comment
+    every ``heartbeat`` seconds of quiet; it ends when the poll is deleted.
+
+    Whatever ends it (the client leaving, the server cancelling it, or a response that was never
+    sent) unsubscribes it and frees its slot, once: the response calls :meth:`close` when it is
+    done, whether or not it was iterated.
+    """
+
+    def __init__(
+        self, broker: Broker, subscriber: Subscriber, first: dict[str, Any], *, heartbeat: float
+    ) -> None:
+        self.broker = broker
+        self.subscriber = subscriber
+        self.first = first
+        self.heartbeat = heartbeat
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        subscriber = self.subscriber
+        try:
+            tag, event = results_event(self.first)
+            subscriber.sent = tag
+            yield b"retry: 2000\n" + event
+            while True:
+                try:
+                    await asyncio.wait_for(subscriber.wake.wait(), self.heartbeat)
+                except asyncio.TimeoutError:
+                    yield HEARTBEAT
+                    continue
+                subscriber.wake.clear()
+                pending, subscriber.pending = subscriber.pending, None
+                if pending is not None and pending[0] != subscriber.sent:
+                    subscriber.sent = pending[0]
+                    yield pending[1]
+                if subscriber.ended:
+                    yield deleted_event(subscriber.poll_id)
+                    return
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Unsubscribe and free the slot; callable from any thread, more than once."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        release_slot()
+        with contextlib.suppress(RuntimeError):  # the loop is closed, and its feeds with it
+            self.broker.loop.call_soon_threadsafe(self.broker.unsubscribe, self.subscriber)

@@ -1,0 +1,507 @@
+"""Live results: GET polls/{id}/results/stream/ (server-sent events) and the results' ETag.
+
+The streams run in-process under Django's ASGI test client. Each test is a coroutine run with
+``async_to_sync``, so the database work it hands to ``sync_to_async`` (its own and the app's)
+runs in the test's thread, on the test's connection. Changes are committed (``transactional_db``):
+streams hear of a change only once it commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from django.db import connection, transaction
+from django.test import AsyncClient, override_settings
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+
+from django_polls import live, services
+from django_polls.models import Poll
+from tests.conftest import on_postgresql, option_ids
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+#: Seconds a test waits for an event before it fails (never a bound on speed).
+PATIENCE = 10
+
+
+def run(scenario: Callable[..., Awaitable[None]]) -> Callable[..., None]:
+    """Run a test coroutine to its end, then stop the broker of its event loop."""
+
+    @functools.wraps(scenario)
+    def test(*args: Any, **kwargs: Any) -> None:
+        async def whole() -> None:
+            try:
+                await scenario(*args, **kwargs)
+            finally:
+                await live.broker().stop()
+
+        async_to_sync(whole)()
+
+    return test
+
+
+class Stream:
+    """An open stream, read event by event."""
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+        self.chunks = response.streaming_content
+        self.buffer = b""
+
+    async def next(self, timeout: float = PATIENCE) -> dict[str, Any]:
+        """The next event or comment: ``{"event", "id", "data"}`` or ``{"comment"}``."""
+        while b"\n\n" not in self.buffer:
+            self.buffer += await asyncio.wait_for(anext(self.chunks), timeout)
+        block, self.buffer = self.buffer.split(b"\n\n", 1)
+        fields: dict[str, Any] = {}
+        for line in block.decode().splitlines():
+            name, _, value = line.partition(":")
+            if name == "":
+                fields["comment"] = value.strip()
+            else:
+                fields[name] = value.removeprefix(" ")
+        if "data" in fields:
+            fields["data"] = json.loads(fields["data"])
+        return fields
+
+    async def next_event(self) -> dict[str, Any]:
+        """The next event, skipping heartbeat comments."""
+        while "comment" in (found := await self.next()):
+            pass
+        return found
+
+    async def until(self, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """Events until one whose results pass ``check``."""
+        while True:
+            found = await self.next_event()
+            if found.get("event") == "results" and check(found["data"]):
+                return found
+
+    async def ended(self) -> bool:
+        try:
+            await asyncio.wait_for(anext(self.chunks), PATIENCE)
+        except StopAsyncIteration:
+            return True
+        return False
+
+    async def close(self) -> None:
+        """Leave, as a server does when its client goes: stop iterating, close the response."""
+        await self.chunks.aclose()
+        self.response.close()
+
+
+def stream_url(poll: Poll | int) -> str:
+    return reverse("django_polls:poll-results-stream", args=[getattr(poll, "pk", poll)])
+
+
+def results_url(poll: Poll | int) -> str:
+    return reverse("django_polls:poll-results", args=[getattr(poll, "pk", poll)])
+
+
+async def open_stream(poll: Poll | int, headers: dict[str, str] | None = None) -> Any:
+    return await AsyncClient().get(stream_url(poll), headers=headers)
+
+
+async def opened(poll: Poll | int, headers: dict[str, str] | None = None) -> Stream:
+    response = await open_stream(poll, headers)
+    assert response.status_code == 200, response.content
+    return Stream(response)
+
+
+def vote(poll: Poll, user: Any, *chosen: int) -> Awaitable[services.Receipt]:
+    return sync_to_async(services.cast_vote)(poll_id=poll.pk, voter=user, option_ids=list(chosen))
+
+
+def results_body(poll: Poll) -> Any:
+    from rest_framework.test import APIClient
+
+    return APIClient().get(results_url(poll)).json()
+
+
+# ---------------------------------------------------------------------------------------------
+# The stream
+
+
+@run
+async def test_a_stream_starts_with_the_results_then_sends_each_vote(make_poll, alice, bob):
+    poll = await sync_to_async(make_poll)()
+    pizza, soup = await sync_to_async(option_ids)(poll)
+    stream = await opened(poll)
+    assert stream.response["Content-Type"] == "text/event-stream"
+    assert stream.response["Cache-Control"] == "no-cache"
+    assert stream.response["X-Accel-Buffering"] == "no"
+
+    first = await stream.next()
+    assert first["event"] == "results"
+    assert first["data"] == await sync_to_async(results_body)(poll)
+    assert first["retry"] == "2000"
+
+    await vote(poll, alice, pizza)
+    after_one = await stream.next_event()
+    assert after_one["event"] == "results"
+    assert after_one["data"]["total_votes"] == 1
+    assert after_one["data"]["options"][0] == {
+        "id": pizza,
+        "text": "Pizza",
+        "votes": 1,
+        "percentage": 100.0,
+    }
+    assert after_one["id"] != first["id"]
+
+    await vote(poll, bob, soup)
+    after_two = await stream.until(lambda results: results["total_votes"] == 2)
+    assert [option["percentage"] for option in after_two["data"]["options"]] == [50.0, 50.0]
+    await stream.close()
+
+
+@run
+async def test_a_stream_opens_for_what_eventsource_sends(make_poll):
+    poll = await sync_to_async(make_poll)()
+    sent = {"Accept": "text/event-stream", "Cache-Control": "no-cache", "If-None-Match": "*"}
+    stream = await opened(poll, sent)
+    assert (await stream.next())["event"] == "results"
+    await stream.close()
+
+
+@run
+async def test_the_event_id_is_the_results_etag(make_poll, alice):
+    poll = await sync_to_async(make_poll)()
+    await vote(poll, alice, (await sync_to_async(option_ids)(poll))[0])
+    stream = await opened(poll)
+    first = await stream.next()
+    answer = await AsyncClient().get(results_url(poll))
+    assert answer["ETag"] == f'W/"{first["id"]}"'
+    await stream.close()
+
+
+@run
+async def test_retraction_edit_and_close_each_send_the_new_state(make_poll, alice):
+    poll = await sync_to_async(make_poll)(created_by=alice, allow_multiple_votes=True)
+    pizza, soup = await sync_to_async(option_ids)(poll)
+    stream = await opened(poll)
+    await stream.next()
+
+    await vote(poll, alice, pizza, soup)
+    await stream.until(lambda results: results["total_votes"] == 2)
+    await sync_to_async(services.retract_votes)(poll_id=poll.pk, voter=alice)
+    await stream.until(lambda results: results["total_votes"] == 0)
+    await sync_to_async(services.update_poll)(poll=poll, options=["Tacos", "Soup", "Salad"])
+    edited = await stream.until(lambda results: len(results["options"]) == 3)
+    assert [option["text"] for option in edited["data"]["options"]] == ["Tacos", "Soup", "Salad"]
+    await sync_to_async(services.close_poll)(poll=poll)
+    closed = await stream.until(lambda results: not results["is_active"])
+    assert closed["data"]["total_votes"] == 0
+    await stream.close()
+
+
+@run
+async def test_a_burst_of_votes_is_read_once_and_the_last_state_is_sent(
+    make_poll, make_user, monkeypatch
+):
+    poll = await sync_to_async(make_poll)()
+    pizza, _ = await sync_to_async(option_ids)(poll)
+    voters = [await sync_to_async(make_user)() for _ in range(30)]
+    reads: list[int] = []
+    real_read = live.read_results
+
+    def counted_read(poll_id: int) -> Any:
+        reads.append(poll_id)
+        return real_read(poll_id)
+
+    monkeypatch.setattr(live, "read_results", counted_read)
+
+    def burst() -> None:
+        # The streams' reads wait for this thread, so the whole burst is one change to them.
+        for voter in voters:
+            services.cast_vote(poll_id=poll.pk, voter=voter, option_ids=[pizza])
+
+    with override_settings(DJANGO_POLLS={"STREAM_HEARTBEAT": 1}):
+        streams = [await opened(poll) for _ in range(3)]
+        for stream in streams:
+            await stream.next()
+        await sync_to_async(burst)()
+        for stream in streams:
+            event = await stream.next()
+            assert event["event"] == "results"
+            assert event["data"]["total_votes"] == 30
+            # Nothing more to say: the next thing on the wire is a heartbeat.
+            assert await stream.next() == {"comment": "heartbeat"}
+    # One read for all three subscribers, and (the burst noticed while it was read) one more
+    # to be sure the last state was sent: never one per subscriber or per vote.
+    assert 1 <= len(reads) <= 2, reads
+    for stream in streams:
+        await stream.close()
+
+
+@run
+async def test_heartbeats_keep_a_quiet_stream_open(make_poll):
+    poll = await sync_to_async(make_poll)()
+    with override_settings(DJANGO_POLLS={"STREAM_HEARTBEAT": 1}):
+        stream = await opened(poll)
+        await stream.next()
+        assert await stream.next() == {"comment": "heartbeat"}
+        assert await stream.next() == {"comment": "heartbeat"}
+    await stream.close()
+
+
+@run
+async def test_a_client_that_reconnects_gets_the_current_state_at_once(make_poll, alice):
+    poll = await sync_to_async(make_poll)()
+    stream = await opened(poll)
+    seen = await stream.next()
+    await stream.close()
+    await vote(poll, alice, (await sync_to_async(option_ids)(poll))[1])
+
+    again = await opened(poll, {"Last-Event-ID": seen["id"]})
+    current = await again.next()
+    assert current["event"] == "results"
+    assert current["data"]["total_votes"] == 1
+    assert current["id"] != seen["id"]
+    await again.close()
+
+    # Already up to date: the current state all the same, so a client need not remember.
+    third = await opened(poll, {"Last-Event-ID": current["id"]})
+    assert (await third.next())["id"] == current["id"]
+    await third.close()
+
+
+@run
+async def test_deleting_the_poll_ends_the_stream(make_poll):
+    poll = await sync_to_async(make_poll)()
+    stream = await opened(poll)
+    await stream.next()
+    await sync_to_async(services.delete_poll)(poll=poll)
+    gone = await stream.next()
+    assert gone == {"event": "deleted", "data": {"poll": poll.pk}}
+    assert await stream.ended()
+    assert live.open_streams() == 0
+    assert (await open_stream(poll)).status_code == 404
+
+
+@run
+async def test_leaving_frees_the_slot_and_the_subscription(make_poll):
+    poll = await sync_to_async(make_poll)()
+    with override_settings(DJANGO_POLLS={"MAX_STREAMS": 1}):
+        stream = await opened(poll)
+        await stream.next()
+        assert live.open_streams() == 1
+        assert poll.pk in live.broker().feeds
+
+        refused = await open_stream(poll)
+        assert refused.status_code == 503
+        assert refused.json() == {
+            "detail": "This server serves as many live results streams as it may; retry shortly.",
+            "code": "too_many_streams",
+        }
+        assert refused["Retry-After"] == "5"
+
+        await stream.close()
+        await asyncio.sleep(0)  # the unsubscription runs on the loop
+        assert live.open_streams() == 0
+        assert live.broker().feeds == {}
+        again = await opened(poll)
+        await again.next()
+        await again.close()
+
+
+@run
+async def test_a_stream_never_iterated_frees_its_slot_when_closed(make_poll):
+    poll = await sync_to_async(make_poll)()
+    response = await open_stream(poll)
+    assert live.open_streams() == 1
+    response.close()
+    await asyncio.sleep(0)
+    assert live.open_streams() == 0
+    assert live.broker().feeds == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Who may open a stream: as for the results
+
+
+@run
+async def test_a_missing_poll_is_a_json_404_and_takes_no_slot(make_poll):
+    for pk in (987654, 9_999_999_999_999_999_999):
+        answer = await open_stream(pk)
+        assert answer.status_code == 404
+        assert answer.json() == {"detail": "Not found.", "code": "not_found"}
+    assert live.open_streams() == 0
+    assert live.broker().feeds == {}
+
+
+@run
+async def test_the_results_permissions_apply(make_poll, alice):
+    poll = await sync_to_async(make_poll)()
+    token = await sync_to_async(lambda: Token.objects.create(user=alice).key)()
+    private = {"POLL_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"]}
+    with override_settings(DJANGO_POLLS=private):
+        anonymous = await open_stream(poll)
+        assert anonymous.status_code == 401
+        assert anonymous.json()["code"] == "not_authenticated"
+        assert anonymous["WWW-Authenticate"] == "Token"
+        bad = await open_stream(poll, {"Authorization": "Token nope"})
+        assert bad.status_code == 401
+        signed_in = await opened(poll, {"Authorization": f"Token {token}"})
+        assert (await signed_in.next())["event"] == "results"
+        await signed_in.close()
+    assert live.open_streams() == 0
+
+
+@run
+async def test_only_get(make_poll):
+    poll = await sync_to_async(make_poll)()
+    # CSRF checks on, as in a browser: a write method is refused as a method, not as a CSRF.
+    answer = await AsyncClient(enforce_csrf_checks=True).post(stream_url(poll))
+    assert answer.status_code == 405
+    assert answer.json()["code"] == "method_not_allowed"
+    assert answer["Allow"] == "GET"
+
+
+def test_under_wsgi_a_stream_is_refused(make_poll, client):
+    poll = make_poll()
+    answer = client.get(stream_url(poll))
+    assert answer.status_code == 503
+    assert answer.json() == {
+        "detail": "Live results need an ASGI server.",
+        "code": "streams_need_asgi",
+    }
+    assert live.open_streams() == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Changes are announced on commit
+
+
+@pytest.mark.django_db
+def test_a_change_is_announced_on_commit_only(make_poll, alice, django_capture_on_commit_callbacks):
+    poll = make_poll(created_by=alice)
+    pizza, _ = option_ids(poll)
+    if connection.vendor == "postgresql":
+        pytest.skip("on PostgreSQL the announcement is a NOTIFY (see the next test)")
+
+    class Rollback(Exception):
+        pass
+
+    with (
+        django_capture_on_commit_callbacks() as rolled_back,
+        pytest.raises(Rollback),
+        transaction.atomic(),
+    ):
+        services.cast_vote(poll_id=poll.pk, voter=alice, option_ids=[pizza])
+        raise Rollback
+    assert rolled_back == []
+    with django_capture_on_commit_callbacks() as committed:
+        services.cast_vote(poll_id=poll.pk, voter=alice, option_ids=[pizza])
+    assert [(c.func, c.args) for c in committed] == [(live.publish_in_process, (poll.pk,))]
+
+
+@on_postgresql
+def test_on_postgresql_a_committed_change_is_one_notify(make_poll, alice, bob):
+    import psycopg
+
+    poll = make_poll(created_by=alice, allow_multiple_votes=True)
+    pizza, soup = option_ids(poll)
+    params = live._connection_params()
+    with psycopg.connect(**params, autocommit=True) as listener:
+        listener.execute(f"LISTEN {live.CHANNEL}")
+
+        class Rollback(Exception):
+            pass
+
+        with pytest.raises(Rollback), transaction.atomic():
+            services.cast_vote(poll_id=poll.pk, voter=alice, option_ids=[pizza, soup])
+            raise Rollback
+        services.cast_vote(poll_id=poll.pk, voter=alice, option_ids=[pizza, soup])
+        with pytest.raises(services.AlreadyVoted):
+            services.cast_vote(poll_id=poll.pk, voter=alice, option_ids=[pizza])
+        with transaction.atomic():
+            services.retract_votes(poll_id=poll.pk, voter=alice)
+            services.cast_vote(poll_id=poll.pk, voter=bob, option_ids=[soup])
+        services.close_poll(poll=poll)
+        services.close_poll(poll=poll)  # closed already: nothing changes
+
+        heard = [n.payload for n in listener.notifies(timeout=1)]
+    # The committed ballot (two options, one notification), the transaction of a retraction and
+    # a ballot (merged) and the close; nothing for the rollback, the refusal, the second close.
+    assert heard == [str(poll.pk)] * 3
+
+
+@on_postgresql
+@run
+async def test_on_postgresql_a_lost_listen_connection_is_restored_with_the_current_state(
+    make_poll, alice
+):
+    poll = await sync_to_async(make_poll)()
+    pizza, _ = await sync_to_async(option_ids)(poll)
+    stream = await opened(poll)
+    await stream.next()
+    broker = live.broker()
+    assert broker.connects == 1
+
+    def terminate_listener() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s AND datname = current_database()",
+                [live.LISTENER_NAME],
+            )
+
+    await sync_to_async(terminate_listener)()
+    # A vote while nobody listens: its notification is lost, the state is not.
+    await vote(poll, alice, pizza)
+    restored = await stream.until(lambda results: results["total_votes"] == 1)
+    assert restored["event"] == "results"
+    assert broker.connects >= 2
+    await stream.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The results' ETag: cheap polling
+
+
+def test_results_answer_304_while_nothing_changed(make_poll, alice, anon):
+    poll = make_poll()
+    pizza, _ = option_ids(poll)
+    first = anon.get(results_url(poll))
+    etag = first["ETag"]
+    assert etag.startswith('W/"')
+    assert first["Cache-Control"] == "no-cache"
+
+    same = anon.get(results_url(poll), HTTP_IF_NONE_MATCH=etag)
+    assert same.status_code == 304
+    assert same.content == b""
+    assert same["ETag"] == etag
+    assert anon.get(results_url(poll), HTTP_IF_NONE_MATCH="*").status_code == 304
+    # The strong form of the same tag and a list that holds it match too (weak comparison).
+    assert anon.get(results_url(poll), HTTP_IF_NONE_MATCH=etag[2:]).status_code == 304
+    listed = f'"other", {etag}'
+    assert anon.get(results_url(poll), HTTP_IF_NONE_MATCH=listed).status_code == 304
+    assert anon.get(results_url(poll), HTTP_IF_NONE_MATCH='"other"').status_code == 200
+
+    services.cast_vote(poll_id=poll.pk, voter=alice, option_ids=[pizza])
+    changed = anon.get(results_url(poll), HTTP_IF_NONE_MATCH=etag)
+    assert changed.status_code == 200
+    assert changed.json()["total_votes"] == 1
+    assert changed["ETag"] != etag
+
+    services.retract_votes(poll_id=poll.pk, voter=alice)
+    # The same results as at first: the same tag.
+    assert anon.get(results_url(poll), HTTP_IF_NONE_MATCH=etag).status_code == 304
+    services.close_poll(poll=poll)
+    assert anon.get(results_url(poll), HTTP_IF_NONE_MATCH=etag).status_code == 200
+
+
+def test_an_etag_does_not_pass_the_permission_checks(make_poll, anon):
+    poll = make_poll()
+    etag = anon.get(results_url(poll))["ETag"]
+    private = {"POLL_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"]}
+    with override_settings(DJANGO_POLLS=private):
+        assert anon.get(results_url(poll), HTTP_IF_NONE_MATCH=etag).status_code == 401
+    assert anon.get(results_url(987654), HTTP_IF_NONE_MATCH="*").status_code == 404
