@@ -56,7 +56,13 @@ def arguments() -> argparse.Namespace:
         "--workers",
         type=int,
         default=default_workers(),
-        help="Gunicorn sync workers (default: the example's own, 2 x cores + 1, at most 12)",
+        help="Gunicorn workers (default: the example's own, 2 x cores + 1, at most 12)",
+    )
+    parser.add_argument(
+        "--asgi",
+        action="store_true",
+        help="uvicorn workers (the example's default, needed for live results streams) instead "
+        "of sync workers (ASGI=false), which the figures in docs/performance.md are for",
     )
     parser.add_argument(
         "--sizes",
@@ -101,7 +107,7 @@ def drop_database(server: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def environment(url: str, port: int, workers: int) -> dict[str, str]:
+def environment(url: str, port: int, workers: int, asgi: bool = False) -> dict[str, str]:
     """The example's production settings, configured only through the environment."""
     return {
         **os.environ,
@@ -118,6 +124,7 @@ def environment(url: str, port: int, workers: int) -> dict[str, str]:
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "WEB_CONCURRENCY": str(workers),
+        "ASGI": "true" if asgi else "false",
     }
 
 
@@ -395,7 +402,7 @@ def main() -> None:
     name = options.database
     server, url = database_urls(name)
     port = free_port()
-    env = environment(url, port, options.workers)
+    env = environment(url, port, options.workers, options.asgi)
     os.environ.update({key: env[key] for key in env if key not in ("PORT", "HOST")})
     sys.path[:0] = [str(EXAMPLE), str(ROOT)]
 
@@ -591,7 +598,8 @@ def report(options: argparse.Namespace, sizes: list[int], out: dict[str, Any]) -
     lines = [
         "",
         f"django_polls benchmark: PostgreSQL {facts['postgresql']}, {facts['cpus']} CPUs, "
-        f"Gunicorn {options.workers} sync workers, Python {facts['python']}, "
+        f"Gunicorn {options.workers} {'uvicorn' if options.asgi else 'sync'} workers, "
+        f"Python {facts['python']}, "
         f"Django {facts['django']}, DRF {facts['drf']}",
         "",
         f"1. Votes: {options.votes:,} ballots per run, one voter each; {options.rounds} rounds, "

@@ -185,7 +185,7 @@ def main() -> None:
     recreate_database(server, options.database)
     ports = (free_port(), free_port())
     try:
-        envs = [{**environment(url, port, 1), "MAX_STREAMS": "5000"} for port in ports]
+        envs = [{**environment(url, port, 1, asgi=True), "MAX_STREAMS": "5000"} for port in ports]
         os.environ.update({k: v for k, v in envs[0].items() if k not in ("PORT", "HOST")})
         sys.path[:0] = [str(EXAMPLE), str(ROOT)]
         import django
