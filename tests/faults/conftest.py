@@ -431,3 +431,29 @@ def wait_for_workers(server: Server, count: int, seconds: float = 30) -> list[in
         f"Gunicorn has {len(children(server.process.pid))} workers, not {count}, "
         f"{seconds} s on (or /api/health/ is not 200)"
     )
+
+
+def assert_stored_exactly(
+    server: Server,
+    deployment: Deployment,
+    poll_id: int,
+    rows: list[int],
+    acknowledged: set[int],
+    conflicts: set[int],
+    *,
+    voters: int,
+) -> None:
+    """The poll's stored voters (`rows`) are exactly the acknowledged ones and those whose retry
+    was refused as a duplicate, once each; counters, results and polls_recount agree."""
+    assert len(rows) == len(set(rows)), "a voter has two votes on a single-vote poll"
+    assert not acknowledged - set(rows), f"acknowledged votes lost: {acknowledged - set(rows)}"
+    assert not conflicts - set(rows), f"409 on retry, yet no vote stored: {conflicts - set(rows)}"
+    assert set(rows) == acknowledged | conflicts
+    assert len(rows) == voters
+    assert counted_votes(deployment.database_url, poll_id) == len(rows)
+    results = server.request("GET", f"/api/v1/polls/{poll_id}/results/")
+    assert results.status == 200, results.text
+    assert results.json["total_votes"] == len(rows)
+    recount = deployment.manage("polls_recount", check=False)
+    assert recount.returncode == 0, recount.stdout + recount.stderr
+    assert "No drift" in recount.stdout
