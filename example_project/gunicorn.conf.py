@@ -1,8 +1,9 @@
 """Gunicorn settings for the example project, from the environment or `.env` (config/env.py).
 
 HOST (default 127.0.0.1), PORT (default 8000), WEB_CONCURRENCY (default 2 x CPU cores + 1, at
-most 12) and ASGI (default true: uvicorn workers serving config.asgi, the API and the live results
-streams; false: sync workers serving config.wsgi, where streams answer 503).
+most 12; 1 on SQLite under ASGI) and ASGI (default true: uvicorn workers serving config.asgi,
+the API and the live results streams; false: sync workers serving config.wsgi, where streams
+answer 503).
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ from config.env import config as env
 host = env("HOST", default="") or "127.0.0.1"
 port = env("PORT", default="") or "8000"
 bind = f"{host}:{port}"
-workers = int(env("WEB_CONCURRENCY", default="") or min(2 * multiprocessing.cpu_count() + 1, 12))
 _asgi = env("ASGI", default=True, cast=bool)
+# On SQLite a live results stream hears only of the changes made in its own process, so under
+# ASGI one worker (which serves many requests at once) is the default there.
+_sqlite = not env("DATABASE_URL", default="").startswith(("postgres://", "postgresql://"))
+_default_workers = 1 if _asgi and _sqlite else min(2 * multiprocessing.cpu_count() + 1, 12)
+workers = int(env("WEB_CONCURRENCY", default="") or _default_workers)
 worker_class = "config.workers.Worker" if _asgi else "sync"
 wsgi_app = "config.asgi:application" if _asgi else "config.wsgi:application"
 accesslog = "-"
