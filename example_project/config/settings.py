@@ -114,13 +114,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["CONN_MAX_AGE"] = 0
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
         # A sync worker serves one request at a time: one connection each, kept open. An ASGI
-        # worker serves requests side by side, each in its thread, while it waits for the
-        # database; the requests beyond the pool wait for a connection (a second at most).
-        # Open live results streams hold none.
+        # worker serves requests side by side, each in its thread: it keeps DATABASE_POOL_SIZE
+        # open and opens up to four times as many in a burst (a sign-up holds its connection
+        # while it hashes the password), so requests do not queue for a connection and time
+        # out. Open live results streams hold none.
         pool_size = config("DATABASE_POOL_SIZE", default=4 if ASGI else 1, cast=int)
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": pool_size,
-            "max_size": pool_size,
+            "max_size": 4 * pool_size if ASGI else pool_size,
             # While the database is away a request waits at most a second for a connection
             # (503), and the pool gives up its background retries (1 s, 2 s, 4 s... apart) after
             # a second, so the next request reconnects at once: ballots succeed within about a

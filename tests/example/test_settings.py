@@ -79,7 +79,7 @@ def test_production_values_are_read_from_the_environment() -> None:
     assert settings["OPTIONS"] == {
         "connect_timeout": 5,
         "prepare_threshold": 5,
-        "pool": {"min_size": 3, "max_size": 3, "timeout": 1, "reconnect_timeout": 1},
+        "pool": {"min_size": 3, "max_size": 12, "timeout": 1, "reconnect_timeout": 1},
     }
     # No proxy trusted: X-Forwarded-For is not the client's address for throttling.
     assert settings["NUM_PROXIES"] == 0
@@ -96,7 +96,7 @@ def test_production_values_are_read_from_the_environment() -> None:
 def test_the_pool_holds_four_connections_under_asgi_and_one_per_sync_worker() -> None:
     assert settings_for(**PRODUCTION)["OPTIONS"]["pool"] == {
         "min_size": 4,
-        "max_size": 4,
+        "max_size": 16,
         "timeout": 1,
         "reconnect_timeout": 1,
     }
