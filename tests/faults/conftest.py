@@ -324,6 +324,14 @@ class Ballot:
     def retried(self) -> bool:
         return len(self.attempts) > 1
 
+    def cast(self, server: Server, poll_id: int) -> Outcome:
+        """Send the ballot once more and record what came back."""
+        outcome = send(
+            server, "POST", vote_path(poll_id), {"options": [self.option]}, token=self.voter.token
+        )
+        self.attempts.append(outcome)
+        return outcome
+
 
 @pytest.fixture(scope="module")
 def server(fault_deployment: Deployment) -> Iterator[Server]:

@@ -21,7 +21,6 @@ from tests.faults.conftest import (
     make_voters,
     send,
     stored_voters,
-    vote_path,
     wait_for_workers,
 )
 
@@ -50,14 +49,7 @@ def vote_until_answered(
         if ballot is None:
             return
         for _ in range(ATTEMPTS):
-            outcome = send(
-                server,
-                "POST",
-                vote_path(poll_id),
-                {"options": [ballot.option]},
-                token=ballot.voter.token,
-            )
-            ballot.attempts.append(outcome)
+            outcome = ballot.cast(server, poll_id)
             if outcome.status in (201, 409) or time.monotonic() > stop_at:
                 break
             time.sleep(PAUSE)

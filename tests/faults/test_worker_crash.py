@@ -17,9 +17,7 @@ from tests.faults.conftest import (
     children,
     is_already_voted,
     make_voters,
-    send,
     stored_voters,
-    vote_path,
     wait_for_workers,
 )
 
@@ -35,15 +33,7 @@ ATTEMPTS = 6
 def cast(server: Server, poll_id: int, ballot: Ballot, answered: list[int]) -> None:
     """Vote; while the connection fails without an answer (its worker died), vote again."""
     for _ in range(ATTEMPTS):
-        outcome = send(
-            server,
-            "POST",
-            vote_path(poll_id),
-            {"options": [ballot.option]},
-            token=ballot.voter.token,
-        )
-        ballot.attempts.append(outcome)
-        if outcome.answered:
+        if ballot.cast(server, poll_id).answered:
             break
         time.sleep(0.05)
     answered.append(1)
