@@ -1,4 +1,5 @@
-"""Settings for the test suite: PostgreSQL when DATABASE_URL is set, else SQLite in memory."""
+"""Settings for the test suite: the database of DATABASE_URL (PostgreSQL or MySQL/MariaDB), else
+SQLite in memory."""
 
 from __future__ import annotations
 
@@ -24,6 +25,13 @@ if _database_url:
     if os.environ.get("PREPARE_THRESHOLD") and "postgres" in DATABASES["default"]["ENGINE"]:
         DATABASES["default"]["OPTIONS"] = {
             "prepare_threshold": int(os.environ["PREPARE_THRESHOLD"])
+        }
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
+        # Four-byte UTF-8 (emoji in option texts) and InnoDB, as the app requires there.
+        DATABASES["default"]["TEST"].update({"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"})
+        DATABASES["default"]["OPTIONS"] = {
+            "charset": "utf8mb4",
+            "init_command": "SET default_storage_engine=InnoDB",
         }
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}

@@ -27,7 +27,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import (
     Count,
     DateTimeField,
@@ -351,6 +351,8 @@ def cast_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) -> Receip
     try:
         if connection.vendor == "postgresql":
             now, poll = _cast_vote_in_one_statement(poll_id, voter, ids, with_poll=listened)
+        elif connection.vendor == "mysql":
+            poll, now = _cast_vote_retrying_deadlocks(poll_id, voter, ids)
         else:
             poll, now = _cast_vote_in_steps(poll_id, voter, ids)
     except IntegrityError as exc:
@@ -594,10 +596,18 @@ def _lock_poll(poll_id: int, *, exclusive: bool) -> Poll:
 
     Raises ``Poll.DoesNotExist``. SQLite serialises writers on the whole database: a transaction
     that reads first and writes later cannot wait for the write lock (SQLite refuses at once with
-    "database is locked"), so there the first statement is a write that waits its turn.
+    "database is locked"), so there the first statement is a write that waits its turn. MySQL and
+    MariaDB lock the row: ``LOCK IN SHARE MODE`` (both servers know it) or ``FOR UPDATE``.
     """
     if connection.vendor == "sqlite":
         Poll.objects.filter(pk=poll_id).update(id=F("id"))
+    if connection.vendor == "mysql":
+        table = connection.ops.quote_name(Poll._meta.db_table)
+        row_lock = "FOR UPDATE" if exclusive else "LOCK IN SHARE MODE"
+        found = list(Poll.objects.raw(f"SELECT * FROM {table} WHERE id = %s {row_lock}", [poll_id]))
+        if not found:
+            raise Poll.DoesNotExist()
+        return found[0]
     if connection.vendor != "postgresql":
         return Poll.objects.get(pk=poll_id)
     table = connection.ops.quote_name(Poll._meta.db_table)
@@ -616,17 +626,59 @@ def _lock_poll(poll_id: int, *, exclusive: bool) -> Poll:
 def _lock_options(options: QuerySet[Option]) -> list[int]:
     """Lock option rows in id order (no deadlocks); returns their ids.
 
-    ``FOR NO KEY UPDATE`` because inserting a vote takes a key-share lock on its option, which a
-    plain ``FOR UPDATE`` would conflict with.
+    On PostgreSQL ``FOR NO KEY UPDATE`` because inserting a vote takes a key-share lock on its
+    option, which a plain ``FOR UPDATE`` would conflict with. MySQL and MariaDB know only
+    ``FOR UPDATE``; there a vote's foreign key check on a row its own transaction locked does not
+    wait.
     """
-    return list(options.select_for_update(no_key=True).order_by("pk").values_list("pk", flat=True))
+    no_key = connection.vendor == "postgresql"
+    return list(
+        options.select_for_update(no_key=no_key).order_by("pk").values_list("pk", flat=True)
+    )
+
+
+#: MySQL's error numbers: a duplicate key, and a deadlock (the server rolled back the transaction).
+MYSQL_DUPLICATE_KEY = 1062
+MYSQL_DEADLOCK = 1213
+
+#: How many times a ballot whose transaction MySQL chose as a deadlock's victim runs again.
+DEADLOCK_RETRIES = 3
+
+
+def _mysql_errno(exc: BaseException) -> int | None:
+    args = getattr(exc.__cause__, "args", None) or exc.args
+    return args[0] if args and isinstance(args[0], int) else None
 
 
 def _is_unique_violation(exc: IntegrityError) -> bool:
+    if connection.vendor == "mysql":
+        return _mysql_errno(exc) == MYSQL_DUPLICATE_KEY
     sqlstate = getattr(exc.__cause__, "sqlstate", None) or getattr(exc.__cause__, "pgcode", None)
     if sqlstate is not None:
         return bool(sqlstate == "23505")
     return "UNIQUE constraint failed" in str(exc)
+
+
+def _cast_vote_retrying_deadlocks(
+    poll_id: int, voter: User, ids: list[int]
+) -> tuple[Poll, datetime]:
+    """The portable ballot, run again when InnoDB rolled it back as a deadlock's victim.
+
+    Ballots lock in one order, yet InnoDB can still deadlock them: inserts that wait on the same
+    unique key each hold a shared lock on it, and when the transaction they wait for rolls back
+    (or deletes the row, as a retraction does) each needs the exclusive lock the other blocks.
+    InnoDB then rolls one back whole, so running it again is safe and gives the answer it would
+    have got in turn (stored, or already voted). Inside a caller's transaction nothing can be
+    retried: that transaction is gone, and the error goes up.
+    """
+    attempts = 1 if connection.in_atomic_block else DEADLOCK_RETRIES + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            return _cast_vote_in_steps(poll_id, voter, ids)
+        except OperationalError as exc:
+            if _mysql_errno(exc) != MYSQL_DEADLOCK or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # ---------------------------------------------------------------------------------------------
