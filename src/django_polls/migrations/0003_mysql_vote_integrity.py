@@ -58,6 +58,8 @@ def _statements(apps: Any, schema_editor: Any) -> tuple[list[str], list[str]]:
         f"ALTER TABLE {quote(VOTE)} DROP FOREIGN KEY {quote('django_polls_vote_mode_of_poll')}",
         f"DROP INDEX {quote('django_polls_vote_poll_mode')} ON {quote(VOTE)}",
         f"ALTER TABLE {quote(VOTE)} DROP FOREIGN KEY {quote('django_polls_vote_option_in_poll')}",
+        # InnoDB dropped the index it had made for the foreign key of option_id when 0003 added
+        # one that serves it too; the key needs an index of its own again (see backward()).
         f"DROP INDEX {quote('django_polls_vote_option_poll')} ON {quote(VOTE)}",
     ]
     # MySQL 8.0.13+ has expression indexes: Django created Lower("text") there in 0001.
@@ -87,8 +89,25 @@ def forward(apps: Any, schema_editor: Any) -> None:
 def backward(apps: Any, schema_editor: Any) -> None:
     if schema_editor.connection.vendor != "mysql":
         return
-    for sql in _statements(apps, schema_editor)[1]:
+    statements = _statements(apps, schema_editor)[1]
+    if not _other_index_leads_with_option(schema_editor):
+        quote = schema_editor.quote_name
+        statements.insert(
+            -1, f"CREATE INDEX {quote('django_polls_vote_option_id')} ON {quote(VOTE)} (option_id)"
+        )
+    for sql in statements:
         schema_editor.execute(sql)
+
+
+def _other_index_leads_with_option(schema_editor: Any) -> bool:
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM information_schema.statistics WHERE table_schema = DATABASE()"
+            " AND table_name = %s AND seq_in_index = 1 AND column_name = 'option_id'"
+            " AND index_name <> 'django_polls_vote_option_poll'",
+            [VOTE],
+        )
+        return cursor.fetchone() is not None
 
 
 class Migration(migrations.Migration):
