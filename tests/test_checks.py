@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
+from django.db import connection, connections
 from django.test import override_settings
 
-from django_polls.checks import check_settings
+from django_polls.checks import check_databases, check_settings
 
 
 def ids(**settings: Any) -> list[str]:
@@ -149,3 +151,91 @@ def test_checks_run_with_the_project_checks(capsys: pytest.CaptureFixture[str]) 
         pytest.raises(SystemCheckError, match=r"django_polls\.E003"),
     ):
         call_command("check")
+
+
+on_mysql = pytest.mark.skipif(
+    connection.vendor != "mysql", reason="needs MySQL or MariaDB (set DATABASE_URL=mysql://...)"
+)
+
+
+def database_ids(**kwargs: Any) -> list[str]:
+    return [message.id for message in check_databases(**kwargs)]
+
+
+@pytest.mark.django_db
+def test_the_test_database_is_supported_as_it_is() -> None:
+    assert database_ids() == []
+    assert database_ids(databases=["default"]) == []
+
+
+def test_an_unsupported_database_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connection, "vendor", "oracle")
+
+    assert database_ids() == ["django_polls.E009"]
+
+
+@on_mysql
+@pytest.mark.django_db(transaction=True)
+def test_a_table_of_the_app_outside_innodb_is_refused() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE django_polls_scratch (id int) ENGINE=MyISAM")
+    try:
+        messages = check_databases(databases=["default"])
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE django_polls_scratch")
+
+    assert [message.id for message in messages] == ["django_polls.E010"]
+    assert "django_polls_scratch" in messages[0].msg
+    # Only where Django lets checks use the database (migrate, check --database).
+    assert database_ids() == []
+
+
+@on_mysql
+@pytest.mark.django_db
+def test_a_default_engine_other_than_innodb_is_refused() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SET SESSION default_storage_engine = MyISAM")
+    try:
+        assert database_ids(databases=["default"]) == ["django_polls.E010"]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET SESSION default_storage_engine = InnoDB")
+
+
+@on_mysql
+@pytest.mark.django_db
+def test_a_session_outside_strict_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connection, "sql_mode", {"NO_ENGINE_SUBSTITUTION"})
+
+    assert database_ids(databases=["default"]) == ["django_polls.E010"]
+
+
+@on_mysql
+@pytest.mark.django_db
+def test_a_server_too_old_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connection, "mysql_version", (10, 3, 39))
+    monkeypatch.setattr(connection, "mysql_is_mariadb", True)
+
+    messages = check_databases(databases=["default"])
+
+    assert [message.id for message in messages] == ["django_polls.E010"]
+    assert "10.3.39 is older than 10.4" in messages[0].msg
+
+
+@on_mysql
+def test_a_database_that_does_not_answer_does_not_break_the_check(
+    monkeypatch: pytest.MonkeyPatch, django_db_blocker: Any
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    default = connections["default"]
+    down = type(default)({**default.settings_dict, "PORT": port}, alias="down")
+    monkeypatch.setitem(connections.settings, "down", down.settings_dict)
+    connections["down"] = down
+    try:
+        with django_db_blocker.unblock():
+            assert database_ids(databases=["down"]) == []
+    finally:
+        del connections["down"]

@@ -5,6 +5,7 @@ Ids are stable and never reused; each is documented in docs/configuration.md.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, cast
 
 from django.conf import settings
@@ -185,4 +186,90 @@ def _check_throttle_rates() -> list[CheckMessage]:
             hint="Add a rate such as '30/min' for each scope, or None to leave it unthrottled.",
             id="django_polls.E008",
         )
+    ]
+
+
+#: Databases whose rules the app keeps (migrations 0001 to 0003, the locking in services).
+SUPPORTED_VENDORS = ("postgresql", "sqlite", "mysql")
+#: The oldest servers with what the app relies on there: stored generated columns under unique
+#: indexes and composite foreign keys on InnoDB (Django 4.2's own floors, checked here because a
+#: site on an older Django backend or a fork may still connect).
+MYSQL_MINIMUM = (8, 0, 11)
+MARIADB_MINIMUM = (10, 4)
+
+
+@register()
+def check_databases(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Refuse databases on which the voting rules would not be kept.
+
+    The vendor is read from the settings, at every start-up. MySQL and MariaDB are asked (one
+    query, and the version and mode Django reads on connecting anyway) only where Django asks the
+    checks to use the database, as ``migrate`` does before it creates tables and
+    ``check --database`` does; a database that does not answer is not this check's to report.
+    """
+    from django.db import DatabaseError, connections, router
+
+    from django_polls.models import Poll
+
+    databases = kwargs.get("databases")
+    aliases = [
+        alias
+        for alias in (connections if databases is None else databases)
+        if router.allow_migrate_model(alias, Poll)
+    ]
+    errors: list[CheckMessage] = []
+    for alias in aliases:
+        connection = connections[alias]
+        if connection.vendor not in SUPPORTED_VENDORS:
+            errors.append(
+                Error(
+                    f"django_polls does not support the {connection.vendor!r} database of "
+                    f"DATABASES[{alias!r}]: the voting rules would not be kept there.",
+                    hint="Use PostgreSQL, MySQL/MariaDB (InnoDB) or SQLite; docs/databases.md "
+                    "says what each enforces.",
+                    id="django_polls.E009",
+                )
+            )
+        elif connection.vendor == "mysql" and databases is not None:
+            with contextlib.suppress(DatabaseError):  # down: migrate itself will say so
+                errors.extend(_check_mysql(alias, connection))
+    return errors
+
+
+def _check_mysql(alias: str, connection: Any) -> list[CheckMessage]:
+    problems = []
+    version = tuple(connection.mysql_version)
+    minimum = MARIADB_MINIMUM if connection.mysql_is_mariadb else MYSQL_MINIMUM
+    if version < minimum:
+        server = "MariaDB" if connection.mysql_is_mariadb else "MySQL"
+        problems.append(
+            f"{server} {'.'.join(map(str, version))} is older than "
+            f"{'.'.join(map(str, minimum))}, the oldest with the generated columns and keys "
+            "django_polls relies on"
+        )
+    sql_mode = set(connection.sql_mode)
+    if not sql_mode & {"STRICT_TRANS_TABLES", "STRICT_ALL_TABLES"}:
+        problems.append(
+            "the session is not in strict mode (sql_mode), so a vote counter below zero would "
+            "be stored as 0 instead of refused"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT @@default_storage_engine, (SELECT GROUP_CONCAT(table_name ORDER BY table_name)"
+            " FROM information_schema.tables WHERE table_schema = DATABASE()"
+            " AND table_name LIKE 'django\\_polls\\_%%' AND engine <> 'InnoDB')"
+        )
+        default_engine, others = cursor.fetchone()
+    if others:
+        problems.append(f"these tables are not on InnoDB: {others}")
+    if str(default_engine).lower() != "innodb":
+        problems.append(f"new tables would be created on {default_engine}, not InnoDB")
+    return [
+        Error(
+            f"DATABASES[{alias!r}] cannot keep the voting rules of django_polls: {problem}.",
+            hint="django_polls needs InnoDB (foreign keys, row locks, transactions), strict "
+            "mode and a supported server; docs/databases.md says how.",
+            id="django_polls.E010",
+        )
+        for problem in problems
     ]
