@@ -4,11 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 # tox environments that `make test` runs: lint, types, the migrations check, the package build,
-# the docs site, the tests on SQLite, and on PostgreSQL for the oldest and newest supported
-# Django; the example project under Gunicorn on both databases, fuzzed by Schemathesis; faults
-# (workers killed, PostgreSQL restarted) on a private PostgreSQL cluster.
+# the docs site, the tests on SQLite, on PostgreSQL for the oldest and newest supported Django
+# and on MySQL/MariaDB; the example project under Gunicorn on both databases, fuzzed by
+# Schemathesis; faults (workers killed, PostgreSQL restarted) on a private PostgreSQL cluster.
 CI_ENVS := lint,types,migrations,build,docs,py311-django52,py311-django52-noyasg,py313-django61,example,faults
 PG_ENVS := py310-django42-drf314-pg,py313-django61-pg,example-pg
+# The tests on MySQL/MariaDB (MYSQL_URL, else 127.0.0.1:3306 as root without a password).
+MYSQL_ENVS := py311-django52-mysql
 # Pages in headless Chromium (Swagger UI), when the machine has Chromium.
 BROWSER_ENVS := browser
 
@@ -22,7 +24,8 @@ endif
 
 help:
 	@echo "make demo   run the example project on http://127.0.0.1:8000 (SQLite, or DATABASE_URL)"
-	@echo "make test   lint, types, migrations, build, docs; the tests on SQLite and PostgreSQL;"
+	@echo "make test   lint, types, migrations, build, docs; the tests on SQLite, PostgreSQL and"
+	@echo "            MariaDB/MySQL (where they answer);"
 	@echo "            the example project over HTTP, fuzzed; faults (workers killed, PostgreSQL"
 	@echo "            restarted); Swagger UI in Chromium (where installed)"
 	@echo "make bench  the benchmark against a tutorial-style baseline and raw PostgreSQL (about"
@@ -58,6 +61,13 @@ test: $(BIN)/tox
 		echo "PostgreSQL is required (REQUIRE_POSTGRES) but 127.0.0.1:5432 does not answer and DATABASE_URL is unset."; exit 1; \
 	else \
 		echo "NOTE: no PostgreSQL (DATABASE_URL unset, 127.0.0.1:5432 does not answer): the PostgreSQL environments $(PG_ENVS) DO NOT RUN."; \
+	fi; \
+	if [ -n "$$MYSQL_URL" ] || $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 3306), 2)" 2>/dev/null; then \
+		envs="$$envs,$(MYSQL_ENVS)"; echo "MySQL/MariaDB: $${MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"; \
+	elif [ -n "$$REQUIRE_MYSQL" ]; then \
+		echo "MySQL/MariaDB is required (REQUIRE_MYSQL) but 127.0.0.1:3306 does not answer and MYSQL_URL is unset."; exit 1; \
+	else \
+		echo "NOTE: no MySQL/MariaDB (MYSQL_URL unset, 127.0.0.1:3306 does not answer): the MySQL/MariaDB environment $(MYSQL_ENVS) DOES NOT RUN."; \
 	fi; \
 	chromium="$${CHROMIUM:-/usr/bin/chromium}"; \
 	if [ -x "$$chromium" ]; then \
