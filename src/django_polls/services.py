@@ -627,14 +627,25 @@ def _lock_options(options: QuerySet[Option]) -> list[int]:
     """Lock option rows in id order (no deadlocks); returns their ids.
 
     On PostgreSQL ``FOR NO KEY UPDATE`` because inserting a vote takes a key-share lock on its
-    option, which a plain ``FOR UPDATE`` would conflict with. MySQL and MariaDB know only
-    ``FOR UPDATE``; there a vote's foreign key check on a row its own transaction locked does not
-    wait.
+    option, which a plain ``FOR UPDATE`` would conflict with.
+
+    MySQL and MariaDB know only ``FOR UPDATE``, and lock the entries of the index a statement
+    reads through. A vote's composite foreign key takes a shared lock on its option's entry in the
+    unique (id, poll) index; were another transaction's ``FOR UPDATE`` to read through that index
+    (it covers a query for ids), it would queue for that entry before the row, in the opposite
+    order, and InnoDB would report a deadlock. So the lock reads through the primary key: only
+    the transaction that holds an option's row ever locks its other index entries.
     """
-    no_key = connection.vendor == "postgresql"
-    return list(
-        options.select_for_update(no_key=no_key).order_by("pk").values_list("pk", flat=True)
-    )
+    if connection.vendor != "mysql":
+        locked = options.select_for_update(no_key=True).order_by("pk").values_list("pk", flat=True)
+        return list(locked)
+    query = options.select_for_update().order_by("pk").values_list("pk", flat=True)
+    sql, params = query.query.sql_with_params()
+    table = f"FROM {connection.ops.quote_name(Option._meta.db_table)}"
+    sql = sql.replace(table, f"{table} FORCE INDEX (PRIMARY)", 1)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
 
 
 #: MySQL's error numbers: a duplicate key, and a deadlock (the server rolled back the transaction).
