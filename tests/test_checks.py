@@ -239,3 +239,18 @@ def test_a_database_that_does_not_answer_does_not_break_the_check(
             assert database_ids(databases=["down"]) == []
     finally:
         del connections["down"]
+
+
+@on_mysql
+@pytest.mark.django_db
+@pytest.mark.parametrize("level", ["repeatable read", ""])
+def test_an_isolation_level_other_than_read_committed_is_refused(
+    monkeypatch: pytest.MonkeyPatch, level: str
+) -> None:
+    connection.ensure_connection()
+    monkeypatch.setattr(connections["default"], "isolation_level", level)
+
+    messages = check_databases(databases=["default"])
+
+    assert [message.id for message in messages] == ["django_polls.E010"]
+    assert "not read committed" in messages[0].msg

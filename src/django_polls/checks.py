@@ -247,6 +247,13 @@ def _check_mysql(alias: str, connection: Any) -> list[CheckMessage]:
             f"{'.'.join(map(str, minimum))}, the oldest with the generated columns and keys "
             "django_polls relies on"
         )
+    # Set by Django on connecting, from OPTIONS["isolation_level"] (default "read committed").
+    isolation = getattr(connection, "isolation_level", None) or "the server's default"
+    if isolation != "read committed":
+        problems.append(
+            f"its isolation level is {isolation}, not read committed (Django's default): a "
+            "retraction would re-read its votes in an old snapshot and could miscount"
+        )
     sql_mode = set(connection.sql_mode)
     if not sql_mode & {"STRICT_TRANS_TABLES", "STRICT_ALL_TABLES"}:
         problems.append(
