@@ -28,7 +28,9 @@ if _database_url:
         }
     if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
         # Four-byte UTF-8 (emoji in option texts) and InnoDB, as the app requires there.
-        DATABASES["default"]["TEST"].update({"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"})
+        DATABASES["default"]["TEST"].update(
+            {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+        )
         DATABASES["default"]["OPTIONS"] = {
             "charset": "utf8mb4",
             "init_command": "SET default_storage_engine=InnoDB",
