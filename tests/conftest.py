@@ -62,8 +62,13 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
 
 def database_folds_alike(first: str, second: str) -> bool:
     """Whether the database's lower() makes two texts equal (it depends on its locale)."""
+    sql = "SELECT lower(%s) = lower(%s)"
+    if connection.vendor == "mysql" and not connection.features.supports_expression_indexes:
+        # MariaDB's unique index compares lower(text) in a binary collation (migration 0003),
+        # not in the connection's, which would also equate accented letters.
+        sql = "SELECT lower(%s) COLLATE utf8mb4_nopad_bin = lower(%s) COLLATE utf8mb4_nopad_bin"
     with connection.cursor() as cursor:
-        cursor.execute("SELECT lower(%s) = lower(%s)", [first, second])
+        cursor.execute(sql, [first, second])
         return bool(cursor.fetchone()[0])
 
 

@@ -240,6 +240,15 @@ def test_two_options_of_one_poll_may_not_differ_only_in_case(single: Poll, text:
     assert single.options.count() == 3
 
 
+@pytest.mark.parametrize("text", ["Pizzà", "Pizza ", "Piz za"])
+def test_options_that_differ_by_more_than_case_are_distinct(single: Poll, text: str) -> None:
+    # Not equal under lower() anywhere, although MySQL's accent- and space-insensitive
+    # collations would equate some of them.
+    Option.objects.create(poll=single, text=text, order=10)
+
+    assert Option.objects.filter(poll=single).count() == 4
+
+
 def test_the_same_option_text_in_different_polls_is_fine(single: Poll, multiple: Poll) -> None:
     Option.objects.create(poll=multiple, text="PIZZA", order=10)
 

@@ -191,10 +191,10 @@ def _check_throttle_rates() -> list[CheckMessage]:
 
 #: Databases whose rules the app keeps (migrations 0001 to 0003, the locking in services).
 SUPPORTED_VENDORS = ("postgresql", "sqlite", "mysql")
-#: The oldest servers with what the app relies on there: stored generated columns under unique
-#: indexes and composite foreign keys on InnoDB (Django 4.2's own floors, checked here because a
-#: site on an older Django backend or a fork may still connect).
-MYSQL_MINIMUM = (8, 0, 11)
+#: The oldest servers with what the app relies on there: composite foreign keys on InnoDB, and
+#: either indexes on expressions (MySQL 8.0.13) or stored generated columns under unique indexes
+#: in a no-pad collation (MariaDB 10.4, Django 4.2's floor).
+MYSQL_MINIMUM = (8, 0, 13)
 MARIADB_MINIMUM = (10, 4)
 
 

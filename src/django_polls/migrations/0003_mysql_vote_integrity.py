@@ -9,9 +9,10 @@ MariaDB only (PostgreSQL and SQLite have all of this from 0001 and 0002):
   copy of ``allow_multiple_votes`` equals its poll's (so a poll with votes keeps its mode);
 * a stored generated column ``voter_if_single_vote``, the voter on a single-vote poll and NULL on
   a multiple-vote poll, unique together with the poll: one vote row per voter on single-vote polls;
-* where the server has no expression indexes, a stored generated column ``text_lowercase`` with a
-  binary collation, unique together with the poll: option texts unique per poll ignoring case,
-  compared like ``lower()`` elsewhere (not by the table's accent-insensitive collation).
+* where the server has no expression indexes (MariaDB), a stored generated column
+  ``text_lowercase`` in a binary collation that keeps trailing spaces (``utf8mb4_nopad_bin``),
+  unique together with the poll: option texts unique per poll ignoring case, compared like
+  ``lower()`` elsewhere (not by the table's accent-insensitive collation).
 
 Column types come from the historical models, so the voter column matches the site's user key
 (``bigint``, ``char(32)`` for UUIDs, ...). A later migration that alters ``Vote.voter``,
@@ -62,11 +63,12 @@ def _statements(apps: Any, schema_editor: Any) -> tuple[list[str], list[str]]:
         # one that serves it too; the key needs an index of its own again (see backward()).
         f"DROP INDEX {quote('django_polls_vote_option_poll')} ON {quote(VOTE)}",
     ]
-    # MySQL 8.0.13+ has expression indexes: Django created Lower("text") there in 0001.
+    # MySQL 8.0.13+ has expression indexes: Django created Lower("text") there in 0001. The
+    # system check refuses older MySQL servers, so this is MariaDB's branch.
     if not connection.features.supports_expression_indexes:
         forward += [
             f"ALTER TABLE {quote(OPTION)} ADD COLUMN {quote('text_lowercase')}"
-            f" varchar({text_length}) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+            f" varchar({text_length}) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
             " AS (LOWER(text)) STORED",
             f"CREATE UNIQUE INDEX {quote('django_polls_option_unique_text')} ON {quote(OPTION)}"
             " (poll_id, text_lowercase)",
