@@ -1,8 +1,8 @@
 """Voting rules under real concurrency: threads, each with its own connection and transactions.
 
-PostgreSQL and MySQL/MariaDB (SQLite serialises writers, so it cannot show these races); each
-scenario runs on both but those about PostgreSQL's own machinery. Every thread waits at a barrier
-so the requests really start together, and closes its connection when it is done.
+PostgreSQL and MySQL/MariaDB, every scenario on both (SQLite serialises writers, so it cannot show
+these races). Every thread waits at a barrier so the requests really start together, and closes
+its connection when it is done.
 Run with ``pytest -s`` to see the figures each scenario observed.
 """
 
