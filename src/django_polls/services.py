@@ -522,7 +522,7 @@ def _voter_param(voter: User, bigint: Callable[[int], Any]) -> Any:
     """The voter's key as the ballot statement binds it: converted by the key's own field, as
     the ORM would (a UUID, a string, ...), and an integer key as a BIGINT, so that one prepared
     statement serves every ballot whatever the user model."""
-    key = Vote._meta.get_field("voter").target_field  # type: ignore[union-attr]
+    key = Vote._meta.get_field("voter").target_field
     value = key.get_db_prep_value(getattr(voter, key.attname), connection, prepared=False)
     if isinstance(value, int) and not isinstance(value, bool):
         return bigint(value)
