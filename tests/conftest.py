@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.db.models import EmailField
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -72,12 +73,28 @@ def database_folds_alike(first: str, second: str) -> bool:
         return bool(cursor.fetchone()[0])
 
 
+def username_field() -> str:
+    """The user model's USERNAME_FIELD, to look users up by what they sign in with."""
+    return get_user_model().USERNAME_FIELD
+
+
+def login_of(name: str) -> str:
+    """What a user called ``name`` signs in with on this site: the name itself, or an e-mail
+    address where the user model's USERNAME_FIELD is one (``alice@example.com``)."""
+    user_model = get_user_model()
+    field = user_model._meta.get_field(user_model.USERNAME_FIELD)
+    return f"{name}@example.com" if isinstance(field, EmailField) else name
+
+
 @pytest.fixture
 def make_user(db: None) -> Callable[..., Any]:
-    def make(username: str | None = None, **fields: Any) -> Any:
-        username = username or f"user{next(_names)}"
-        return get_user_model().objects.create_user(
-            username=username, password="correct horse battery staple", **fields
+    """A user of the site's user model (AUTH_USER_MODEL), signing in with ``login_of(name)``."""
+
+    def make(name: str | None = None, **fields: Any) -> Any:
+        user_model = get_user_model()
+        fields.setdefault(user_model.USERNAME_FIELD, login_of(name or f"user{next(_names)}"))
+        return user_model.objects.create_user(  # type: ignore[attr-defined]
+            password="correct horse battery staple", **fields
         )
 
     return make

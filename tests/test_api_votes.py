@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 from django_polls import services
 from django_polls.models import Option, Poll, Vote
 from django_polls.serializers import VoteReceiptSerializer
-from tests.conftest import assert_error, expire, option_ids
+from tests.conftest import assert_error, expire, login_of, option_ids, username_field
 
 MISSING_POLL_ID = 987_654_321
 # Poll ids that name no poll: never used, the largest BIGINT, and one past anything a BIGINT holds.
@@ -65,7 +65,9 @@ def test_a_voter_gets_a_receipt_for_their_ballot(make_poll, alice, client_for):
     assert created_at is not None
     assert before <= created_at <= after
     assert stored(poll) == (1, {"Pizza": 0, "Soup": 1})
-    assert list(Vote.objects.values_list("voter__username", "option_id")) == [("alice", soup)]
+    assert list(Vote.objects.values_list(f"voter__{username_field()}", "option_id")) == [
+        (login_of("alice"), soup)
+    ]
 
 
 def test_the_receipt_is_exactly_what_its_documented_serializer_renders(

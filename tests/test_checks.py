@@ -36,6 +36,7 @@ def test_a_full_valid_dict_passes() -> None:
                 "VOTE_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
                 "THROTTLE_CLASSES": [],
                 "PAGINATION_CLASS": "django_polls.pagination.PollPagination",
+                "USER_DISPLAY": "django.contrib.auth.get_user_model",
             }
         )
         == []
@@ -93,6 +94,26 @@ def test_e007_message_names_the_setting() -> None:
     with override_settings(DJANGO_POLLS={"POLL_PERMISSION_CLASSES": ["no.such.Permission"]}):
         (message,) = check_settings()
     assert "DJANGO_POLLS['POLL_PERMISSION_CLASSES']" in message.msg
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "django_polls.serializers.no_such_function",
+        "no_such_module.display",
+        "django_polls.conf.DEFAULTS",  # imports, but is not callable
+        42,
+        None,
+    ],
+)
+def test_e011_when_the_user_display_is_not_a_callable_that_imports(value: object) -> None:
+    assert ids(DJANGO_POLLS={"USER_DISPLAY": value}) == ["django_polls.E011"]
+
+
+def test_e011_message_names_the_setting() -> None:
+    with override_settings(DJANGO_POLLS={"USER_DISPLAY": "no.such.display"}):
+        (message,) = check_settings()
+    assert "DJANGO_POLLS['USER_DISPLAY']" in message.msg
 
 
 SCOPED = ["rest_framework.throttling.ScopedRateThrottle"]

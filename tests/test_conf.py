@@ -153,3 +153,23 @@ def test_throttle_classes_follow_the_setting(
 def test_a_bad_class_path_names_the_setting() -> None:
     with pytest.raises(ImportError, match=r"DJANGO_POLLS\['PAGINATION_CLASS'\]"):
         import_setting("PAGINATION_CLASS", "django_polls.pagination.Missing")
+
+
+def member_number(user: Any) -> str:
+    """A site's public name for its users, for USER_DISPLAY."""
+    return f"member {user.pk}"
+
+
+def test_a_poll_names_its_creator_as_user_display_says(
+    make_poll: Callable[..., Poll], alice: Any, anon: APIClient
+) -> None:
+    poll = make_poll(created_by=alice)
+
+    with override_settings(DJANGO_POLLS={"USER_DISPLAY": "tests.test_conf.member_number"}):
+        shown = anon.get(f"/api/v1/polls/{poll.pk}/").json()["created_by"]
+        listed = anon.get("/api/v1/polls/").json()["results"][0]["created_by"]
+    with override_settings(DJANGO_POLLS={}):
+        by_default = anon.get(f"/api/v1/polls/{poll.pk}/").json()["created_by"]
+
+    assert shown == listed == f"member {alice.pk}"
+    assert by_default == alice.get_username()

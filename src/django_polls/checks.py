@@ -77,6 +77,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 )
             )
     errors.extend(_check_import_paths())
+    errors.extend(_check_callables())
     errors.extend(_check_throttle_rates())
     errors.extend(_check_throttle_cache())
     return errors
@@ -111,6 +112,35 @@ def _check_import_paths() -> list[CheckMessage]:
                 conf.import_setting(key, path)
             except ImportError as exc:
                 errors.append(Error(str(exc), id="django_polls.E007"))
+    return errors
+
+
+def _check_callables() -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    for key in conf.CALLABLE_KEYS:
+        value = conf.get(key)
+        if not isinstance(value, str):
+            errors.append(
+                Error(
+                    f"DJANGO_POLLS[{key!r}] must be a dotted path to a callable.",
+                    hint=f"Got {value!r}; the default is {conf.DEFAULTS[key]!r}.",
+                    id="django_polls.E011",
+                )
+            )
+            continue
+        try:
+            found = conf.import_setting(key, value)
+        except ImportError as exc:
+            errors.append(Error(str(exc), id="django_polls.E011"))
+            continue
+        if not callable(found):
+            errors.append(
+                Error(
+                    f"DJANGO_POLLS[{key!r}] names {value!r}, which is not callable.",
+                    hint="Name a function that takes a user and returns a string.",
+                    id="django_polls.E011",
+                )
+            )
     return errors
 
 

@@ -7,7 +7,7 @@ system checks in :mod:`django_polls.checks`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -40,6 +40,10 @@ DEFAULTS: dict[str, Any] = {
     # new stream gets 503 too_many_streams), and the seconds between heartbeat comments.
     "MAX_STREAMS": 1000,
     "STREAM_HEARTBEAT": 15,
+    # How a poll body names its creator (``created_by``): a dotted path to a callable that takes
+    # a user and returns a string. By default the username (the user model's USERNAME_FIELD);
+    # where that is an e-mail address, point it at a public name instead.
+    "USER_DISPLAY": "django_polls.serializers.username",
 }
 
 # The columns behind the length settings: a setting above these would let text reach the database
@@ -59,6 +63,7 @@ INTEGER_KEYS = (
 )
 CLASS_LIST_KEYS = ("POLL_PERMISSION_CLASSES", "VOTE_PERMISSION_CLASSES", "THROTTLE_CLASSES")
 CLASS_KEYS = ("PAGINATION_CLASS",)
+CALLABLE_KEYS = ("USER_DISPLAY",)
 
 
 def user_settings() -> dict[str, Any]:
@@ -136,6 +141,10 @@ class PollsSettings:
     @property
     def STREAM_HEARTBEAT(self) -> int:
         return int(get("STREAM_HEARTBEAT"))
+
+    @property
+    def USER_DISPLAY(self) -> Callable[[Any], str]:
+        return import_setting("USER_DISPLAY", get("USER_DISPLAY"))  # type: ignore[no-any-return]
 
     @staticmethod
     def _classes(name: str) -> list[type[Any]]:

@@ -41,6 +41,12 @@ def flat_messages(detail: Any, prefix: str = "") -> list[Any]:
     return [ErrorDetail(f"{prefix}{detail}", code=getattr(detail, "code", None))]
 
 
+def username(user: Any) -> str:
+    """How a poll body names a user by default (``DJANGO_POLLS["USER_DISPLAY"]``): the value of
+    the user model's USERNAME_FIELD."""
+    return str(user.get_username())
+
+
 class FlatOptionErrorsMixin:
     """Report errors of the ``options`` list as ``{"options": ["message", ...]}``."""
 
@@ -98,7 +104,9 @@ class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
     is_active = serializers.BooleanField(
         read_only=True, help_text="False once the poll has expired or been closed."
     )
-    created_by = serializers.SerializerMethodField(help_text="The creator's username.")
+    created_by = serializers.SerializerMethodField(
+        help_text="The creator's username (or the name DJANGO_POLLS['USER_DISPLAY'] gives)."
+    )
     total_votes = serializers.IntegerField(
         read_only=True, help_text="Votes (selections) on the poll, summed over its options."
     )
@@ -126,7 +134,7 @@ class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
         validators: list[Any] = []
 
     def get_created_by(self, poll: Poll) -> str:
-        return poll.created_by.get_username()
+        return str(polls_settings.USER_DISPLAY(poll.created_by))
 
     def create(self, validated_data: dict[str, Any]) -> Poll:
         texts = [option["text"] for option in validated_data.pop("options")]

@@ -503,7 +503,7 @@ def _cast_vote_in_one_statement(
             "namespace": ADVISORY_LOCK_NAMESPACE,
             "poll": bigint(poll_id),
             "options": [bigint(option_id) for option_id in ids],
-            "voter": bigint(voter.pk),
+            "voter": _voter_param(voter, bigint),
             "count": len(ids),
         }
         cursor.execute(_ballot_sql(with_poll=with_poll), params)
@@ -518,6 +518,17 @@ def _cast_vote_in_one_statement(
         return stamp, None
     fields = [field.attname for field in Poll._meta.concrete_fields]
     return stamp, Poll.from_db(connection.alias, fields, poll_values)
+
+
+def _voter_param(voter: User, bigint: Callable[[int], Any]) -> Any:
+    """The voter's key as the ballot statement binds it: converted by the key's own field, as
+    the ORM would (a UUID, a string, ...), and an integer key as a BIGINT, so that one prepared
+    statement serves every ballot whatever the user model."""
+    key = Vote._meta.get_field("voter").target_field
+    value = key.get_db_prep_value(getattr(voter, key.attname), connection, prepared=False)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return bigint(value)
+    return value
 
 
 @contextlib.contextmanager
