@@ -228,3 +228,56 @@ def test_votes_are_listed_but_cannot_be_added_changed_or_deleted_on_their_own(
     assert change.status_code == 200  # a read-only view
     assert 'name="_save"' not in page(change)
     assert Vote.objects.filter(pk=vote.pk).exists()
+
+
+def history(poll: Poll) -> list[str]:
+    """The poll's entries in the admin's history, oldest first: "Added", "Changed" ..."""
+    from django.contrib.admin.models import LogEntry
+
+    entries = LogEntry.objects.filter(object_id=str(poll.pk)).order_by("action_time", "pk")
+    return [str(entry) for entry in entries]
+
+
+def test_a_change_that_commits_is_recorded_in_the_history(
+    staff_client: Client, make_poll: Callable[..., Poll]
+) -> None:
+    poll = make_poll()
+    response = staff_client.post(
+        f"/admin/django_polls/poll/{poll.pk}/change/", change_form(poll, title="Dinner?")
+    )
+    assert response.status_code == 302, page(response)
+    assert len(history(poll)) == 1
+    assert history(poll)[0].startswith("Changed “Dinner?”")
+
+
+def test_a_change_refused_by_the_rules_leaves_no_history_entry(
+    staff_client: Client,
+    make_poll: Callable[..., Poll],
+    bob: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    poll = make_poll(title="Lunch?")
+    update_poll = services.update_poll
+
+    def vote_lands_first(**kwargs: Any) -> Poll:
+        # The form saw no votes and let the options be edited; a ballot commits before the save.
+        services.cast_vote(poll_id=poll.pk, voter=bob, option_ids=[first_option(poll)])
+        return update_poll(**kwargs)
+
+    monkeypatch.setattr(services, "update_poll", vote_lands_first)
+    response = staff_client.post(
+        f"/admin/django_polls/poll/{poll.pk}/change/",
+        change_form(poll, title="Dinner?", option_texts="Curry\nRamen"),
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "This poll has votes: its options and allow_multiple_votes can no longer change." in (
+        page(response)
+    )
+    poll.refresh_from_db()
+    assert poll.title == "Lunch?"
+    assert list(poll.options.order_by("order").values_list("text", flat=True)) == ["Pizza", "Soup"]
+    assert history(poll) == []
+    listing = staff_client.get(f"/admin/django_polls/poll/{poll.pk}/history/")
+    assert "Changed" not in page(listing)

@@ -1,4 +1,5 @@
-"""``manage.py polls_load_votes``: synthetic voters and votes, in bulk, with consistent counts."""
+"""The benchmark's ``manage.py polls_load_votes``: synthetic voters and votes, in bulk, with
+consistent counts."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from django.test.utils import isolate_apps
 from django.utils import timezone
 
 import django_polls
+from benchmarks.management.commands import polls_load_votes
 from django_polls import services
-from django_polls.management.commands import polls_load_votes
 from django_polls.models import Option, Poll, Vote
 from tests.conftest import db_state, expire, option_ids
 
@@ -41,7 +42,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def load(*args: Any) -> list[str]:
     """Run the command; returns its output lines."""
     out = io.StringIO()
-    call_command("polls_load_votes", *[str(arg) for arg in args], stdout=out)
+    # The benchmark's command: not an installed app of the package's test settings.
+    call_command(polls_load_votes.Command(), *[str(arg) for arg in args], stdout=out)
     return out.getvalue().splitlines()
 
 
@@ -454,6 +456,7 @@ settings.configure(
         "django.contrib.contenttypes",
         "rest_framework",
         "django_polls",
+        "benchmarks",
         "custom_users",
     ],
     AUTH_USER_MODEL="custom_users.Member",

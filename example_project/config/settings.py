@@ -194,8 +194,13 @@ SECURE_SSL_REDIRECT = HTTPS
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = config("SECURE_HSTS_SECONDS", default=31_536_000 if HTTPS else 0, cast=int)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = config("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True, cast=bool)
-SECURE_HSTS_PRELOAD = config("SECURE_HSTS_PRELOAD", default=True, cast=bool)
+# includeSubDomains and preload bind every subdomain of the site's domain, and preload lists are
+# slow to leave: a decision about the whole domain that the site's owner opts into.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = config("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False, cast=bool)
+SECURE_HSTS_PRELOAD = config("SECURE_HSTS_PRELOAD", default=False, cast=bool)
+# check --deploy would ask for both (security.W005, W021); off is this project's documented
+# default (docs/configuration.md), not an oversight.
+SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
 # Load balancers probe the health endpoint over plain HTTP.
 SECURE_REDIRECT_EXEMPT = [r"^api/health/$"]
 # Behind a proxy that terminates TLS and sets X-Forwarded-Proto (and strips it from clients).

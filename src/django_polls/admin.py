@@ -178,10 +178,17 @@ class PollAdmin(PollAdminBase):
             return HttpResponseRedirect(request.path)
         return super().response_change(request, obj)
 
+    # A refused write changed nothing, so it leaves no entry in the history: the admin would
+    # otherwise log "Added"/"Changed" after save_model returned, whatever it did.
     def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
         if getattr(request, FAILED, False):
             return None
         return super().log_addition(request, obj, message)
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        if getattr(request, FAILED, False):
+            return None
+        return super().log_change(request, obj, message)
 
     def delete_model(self, request: HttpRequest, obj: Poll) -> None:
         services.delete_poll(poll=obj)

@@ -89,7 +89,11 @@ class OptionSerializer(serializers.ModelSerializer[Option]):
 
 
 class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
-    title = serializers.CharField(allow_blank=True, help_text="1 to 200 characters, not blank.")
+    # No numbers in help texts: the limits are the site's settings (MAX_TITLE_LENGTH,
+    # MIN_OPTIONS, MAX_OPTIONS), which the schema carries as maxLength, minItems and maxItems.
+    title = serializers.CharField(
+        allow_blank=True, help_text="Not blank; at most maxLength characters."
+    )
     description = serializers.CharField(allow_blank=True, required=False, trim_whitespace=False)
     allow_multiple_votes = serializers.BooleanField(
         required=False,
@@ -98,8 +102,8 @@ class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
     )
     options = OptionSerializer(
         many=True,
-        help_text="2 to 20 options; texts trimmed, non-blank, unique ignoring case. Sending "
-        "options in an update replaces the list; frozen once the poll has votes.",
+        help_text="minItems to maxItems options; texts trimmed, non-blank, unique ignoring case. "
+        "Sending options in an update replaces the list; frozen once the poll has votes.",
     )
     is_active = serializers.BooleanField(
         read_only=True, help_text="False once the poll has expired or been closed."

@@ -23,7 +23,7 @@ def test_a_small_benchmark_run_prints_the_whole_table() -> None:
         [
             sys.executable,
             "-m",
-            "tests.benchmarks.run",
+            "benchmarks.run",
             *("--votes", "60", "--rounds", "1", "--workers", "2", "--reads", "20"),
             *("--sizes", "100,2000", "--throughput-size", "2000", "--database", database),
             "--no-targets",

@@ -25,6 +25,8 @@ print(json.dumps({
     "CSRF_TRUSTED_ORIGINS": s.CSRF_TRUSTED_ORIGINS,
     "SECURE_SSL_REDIRECT": s.SECURE_SSL_REDIRECT, "SESSION_COOKIE_SECURE": s.SESSION_COOKIE_SECURE,
     "SECURE_HSTS_SECONDS": s.SECURE_HSTS_SECONDS,
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS": s.SECURE_HSTS_INCLUDE_SUBDOMAINS,
+    "SECURE_HSTS_PRELOAD": s.SECURE_HSTS_PRELOAD,
     "SECURE_PROXY_SSL_HEADER": s.SECURE_PROXY_SSL_HEADER,
     "THROTTLE_CLASSES": s.REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"],
     "THROTTLE_RATES": s.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
@@ -87,6 +89,9 @@ def test_production_values_are_read_from_the_environment() -> None:
     assert settings["SECURE_SSL_REDIRECT"] is True
     assert settings["SESSION_COOKIE_SECURE"] is True
     assert settings["SECURE_HSTS_SECONDS"] == 31_536_000
+    # HSTS for this host only: subdomains and preload lists are the domain owner's decision.
+    assert settings["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is False
+    assert settings["SECURE_HSTS_PRELOAD"] is False
     assert settings["SECURE_PROXY_SSL_HEADER"] is None
     # JSON only: no browsable API outside DEBUG.
     assert settings["RENDERERS"] == ["rest_framework.renderers.JSONRenderer"]
@@ -121,6 +126,15 @@ def test_without_the_pool_connections_persist_and_are_checked_before_reuse() -> 
     assert settings["CONN_MAX_AGE"] == 120
     assert settings["CONN_HEALTH_CHECKS"] is True
     assert settings["OPTIONS"] == {"connect_timeout": 3, "prepare_threshold": None}
+
+
+def test_hsts_for_subdomains_and_preloading_are_opt_in() -> None:
+    settings = settings_for(
+        **PRODUCTION, SECURE_HSTS_INCLUDE_SUBDOMAINS="true", SECURE_HSTS_PRELOAD="true"
+    )
+    assert settings["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is True
+    assert settings["SECURE_HSTS_PRELOAD"] is True
+    assert settings["SECURE_HSTS_SECONDS"] == 31_536_000
 
 
 def test_production_refuses_to_start_without_a_secret_key() -> None:

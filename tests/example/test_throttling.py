@@ -1,6 +1,6 @@
 """Throttling in the example project: rates from the environment, 429 with Retry-After, one
-limit shared by every worker through Redis, and no 500 when the cache that counts requests is
-down."""
+limit shared by every worker through Redis; when the cache that counts requests is down, no
+500: voting goes on, registering and signing in are refused (503)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from collections import Counter
 
 import pytest
 
-from tests.example.conftest import PASSWORD, Deployment, Server, create_poll, register
+from tests.example.conftest import (
+    PASSWORD,
+    Deployment,
+    Server,
+    create_poll,
+    free_port,
+    register,
+)
 
 # A database of its own on the local Redis, emptied before use. REQUIRE_REDIS makes a missing
 # Redis fail the test instead of skipping it (.ci/run sets it and starts Redis).
@@ -68,21 +75,44 @@ def test_rates_come_from_the_environment_and_excess_gets_429(deployment: Deploym
         assert results.json["total_votes"] == 0
 
 
-def test_voting_goes_on_when_the_throttle_cache_is_down(deployment: Deployment) -> None:
-    # Nothing listens on port 9: every cache call fails at once.
-    with deployment.serve(workers=2, THROTTLE="on", REDIS_URL="redis://127.0.0.1:9/0") as server:
-        user = account(server)
-        credentials = {"username": user["username"], "password": PASSWORD}
-        assert server.request("POST", "/api/v1/auth/token/", credentials).status == 200
-        poll, option = new_poll(server, user["token"])
-        voted = server.request(
+def silent_redis() -> str:
+    """A Redis address on this machine where nothing answers: every cache call fails at once."""
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
+def test_voting_goes_on_when_the_throttle_cache_is_down(
+    deployment: Deployment, server: Server
+) -> None:
+    # The account and the poll come from a server without throttling, on the same database.
+    user = account(server)
+    poll, option = new_poll(server, user["token"])
+    with deployment.serve(workers=2, THROTTLE="on", REDIS_URL=silent_redis()) as cacheless:
+        voted = cacheless.request(
             "POST", f"/api/v1/polls/{poll}/vote/", {"options": [option]}, token=user["token"]
         )
         assert voted.status == 201, voted.text
-        again = server.request(
+        again = cacheless.request(
             "POST", f"/api/v1/polls/{poll}/vote/", {"options": [option]}, token=user["token"]
         )
         assert again.status == 409  # the rules still hold; only the counting of requests is off
+
+
+def test_registering_and_signing_in_are_refused_while_the_throttle_cache_is_down(
+    deployment: Deployment, server: Server
+) -> None:
+    user = account(server)
+    credentials = {"username": user["username"], "password": PASSWORD}
+    newcomer = {"username": "newcomer-while-down", "password": PASSWORD}
+    with deployment.serve(workers=1, THROTTLE="on", REDIS_URL=silent_redis()) as cacheless:
+        # Unlimited sign-ins would let anyone guess passwords at full speed: closed, not open.
+        signed_in = cacheless.request("POST", "/api/v1/auth/token/", credentials)
+        registered = cacheless.request("POST", "/api/v1/auth/register/", newcomer)
+        for refused in (signed_in, registered):
+            assert refused.status == 503, refused.text
+            assert refused.json["code"] == "service_unavailable"
+            assert int(refused.headers["Retry-After"]) > 0
+    # Nothing was made while refused: the name is still free once the cache is back.
+    assert server.request("POST", "/api/v1/auth/register/", newcomer).status == 201
 
 
 def test_a_forged_forwarded_for_header_does_not_escape_the_limit(deployment: Deployment) -> None:

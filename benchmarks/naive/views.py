@@ -11,7 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from tests.benchmarks.naive.models import Option, Poll, Vote
+from benchmarks.naive.models import Option, Poll, Vote
 
 
 class OptionSerializer(serializers.ModelSerializer[Option]):

@@ -1,6 +1,6 @@
 """The load generator: HTTP/1.1 requests from a process of its own.
 
-    python -m tests.benchmarks.client REQUESTS HOST PORT CONCURRENCY
+    python -m benchmarks.client REQUESTS HOST PORT CONCURRENCY
 
 REQUESTS is a pickle of ready-made requests, ``(label, bytes)`` pairs. CONCURRENCY clients each
 send the next request as soon as their previous answer has arrived. Prints one JSON object:

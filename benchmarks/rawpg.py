@@ -1,10 +1,10 @@
 """The raw PostgreSQL limit: the ballots' own statement sent straight through psycopg.
 
-    python -m tests.benchmarks.rawpg JOB CONCURRENCY
+    python -m benchmarks.rawpg JOB CONCURRENCY
 
 JOB is a pickle of ``{"dsn", "sql", "params": [...]}``; CONCURRENCY connections in autocommit
 each send the next ballot as soon as the previous one has committed. Prints the same JSON object
-as :mod:`tests.benchmarks.client`, "statuses" counting ballots stored ("201") and refused.
+as :mod:`benchmarks.client`, "statuses" counting ballots stored ("201") and refused.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from tests.benchmarks.client import summary
+from benchmarks.client import summary
 
 
 async def connection(

@@ -4,6 +4,6 @@ from django.apps import AppConfig
 
 
 class NaiveConfig(AppConfig):
-    name = "tests.benchmarks.naive"
+    name = "benchmarks.naive"
     label = "naive"
     default_auto_field = "django.db.models.BigAutoField"

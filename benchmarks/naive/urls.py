@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework.routers import SimpleRouter
 
-from tests.benchmarks.naive.views import PollViewSet
+from benchmarks.naive.views import PollViewSet
 
 router = SimpleRouter()
 router.register("polls", PollViewSet, basename="naive-poll")

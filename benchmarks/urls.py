@@ -4,4 +4,4 @@ from django.urls import include, path
 
 from config.urls import urlpatterns as project
 
-urlpatterns = [path("naive/api/v1/", include("tests.benchmarks.naive.urls")), *project]
+urlpatterns = [path("naive/api/v1/", include("benchmarks.naive.urls")), *project]

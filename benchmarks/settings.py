@@ -5,5 +5,5 @@ from __future__ import annotations
 from config.settings import *  # noqa: F403
 from config.settings import INSTALLED_APPS
 
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.benchmarks.naive"]
-ROOT_URLCONF = "tests.benchmarks.urls"
+INSTALLED_APPS = [*INSTALLED_APPS, "benchmarks", "benchmarks.naive"]
+ROOT_URLCONF = "benchmarks.urls"

@@ -1,6 +1,6 @@
 """Live results at scale: many subscribers on one process, and a second process through PostgreSQL.
 
-    python -m tests.benchmarks.streams [--subscribers 1000] [--updates 20] [--remote 100]
+    python -m benchmarks.streams [--subscribers 1000] [--updates 20] [--remote 100]
 
 A fresh PostgreSQL database; two servers of the example project (Gunicorn, one uvicorn worker
 each). ``--subscribers`` streams are opened on server A and ``--remote`` on server B; a ballot is
@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks.run import (
+from benchmarks.run import (
     EXAMPLE,
     ROOT,
     database_urls,

@@ -1,11 +1,11 @@
 """The benchmark: django_polls next to a tutorial-style baseline and raw PostgreSQL, in one run.
 
-    make bench                      # or: python -m tests.benchmarks.run [options]
+    make bench                      # or: python -m benchmarks.run [options]
 
 It creates a fresh PostgreSQL database (on ``DATABASE_URL``'s server, default the local one),
 starts the example project under Gunicorn on it with the baseline mounted at ``/naive/api/v1/``
 (same server, same settings, same workers), loads the data, drives HTTP load from a separate
-process (:mod:`tests.benchmarks.client`) and prints one table, with the targets checked. The exit
+process (:mod:`benchmarks.client`) and prints one table, with the targets checked. The exit
 status is 1 when a target is missed. ``--help`` lists the sizes and counts that can be changed.
 """
 
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "example_project"
 SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
 
@@ -112,7 +112,7 @@ def environment(url: str, port: int, workers: int, asgi: bool = False) -> dict[s
     return {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(EXAMPLE), str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        "DJANGO_SETTINGS_MODULE": "tests.benchmarks.settings",
+        "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
         "ENV_FILE": os.devnull,
         "SECRET_KEY": "benchmark-only-" + "x" * 40,
         "DEBUG": "false",
@@ -216,7 +216,7 @@ def our_polls(count: int, *, options: int = 4) -> list[tuple[int, list[int]]]:
 
 
 def naive_polls(count: int, *, options: int = 4) -> list[tuple[int, list[int]]]:
-    from tests.benchmarks.naive.models import Option, Poll
+    from benchmarks.naive.models import Option, Poll
 
     made = []
     for index in range(count):
@@ -279,7 +279,7 @@ def drive(port: int, requests: list[tuple[str, bytes]], concurrency: int) -> dic
             [
                 sys.executable,
                 "-m",
-                "tests.benchmarks.client",
+                "benchmarks.client",
                 file.name,
                 "127.0.0.1",
                 str(port),
@@ -327,9 +327,7 @@ def raw_ballots(url: str, spread: Sequence[tuple[str, int, int]], concurrency: i
     with tempfile.NamedTemporaryFile(suffix=".pickle") as file:
         pickle.dump(job, file)
         file.flush()
-        result = run_json(
-            [sys.executable, "-m", "tests.benchmarks.rawpg", file.name, str(concurrency)]
-        )
+        result = run_json([sys.executable, "-m", "benchmarks.rawpg", file.name, str(concurrency)])
     expect_only(result, "201", f"raw PostgreSQL at {concurrency}")
     return Measure(result["per_second"], result["p50_ms"], result["p99_ms"])
 
