@@ -137,11 +137,19 @@ def test_bad_credentials_over_http_get_a_json_401_on_every_signed_in_endpoint(
             assert answer.headers["Content-Type"] == "application/json"
             assert answer.json["code"] == code, (value, method, path)
 
-    # Headers the server itself may not take (sync workers refuse them, uvicorn passes them on):
-    # refused, or failing authentication; never a 5xx.
-    for value in (b"Token \xff\x00x", b"Token " + b"a" * 9000):
-        answer = server.request("POST", "/api/v1/polls/", body, headers=authorization(value))
-        assert answer.status in {400, 401, 431}, answer.body[:200]
+    # A NUL is no part of any HTTP header: uvicorn (the example's default worker) refuses the
+    # request itself, before the app sees it.
+    refused = server.request(
+        "POST", "/api/v1/polls/", body, headers=authorization(b"Token \xff\x00x")
+    )
+    assert refused.status == 400, refused.body[:200]
+    assert refused.body == b"Invalid HTTP request received."
+    # A 9000-byte header is within uvicorn's limit (sync workers would answer 431): the app
+    # reads the token and fails it.
+    long_token = server.request(
+        "POST", "/api/v1/polls/", body, headers=authorization(b"Token " + b"a" * 9000)
+    )
+    assert_json_error(long_token, 401, "authentication_failed")
     assert public_state(server, poll["id"]) == before
 
 
@@ -366,8 +374,16 @@ def test_behind_a_tls_proxy_every_api_answer_carries_the_security_headers(
         plain = server.request("GET", "/api/v1/polls/?page=2")
         plain_health = server.request("GET", "/api/health/")
 
+    statuses = {name: answer.status for name, answer in answers.items()}
+    assert statuses == {
+        "list": 200,
+        "401": 401,
+        "404": 404,
+        "unknown path": 404,
+        "schema": 200,
+        "health": 200,
+    }
     for name, answer in answers.items():
-        assert answer.status < 500, name
         for header, value in SECURITY_HEADERS.items():
             assert answer.headers[header] == value, (name, header)
     # Cookies only over HTTPS; plain HTTP is sent to HTTPS, but for the load balancer's probe.
