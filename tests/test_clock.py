@@ -1,0 +1,103 @@
+"""One clock judges whether a poll is open: ballots, retraction, ``is_active`` and the
+``is_active=`` filter agree, even when this process's clock disagrees with the database's.
+
+The process's clock is really moved (``django.utils.timezone.now`` shifted by an hour); the
+database's cannot be, and on PostgreSQL it is the clock that counts (shared by every app server).
+Where the process's clock is the only one (SQLite), every answer moves with it, alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
+
+from django_polls import services
+from django_polls.models import Poll, Vote
+from tests.conftest import option_ids
+
+HOUR = timedelta(hours=1)
+
+
+def ballot_clock() -> datetime:
+    """The time by the clock that stamps ballots."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT clock_timestamp()")
+            now: datetime = cursor.fetchone()[0]
+            return now
+    return timezone.now()
+
+
+@pytest.fixture
+def shift_process_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[timedelta], None]:
+    def shift(by: timedelta) -> None:
+        real = timezone.now
+        monkeypatch.setattr(timezone, "now", lambda: real() + by)
+
+    return shift
+
+
+def answers(client: Any, poll: Poll) -> dict[str, Any]:
+    """Whether the poll is open, as every endpoint that tells says it."""
+    detail = client.get(reverse("django_polls:poll-detail", args=[poll.pk])).json()
+    results = client.get(reverse("django_polls:poll-results", args=[poll.pk])).json()
+    listed = reverse("django_polls:poll-list")
+    open_ids = [p["id"] for p in client.get(listed, {"is_active": "true"}).json()["results"]]
+    finished_ids = [p["id"] for p in client.get(listed, {"is_active": "false"}).json()["results"]]
+    return {
+        "poll body": detail["is_active"],
+        "results": results["is_active"],
+        "in is_active=true": poll.pk in open_ids,
+        "in is_active=false": poll.pk in finished_ids,
+    }
+
+
+def test_a_poll_open_by_the_ballot_clock_is_open_everywhere_while_the_process_runs_late(
+    make_poll, alice, bob, client_for, shift_process_clock
+):
+    poll = make_poll(created_by=alice)
+    services.cast_vote(poll_id=poll.pk, voter=bob, option_ids=option_ids(poll)[:1])
+    shift_process_clock(HOUR)  # this process believes it is an hour later than it is
+    # Expires half an hour from now by the ballot clock: an expiry past by the process's clock.
+    Poll.objects.filter(pk=poll.pk).update(expires_at=ballot_clock() + HOUR / 2)
+    client = client_for(bob)
+
+    assert answers(client, poll) == {
+        "poll body": True,
+        "results": True,
+        "in is_active=true": True,
+        "in is_active=false": False,
+    }
+    vote = reverse("django_polls:poll-vote", args=[poll.pk])
+    assert client.delete(vote).status_code == 204
+    assert client.post(vote, {"options": option_ids(poll)[1:]}, format="json").status_code == 201
+
+
+def test_a_poll_expired_by_the_ballot_clock_is_closed_everywhere_while_the_process_runs_early(
+    make_poll, alice, bob, client_for, shift_process_clock
+):
+    poll = make_poll(created_by=alice)
+    services.cast_vote(poll_id=poll.pk, voter=bob, option_ids=option_ids(poll)[:1])
+    shift_process_clock(-HOUR)  # this process believes it is an hour earlier than it is
+    # Expired half an hour ago by the ballot clock: an expiry still to come by the process's.
+    Poll.objects.filter(pk=poll.pk).update(expires_at=ballot_clock() - HOUR / 2)
+    client = client_for(bob)
+
+    assert answers(client, poll) == {
+        "poll body": False,
+        "results": False,
+        "in is_active=true": False,
+        "in is_active=false": True,
+    }
+    vote = reverse("django_polls:poll-vote", args=[poll.pk])
+    refused = client.delete(vote)
+    assert refused.status_code == 409, refused.content
+    assert refused.json()["code"] == "poll_closed"
+    assert client.post(vote, {"options": option_ids(poll)[1:]}, format="json").status_code == 409
+    assert Vote.objects.filter(poll=poll, voter=bob).count() == 1
