@@ -1,0 +1,189 @@
+"""Database errors as the API answers them: 503 with Retry-After only for a database that is down
+or busy (the same request may succeed later), 500 for a server that is broken (a table missing
+after a forgotten ``migrate``), never a 4xx for what the client did not send.
+
+Every error here is raised by a real database or driver: a real lock held by another connection,
+a real port nobody listens on, a real table dropped.
+"""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import OperationalError, connection
+from django.urls import reverse
+
+from django_polls.exceptions import database_unavailable, to_api_exception
+from django_polls.models import Option, Poll, Vote
+from tests.conftest import assert_error, db_state, on_postgresql, option_ids
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def as_django_error(driver_error: Exception) -> OperationalError:
+    """The driver's error wrapped as Django wraps it (``raise ... from driver_error``)."""
+    error = OperationalError(*driver_error.args)
+    error.__cause__ = driver_error
+    return error
+
+
+@pytest.fixture
+def sqlite_file() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as directory:
+        yield Path(directory) / "db.sqlite3"
+
+
+def sqlite_error(path: Path, sql: str, *, hold_lock: bool = False) -> sqlite3.OperationalError:
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE IF NOT EXISTS t (x)")
+    if hold_lock:
+        holder.execute("BEGIN EXCLUSIVE")
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        other.execute(sql)
+    except sqlite3.OperationalError as exc:
+        return exc
+    finally:
+        other.close()
+        holder.close()
+    raise AssertionError(f"{sql} succeeded")
+
+
+def test_on_sqlite_a_lock_held_past_the_timeout_is_unavailable(sqlite_file):
+    locked = sqlite_error(sqlite_file, "INSERT INTO t VALUES (1)", hold_lock=True)
+
+    assert database_unavailable(as_django_error(locked))
+
+
+@pytest.mark.parametrize("sql", ["SELECT * FROM missing", "SELECT nope FROM t", "SELEC 1"])
+def test_on_sqlite_a_missing_table_or_a_bad_query_is_no_reason_to_retry(sqlite_file, sql):
+    assert not database_unavailable(as_django_error(sqlite_error(sqlite_file, sql)))
+
+
+def test_on_postgresql_a_server_nobody_listens_on_is_unavailable() -> None:
+    psycopg = pytest.importorskip("psycopg")
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(host="127.0.0.1", port=free_port(), user="postgres", connect_timeout=2)
+
+    assert database_unavailable(as_django_error(refused.value))
+
+
+@on_postgresql
+@pytest.mark.parametrize(
+    ("sql", "retry"),
+    [
+        ("SET LOCAL statement_timeout = '10ms'; SELECT pg_sleep(1)", True),
+        ("SELECT pg_read_file('/no/such/file')", False),
+    ],
+    ids=["statement timeout", "a file the server lacks"],
+)
+def test_on_postgresql_the_sqlstate_decides(db, sql, retry):
+    with pytest.raises(OperationalError) as failed, connection.cursor() as cursor:
+        for statement in sql.split(";"):
+            cursor.execute(statement)
+
+    assert database_unavailable(failed.value) is retry
+
+
+def test_on_mysql_the_error_number_decides() -> None:
+    mysqldb = pytest.importorskip("MySQLdb")
+    with pytest.raises(mysqldb.OperationalError) as refused:
+        mysqldb.connect(host="127.0.0.1", port=free_port(), user="root", connect_timeout=2)
+    assert refused.value.args[0] in {2002, 2003}  # MariaDB's client says 2002, MySQL's 2003
+    assert database_unavailable(as_django_error(refused.value))
+    try:
+        server = mysqldb.connect(host="127.0.0.1", port=3306, user="root", connect_timeout=2)
+    except mysqldb.OperationalError:
+        pytest.skip("no MySQL or MariaDB on 127.0.0.1:3306")
+    with server, pytest.raises(mysqldb.OperationalError) as unknown_column:
+        server.cursor().execute("SELECT no_such_column")
+    assert unknown_column.value.args[0] == 1054
+    assert not database_unavailable(as_django_error(unknown_column.value))
+
+
+def test_a_missing_row_of_another_model_than_the_poll_is_no_404() -> None:
+    missing_option = Option.DoesNotExist()
+    too_deep = RecursionError()
+
+    assert to_api_exception(missing_option) is missing_option
+    assert to_api_exception(too_deep) is too_deep
+
+
+def test_a_table_missing_after_a_forgotten_migrate_is_a_server_error_not_a_503(
+    make_poll, bob, client_for, caplog
+):
+    poll = make_poll()
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE {connection.ops.quote_name(Vote._meta.db_table)}")
+    client = client_for(bob)
+    client.raise_request_exception = False
+
+    response = client.post(
+        reverse("django_polls:poll-vote", args=[poll.pk]),
+        {"options": option_ids(poll)[:1]},
+        format="json",
+    )
+
+    assert response.status_code == 500
+    assert "Retry-After" not in response
+    assert any(record.name == "django.request" for record in caplog.records)
+
+
+@on_postgresql
+def test_a_database_that_is_down_is_a_503_to_retry(transactional_db, anon):
+    settings_dict: dict[str, Any] = connection.settings_dict
+    port = settings_dict["PORT"]
+    connection.close()
+    settings_dict["PORT"] = str(free_port())  # a real server nobody listens on
+    try:
+        response = anon.get(reverse("django_polls:poll-list"))
+    finally:
+        connection.close()
+        settings_dict["PORT"] = port
+
+    assert_error(response, 503, "service_unavailable")
+    assert response["Retry-After"] == "1"
+
+
+EXPIRIES_NO_DATABASE_CAN_HOLD = {
+    "after 9999 in UTC": "9999-12-31T23:00:00-05:00",
+    "the year 10000": "10000-01-01T00:00:00Z",
+}
+
+
+@pytest.mark.parametrize(
+    "expires_at", EXPIRIES_NO_DATABASE_CAN_HOLD.values(), ids=EXPIRIES_NO_DATABASE_CAN_HOLD.keys()
+)
+def test_an_expiry_out_of_range_is_a_field_error_that_changes_nothing(
+    make_poll, alice, client_for, expires_at
+):
+    poll = make_poll(created_by=alice)
+    before = db_state()
+    client = client_for(alice)
+    body = {"title": "Dinner?", "options": [{"text": "Rice"}, {"text": "Pasta"}]}
+
+    created = client.post(
+        reverse("django_polls:poll-list"), {**body, "expires_at": expires_at}, format="json"
+    )
+    updated = client.patch(
+        reverse("django_polls:poll-detail", args=[poll.pk]),
+        {"expires_at": expires_at},
+        format="json",
+    )
+
+    for response in (created, updated):
+        assert response.status_code == 400, response.content
+        assert set(response.json()) == {"expires_at"}
+    assert db_state() == before
+    assert Poll.objects.count() == 1
