@@ -10,7 +10,6 @@ import json
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.db.models import Max
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -863,3 +862,15 @@ def test_a_nul_in_the_session_cookie_is_refused_never_a_server_error(poll, anon)
     response = anon.get(POLLS)
 
     assert_error(response, 400, "parse_error")
+
+
+def test_the_error_wrapper_still_imports_from_its_former_home_with_a_warning():
+    from django_polls import exceptions, views
+
+    with pytest.warns(DeprecationWarning, match="django_polls.exceptions.with_error_codes"):
+        moved = views.with_error_codes
+
+    assert moved is exceptions.with_error_codes
+    assert views.DatabaseUnavailable is exceptions.DatabaseUnavailable
+    with pytest.raises(AttributeError):
+        views.no_such_name  # noqa: B018
