@@ -17,7 +17,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from django_polls import services
+from django_polls import live, services
 from django_polls.models import Poll, Vote
 from tests.conftest import option_ids
 
@@ -101,3 +101,24 @@ def test_a_poll_expired_by_the_ballot_clock_is_closed_everywhere_while_the_proce
     assert refused.json()["code"] == "poll_closed"
     assert client.post(vote, {"options": option_ids(poll)[1:]}, format="json").status_code == 409
     assert Vote.objects.filter(poll=poll, voter=bob).count() == 1
+
+
+@pytest.mark.parametrize("skew", [HOUR, -HOUR], ids=["process late", "process early"])
+def test_a_live_stream_waits_for_the_expiry_by_the_clock_of_is_active(
+    make_poll, shift_process_clock, skew
+):
+    """A stream reads the results again once the poll expires: by the clock that judges
+    ``is_active``, not too early (reading again and again while the poll stays open) nor an hour
+    late (the expiry unannounced)."""
+    poll = make_poll()
+    shift_process_clock(skew)
+    Poll.objects.filter(pk=poll.pk).update(expires_at=ballot_clock() + HOUR / 2)
+
+    found = live.read_results(poll.pk)
+
+    assert found is not None
+    body, expires_at = found
+    assert body["is_active"] is True
+    assert expires_at is not None
+    wait = (expires_at - timezone.now()).total_seconds()
+    assert 29 * 60 < wait <= 30 * 60
