@@ -8,6 +8,7 @@ a real port nobody listens on, a real table dropped.
 
 from __future__ import annotations
 
+import os
 import socket
 import sqlite3
 import tempfile
@@ -110,6 +111,52 @@ def test_on_mysql_the_error_number_decides() -> None:
         server.cursor().execute("SELECT no_such_column")
     assert unknown_column.value.args[0] == 1054
     assert not database_unavailable(as_django_error(unknown_column.value))
+
+
+@on_postgresql
+def test_on_postgresql_no_pooled_connection_in_time_is_unavailable() -> None:
+    """Django's pool (``OPTIONS["pool"]``, Django 5.1+) takes connections with ``getconn()``
+    under its error wrapper: psycopg_pool's PoolTimeout arrives as an OperationalError."""
+    pool_module = pytest.importorskip("psycopg_pool")
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    pool = pool_module.ConnectionPool(kwargs=params, min_size=1, max_size=1, open=True)
+    try:
+        with pool.connection(), pytest.raises(pool_module.PoolTimeout) as waited:
+            pool.getconn(timeout=0.1)
+    finally:
+        pool.close()
+
+    assert database_unavailable(as_django_error(waited.value))
+
+
+def test_on_mysql_a_lock_wait_timeout_is_unavailable() -> None:
+    mysqldb = pytest.importorskip("MySQLdb")
+    try:
+        holder = mysqldb.connect(host="127.0.0.1", port=3306, user="root", connect_timeout=2)
+    except mysqldb.OperationalError:
+        pytest.skip("no MySQL or MariaDB on 127.0.0.1:3306")
+    database = f"django_polls_lock_probe_{os.getpid()}"
+    waiter = mysqldb.connect(host="127.0.0.1", port=3306, user="root", connect_timeout=2)
+    try:
+        holding = holder.cursor()
+        holding.execute(f"CREATE DATABASE {database}")
+        holding.execute(f"CREATE TABLE {database}.t (id INT PRIMARY KEY) ENGINE=InnoDB")
+        holding.execute(f"INSERT INTO {database}.t VALUES (1)")
+        holder.commit()
+        holding.execute(f"SELECT id FROM {database}.t WHERE id = 1 FOR UPDATE")
+        waiting = waiter.cursor()
+        waiting.execute("SET SESSION innodb_lock_wait_timeout = 1")
+        with pytest.raises(mysqldb.OperationalError) as timed_out:
+            waiting.execute(f"SELECT id FROM {database}.t WHERE id = 1 FOR UPDATE")
+    finally:
+        waiter.close()
+        holder.rollback()
+        holder.cursor().execute(f"DROP DATABASE IF EXISTS {database}")
+        holder.close()
+
+    assert timed_out.value.args[0] == 1205
+    assert database_unavailable(as_django_error(timed_out.value))
 
 
 def test_a_missing_row_of_another_model_than_the_poll_is_no_404() -> None:
