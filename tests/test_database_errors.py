@@ -19,8 +19,12 @@ from typing import Any
 import pytest
 from django.db import OperationalError, connection
 from django.urls import reverse
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.test import APIRequestFactory
+from rest_framework.views import APIView, exception_handler
 
-from django_polls.exceptions import database_unavailable, to_api_exception
+from django_polls.exceptions import database_unavailable, to_api_exception, with_error_codes
 from django_polls.models import Option, Poll, Vote
 from tests.conftest import assert_error, db_state, on_postgresql, option_ids
 
@@ -161,10 +165,46 @@ def test_on_mysql_a_lock_wait_timeout_is_unavailable() -> None:
 
 def test_a_missing_row_of_another_model_than_the_poll_is_no_404() -> None:
     missing_option = Option.DoesNotExist()
-    too_deep = RecursionError()
 
     assert to_api_exception(missing_option) is missing_option
-    assert to_api_exception(too_deep) is too_deep
+
+
+class HostView(APIView):
+    """A host site's own endpoint, its exception handler wrapped as the docs show."""
+
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+
+    def get_exception_handler(self) -> Any:
+        return with_error_codes(exception_handler)
+
+    def post(self, request: Request) -> Response:
+        return Response({"keys": sorted(request.data)})
+
+    def get(self, request: Request) -> Response:
+        def recurse(depth: int) -> int:
+            return recurse(depth + 1)
+
+        return Response({"depth": recurse(0)})
+
+
+def test_a_body_nested_too_deeply_for_python_is_a_parse_error_on_any_wrapped_view():
+    request = APIRequestFactory().post(
+        "/host/", b'{"a":' * 100_000, content_type="application/json"
+    )
+
+    response = HostView.as_view()(request)
+
+    assert response.status_code == 400
+    assert response.data == {
+        "detail": "JSON parse error - nested too deeply.",
+        "code": "parse_error",
+    }
+
+
+def test_a_recursion_error_of_the_code_itself_is_no_client_error():
+    with pytest.raises(RecursionError):
+        HostView.as_view()(APIRequestFactory().get("/host/"))
 
 
 def test_a_table_missing_after_a_forgotten_migrate_is_a_server_error_not_a_503(

@@ -17,6 +17,7 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from django_polls import services
@@ -29,6 +30,7 @@ __all__ = [
     "DatabaseUnavailable",
     "RequestTooLarge",
     "database_unavailable",
+    "raised_while_parsing",
     "to_api_exception",
     "with_error_codes",
 ]
@@ -88,6 +90,17 @@ def database_unavailable(exc: OperationalError) -> bool:
     return any(message.startswith(text) for text in SQLITE_RETRY_MESSAGES)
 
 
+def raised_while_parsing(exc: BaseException) -> bool:
+    """Whether DRF's parsing of the request body raised ``exc``: a body nested too deeply for
+    Python is the client's error, a RecursionError anywhere else a bug."""
+    frame = exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code is Request._parse.__code__:
+            return True
+        frame = frame.tb_next
+    return False
+
+
 def to_api_exception(exc: Exception) -> Exception:
     """Service and Django errors as the DRF exceptions that carry their status and code; any other
     exception as it is (DRF's own answer, or a 500 for the host's handlers and logs)."""
@@ -102,6 +115,8 @@ def to_api_exception(exc: Exception) -> Exception:
         return exceptions.NotFound()
     if isinstance(exc, DjangoPermissionDenied):
         return exceptions.PermissionDenied()
+    if isinstance(exc, RecursionError) and raised_while_parsing(exc):
+        return exceptions.ParseError("JSON parse error - nested too deeply.")
     if isinstance(exc, RequestDataTooBig):
         return RequestTooLarge()
     if isinstance(exc, SuspiciousOperation):  # too many fields or files, and the like

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
@@ -24,7 +24,6 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.fields import DateTimeField
-from rest_framework.parsers import BaseParser
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -106,29 +105,6 @@ def plain_ballot(data: Any) -> list[int] | None:
     return None
 
 
-class NestingGuard(BaseParser):
-    """A parser of the view, whose body nested too deeply for Python to parse is the client's
-    error (400), not a RecursionError: that is a 500 anywhere else, where it is a bug."""
-
-    def __init__(self, parser: BaseParser) -> None:
-        self.parser = parser
-        self.media_type = parser.media_type
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.parser, name)
-
-    def parse(
-        self,
-        stream: Any,
-        media_type: str | None = None,
-        parser_context: Mapping[str, Any] | None = None,
-    ) -> Any:
-        try:
-            return self.parser.parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise exceptions.ParseError("JSON parse error - nested too deeply.") from None
-
-
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
     """Whether an ``If-None-Match`` header names ``etag`` (weak comparison, as for GET)."""
     if not if_none_match:
@@ -162,9 +138,6 @@ class PollViewSet(PollViewSetBase):
     queryset = Poll.objects.all()  # for schema generators; requests use get_queryset()
     # Up to 19 digits (a BIGINT); longer ids fall through to the JSON 404 of ``not_found``.
     lookup_value_regex = "[0-9]{1,19}"
-
-    def get_parsers(self) -> list[BaseParser]:
-        return [NestingGuard(parser) for parser in super().get_parsers()]
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # HTTP forbids NUL in a header; a test client or a lax server may pass one on, and the
