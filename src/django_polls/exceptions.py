@@ -95,7 +95,7 @@ def raised_while_parsing(exc: BaseException) -> bool:
     Python is the client's error, a RecursionError anywhere else a bug."""
     frame = exc.__traceback__
     while frame is not None:
-        if frame.tb_frame.f_code is Request._parse.__code__:
+        if frame.tb_frame.f_code is Request._parse.__code__:  # type: ignore[attr-defined]
             return True
         frame = frame.tb_next
     return False
