@@ -16,9 +16,11 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
+from rest_framework.test import APIRequestFactory, force_authenticate
 
 from django_polls import live, services
 from django_polls.models import Poll, Vote
+from django_polls.views import PollViewSet
 from tests.conftest import option_ids
 
 HOUR = timedelta(hours=1)
@@ -122,3 +124,30 @@ def test_a_live_stream_waits_for_the_expiry_by_the_clock_of_is_active(
     assert expires_at is not None
     wait = (expires_at - timezone.now()).total_seconds()
     assert 29 * 60 < wait <= 30 * 60
+
+
+class OwnPollsOnly(PollViewSet):
+    """A host's narrowing, which the results action serves by a query of its own."""
+
+    def get_queryset(self) -> Any:
+        return super().get_queryset().filter(created_by=self.request.user)
+
+
+@pytest.mark.parametrize(
+    ("skew", "expiry", "is_active"),
+    [(HOUR, HOUR / 2, True), (-HOUR, -HOUR / 2, False)],
+    ids=["process late", "process early"],
+)
+def test_results_of_a_narrowed_viewset_follow_the_ballot_clock(
+    make_poll, alice, shift_process_clock, skew, expiry, is_active
+):
+    poll = make_poll(created_by=alice)
+    shift_process_clock(skew)
+    Poll.objects.filter(pk=poll.pk).update(expires_at=ballot_clock() + expiry)
+    request = APIRequestFactory().get(reverse("django_polls:poll-results", args=[poll.pk]))
+    force_authenticate(request, user=alice)
+
+    response = OwnPollsOnly.as_view({"get": "results"})(request, pk=str(poll.pk))
+
+    assert response.status_code == 200
+    assert response.data["is_active"] is is_active
