@@ -151,3 +151,28 @@ def test_results_of_a_narrowed_viewset_follow_the_ballot_clock(
 
     assert response.status_code == 200
     assert response.data["is_active"] is is_active
+
+
+@pytest.mark.parametrize(
+    ("skew", "expiry", "status"),
+    [(HOUR, HOUR / 2, 201), (-HOUR, -HOUR / 2, 400)],
+    ids=["process late", "process early"],
+)
+def test_a_new_expiry_must_lie_in_the_future_by_the_ballot_clock(
+    alice, client_for, shift_process_clock, skew, expiry, status
+):
+    """Else a poll could be born expired, or refused an expiry it would keep for half an hour."""
+    shift_process_clock(skew)
+    body = {
+        "title": "Lunch?",
+        "options": [{"text": "Pizza"}, {"text": "Soup"}],
+        "expires_at": (ballot_clock() + expiry).isoformat(),
+    }
+
+    response = client_for(alice).post(reverse("django_polls:poll-list"), body, format="json")
+
+    assert response.status_code == status, response.content
+    if status == 201:
+        assert response.json()["is_active"] is True
+    else:
+        assert set(response.json()) == {"expires_at"}

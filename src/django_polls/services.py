@@ -196,8 +196,20 @@ def clean_expiry(expires_at: datetime | None, *, current: datetime | None = None
     """A new expiry must lie in the future; an unchanged one is accepted as it is."""
     if expires_at is None or expires_at == current:
         return
-    if expires_at <= timezone.now():
+    if expires_at <= _read_poll_clock():
         raise InvalidInput({"expires_at": ["The expiry must be in the future."]})
+
+
+def _read_poll_clock() -> datetime:
+    """The time by :func:`poll_clock`, the clock that will judge the expiry: on PostgreSQL a
+    query (only when an expiry is set or moved), elsewhere this process's clock."""
+    clock = poll_clock()
+    if isinstance(clock, datetime):
+        return clock
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        now: datetime = cursor.fetchone()[0]
+    return now
 
 
 def create_poll(
