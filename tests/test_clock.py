@@ -176,3 +176,22 @@ def test_a_new_expiry_must_lie_in_the_future_by_the_ballot_clock(
         assert response.json()["is_active"] is True
     else:
         assert set(response.json()) == {"expires_at"}
+
+
+@pytest.mark.parametrize(
+    ("skew", "expiry", "active"),
+    [(HOUR, HOUR / 2, True), (-HOUR, -HOUR / 2, False)],
+    ids=["process late", "process early"],
+)
+def test_the_admin_list_shows_active_by_the_ballot_clock(
+    make_poll, admin_client, shift_process_clock, skew, expiry, active
+):
+    poll = make_poll()
+    shift_process_clock(skew)
+    Poll.objects.filter(pk=poll.pk).update(expires_at=ballot_clock() + expiry)
+
+    page = admin_client.get(reverse("admin:django_polls_poll_changelist")).content.decode()
+
+    # "active" is the list's only yes/no column.
+    assert ('alt="True"' in page) is active
+    assert ('alt="False"' in page) is not active
