@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework.views import exception_handler
 
-from django_polls.views import with_error_codes
+from django_polls.exceptions import with_error_codes
 
 #: DRF's exception handler, adding a stable `code` to every `{"detail": ...}` body, as the poll
 #: views do: the auth and health endpoints answer in the same shape.

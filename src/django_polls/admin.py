@@ -8,12 +8,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.translation import gettext_lazy as _
 
 from django_polls import services
-from django_polls.models import Option, Poll, Vote
+from django_polls.models import CLOCK_ATTRIBUTE, ClockTimestamp, Option, Poll, Vote
 
 # Django's admin classes are generic only to type checkers.
 if TYPE_CHECKING:
@@ -128,6 +129,13 @@ class PollAdmin(PollAdminBase):
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         return {"created_by": request.user.pk, **super().get_changeform_initial_data(request)}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Poll]:
+        # "active" by the clock of ballots, read by the list's own query (models.poll_clock).
+        polls = super().get_queryset(request)
+        if connection.vendor == "postgresql":
+            polls = polls.annotate(**{CLOCK_ATTRIBUTE: ClockTimestamp()})
+        return polls
 
     @admin.display(boolean=True, description=_("active"))
     def is_active(self, poll: Poll) -> bool:

@@ -119,7 +119,7 @@ def read_results(poll_id: int) -> tuple[dict[str, Any], datetime | None] | None:
     persistent connections keep it.
     """
     from django_polls import services
-    from django_polls.models import Poll
+    from django_polls.models import CLOCK_ATTRIBUTE, Poll
 
     try:
         found = services.poll_with_options(poll_id=poll_id)
@@ -130,7 +130,12 @@ def read_results(poll_id: int) -> tuple[dict[str, Any], datetime | None] | None:
             found = (poll, [])
         poll, options = found
         body = dataclasses.asdict(services.results_for(poll=poll, options=options))
-        return body, poll.expires_at
+        # The expiry timer runs on this process's clock; is_active, on the database's where it
+        # has one: the expiry as this clock will read it when the database's reaches it.
+        expires_at, clock_now = poll.expires_at, getattr(poll, CLOCK_ATTRIBUTE, None)
+        if expires_at is not None and clock_now is not None:
+            expires_at -= clock_now - timezone.now()
+        return body, expires_at
     finally:
         connection = connections[DEFAULT_DB_ALIAS]
         if not connection.in_atomic_block:

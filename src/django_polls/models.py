@@ -13,10 +13,10 @@ The voting rules are held by the database as well as by :mod:`django_polls.servi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -25,26 +25,56 @@ if TYPE_CHECKING:
     from datetime import datetime
 
 
+class ClockTimestamp(models.Func):
+    """PostgreSQL's clock_timestamp(): the time now, not at the start of the transaction."""
+
+    template = "clock_timestamp()"
+    output_field = models.DateTimeField()
+
+
+#: The attribute (an annotation, or a column of a raw query) that carries the time by
+#: :func:`poll_clock`, read by the query that read the poll.
+CLOCK_ATTRIBUTE = "clock_now"
+
+
+def poll_clock() -> Any:
+    """The one clock that judges whether a poll is open, and stamps ballots and closings: the
+    database's on PostgreSQL (shared by every app server, and read by the very statement that
+    needs it: an expression), else this process's (a datetime)."""
+    return ClockTimestamp() if connection.vendor == "postgresql" else timezone.now()
+
+
 class PollQuerySet(models.QuerySet["Poll"]):
-    def open(self, *, at: datetime | None = None) -> PollQuerySet:
-        """Polls that take votes: not closed and not expired."""
-        now = at or timezone.now()
+    def open(self, *, at: Any = None) -> PollQuerySet:
+        """Polls that take votes: not closed and not expired (by default, by :func:`poll_clock`)."""
+        now = poll_clock() if at is None else at
         return self.filter(closed_at__isnull=True).filter(
             models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
         )
 
-    def finished(self, *, at: datetime | None = None) -> PollQuerySet:
-        """Polls that no longer take votes: closed or expired."""
-        now = at or timezone.now()
+    def finished(self, *, at: Any = None) -> PollQuerySet:
+        """Polls that no longer take votes: closed or expired (by default by :func:`poll_clock`)."""
+        now = poll_clock() if at is None else at
         return self.filter(models.Q(closed_at__isnull=False) | models.Q(expires_at__lte=now))
+
+    def with_clock(self) -> PollQuerySet:
+        """Polls that carry the time by :func:`poll_clock` as read by their own query, which
+        :attr:`Poll.is_active` then judges by; nothing is read where it is this process's."""
+        if connection.vendor != "postgresql":
+            return self
+        return self.annotate(**{CLOCK_ATTRIBUTE: ClockTimestamp()})
 
     def search(self, text: str) -> PollQuerySet:
         return self.filter(models.Q(title__icontains=text) | models.Q(description__icontains=text))
 
     def for_listing(self) -> PollQuerySet:
         """Everything a poll body needs, in a constant number of queries."""
-        return self.select_related("created_by").prefetch_related(
-            models.Prefetch("options", queryset=Option.objects.order_by("order", "id"))
+        return (
+            self.with_clock()
+            .select_related("created_by")
+            .prefetch_related(
+                models.Prefetch("options", queryset=Option.objects.order_by("order", "id"))
+            )
         )
 
 
@@ -82,7 +112,10 @@ class Poll(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.is_open_at(timezone.now())
+        """Does the poll take votes now, by :func:`poll_clock`: as read with the poll where its
+        query read it (:meth:`PollQuerySet.with_clock`), else by this process's clock."""
+        now = getattr(self, CLOCK_ATTRIBUTE, None)
+        return self.is_open_at(now if now is not None else timezone.now())
 
     def is_open_at(self, moment: datetime) -> bool:
         """Does the poll take votes at ``moment``: not closed and not expired."""

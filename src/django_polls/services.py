@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import (
     Count,
-    DateTimeField,
     F,
     Field,
-    Func,
+    FilteredRelation,
     OuterRef,
+    Q,
     QuerySet,
     Subquery,
     Value,
@@ -44,7 +44,7 @@ from django.utils import timezone
 
 from django_polls import live, signals
 from django_polls.conf import polls_settings
-from django_polls.models import Option, Poll, Vote
+from django_polls.models import CLOCK_ATTRIBUTE, ClockTimestamp, Option, Poll, Vote, poll_clock
 
 if TYPE_CHECKING:
     # To the type checker, the site's user model (AUTH_USER_MODEL); nothing is imported at run time.
@@ -196,8 +196,20 @@ def clean_expiry(expires_at: datetime | None, *, current: datetime | None = None
     """A new expiry must lie in the future; an unchanged one is accepted as it is."""
     if expires_at is None or expires_at == current:
         return
-    if expires_at <= timezone.now():
+    if expires_at <= _read_poll_clock():
         raise InvalidInput({"expires_at": ["The expiry must be in the future."]})
+
+
+def _read_poll_clock() -> datetime:
+    """The time by :func:`poll_clock`, the clock that will judge the expiry: on PostgreSQL a
+    query (only when an expiry is set or moved), elsewhere this process's clock."""
+    clock = poll_clock()
+    if isinstance(clock, datetime):
+        return clock
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        now: datetime = cursor.fetchone()[0]
+    return now
 
 
 def create_poll(
@@ -293,17 +305,9 @@ def close_poll(*, poll: Poll) -> Poll:
     return poll
 
 
-class _ClockTimestamp(Func):
-    """PostgreSQL's clock_timestamp(): the time now, not at the start of the transaction."""
-
-    template = "clock_timestamp()"
-    output_field = DateTimeField()
-
-
-def _now_by_ballot_clock() -> Any:
-    """The clock that stamps ballots: the database's on PostgreSQL (see BALLOT_SQL), else this
-    process's."""
-    return _ClockTimestamp() if connection.vendor == "postgresql" else timezone.now()
+#: The clock that stamps ballots and closings and judges "open": see :func:`models.poll_clock`.
+_ClockTimestamp = ClockTimestamp
+_now_by_ballot_clock = poll_clock
 
 
 def delete_poll(*, poll: Poll) -> None:
@@ -389,6 +393,8 @@ def judge_ballot(
 def _cast_vote_in_steps(poll_id: int, voter: User, ids: list[int]) -> tuple[Poll, datetime]:
     with transaction.atomic():
         poll = _lock_poll(poll_id, exclusive=False)
+        # Off PostgreSQL (where a ballot is one statement, stamped by the database's clock) the
+        # clock is this process's; taken once the locks are held.
         now = timezone.now()
         # Checks the ids and locks the chosen options' rows, in id order (see above).
         known = set(_lock_options(Option.objects.filter(poll_id=poll.pk, pk__in=ids)))
@@ -560,10 +566,12 @@ def retract_votes(*, poll_id: int, voter: User) -> list[int]:
     """Remove every vote of ``voter`` on the poll; returns the options that lost a vote."""
     with transaction.atomic():
         poll = _lock_poll(poll_id, exclusive=False)
-        if not poll.is_open_at(timezone.now()):
-            raise PollClosed()
+        # The clock is read, after the locks, by the query of the caller's options: by the
+        # clock of ballots and closing (the database's on PostgreSQL), and no extra round trip.
         mine = Vote.objects.filter(poll_id=poll.pk, voter=voter).order_by()
-        candidates = list(mine.values_list("option_id", flat=True))
+        now, candidates = _clock_and_options(poll.pk, voter)
+        if not poll.is_open_at(now):
+            raise PollClosed()
         if not candidates:
             raise NotVoted()
         # With the options locked, no ballot or retraction of theirs can change these rows, so
@@ -583,6 +591,20 @@ def retract_votes(*, poll_id: int, voter: User) -> list[int]:
             robust=True,
         )
     return option_ids
+
+
+def _clock_and_options(poll_id: int, voter: User) -> tuple[datetime, list[int]]:
+    """The time by :func:`poll_clock` and the options ``voter`` voted for on the poll, in one
+    query (a row per option, or one row without one)."""
+    mine = FilteredRelation("votes", condition=Q(votes__voter=voter))
+    rows = Poll.objects.filter(pk=poll_id).annotate(mine=mine).order_by()
+    if connection.vendor == "postgresql":
+        found = list(rows.values_list(ClockTimestamp(), "mine__option"))
+        now = found[0][0]
+    else:
+        found = list(rows.values_list("pk", "mine__option"))
+        now = timezone.now()
+    return now, [option_id for _, option_id in found if option_id is not None]
 
 
 def votes_of(*, poll_id: int, voter: User) -> list[int]:
@@ -769,6 +791,10 @@ def poll_with_options(*, poll_id: int) -> tuple[Poll, list[Option]] | None:
 def _poll_with_options_sql() -> str:
     quote = connection.ops.quote_name
     poll_columns = ", ".join(f"p.{column}" for column in _poll_columns())
+    if connection.vendor == "postgresql":
+        # The time by the clock of ballots and closing, for Poll.is_active: read here, not by
+        # a query of its own.
+        poll_columns += f", clock_timestamp() AS {CLOCK_ATTRIBUTE}"
     return (
         f"SELECT {poll_columns}, o.id AS option_id, o.{_column(Option, 'text')} AS option_text,"
         f" o.{_column(Option, 'votes')} AS option_votes"

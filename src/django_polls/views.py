@@ -4,28 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.exceptions import (
-    ObjectDoesNotExist,
-    RequestDataTooBig,
-    SuspiciousOperation,
-)
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.handlers.asgi import ASGIRequest
-from django.db import DataError, OperationalError, connection
+from django.db import OperationalError, connection
 from django.db.models import F, QuerySet
 from django.http import (
-    Http404,
     HttpRequest,
     HttpResponseBase,
     JsonResponse,
     StreamingHttpResponse,
 )
-from django.utils import timezone
 from django.utils.http import parse_etags
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status, viewsets
@@ -39,9 +32,15 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
+from django_polls import exceptions as api_errors
 from django_polls import live, schema, services
 from django_polls.conf import polls_settings
-from django_polls.models import Option, Poll
+from django_polls.exceptions import (  # noqa: F401 (importable from here as before)
+    ConflictError,
+    DatabaseUnavailable,
+    RequestTooLarge,
+)
+from django_polls.models import CLOCK_ATTRIBUTE, ClockTimestamp, Option, Poll
 from django_polls.serializers import (
     MAX_ID,
     BallotSerializer,
@@ -62,6 +61,23 @@ logger = logging.getLogger("django_polls")
 BOOLEAN_VALUES = {"true": True, "false": False}
 MAX_SEARCH_LENGTH = 200
 
+#: Names that moved to :mod:`django_polls.exceptions`, still importable from here (with a
+#: DeprecationWarning) until the next major version.
+MOVED_TO_EXCEPTIONS = frozenset({"to_api_exception", "with_error_codes"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in MOVED_TO_EXCEPTIONS:
+        warnings.warn(
+            f"django_polls.views.{name} moved to django_polls.exceptions.{name}; the old path "
+            "goes away in the next major version.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(api_errors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # DRF's viewsets are generic only to type checkers before DRF 3.15.
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -69,72 +85,6 @@ if TYPE_CHECKING:
     PollViewSetBase = viewsets.ModelViewSet[Poll]
 else:
     PollViewSetBase = viewsets.ModelViewSet
-
-
-class ConflictError(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "Conflict."
-    default_code = "conflict"
-
-
-class DatabaseUnavailable(exceptions.APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "The database is busy or unavailable; retry shortly."
-    default_code = "service_unavailable"
-    wait = 1  # DRF's exception handler sends it as Retry-After
-
-
-class RequestTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The request body is too large."
-    default_code = "request_too_large"
-
-
-def to_api_exception(exc: Exception) -> Exception:
-    """Service and Django errors as the DRF exceptions that carry their status and code."""
-    if isinstance(exc, services.InvalidInput):
-        return exceptions.ValidationError(exc.errors)
-    if isinstance(exc, services.NotVoted):
-        return exceptions.NotFound(exc.message, code=exc.code)
-    if isinstance(exc, services.Conflict):
-        return ConflictError(exc.message, code=exc.code)
-    if isinstance(exc, (Http404, ObjectDoesNotExist)):
-        return exceptions.NotFound()
-    if isinstance(exc, DjangoPermissionDenied):
-        return exceptions.PermissionDenied()
-    if isinstance(exc, RecursionError):
-        return exceptions.ParseError("JSON parse error - nested too deeply.")
-    if isinstance(exc, RequestDataTooBig):
-        return RequestTooLarge()
-    if isinstance(exc, SuspiciousOperation):  # too many fields or files, and the like
-        return exceptions.ParseError(str(exc) or "Malformed request.")
-    if isinstance(exc, DataError):  # e.g. a NUL character, which PostgreSQL cannot store
-        return exceptions.ParseError("The request holds a value the database cannot store.")
-    if isinstance(exc, OperationalError):
-        # A lock that timed out (SQLite) or a database that is down: the client may retry.
-        logger.error("Database unavailable: %s", exc, exc_info=exc)
-        return DatabaseUnavailable()
-    return exc
-
-
-def with_error_codes(handler: Callable[[Exception, dict[str, Any]], Response | None]) -> Any:
-    """Wrap the host's exception handler: every non-field error body also gets a stable code."""
-
-    def handle(exc: Exception, context: dict[str, Any]) -> Response | None:
-        exc = to_api_exception(exc)
-        response = handler(exc, context)
-        if (
-            response is not None
-            and isinstance(exc, exceptions.APIException)
-            and isinstance(response.data, dict)
-            and "detail" in response.data
-            and "code" not in response.data
-        ):
-            codes = exc.get_codes()
-            response.data["code"] = codes if isinstance(codes, str) else exc.default_code
-        return response
-
-    return handle
 
 
 #: Formats timestamps as DRF's DateTimeField does (DATETIME_FORMAT, the current time zone).
@@ -190,6 +140,13 @@ class PollViewSet(PollViewSetBase):
     lookup_value_regex = "[0-9]{1,19}"
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # HTTP forbids NUL in a header; a test client or a lax server may pass one on, and the
+        # token or session lookup would hand it to PostgreSQL, which refuses it (DataError).
+        # Django unquotes cookies, so "\000" in a cookie is a NUL too.
+        headers = (value for key, value in request.META.items() if key.startswith("HTTP_"))
+        cookies = request._request.COOKIES.values()
+        if any(isinstance(value, str) and "\x00" in value for value in (*headers, *cookies)):
+            raise exceptions.ParseError("A request header holds a NUL character.")
         super().initial(request, *args, **kwargs)
         # Once the caller may go on (401 and 403 come first), read the body through Django,
         # which holds it to DATA_UPLOAD_MAX_MEMORY_SIZE (413): DRF before 3.15 streams it to
@@ -232,7 +189,7 @@ class PollViewSet(PollViewSetBase):
         return self._polls_paginator
 
     def get_exception_handler(self) -> Any:
-        return with_error_codes(super().get_exception_handler())
+        return api_errors.with_error_codes(super().get_exception_handler())
 
     # -- objects --------------------------------------------------------------------------------
 
@@ -245,8 +202,8 @@ class PollViewSet(PollViewSetBase):
             wanted = BOOLEAN_VALUES.get(params["is_active"])
             if wanted is None:
                 raise exceptions.ValidationError({"is_active": ["Must be true or false."]})
-            now = timezone.now()
-            polls = polls.open(at=now) if wanted else polls.finished(at=now)
+            # The clock of ballots and closing, read by the query itself (see models.poll_clock).
+            polls = polls.open() if wanted else polls.finished()
         search = params.get("search", "").strip()
         if search:
             if len(search) > MAX_SEARCH_LENGTH:
@@ -411,8 +368,12 @@ class PollViewSet(PollViewSetBase):
             # get_object() would find, in one query.
             polls = self.filter_queryset(self.get_queryset()).filter(pk=poll_id).values("pk")
             rows = Option.objects.filter(poll__in=polls).select_related("poll")
+            if connection.vendor == "postgresql":  # the time for is_active, as models.poll_clock
+                rows = rows.annotate(**{CLOCK_ATTRIBUTE: ClockTimestamp()})
             options = list(rows.order_by("order", "id"))
             found = (options[0].poll, options) if options else None
+            if found and hasattr(options[0], CLOCK_ATTRIBUTE):
+                setattr(found[0], CLOCK_ATTRIBUTE, getattr(options[0], CLOCK_ATTRIBUTE))
         poll, options = found or (self.get_object(), [])  # a poll without options, or a 404
         self.check_object_permissions(request, poll)
         # ResultsSerializer's shape (the same fields, the same order), built directly.

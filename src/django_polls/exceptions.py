@@ -1,0 +1,147 @@
+"""The API's errors: the exceptions that carry a status and a stable ``code``, and the wrapper a
+host site puts around its DRF exception handler so that its other endpoints answer alike.
+
+Only what the client caused is a 4xx, and only a database that is down or busy is a 503 (retry);
+anything else, a missing table after a forgotten ``migrate`` for one, is the server's bug: it is
+left to the host's exception handler and Django, which log it and answer 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import OperationalError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from django_polls import services
+from django_polls.models import Poll
+
+logger = logging.getLogger("django_polls")
+
+__all__ = [
+    "ConflictError",
+    "DatabaseUnavailable",
+    "RequestTooLarge",
+    "database_unavailable",
+    "raised_while_parsing",
+    "to_api_exception",
+    "with_error_codes",
+]
+
+
+class ConflictError(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "Conflict."
+    default_code = "conflict"
+
+
+class DatabaseUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The database is busy or unavailable; retry shortly."
+    default_code = "service_unavailable"
+    wait = 1  # DRF's exception handler sends it as Retry-After
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "request_too_large"
+
+
+# PostgreSQL's SQLSTATEs that mean "retry later": the server cannot be reached or is shutting
+# down or starting (class 08, 57P01-57P03), has no connection slot free (53300), or a lock wait
+# or statement ran out of time (55P03 lock_timeout, 57014 statement_timeout) or lost to another
+# transaction (40P01 deadlock, 40001 serialization failure), each rolled back whole.
+POSTGRESQL_RETRY_STATES = frozenset(
+    {"57P01", "57P02", "57P03", "53300", "55P03", "57014", "40P01", "40001"}
+)
+# MySQL and MariaDB error numbers (the first argument of mysqlclient's errors) that mean the
+# same: no connection (2002, 2003), a connection lost (2006, 2013, 2055), the server shutting
+# down (1053), no connection slot free (1040), a lock wait timed out (1205) or a deadlock (1213).
+MYSQL_RETRY_ERRNOS = frozenset({1040, 1053, 1205, 1213, 2002, 2003, 2006, 2013, 2055})
+# SQLite's answers when another connection holds the lock past the busy timeout.
+SQLITE_RETRY_MESSAGES = ("database is locked", "database table is locked")
+
+
+def database_unavailable(exc: OperationalError) -> bool:
+    """Whether the database error means the database is down or busy, so the same request may
+    succeed when retried; not a broken schema, a bad query or a full disk."""
+    cause = exc.__cause__
+    module = type(cause).__module__.split(".")[0]
+    if module in {"psycopg", "psycopg2", "psycopg_pool"}:
+        # psycopg2 names it pgcode. Errors the client library raises itself have no SQLSTATE:
+        # a refused or lost connection, or no pooled connection in time (psycopg_pool's
+        # PoolTimeout, which Django's pool lets through wrapped as OperationalError).
+        sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if sqlstate is None:
+            return True
+        return sqlstate.startswith("08") or sqlstate in POSTGRESQL_RETRY_STATES
+    if module in {"MySQLdb", "pymysql"}:
+        args: tuple[Any, ...] = getattr(cause, "args", ())
+        return bool(args) and args[0] in MYSQL_RETRY_ERRNOS
+    message = str(exc)
+    return any(message.startswith(text) for text in SQLITE_RETRY_MESSAGES)
+
+
+def raised_while_parsing(exc: BaseException) -> bool:
+    """Whether DRF's parsing of the request body raised ``exc``: a body nested too deeply for
+    Python is the client's error, a RecursionError anywhere else a bug."""
+    frame = exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code is Request._parse.__code__:  # type: ignore[attr-defined]
+            return True
+        frame = frame.tb_next
+    return False
+
+
+def to_api_exception(exc: Exception) -> Exception:
+    """Service and Django errors as the DRF exceptions that carry their status and code; any other
+    exception as it is (DRF's own answer, or a 500 for the host's handlers and logs)."""
+    if isinstance(exc, services.InvalidInput):
+        return exceptions.ValidationError(exc.errors)
+    if isinstance(exc, services.NotVoted):
+        return exceptions.NotFound(exc.message, code=exc.code)
+    if isinstance(exc, services.Conflict):
+        return ConflictError(exc.message, code=exc.code)
+    # The poll the request names; a missing row of any other model is a bug, not a 404.
+    if isinstance(exc, (Http404, Poll.DoesNotExist)):
+        return exceptions.NotFound()
+    if isinstance(exc, DjangoPermissionDenied):
+        return exceptions.PermissionDenied()
+    if isinstance(exc, RecursionError) and raised_while_parsing(exc):
+        return exceptions.ParseError("JSON parse error - nested too deeply.")
+    if isinstance(exc, RequestDataTooBig):
+        return RequestTooLarge()
+    if isinstance(exc, SuspiciousOperation):  # too many fields or files, and the like
+        return exceptions.ParseError(str(exc) or "Malformed request.")
+    if isinstance(exc, OperationalError) and database_unavailable(exc):
+        logger.warning("Database unavailable: %s", exc, exc_info=exc)
+        return DatabaseUnavailable()
+    return exc
+
+
+def with_error_codes(handler: Callable[[Exception, dict[str, Any]], Response | None]) -> Any:
+    """Wrap the host's exception handler: every non-field error body also gets a stable code."""
+
+    def handle(exc: Exception, context: dict[str, Any]) -> Response | None:
+        exc = to_api_exception(exc)
+        response = handler(exc, context)
+        if (
+            response is not None
+            and isinstance(exc, exceptions.APIException)
+            and isinstance(response.data, dict)
+            and "detail" in response.data
+            and "code" not in response.data
+        ):
+            codes = exc.get_codes()
+            response.data["code"] = codes if isinstance(codes, str) else exc.default_code
+        return response
+
+    return handle
