@@ -149,3 +149,12 @@ def test_checks_run_with_the_project_checks(capsys: pytest.CaptureFixture[str]) 
         pytest.raises(SystemCheckError, match=r"django_polls\.E003"),
     ):
         call_command("check")
+
+
+@pytest.mark.parametrize("value", [0, -1, "20", None])
+def test_e003_when_max_streams_per_client_is_not_a_positive_integer(value: object) -> None:
+    assert ids(DJANGO_POLLS={"MAX_STREAMS_PER_CLIENT": value}) == ["django_polls.E003"]
+
+
+def test_max_streams_per_client_is_a_known_key() -> None:
+    assert ids(DJANGO_POLLS={"MAX_STREAMS_PER_CLIENT": 5}) == []
