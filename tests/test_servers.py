@@ -42,7 +42,12 @@ class Server:
     """A server in a subprocess; its output (stdout and stderr) is collected line by line."""
 
     def __init__(self, *command: str) -> None:
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "PYTHONPATH": str(ROOT),
+            "PYTHONUNBUFFERED": "1",  # each line as it is written, through the pipe
+        }
         env.pop("DATABASE_URL", None)  # SQLite in memory: the servers start, no database work
         self.process = subprocess.Popen(
             [sys.executable, "-m", *command],
