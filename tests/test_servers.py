@@ -41,11 +41,11 @@ def free_port() -> int:
 class Server:
     """A server in a subprocess; its output (stdout and stderr) is collected line by line."""
 
-    def __init__(self, *command: str) -> None:
+    def __init__(self, *command: str, settings: str = "tests.settings", path: str = "") -> None:
         env = {
             **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "PYTHONPATH": str(ROOT),
+            "DJANGO_SETTINGS_MODULE": settings,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), path])),
             "PYTHONUNBUFFERED": "1",  # each line as it is written, through the pipe
         }
         env.pop("DATABASE_URL", None)  # SQLite in memory: the servers start, no database work
@@ -136,6 +136,28 @@ def test_a_gunicorn_sync_worker_logs_at_start_up_that_streams_need_asgi(
     assert get(port, MISSING) == 404
     output = server.stop()
     assert output.count("(django_polls.W003)") == 1, output  # once, not per request
+
+
+def test_a_silenced_warning_is_not_logged_either(servers: list[Server], tmp_path: Path) -> None:
+    (tmp_path / "silenced.py").write_text(
+        'from tests.settings import *\n\nSILENCED_SYSTEM_CHECKS = ["django_polls.W003"]\n'
+    )
+    port = free_port()
+    app = "django.core.wsgi:get_wsgi_application()"
+    server = Server(
+        "gunicorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        app,
+        settings="silenced",
+        path=str(tmp_path),
+    )
+    servers.append(server)
+    server.wait_for("Booting worker")
+    assert get(port, MISSING) == 404  # the worker has loaded the app
+    assert "W003" not in server.stop()
 
 
 def test_an_asgi_server_starts_and_serves_without_the_warning(servers: list[Server]) -> None:

@@ -571,9 +571,15 @@ def _first_request(sender: type[Any], **kwargs: Any) -> None:
 
 
 def log_needs_asgi() -> None:
+    """Log check django_polls.W003, once per process (the first requests may come at once)."""
     global _wsgi_logged
     from django_polls.checks import needs_asgi
 
-    if not _wsgi_logged:
+    warning = needs_asgi()
+    if warning.is_silenced():  # SILENCED_SYSTEM_CHECKS quiets the log as it does the check
+        return
+    with _open_lock:
+        if _wsgi_logged:
+            return
         _wsgi_logged = True
-        logger.warning("%s", needs_asgi())
+    logger.warning("%s", warning)
