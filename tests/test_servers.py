@@ -8,6 +8,7 @@ not installed and Django runs on psycopg2 (``REQUIRE_PSYCOPG2`` makes them fail 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -22,9 +23,12 @@ from pathlib import Path
 import pytest
 from asgiref.sync import async_to_sync
 from django.core import checks
+from django.core.handlers.wsgi import WSGIHandler
 from django.db import connection
-from django.test import AsyncClient
+from django.test import AsyncClient, RequestFactory
 from django.urls import reverse
+
+from django_polls import live
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Seconds a server may take to start (never a bound on speed).
@@ -170,6 +174,29 @@ def test_an_asgi_server_starts_and_serves_without_the_warning(servers: list[Serv
     output = server.stop()
     assert "W003" not in output
     assert "WSGI" not in output
+
+
+@pytest.mark.django_db
+def test_set_up_otherwise_the_first_request_through_a_wsgi_handler_logs_it_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in a process whose wsgi.py set Django up before get_wsgi_application(): ready() found
+    # no WSGI handler being made, so the first request tells.
+    monkeypatch.setattr(live, "_serves_wsgi", False)
+    monkeypatch.setattr(live, "_wsgi_logged", False)
+    live.note_start_up()
+    handler = WSGIHandler()
+    environ = RequestFactory()._base_environ(PATH_INFO=MISSING)
+    for _ in range(2):
+        response = handler(environ, lambda status, headers: None)
+        assert json.loads(b"".join(response)) == {"detail": "Not found.", "code": "not_found"}
+        response.close()
+    logged = [r for r in caplog.records if "(django_polls.W003)" in r.getMessage()]
+    assert len(logged) == 1
+    assert logged[0].levelname == "WARNING"
+    assert [m.id for m in checks.run_checks() if m.id == "django_polls.W003"] == [
+        "django_polls.W003"
+    ]
 
 
 def test_the_check_is_quiet_outside_a_server() -> None:
