@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # e-mail, on each database; the example project under Gunicorn on SQLite and PostgreSQL, fuzzed
 # by Schemathesis; faults (workers killed, PostgreSQL restarted) on a private PostgreSQL cluster.
 CI_ENVS := lint,types,migrations,build,docs,py311-django52,py311-django52-noyasg,py313-django61,host-uuid,example,faults
-PG_ENVS := py310-django42-drf314-pg,py313-django61-pg,host-uuid-pg,example-pg
+PG_ENVS := py310-django42-drf314-pg,py313-django61-pg,py311-django52-psycopg2-pg,host-uuid-pg,example-pg
 # The tests on MySQL/MariaDB (MYSQL_URL, else 127.0.0.1:3306 as root without a password).
 MYSQL_ENVS := py311-django52-mysql,host-uuid-mysql
 # Pages in headless Chromium (Swagger UI), when the machine has Chromium.

@@ -275,3 +275,12 @@ def test_an_isolation_level_other_than_read_committed_is_refused(
 
     assert [message.id for message in messages] == ["django_polls.E010"]
     assert "not read committed" in messages[0].msg
+
+
+@pytest.mark.parametrize("value", [0, -1, "20", None])
+def test_e003_when_max_streams_per_client_is_not_a_positive_integer(value: object) -> None:
+    assert ids(DJANGO_POLLS={"MAX_STREAMS_PER_CLIENT": value}) == ["django_polls.E003"]
+
+
+def test_max_streams_per_client_is_a_known_key() -> None:
+    assert ids(DJANGO_POLLS={"MAX_STREAMS_PER_CLIENT": 5}) == []

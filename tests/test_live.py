@@ -11,15 +11,20 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.test import AsyncClient, override_settings
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
+from rest_framework.throttling import ScopedRateThrottle
 
 from django_polls import live, services
 from django_polls.models import Poll
@@ -505,3 +510,208 @@ def test_an_etag_does_not_pass_the_permission_checks(make_poll, anon):
     with override_settings(DJANGO_POLLS=private):
         assert anon.get(results_url(poll), HTTP_IF_NONE_MATCH=etag).status_code == 401
     assert anon.get(results_url(987654), HTTP_IF_NONE_MATCH="*").status_code == 404
+
+
+# ---------------------------------------------------------------------------------------------
+# The listener survives whatever goes wrong
+
+
+def terminate_listener() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = %s AND datname = current_database()",
+            [live.LISTENER_NAME],
+        )
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait (at most PATIENCE seconds) until ``condition`` holds."""
+    async with asyncio.timeout(PATIENCE):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def logged(caplog: Any, level: int, error: type[BaseException]) -> list[Any]:
+    """The listener's records at ``level`` that carry a traceback of ``error``."""
+    return [
+        record
+        for record in caplog.records
+        if record.name == "django_polls.live"
+        and record.levelno == level
+        and record.exc_info is not None
+        and isinstance(record.exc_info[1], error)
+    ]
+
+
+@on_postgresql
+@run
+async def test_on_postgresql_a_failing_listener_says_so_answers_503_and_recovers(
+    make_poll, alice, caplog
+):
+    import psycopg
+    from django.core.exceptions import ImproperlyConfigured
+
+    poll = await sync_to_async(make_poll)()
+    pizza, _ = await sync_to_async(option_ids)(poll)
+    stream = await opened(poll)
+    await stream.next()
+    broker = live.broker()
+    assert broker.listening.is_set()
+
+    # A setting the listener cannot connect with (a name longer than PostgreSQL allows: Django
+    # raises ImproperlyConfigured, no database error), then its connection lost.
+    settings_dict = connection.settings_dict
+    name = settings_dict["NAME"]
+    await sync_to_async(terminate_listener)()
+    settings_dict["NAME"] = "x" * 64
+    try:
+        await until(lambda: bool(logged(caplog, logging.ERROR, ImproperlyConfigured)))
+        assert not broker.listening.is_set()
+        assert logged(caplog, logging.WARNING, psycopg.OperationalError)
+        # A new stream is told at once that it would hear nothing, not left waiting.
+        started = time.monotonic()
+        refused = await open_stream(poll)
+        assert time.monotonic() - started < live.LISTEN_TIMEOUT / 2
+        assert refused.status_code == 503
+        assert refused.json()["code"] == "service_unavailable"
+        assert refused["Retry-After"] == "1"
+        assert live.open_streams() == 1
+    finally:
+        settings_dict["NAME"] = name
+
+    await asyncio.wait_for(broker.listening.wait(), PATIENCE)
+    await vote(poll, alice, pizza)
+    assert (await stream.until(lambda results: results["total_votes"] == 1))["event"] == "results"
+    again = await opened(poll)
+    assert (await again.next())["data"]["total_votes"] == 1
+    await again.close()
+    await stream.close()
+
+
+@on_postgresql
+@run
+async def test_on_postgresql_a_bug_in_a_handler_is_logged_and_the_listener_recovers(
+    make_poll, alice, caplog
+):
+    poll = await sync_to_async(make_poll)()
+    pizza, _ = await sync_to_async(option_ids)(poll)
+    stream = await opened(poll)
+    await stream.next()
+    broker = live.broker()
+
+    def broken(payload: str) -> None:
+        del broker._on_notify  # once: the class's handler is back for the next connection
+        raise RuntimeError("a bug in a handler")
+
+    broker._on_notify = broken  # type: ignore[method-assign]
+    await vote(poll, alice, pizza)
+    # The notification was lost to the bug; the state is not: the reconnection reads it.
+    assert (await stream.until(lambda results: results["total_votes"] == 1))["event"] == "results"
+    (record,) = logged(caplog, logging.ERROR, RuntimeError)
+    assert "a bug in a handler" in record.getMessage()
+    assert broker.connects == 2
+    assert broker.listening.is_set()
+    await stream.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# One client cannot take every stream of a process
+
+
+@run
+async def test_one_client_holds_at_most_max_streams_per_client(make_poll, alice):
+    poll = await sync_to_async(make_poll)()
+    token = await sync_to_async(lambda: Token.objects.create(user=alice).key)()
+    with override_settings(DJANGO_POLLS={"MAX_STREAMS_PER_CLIENT": 2}):
+        first, second = await opened(poll), await opened(poll)
+        refused = await open_stream(poll)
+        assert refused.status_code == 429
+        assert refused.json() == {
+            "detail": "This client holds as many live results streams as it may; close one first.",
+            "code": "too_many_client_streams",
+        }
+        assert refused["Retry-After"] == "5"
+        assert live.open_streams() == 2
+
+        # Another address (DRF's throttles take X-Forwarded-For as it comes when NUM_PROXIES
+        # is unset), and a signed-in user at the same address, are other clients.
+        elsewhere = await open_stream(poll, {"X-Forwarded-For": "192.0.2.7"})
+        assert elsewhere.status_code == 200
+        signed_in = [await opened(poll, {"Authorization": f"Token {token}"}) for _ in range(2)]
+        over = await open_stream(poll, {"Authorization": f"Token {token}"})
+        assert over.status_code == 429
+
+        await first.close()
+        await asyncio.sleep(0)
+        third = await opened(poll)
+        for stream in (second, third, *signed_in, Stream(elsewhere)):
+            await stream.close()
+    assert live.open_streams() == 0
+
+
+@run
+async def test_behind_proxies_clients_are_told_apart_as_drf_throttles_do(make_poll):
+    poll = await sync_to_async(make_poll)()
+    limits = {"DJANGO_POLLS": {"MAX_STREAMS_PER_CLIENT": 1}}
+    proxied = {"NUM_PROXIES": 1, **settings.REST_FRAMEWORK}
+    with override_settings(**limits, REST_FRAMEWORK=proxied):
+        one = await opened(poll, {"X-Forwarded-For": "198.51.100.1"})
+        other = await opened(poll, {"X-Forwarded-For": "198.51.100.2"})
+        again = await open_stream(poll, {"X-Forwarded-For": "198.51.100.1"})
+        assert again.status_code == 429
+        await one.close()
+        await other.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Throttle scopes of results/ and results/stream/
+
+
+class VoteAndCreateRated(ScopedRateThrottle):
+    # DRF binds THROTTLE_RATES when it is imported, so a test sets the rates on a subclass.
+    THROTTLE_RATES = {"django_polls.vote": "1/min", "django_polls.create": "1/min"}
+
+
+class ResultsAndStreamsRated(ScopedRateThrottle):
+    THROTTLE_RATES = {
+        "django_polls.vote": None,
+        "django_polls.create": None,
+        "django_polls.results": "2/min",
+        "django_polls.stream": "1/min",
+    }
+
+
+def throttled(throttle: type[ScopedRateThrottle]) -> Any:
+    cache.clear()
+    return override_settings(DJANGO_POLLS={"THROTTLE_CLASSES": [f"{__name__}.{throttle.__name__}"]})
+
+
+@run
+async def test_results_and_streams_are_unthrottled_where_the_site_rates_only_vote_and_create(
+    make_poll,
+):
+    poll = await sync_to_async(make_poll)()
+    with throttled(VoteAndCreateRated):
+        for _ in range(3):
+            assert (await AsyncClient().get(results_url(poll))).status_code == 200
+        streams = [await opened(poll) for _ in range(3)]
+    for stream in streams:
+        await stream.close()
+
+
+@run
+async def test_results_and_streams_have_scopes_of_their_own(make_poll):
+    poll = await sync_to_async(make_poll)()
+    with throttled(ResultsAndStreamsRated):
+        stream = await opened(poll)
+        refused = await open_stream(poll)
+        assert refused.status_code == 429
+        assert refused.json()["code"] == "throttled"
+        assert int(refused["Retry-After"]) > 0
+        # The stream did not count against results/, which has its own rate.
+        assert (await AsyncClient().get(results_url(poll))).status_code == 200
+        assert (await AsyncClient().get(results_url(poll))).status_code == 200
+        assert (await AsyncClient().get(results_url(poll))).status_code == 429
+    await stream.close()
+    assert live.open_streams() == 0

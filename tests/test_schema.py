@@ -89,9 +89,10 @@ def test_every_operation_lists_its_error_statuses(swagger: dict[str, Any]) -> No
     assert statuses(paths["/polls/{id}/close/"]["post"]) == {"200", "401", "403", "404", "503"}
     assert statuses(paths["/polls/{id}/vote/"]["get"]) == {"200", "401", "404", "503"}
     assert statuses(paths["/polls/{id}/vote/"]["delete"]) == {"204", "401", "404", "409", "503"}
-    assert statuses(paths["/polls/{id}/results/"]["get"]) == {"200", "304", "401", "404", "503"}
+    expected = {"200", "304", "401", "404", "429", "503"}
+    assert statuses(paths["/polls/{id}/results/"]["get"]) == expected
     stream = paths["/polls/{id}/results/stream/"]["get"]
-    assert statuses(stream) == {"200", "401", "404", "503"}
+    assert statuses(stream) == {"200", "401", "404", "429", "503"}
 
 
 def test_results_schema(swagger: dict[str, Any]) -> None:

@@ -247,6 +247,8 @@ REST_FRAMEWORK = {
 DJANGO_POLLS: dict[str, object] = {
     # Live results streams each worker process serves at once (then 503 too_many_streams).
     "MAX_STREAMS": config("MAX_STREAMS", default=1000, cast=int),
+    # Of those, how many one client (user, else address) holds (then 429 too_many_client_streams).
+    "MAX_STREAMS_PER_CLIENT": config("MAX_STREAMS_PER_CLIENT", default=20, cast=int),
 }
 
 SWAGGER_SETTINGS = {

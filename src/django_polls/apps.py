@@ -10,4 +10,9 @@ class DjangoPollsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_polls import checks  # noqa: F401  (registers the system checks)
+        from django_polls import (
+            checks,  # noqa: F401  (registers the system checks)
+            live,
+        )
+
+        live.note_start_up()

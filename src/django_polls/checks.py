@@ -310,3 +310,37 @@ def _check_mysql(alias: str, connection: Any) -> list[CheckMessage]:
         )
         for problem in problems
     ]
+
+
+def needs_asgi() -> CheckMessage:
+    return Warning(
+        "This process serves django_polls through a WSGI handler: its live results streams "
+        "(results/stream/) answer 503 streams_need_asgi here.",
+        hint="Serve the site with an ASGI server (uvicorn, Daphne, Hypercorn, Gunicorn with "
+        "uvicorn workers) for live results, or silence django_polls.W003 where clients poll "
+        "results/ instead.",
+        id="django_polls.W003",
+    )
+
+
+@register()
+def check_live_results(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Live results need psycopg 3.2 on PostgreSQL, and an ASGI server: say so at start-up."""
+    from django_polls import live
+
+    messages: list[CheckMessage] = []
+    problem = live.listener_unavailable()
+    if problem is not None:
+        messages.append(
+            Warning(
+                f"django_polls live results cannot run here: {problem}. Every results/stream/ "
+                "answers 503 streams_unavailable; the rest of the API works.",
+                hint="Install psycopg 3.2 or later (pip install 'django-polls-api[postgres]'); "
+                "Django then uses it in place of psycopg2. Or silence django_polls.W002 where "
+                "clients poll results/ instead.",
+                id="django_polls.W002",
+            )
+        )
+    if live.serves_wsgi():
+        messages.append(needs_asgi())
+    return messages

@@ -23,7 +23,9 @@ DEFAULTS: dict[str, Any] = {
     # Permission classes for casting, reading and retracting one's own vote.
     "VOTE_PERMISSION_CLASSES": ("rest_framework.permissions.IsAuthenticated",),
     # Throttle classes for the app's views; None means the host's DEFAULT_THROTTLE_CLASSES.
-    # The vote and create actions carry the scopes "django_polls.vote" and "django_polls.create".
+    # The vote and create actions carry the scopes "django_polls.vote" and "django_polls.create";
+    # results/ and results/stream/ carry "django_polls.results" and "django_polls.stream" when
+    # DEFAULT_THROTTLE_RATES gives that scope a rate.
     "THROTTLE_CLASSES": None,
     # Pagination of the poll list.
     "PAGINATION_CLASS": "django_polls.pagination.PollPagination",
@@ -44,6 +46,9 @@ DEFAULTS: dict[str, Any] = {
     # a user and returns a string. By default the username (the user model's USERNAME_FIELD);
     # where that is an e-mail address, point it at a public name instead.
     "USER_DISPLAY": "django_polls.serializers.username",
+    # How many of those streams one client may hold in one process (a signed-in user, else a
+    # client address as DRF's throttles tell it); beyond it 429 too_many_client_streams.
+    "MAX_STREAMS_PER_CLIENT": 20,
 }
 
 # The columns behind the length settings: a setting above these would let text reach the database
@@ -60,6 +65,7 @@ INTEGER_KEYS = (
     "MAX_DESCRIPTION_LENGTH",
     "MAX_STREAMS",
     "STREAM_HEARTBEAT",
+    "MAX_STREAMS_PER_CLIENT",
 )
 CLASS_LIST_KEYS = ("POLL_PERMISSION_CLASSES", "VOTE_PERMISSION_CLASSES", "THROTTLE_CLASSES")
 CLASS_KEYS = ("PAGINATION_CLASS",)
@@ -145,6 +151,10 @@ class PollsSettings:
     @property
     def USER_DISPLAY(self) -> Callable[[Any], str]:
         return import_setting("USER_DISPLAY", get("USER_DISPLAY"))  # type: ignore[no-any-return]
+
+    @property
+    def MAX_STREAMS_PER_CLIENT(self) -> int:
+        return int(get("MAX_STREAMS_PER_CLIENT"))
 
     @staticmethod
     def _classes(name: str) -> list[type[Any]]:

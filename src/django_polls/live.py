@@ -22,10 +22,14 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
+import sys
 import threading
 import time
+import types
 import weakref
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +55,27 @@ OPENING_AT_ONCE = 4
 RETRY_DELAY = 1.0
 #: How often an idle LISTEN connection is checked with a query, in seconds.
 LISTEN_CHECK_INTERVAL = 30.0
+#: The oldest psycopg the listener runs on: ``AsyncConnection.notifies(timeout=...)`` is 3.2's.
+MIN_PSYCOPG = (3, 2)
+
+
+def listener_unavailable() -> str | None:
+    """Why live results cannot run on this site's PostgreSQL driver, or None when they can (or
+    the database is not PostgreSQL: then changes travel in-process)."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor != "postgresql":
+        return None
+    # Django runs on psycopg 3 when it is importable, else on psycopg2: the listener needs 3.2.
+    driver = connection.Database  # type: ignore[attr-defined]
+    name = driver.__name__
+    version = getattr(driver, "__version__", "")
+    release = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    if name == "psycopg" and release >= MIN_PSYCOPG:
+        return None
+    return (
+        f"the PostgreSQL driver is {name} {version.split()[0] if version else ''}".rstrip()
+        + "; live results listen with psycopg 3.2 or later"
+    )
 
 
 def results_tag(body: dict[str, Any]) -> str:
@@ -149,6 +174,8 @@ class Broker:
         self.loop = loop
         self.feeds: dict[int, Feed] = {}
         self.listening = asyncio.Event()
+        # Set while the listener waits to try again after a failure; cleared once it listens.
+        self.failed = asyncio.Event()
         self.listener: asyncio.Task[None] | None = None
         self.connects = 0
         # Streams that open at once (a server restart: every client reconnects) run their
@@ -254,41 +281,71 @@ class Broker:
     # -- PostgreSQL LISTEN ----------------------------------------------------------------------
 
     async def _wait_until_listening(self) -> None:
-        if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
+        if connections[DEFAULT_DB_ALIAS].vendor != "postgresql" or self.listening.is_set():
             return
         if self.listener is None or self.listener.done():
             # A context of its own: the task must not inherit the request that started it.
             self.listener = contextvars.Context().run(self.loop.create_task, self._listen())
+        if self.failed.is_set():
+            # The listener's last attempt failed and it waits to try again: a stream opened now
+            # would hear nothing, so it is told at once rather than after LISTEN_TIMEOUT.
+            raise OperationalError("The live results broker is reconnecting.")
+        waits = [
+            self.loop.create_task(self.listening.wait()),
+            self.loop.create_task(self.failed.wait()),
+        ]
         try:
-            await asyncio.wait_for(self.listening.wait(), LISTEN_TIMEOUT)
-        except asyncio.TimeoutError:
-            raise OperationalError("The live results broker could not LISTEN.") from None
+            await asyncio.wait(waits, timeout=LISTEN_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        if not self.listening.is_set():
+            raise OperationalError("The live results broker could not LISTEN.")
 
     async def _listen(self) -> None:
         """LISTEN on one connection for as long as the loop runs; after a lost connection,
-        reconnect and send every feed the current state (notifications may have been lost)."""
-        import psycopg
+        reconnect and send every feed the current state (notifications may have been lost).
 
+        Whatever goes wrong (the database, the driver, a setting, a bug in a handler), the
+        listener logs it, stops claiming to listen and tries again after a growing delay: it
+        never ends but by cancellation.
+        """
         delay = 0.1
         while True:
             try:
+                import psycopg
+
                 params = _connection_params()
                 async with await psycopg.AsyncConnection.connect(
                     **params, autocommit=True
                 ) as connection:
                     await connection.execute(f"LISTEN {CHANNEL}")
                     self.connects += 1
-                    if self.connects > 1:
-                        self.changed_all()
+                    self.failed.clear()
                     self.listening.set()
                     delay = 0.1
+                    if self.connects > 1:
+                        self.changed_all()
                     while True:
                         async for notify in connection.notifies(timeout=LISTEN_CHECK_INTERVAL):
                             self._on_notify(notify.payload)
                         await connection.execute("SELECT 1")
-            except (psycopg.Error, OSError) as exc:
+            except Exception as exc:
                 self.listening.clear()
-                logger.warning("Live results: lost the LISTEN connection (%s); reconnecting", exc)
+                self.failed.set()
+                # A lost connection is expected now and then (a restart, a failover); anything
+                # else is a fault to fix, so it is logged as an error. Both with the traceback.
+                driver = sys.modules.get("psycopg")
+                lost = () if driver is None else (driver.OperationalError, driver.InterfaceError)
+                expected = isinstance(exc, (OSError, *lost))
+                logger.log(
+                    logging.WARNING if expected else logging.ERROR,
+                    "Live results: the LISTEN connection failed (%s: %s); retrying in %.1f s",
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                    exc_info=True,
+                )
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
@@ -307,6 +364,7 @@ class Broker:
                 await self.listener
             self.listener = None
         self.listening.clear()
+        self.failed.clear()
         for feed in self.feeds.values():
             feed.cancel_timers()
             for subscriber in feed.subscribers:
@@ -350,12 +408,18 @@ def publish_in_process(poll_id: int) -> None:
 # -- open streams -----------------------------------------------------------------------------
 
 _open_streams = 0
+_client_streams: Counter[str] = Counter()
 _open_lock = threading.Lock()
 
 
 def open_streams() -> int:
     """How many streams this process serves now."""
     return _open_streams
+
+
+def client_streams(client: str) -> int:
+    """How many streams this process serves to ``client`` now."""
+    return _client_streams[client]
 
 
 def take_slot(limit: int) -> bool:
@@ -374,19 +438,42 @@ def release_slot() -> None:
         _open_streams -= 1
 
 
+def take_client_slot(client: str, limit: int) -> bool:
+    """Count one more open stream of ``client`` unless it has ``limit`` open."""
+    with _open_lock:
+        if _client_streams[client] >= limit:
+            return False
+        _client_streams[client] += 1
+        return True
+
+
+def release_client_slot(client: str) -> None:
+    with _open_lock:
+        _client_streams[client] -= 1
+        if _client_streams[client] <= 0:
+            del _client_streams[client]
+
+
 class LiveStream:
     """The body of one stream: the state it opened with, then each newer state, with a comment
     every ``heartbeat`` seconds of quiet; it ends when the poll is deleted.
 
     Whatever ends it (the client leaving, the server cancelling it, or a response that was never
-    sent) unsubscribes it and frees its slot, once: the response calls :meth:`close` when it is
-    done, whether or not it was iterated.
+    sent) unsubscribes it and frees its slots (the process's and its client's), once: the
+    response calls :meth:`close` when it is done, whether or not it was iterated.
     """
 
     def __init__(
-        self, broker: Broker, subscriber: Subscriber, first: dict[str, Any], *, heartbeat: float
+        self,
+        broker: Broker,
+        subscriber: Subscriber,
+        first: dict[str, Any],
+        *,
+        heartbeat: float,
+        client: str,
     ) -> None:
         self.broker = broker
+        self.client = client
         self.subscriber = subscriber
         self.first = first
         self.heartbeat = heartbeat
@@ -426,5 +513,78 @@ class LiveStream:
                 return
             self._closed = True
         release_slot()
+        release_client_slot(self.client)
         with contextlib.suppress(RuntimeError):  # the loop is closed, and its feeds with it
             self.broker.loop.call_soon_threadsafe(self.broker.unsubscribe, self.subscriber)
+
+
+# -- how this process serves ------------------------------------------------------------------
+
+#: Set once this process is known to serve through a WSGI handler: streams answer 503 there.
+_serves_wsgi = False
+_wsgi_logged = False
+
+
+def _called_from(*functions: Callable[..., Any]) -> bool:
+    """Whether one of ``functions`` is among the callers of the current frame."""
+    codes = {function.__code__ for function in functions}
+    frame: types.FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def serves_wsgi() -> bool:
+    """Whether this process serves requests through Django's WSGI handler.
+
+    Known when the app is set up by ``get_wsgi_application()`` (the ``wsgi.py`` that Gunicorn's
+    sync workers, uWSGI and mod_wsgi load), when Django's own ``runserver`` (a WSGI server) runs
+    the system checks, or once a WSGI handler has served a request.
+    """
+    from django.core.management.commands.runserver import Command as RunServer
+
+    return _serves_wsgi or _called_from(RunServer.inner_run)
+
+
+def note_start_up() -> None:
+    """Called from ``AppConfig.ready()``: a WSGI server runs no system checks, so the warning
+    that streams need ASGI is logged here, once, as the process starts."""
+    global _serves_wsgi
+    from django.core.signals import request_started
+    from django.core.wsgi import get_wsgi_application
+
+    if _called_from(get_wsgi_application):
+        _serves_wsgi = True
+        log_needs_asgi()
+    else:
+        # The app was set up otherwise (an ASGI server, a command, a wsgi.py that called
+        # django.setup() first): the first request tells which handler serves it.
+        request_started.connect(_first_request, dispatch_uid="django_polls.live.first_request")
+
+
+def _first_request(sender: type[Any], **kwargs: Any) -> None:
+    global _serves_wsgi
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.core.signals import request_started
+
+    request_started.disconnect(dispatch_uid="django_polls.live.first_request")
+    if isinstance(sender, type) and issubclass(sender, WSGIHandler):
+        _serves_wsgi = True
+        log_needs_asgi()
+
+
+def log_needs_asgi() -> None:
+    """Log check django_polls.W003, once per process (the first requests may come at once)."""
+    global _wsgi_logged
+    from django_polls.checks import needs_asgi
+
+    warning = needs_asgi()
+    if warning.is_silenced():  # SILENCED_SYSTEM_CHECKS quiets the log as it does the check
+        return
+    with _open_lock:
+        if _wsgi_logged:
+            return
+        _wsgi_logged = True
+    logger.warning("%s", warning)

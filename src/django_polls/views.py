@@ -29,7 +29,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
-from rest_framework.throttling import BaseThrottle
+from rest_framework.throttling import BaseThrottle, ScopedRateThrottle
 from rest_framework.views import APIView
 
 from django_polls import exceptions as api_errors
@@ -174,12 +174,26 @@ class PollViewSet(PollViewSetBase):
             return super().get_throttles()
         return [throttle() for throttle in classes]
 
+    #: Whether this view answers for results/stream/ (set by :func:`results_stream_view`).
+    streaming = False
+
     @property
     def throttle_scope(self) -> str | None:
         if self.action == "vote" and self.request.method == "POST":
             return "django_polls.vote"
         if self.action == "create":
             return "django_polls.create"
+        if self.action == "results":
+            scope = "django_polls.stream" if self.streaming else "django_polls.results"
+            # Only once the site gives the scope a rate: ScopedRateThrottle answers 500 for a
+            # scope without one, and sites that rate the vote and create scopes alone (all that
+            # django_polls.E008 asks for) keep working unchanged.
+            rated = all(
+                scope in (throttle.THROTTLE_RATES or {})
+                for throttle in self.get_throttles()
+                if isinstance(throttle, ScopedRateThrottle)
+            )
+            return scope if rated else None
         return None
 
     @property
@@ -353,7 +367,7 @@ class PollViewSet(PollViewSetBase):
         responses={
             200: schema.described("The results.", ResultsSerializer),
             304: "Not modified: the results are those of the ETag sent in If-None-Match.",
-            **schema.errors(401, 404),
+            **schema.errors(401, 404, 429),
         },
         security=[],
     )
@@ -431,12 +445,14 @@ class ResultsStreamSchema(APIView):
         "the poll's results or state (at most a few per second), each with an `id:`; a comment "
         "line every 15 s while nothing changes. A client that reconnects gets the current state "
         "at once. When the poll is deleted an event `deleted` ends the stream. Needs an ASGI "
-        "server. Who may open it: as for the results.",
+        "server. Who may open it: as for the results. One client (a signed-in user, else an "
+        "address) holds a bounded number of streams per server process: beyond it `429 "
+        "too_many_client_streams`.",
         responses={
             200: schema.event_stream(
                 "Events: `id: <tag>`, `event: results`, `data: <results body as JSON>`."
             ),
-            **schema.errors(401, 404, 503),
+            **schema.errors(401, 404, 429, 503),
         },
         security=[],
         tags=["v1"],
@@ -451,7 +467,7 @@ def results_stream_view(
     """The async view of ``polls/{id}/results/stream/``. ``viewset``'s results action decides,
     when a stream opens, who may open it (authentication, permissions, throttles, the polls it
     finds), exactly as for ``results/``, and gives its first event."""
-    results = viewset.as_view({"get": "results"})
+    results = viewset.as_view({"get": "results"}, streaming=True)
 
     def authorized_results(request: HttpRequest, pk: str) -> HttpResponseBase:
         """The results action's answer to this request, rendered; then the database connection
@@ -479,6 +495,14 @@ def results_stream_view(
         if not isinstance(request, ASGIRequest):
             # Under WSGI each stream would hold a worker for as long as it is open.
             return unavailable("Live results need an ASGI server.", "streams_need_asgi")
+        if live.listener_unavailable() is not None:
+            # No driver to LISTEN with (system check django_polls.W002 names it); retrying
+            # does not help, so no Retry-After.
+            return unavailable(
+                "Live results are not available on this server.",
+                "streams_unavailable",
+                retry_after=None,
+            )
         if not live.take_slot(polls_settings.MAX_STREAMS):
             return unavailable(
                 "This server serves as many live results streams as it may; retry shortly.",
@@ -495,15 +519,38 @@ def results_stream_view(
             if subscriber is not None:
                 broker.unsubscribe(subscriber)
             live.release_slot()
-            if isinstance(exc, OperationalError):
+            # The broker's own "could not LISTEN" has no cause; a driver's error is a 503 only
+            # when the database is down or busy, as everywhere in the API.
+            if isinstance(exc, OperationalError) and (
+                exc.__cause__ is None or api_errors.database_unavailable(exc)
+            ):
                 return unavailable(DatabaseUnavailable.default_detail, "service_unavailable")
             raise
         if response.status_code != status.HTTP_200_OK or not isinstance(response, Response):
             broker.unsubscribe(subscriber)
             live.release_slot()
             return response
+        # Counted once the results action has authenticated the caller, so a signed-in user is
+        # one client wherever they connect from.
+        client = stream_client(request)
+        if not live.take_client_slot(client, polls_settings.MAX_STREAMS_PER_CLIENT):
+            broker.unsubscribe(subscriber)
+            live.release_slot()
+            return JsonResponse(
+                {
+                    "detail": "This client holds as many live results streams as it may; close "
+                    "one first.",
+                    "code": "too_many_client_streams",
+                },
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Retry-After": "5"},
+            )
         stream = live.LiveStream(
-            broker, subscriber, response.data, heartbeat=polls_settings.STREAM_HEARTBEAT
+            broker,
+            subscriber,
+            response.data,
+            heartbeat=polls_settings.STREAM_HEARTBEAT,
+            client=client,
         )
         return StreamingHttpResponse(
             stream,
@@ -520,10 +567,19 @@ def results_stream_view(
     return results_stream
 
 
-def unavailable(detail: str, code: str, *, retry_after: int = 1) -> JsonResponse:
-    return JsonResponse(
-        {"detail": detail, "code": code}, status=503, headers={"Retry-After": str(retry_after)}
-    )
+def unavailable(detail: str, code: str, *, retry_after: int | None = 1) -> JsonResponse:
+    headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+    return JsonResponse({"detail": detail, "code": code}, status=503, headers=headers)
+
+
+def stream_client(request: HttpRequest) -> str:
+    """Who holds a stream, for MAX_STREAMS_PER_CLIENT: the signed-in user (whom the results
+    action authenticated, DRF's or the session's), else the client address as DRF's throttles
+    tell it (``REMOTE_ADDR``, or ``X-Forwarded-For`` with ``NUM_PROXIES``)."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return f"user:{user.pk}"
+    return f"address:{BaseThrottle().get_ident(request)}"  # type: ignore[arg-type]
 
 
 #: The live results stream of the default viewset, as mounted by ``django_polls.urls``.

@@ -48,6 +48,7 @@ EXAMPLE_VARIABLES = [
     "HTTPS",
     "LOG_LEVEL",
     "MAX_STREAMS",
+    "MAX_STREAMS_PER_CLIENT",
     "NUM_PROXIES",
     "PORT",
     "REDIS_URL",
