@@ -13,6 +13,11 @@ Concurrency, in short (docs/architecture.md has the whole story):
   editing, deleting and repairing a poll take the *exclusive* locks: they wait for the ballots in
   flight, and ballots that arrive later queue behind them (advisory locks are granted in order,
   so a busy poll can still be closed at once). Timestamps are taken after the locks.
+* On MySQL/MariaDB the same order with row locks alone: the poll ``LOCK IN SHARE MODE`` for
+  ballots and retractions, ``FOR UPDATE`` for poll changes, options ``FOR UPDATE`` through their
+  primary key. InnoDB can still pick a ballot as a deadlock's victim when two wait on one
+  duplicate vote row; such a ballot runs again (see :func:`_cast_vote_retrying_deadlocks`).
+* SQLite serialises writers on the whole database; a transaction's first statement is a write.
 * Duplicate ballots are refused by the unique indexes on ``Vote``; the loser's transaction rolls
   back whole.
 """
