@@ -207,6 +207,11 @@ def test_a_recursion_error_of_the_code_itself_is_no_client_error():
         HostView.as_view()(APIRequestFactory().get("/host/"))
 
 
+@pytest.mark.skipif(
+    connection.vendor == "mysql",
+    reason="MySQL/MariaDB commit DDL at once: the dropped table would outlive the test "
+    "(a missing table is a ProgrammingError there, never a 503: see the errno test)",
+)
 def test_a_table_missing_after_a_forgotten_migrate_is_a_server_error_not_a_503(
     make_poll, bob, client_for, caplog
 ):

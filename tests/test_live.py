@@ -527,9 +527,10 @@ def terminate_listener() -> None:
 
 async def until(condition: Callable[[], bool]) -> None:
     """Wait (at most PATIENCE seconds) until ``condition`` holds."""
-    async with asyncio.timeout(PATIENCE):
-        while not condition():
-            await asyncio.sleep(0.01)
+    deadline = time.monotonic() + PATIENCE
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {PATIENCE} s"
+        await asyncio.sleep(0.01)
 
 
 def logged(caplog: Any, level: int, error: type[BaseException]) -> list[Any]:
