@@ -312,17 +312,6 @@ def _check_mysql(alias: str, connection: Any) -> list[CheckMessage]:
     ]
 
 
-def needs_asgi() -> CheckMessage:
-    return Warning(
-        "This process serves django_polls through a WSGI handler: its live results streams "
-        "(results/stream/) answer 503 streams_need_asgi here.",
-        hint="Serve the site with an ASGI server (uvicorn, Daphne, Hypercorn, Gunicorn with "
-        "uvicorn workers) for live results, or silence django_polls.W003 where clients poll "
-        "results/ instead.",
-        id="django_polls.W003",
-    )
-
-
 @register()
 def check_live_results(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Live results need psycopg 3.2 on PostgreSQL, and an ASGI server: say so at start-up."""
@@ -342,5 +331,5 @@ def check_live_results(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
             )
         )
     if live.serves_wsgi():
-        messages.append(needs_asgi())
+        messages.append(live.needs_asgi())
     return messages

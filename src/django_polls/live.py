@@ -34,13 +34,17 @@ from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.core.checks import CheckMessage, Warning
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
 from django.utils import timezone
 
+from django_polls import changes
+
+# Importable from here as before.
+from django_polls.changes import CHANNEL, publish_in_process  # noqa: F401
+
 logger = logging.getLogger("django_polls.live")
 
-#: The PostgreSQL notification channel; the payload is the poll id.
-CHANNEL = "django_polls"
 #: The ``application_name`` of the LISTEN connections, unless the site's OPTIONS name one.
 LISTENER_NAME = "django_polls live results"
 #: Shortest time between two reads of one poll's results, in seconds (coalescing).
@@ -393,16 +397,9 @@ def broker() -> Broker:
         found = _brokers.get(loop)
         if found is None:
             found = _brokers[loop] = Broker(loop)
+            # Changes published in this process (databases without NOTIFY) reach it.
+            changes.receive_in_process(loop, found.changed)
     return found
-
-
-def publish_in_process(poll_id: int) -> None:
-    """Tell the brokers of this process that the poll changed; callable from any thread."""
-    with _brokers_lock:
-        brokers = list(_brokers.items())
-    for loop, found in brokers:
-        with contextlib.suppress(RuntimeError):  # that loop is closed
-            loop.call_soon_threadsafe(found.changed, poll_id)
 
 
 # -- open streams -----------------------------------------------------------------------------
@@ -575,11 +572,21 @@ def _first_request(sender: type[Any], **kwargs: Any) -> None:
         log_needs_asgi()
 
 
+def needs_asgi() -> CheckMessage:
+    """Check django_polls.W003 (registered in :mod:`django_polls.checks`, logged here)."""
+    return Warning(
+        "This process serves django_polls through a WSGI handler: its live results streams "
+        "(results/stream/) answer 503 streams_need_asgi here.",
+        hint="Serve the site with an ASGI server (uvicorn, Daphne, Hypercorn, Gunicorn with "
+        "uvicorn workers) for live results, or silence django_polls.W003 where clients poll "
+        "results/ instead.",
+        id="django_polls.W003",
+    )
+
+
 def log_needs_asgi() -> None:
     """Log check django_polls.W003, once per process (the first requests may come at once)."""
     global _wsgi_logged
-    from django_polls.checks import needs_asgi
-
     warning = needs_asgi()
     if warning.is_silenced():  # SILENCED_SYSTEM_CHECKS quiets the log as it does the check
         return

@@ -47,7 +47,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from django_polls import live, signals
+from django_polls import changes, signals
 from django_polls.conf import polls_settings
 from django_polls.models import CLOCK_ATTRIBUTE, ClockTimestamp, Option, Poll, Vote, poll_clock
 
@@ -499,7 +499,7 @@ def _ballot_sql(*, with_poll: bool = False) -> str:
         vote_voter=_column(Vote, "voter"),
         vote_mode=_column(Vote, "poll_allows_multiple"),
         vote_created=_column(Vote, "created_at"),
-        channel=f"'{live.CHANNEL}'",
+        channel=f"'{changes.CHANNEL}'",
     )
 
 
@@ -740,13 +740,13 @@ def announce_change(*, poll_id: int) -> None:
 
     On PostgreSQL a ``NOTIFY``, which the database delivers only at commit and merges when one
     transaction repeats it; the ballot statement sends its own (:data:`BALLOT_SQL`). Elsewhere
-    the brokers of this process only (see :mod:`django_polls.live`).
+    the live results brokers of this process only (see :mod:`django_polls.changes`).
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, %s)", [live.CHANNEL, str(poll_id)])
+            cursor.execute("SELECT pg_notify(%s, %s)", [changes.CHANNEL, str(poll_id)])
     else:
-        transaction.on_commit(functools.partial(live.publish_in_process, poll_id))
+        transaction.on_commit(functools.partial(changes.publish_in_process, poll_id))
 
 
 def results_for(*, poll: Poll, options: Sequence[Option] | None = None) -> Results:
