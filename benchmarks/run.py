@@ -307,12 +307,13 @@ def raw_ballots(url: str, spread: Sequence[tuple[str, int, int]], concurrency: i
     from rest_framework.authtoken.models import Token
 
     from django_polls import services
+    from django_polls.services import ballots
 
     voter_of = dict(Token.objects.values_list("key", "user_id"))
     assert get_user_model().objects.exists()
     job = {
         "dsn": url,
-        "sql": services._ballot_sql(),
+        "sql": ballots._ballot_sql(),
         "params": [
             {
                 "namespace": services.ADVISORY_LOCK_NAMESPACE,

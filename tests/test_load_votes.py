@@ -27,6 +27,7 @@ import django_polls
 from benchmarks.management.commands import polls_load_votes
 from django_polls import services
 from django_polls.models import Option, Poll, Vote
+from django_polls.services import locks
 from tests.conftest import db_state, expire, option_ids
 
 pytestmark = pytest.mark.django_db
@@ -290,7 +291,7 @@ def test_a_poll_closed_during_the_load_stops_it_with_what_was_loaded_kept(
     poll: Poll, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each batch commits on its own; the poll closes after the second one."""
-    real_lock = services._lock_poll
+    real_lock = locks.lock_poll
     calls = []
 
     def lock_then_close(poll_id: int, *, exclusive: bool) -> Poll:
@@ -299,7 +300,7 @@ def test_a_poll_closed_during_the_load_stops_it_with_what_was_loaded_kept(
             Poll.objects.filter(pk=poll_id).update(closed_at=timezone.now())
         return real_lock(poll_id, exclusive=exclusive)
 
-    monkeypatch.setattr(services, "_lock_poll", lock_then_close)
+    monkeypatch.setattr(locks, "lock_poll", lock_then_close)
 
     with pytest.raises(CommandError) as excinfo:
         load(poll.pk, 10, "--batch-size", 4)

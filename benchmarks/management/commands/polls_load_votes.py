@@ -33,8 +33,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, Field, Model, Value, When
 from django.utils import timezone
 
-from django_polls import services
 from django_polls.models import Option, Poll, Vote
+from django_polls.services import locks
 
 DEFAULT_BATCH_SIZE = 100_000
 VENDORS = ("postgresql", "sqlite")
@@ -227,7 +227,7 @@ class Command(BaseCommand):
         """
         with transaction.atomic():
             try:
-                poll = services._lock_poll(poll_id, exclusive=True)
+                poll = locks.lock_poll(poll_id, exclusive=True)
             except Poll.DoesNotExist:
                 raise CommandError(f"Poll {poll_id} does not exist.{done}") from None
             now = timezone.now()

@@ -1,0 +1,56 @@
+"""What the services raise when a request breaks a rule: each with a stable ``code``, part of the
+API (the views turn them into 400, 403, 404 and 409 answers)."""
+
+from __future__ import annotations
+
+
+class PollRuleError(Exception):
+    """A request that breaks a voting rule. ``code`` is stable and part of the API."""
+
+    code = "invalid"
+    default_message = "The request breaks a poll rule."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class InvalidInput(PollRuleError):
+    """Input that can never succeed; ``errors`` maps field names to messages (HTTP 400)."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+
+
+class Conflict(PollRuleError):
+    """Input that is fine but clashes with the poll's state or the caller's votes (HTTP 409)."""
+
+    code = "conflict"
+
+
+class PollClosed(Conflict):
+    code = "poll_closed"
+    default_message = "This poll is closed or expired and no longer takes votes."
+
+
+class AlreadyVoted(Conflict):
+    code = "already_voted"
+    default_message = "You have already voted on this poll as far as it allows."
+
+
+class PollHasVotes(Conflict):
+    code = "poll_has_votes"
+    default_message = (
+        "This poll has votes: its options and allow_multiple_votes can no longer change."
+    )
+
+
+class PollChanged(Conflict):
+    code = "poll_changed"
+    default_message = "The poll changed while the vote was being stored; fetch it and retry."
+
+
+class NotVoted(PollRuleError):
+    code = "not_voted"
+    default_message = "You have not voted on this poll."
