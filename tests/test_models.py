@@ -61,6 +61,14 @@ def _constraint(name: str) -> dict[str, tuple[type[Exception], str]]:
     }
 
 
+def _check(name: str) -> dict[str, tuple[type[Exception], str]]:
+    """A check constraint, which SQLite names too."""
+    return {
+        **_constraint(name),
+        "sqlite": (IntegrityError, rf"^CHECK constraint failed: {re.escape(name)}$"),
+    }
+
+
 def _sqlite_unique(table: str, *columns: str) -> tuple[type[Exception], str]:
     listed = ", ".join(f"{table}.{column}" for column in columns)
     return IntegrityError, rf"^UNIQUE constraint failed: {re.escape(listed)}$"
@@ -99,6 +107,7 @@ REFUSALS: dict[str, dict[str, tuple[type[Exception], str]]] = {
         **_constraint("django_polls_vote_mode_of_poll"),
         "sqlite": _sqlite_trigger("the poll has votes"),
     },
+    "poll_mode_of_method": _check("django_polls_poll_mode_of_method"),
     "option_unique_text": {
         **_constraint("django_polls_option_unique_text"),
         "sqlite": (
@@ -280,9 +289,16 @@ def test_switching_the_vote_mode_of_a_poll_with_votes_is_refused(
 
 
 def test_switching_the_vote_mode_of_a_poll_without_votes_is_fine(single: Poll) -> None:
-    Poll.objects.filter(pk=single.pk).update(allow_multiple_votes=True)
+    Poll.objects.filter(pk=single.pk).update(method="multiple", allow_multiple_votes=True)
 
     assert Poll.objects.get(pk=single.pk).allow_multiple_votes is True
+
+
+def test_a_vote_mode_that_contradicts_the_method_is_refused(single: Poll) -> None:
+    with refused_by("poll_mode_of_method"):
+        Poll.objects.filter(pk=single.pk).update(allow_multiple_votes=True)
+
+    assert Poll.objects.get(pk=single.pk).allow_multiple_votes is False
 
 
 def test_switching_the_vote_mode_with_a_raw_sql_update_is_refused(single: Poll, alice: Any) -> None:
@@ -291,7 +307,8 @@ def test_switching_the_vote_mode_with_a_raw_sql_update_is_refused(single: Poll, 
 
     with refused_by("poll_with_votes_keeps_mode"), connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} SET allow_multiple_votes = %s WHERE id = %s", [True, single.pk]
+            f"UPDATE {table} SET method = %s, allow_multiple_votes = %s WHERE id = %s",
+            ["multiple", True, single.pk],
         )
 
     assert Poll.objects.get(pk=single.pk).allow_multiple_votes is False

@@ -49,6 +49,11 @@ DEFAULTS: dict[str, Any] = {
     # How many of those streams one client may hold in one process (a signed-in user, else a
     # client address as DRF's throttles tell it); beyond it 429 too_many_client_streams.
     "MAX_STREAMS_PER_CLIENT": 20,
+    # Who may vote, beyond a poll's voter_group: None, or a dotted path to a callable that takes
+    # (user, poll) and returns whether the user may vote on the poll (e.g. by e-mail domain or
+    # plan). Called in the service before a ballot is stored, changed or retracted; a refusal is
+    # 403 not_eligible.
+    "VOTER_POLICY": None,
 }
 
 # The columns behind the length settings: a setting above these would let text reach the database
@@ -155,6 +160,13 @@ class PollsSettings:
     @property
     def MAX_STREAMS_PER_CLIENT(self) -> int:
         return int(get("MAX_STREAMS_PER_CLIENT"))
+
+    @property
+    def VOTER_POLICY(self) -> Callable[[Any, Any], bool] | None:
+        path = get("VOTER_POLICY")
+        if path is None:
+            return None
+        return import_setting("VOTER_POLICY", path)  # type: ignore[no-any-return]
 
     @staticmethod
     def _classes(name: str) -> list[type[Any]]:

@@ -1,4 +1,4 @@
-"""Polls, their options and the votes cast on them.
+"""Polls, their options, the votes cast on them and who took part.
 
 The voting rules are held by the database as well as by :mod:`django_polls.services`:
 
@@ -8,7 +8,13 @@ The voting rules are held by the database as well as by :mod:`django_polls.servi
   the copy to the poll, so the flag on a vote can never disagree with its poll;
 * a second composite foreign key ties a vote's option to the vote's poll;
 * ``Option.votes`` is a counter in a positive integer column (never negative), kept equal to the
-  option's vote rows by the services in the same transaction as each vote and retraction.
+  option's vote rows (on a secret poll, to the ballots that chose it) by the services in the same
+  transaction as each vote and retraction;
+* a ``Participation`` row per voter and poll (unique) says that they voted and how many options
+  their ballot holds, within the limits it copies from the poll (a check constraint); on a secret
+  poll it is all that is kept of a voter, with no ``Vote`` rows;
+* ``VoterCount`` rows count the participations of a poll, striped over a few rows so that
+  ballots on one poll do not queue for one counter.
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection, models
+from django.db.models import F
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+from django_polls.compat import check_constraint
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -44,11 +53,55 @@ def poll_clock() -> Any:
     return ClockTimestamp() if connection.vendor == "postgresql" else timezone.now()
 
 
+class Method(models.TextChoices):
+    """How a ballot chooses: one option, or several."""
+
+    SINGLE = "single", _("single choice")
+    MULTIPLE = "multiple", _("multiple choice")
+
+
+class ResultsVisibility(models.TextChoices):
+    """Who may read a poll's results, from the most open to the strictest (:data:`STRICTNESS`)."""
+
+    ALWAYS = "always", _("anyone, always")
+    AFTER_VOTE = "after_vote", _("those who voted")
+    AFTER_CLOSE = "after_close", _("anyone, once the poll is closed")
+    OWNER = "owner", _("the owner only")
+
+
+#: The order of :class:`ResultsVisibility`, most open first: a poll with votes only moves right.
+STRICTNESS = [choice.value for choice in ResultsVisibility]
+
+
+class Anonymity(models.TextChoices):
+    """What is kept of who chose what."""
+
+    ANONYMOUS = "anonymous", _("anonymous: kept, shown to nobody")
+    PUBLIC = "public", _("public: who chose what is listed")
+    SECRET = "secret", _("secret: only that one voted, and the counts")
+
+
+class Status(models.TextChoices):
+    SCHEDULED = "scheduled", _("scheduled")
+    OPEN = "open", _("open")
+    CLOSED = "closed", _("closed")
+
+
 class PollQuerySet(models.QuerySet["Poll"]):
     def open(self, *, at: Any = None) -> PollQuerySet:
-        """Polls that take votes: not closed and not expired (by default, by :func:`poll_clock`)."""
+        """Polls that take votes: opened, not closed and not expired (by default, by
+        :func:`poll_clock`)."""
         now = poll_clock() if at is None else at
-        return self.filter(closed_at__isnull=True).filter(
+        return (
+            self.filter(closed_at__isnull=True)
+            .filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
+            .filter(models.Q(opens_at__isnull=True) | models.Q(opens_at__lte=now))
+        )
+
+    def scheduled(self, *, at: Any = None) -> PollQuerySet:
+        """Polls that will take votes: not open yet, and not closed or expired."""
+        now = poll_clock() if at is None else at
+        return self.filter(closed_at__isnull=True, opens_at__gt=now).filter(
             models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
         )
 
@@ -84,7 +137,36 @@ class Poll(models.Model):
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True, editable=False)
+    method = models.CharField(
+        _("method"), max_length=16, choices=Method.choices, default=Method.SINGLE
+    )
+    # Kept equal to ``method == "multiple"`` (a check constraint): the single-vote rule of Vote
+    # is a partial unique index on its copy of this flag.
     allow_multiple_votes = models.BooleanField(_("allow multiple votes"), default=False)
+    # How many options one voter's ballot holds, at least and at most (None: every option).
+    min_choices = models.PositiveSmallIntegerField(_("min choices"), default=1)
+    max_choices = models.PositiveSmallIntegerField(_("max choices"), null=True, blank=True)
+    opens_at = models.DateTimeField(_("opens at"), null=True, blank=True)
+    results_visibility = models.CharField(
+        _("results visibility"),
+        max_length=16,
+        choices=ResultsVisibility.choices,
+        default=ResultsVisibility.ALWAYS,
+    )
+    anonymity = models.CharField(
+        _("anonymity"), max_length=16, choices=Anonymity.choices, default=Anonymity.ANONYMOUS
+    )
+    allow_vote_change = models.BooleanField(_("allow vote change"), default=True)
+    # Only members may vote. A group that polls name cannot be deleted (the poll would open to
+    # everyone).
+    voter_group = models.ForeignKey(
+        "auth.Group",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("voter group"),
+    )
     # Deleting a user deletes their polls, with the votes on them.
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -105,6 +187,43 @@ class Poll(models.Model):
             models.UniqueConstraint(
                 fields=("id", "allow_multiple_votes"), name="django_polls_poll_id_mode"
             ),
+            check_constraint(
+                condition=models.Q(method__in=Method.values),
+                name="django_polls_poll_method_known",
+            ),
+            check_constraint(
+                condition=models.Q(method=Method.MULTIPLE, allow_multiple_votes=True)
+                | (~models.Q(method=Method.MULTIPLE) & models.Q(allow_multiple_votes=False)),
+                name="django_polls_poll_mode_of_method",
+            ),
+            check_constraint(
+                condition=models.Q(min_choices__gte=1)
+                & (models.Q(max_choices__isnull=True) | models.Q(max_choices__gte=F("min_choices")))
+                & (
+                    ~models.Q(method=Method.SINGLE)
+                    | (models.Q(min_choices=1) & models.Q(max_choices__isnull=True))
+                ),
+                name="django_polls_poll_choices_in_range",
+            ),
+            check_constraint(
+                condition=models.Q(results_visibility__in=ResultsVisibility.values),
+                name="django_polls_poll_visibility_known",
+            ),
+            check_constraint(
+                condition=models.Q(anonymity__in=Anonymity.values),
+                name="django_polls_poll_anonymity_known",
+            ),
+            # A secret ballot cannot be changed: nothing says what it chose.
+            check_constraint(
+                condition=~models.Q(anonymity=Anonymity.SECRET) | models.Q(allow_vote_change=False),
+                name="django_polls_poll_secret_is_final",
+            ),
+            check_constraint(
+                condition=models.Q(opens_at__isnull=True)
+                | models.Q(expires_at__isnull=True)
+                | models.Q(opens_at__lt=F("expires_at")),
+                name="django_polls_poll_opens_before_expiry",
+            ),
         )
 
     def __str__(self) -> str:
@@ -118,8 +237,31 @@ class Poll(models.Model):
         return self.is_open_at(now if now is not None else timezone.now())
 
     def is_open_at(self, moment: datetime) -> bool:
-        """Does the poll take votes at ``moment``: not closed and not expired."""
-        return self.closed_at is None and (self.expires_at is None or self.expires_at > moment)
+        """Does the poll take votes at ``moment``: opened, not closed and not expired."""
+        return self.status_at(moment) == Status.OPEN
+
+    def status_at(self, moment: datetime) -> Status:
+        if self.closed_at is not None or (
+            self.expires_at is not None and self.expires_at <= moment
+        ):
+            return Status.CLOSED
+        if self.opens_at is not None and self.opens_at > moment:
+            return Status.SCHEDULED
+        return Status.OPEN
+
+    @property
+    def status(self) -> Status:
+        """scheduled, open or closed now, by :func:`poll_clock` (as :attr:`is_active`)."""
+        now = getattr(self, CLOCK_ATTRIBUTE, None)
+        return self.status_at(now if now is not None else timezone.now())
+
+    @property
+    def choice_limits(self) -> tuple[int, int]:
+        """How many options one voter's ballot holds, at least and at most; the options must
+        be loaded (prefetched) when ``max_choices`` is None."""
+        if self.method == Method.SINGLE:
+            return 1, 1
+        return self.min_choices, self.max_choices or len(self.options.all())
 
     @property
     def total_votes(self) -> int:
@@ -200,3 +342,114 @@ class Vote(models.Model):
 
     def __str__(self) -> str:
         return f"{self.voter_id} → {self.option_id}"
+
+
+class Participation(models.Model):
+    """That a voter took part in a poll, and how many options their ballot holds now.
+
+    One per voter and poll (unique). ``min_choices`` and ``max_choices`` are the limits the ballot
+    must keep, copied from the poll when the voter first votes (the poll's are frozen once it has
+    votes); on a secret poll, where a voter casts one ballot and never adds to it, the maximum is
+    that ballot's size. Nothing here says which options were chosen, nor when.
+    """
+
+    poll = models.ForeignKey(
+        Poll,
+        on_delete=models.CASCADE,
+        related_name="participations",
+        db_index=False,
+        verbose_name=_("poll"),
+    )
+    # A deleted account's participation stays counted, as its votes do.
+    voter = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="poll_participations",
+        verbose_name=_("voter"),
+    )
+    choices = models.PositiveSmallIntegerField(_("choices"), editable=False)
+    min_choices = models.PositiveSmallIntegerField(_("min choices"), editable=False)
+    max_choices = models.PositiveSmallIntegerField(_("max choices"), editable=False)
+
+    class Meta:
+        verbose_name = _("participation")
+        verbose_name_plural = _("participations")
+        ordering = ("id",)
+        constraints = (
+            models.UniqueConstraint(
+                fields=("poll", "voter"), name="django_polls_participation_once"
+            ),
+            check_constraint(
+                condition=models.Q(choices__gte=F("min_choices"))
+                & models.Q(choices__lte=F("max_choices")),
+                name="django_polls_participation_within_limits",
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.voter_id} in {self.poll_id}"
+
+
+#: How many rows count a poll's voters; a participation is counted by the row of ``id % STRIPES``.
+VOTER_COUNT_STRIPES = 8
+
+
+class VoterCount(models.Model):
+    """Part of a poll's count of voters: the participations whose id modulo
+    :data:`VOTER_COUNT_STRIPES` is ``stripe``. Kept by the services in the transaction of each
+    first ballot and retraction; the poll's voters are the sum of its rows."""
+
+    poll = models.ForeignKey(
+        Poll,
+        on_delete=models.CASCADE,
+        related_name="voter_counts",
+        db_index=False,
+        verbose_name=_("poll"),
+    )
+    stripe = models.PositiveSmallIntegerField(_("stripe"))
+    voters = models.PositiveIntegerField(_("voters"), default=0)
+
+    class Meta:
+        verbose_name = _("voter count")
+        verbose_name_plural = _("voter counts")
+        constraints = (
+            models.UniqueConstraint(
+                fields=("poll", "stripe"), name="django_polls_voter_count_once"
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.poll_id}/{self.stripe}: {self.voters}"
+
+
+class BallotChange(models.Model):
+    """A replaced or retracted ballot on a public or anonymous poll (never on a secret one):
+    who, what they had chosen, what they chose instead (nothing for a retraction), and when."""
+
+    class Action(models.TextChoices):
+        REPLACED = "replaced", _("replaced")
+        RETRACTED = "retracted", _("retracted")
+
+    poll = models.ForeignKey(
+        Poll, on_delete=models.CASCADE, related_name="ballot_changes", verbose_name=_("poll")
+    )
+    voter = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        verbose_name=_("voter"),
+    )
+    action = models.CharField(_("action"), max_length=16, choices=Action.choices)
+    previous = models.JSONField(_("previous options"))
+    current = models.JSONField(_("new options"), default=list)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("ballot change")
+        verbose_name_plural = _("ballot changes")
+        ordering = ("created_at", "id")
+
+    def __str__(self) -> str:
+        return f"{self.voter_id} {self.action} on {self.poll_id}"

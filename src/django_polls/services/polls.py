@@ -12,7 +12,7 @@ from django.db import IntegrityError, connection, transaction
 from django_polls import signals
 from django_polls.changes import announce_change
 from django_polls.conf import polls_settings
-from django_polls.models import ClockTimestamp, Option, Poll, Vote, poll_clock
+from django_polls.models import ClockTimestamp, Method, Option, Poll, Vote, poll_clock
 from django_polls.services.errors import InvalidInput, PollHasVotes
 from django_polls.services.locks import is_unique_violation, lock_poll
 
@@ -113,6 +113,7 @@ def create_poll(
             description=description,
             expires_at=expires_at,
             allow_multiple_votes=allow_multiple_votes,
+            method=Method.MULTIPLE if allow_multiple_votes else Method.SINGLE,
             created_by=created_by,
         )
         _add_options(poll, texts)
@@ -150,6 +151,7 @@ def update_poll(
             changes["expires_at"] = expires_at
         if allow_multiple_votes is not UNCHANGED:
             changes["allow_multiple_votes"] = allow_multiple_votes
+            changes["method"] = Method.MULTIPLE if allow_multiple_votes else Method.SINGLE
         mode = changes.get("allow_multiple_votes", locked.allow_multiple_votes)
         mode_changes = mode != locked.allow_multiple_votes
         has_votes = (texts is not None or mode_changes) and Vote.objects.filter(
