@@ -295,8 +295,9 @@ def count_voter(poll_id: int, participation_id: int, delta: int) -> None:
 #: (``stamped``), the ballot's options locked in id order (``chosen``), what the rules need
 #: (``verdict``: the poll's state at the timestamp, the voter's eligibility and what they hold
 #: already), the rules themselves (``accepted``, as in :func:`judge_ballot`), the voter's
-#: participation (``participated``: inserted, or grown within its limits; its row lock queues the
-#: voter's other ballots on this poll), the vote rows (``stored``, none on a secret poll), the
+#: participation (``participated``: grown within its limits for a voter who holds options
+#: already, else inserted, or grown when a first ballot of theirs committed meanwhile; its row lock
+#: queues the voter's other ballots on this poll), the vote rows (``stored``, none on a secret poll), the
 #: counters (``counted``, which also announces the change to live results streams, see
 #: :func:`announce_change`) and the count of voters (``voters``, for a first ballot). The last
 #: row reports what the rules saw, so a refusal names its reason without another query, and
@@ -339,16 +340,25 @@ BALLOT_SQL = """WITH poll AS (
         AND %(count)s <= max_choices
         AND CASE WHEN prior IS NULL THEN %(count)s >= min_choices
             ELSE NOT secret AND NOT repeated AND prior + %(count)s <= max_choices END
-), participated AS (
+), grown AS (
+    UPDATE {participation} AS p SET choices = p.choices + %(count)s
+    FROM accepted
+    WHERE accepted.prior IS NOT NULL
+        AND p.{participation_poll} = accepted.id AND p.{participation_voter} = %(voter)s
+        AND p.choices + %(count)s <= p.max_choices
+    RETURNING p.id, false AS inserted
+), joined AS (
     INSERT INTO {participation} AS p ({participation_poll}, {participation_voter}, choices,
         min_choices, max_choices)
     SELECT id, %(voter)s, %(count)s, min_choices,
         CASE WHEN secret THEN %(count)s ELSE max_choices END
-    FROM accepted
+    FROM accepted WHERE prior IS NULL
     ON CONFLICT ({participation_poll}, {participation_voter}) DO UPDATE
         SET choices = p.choices + excluded.choices
         WHERE p.choices + excluded.choices <= p.max_choices
     RETURNING id, xmax = 0 AS inserted
+), participated AS (
+    SELECT * FROM grown UNION ALL SELECT * FROM joined
 ), stored AS (
     INSERT INTO {vote} ({vote_poll}, {vote_option}, {vote_voter}, {vote_mode}, {vote_created})
     SELECT accepted.id, chosen.id, %(voter)s, accepted.allow_multiple_votes, accepted.stamp
@@ -524,10 +534,11 @@ def change_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) -> Rece
 def _change_vote(poll_id: int, voter: User, ids: list[int]) -> tuple[list[int], Poll, datetime]:
     with transaction.atomic():
         poll = lock_poll(poll_id, exclusive=False)
-        now, held = _clock_and_options(poll.pk, voter)
-        # The options of the old ballot and the new, locked in id order, then the voter's
-        # participation: the lock order of every ballot.
-        locked = lock_options(Option.objects.filter(poll_id=poll.pk, pk__in={*ids, *held}))
+        now, _ = _clock_and_options(poll.pk, voter)
+        # Every option of the poll, locked in id order, then the voter's participation: the lock
+        # order of every ballot, and whatever the old ballot holds (another ballot of the voter's
+        # may commit until the participation is locked) is among the options locked.
+        locked = lock_options(Option.objects.filter(poll_id=poll.pk))
         known = set(ids) & set(locked)
         if not _is_member(voter, poll.voter_group_id):
             raise NotEligible()
