@@ -296,13 +296,13 @@ def count_voter(poll_id: int, participation_id: int, delta: int) -> None:
 #: (``verdict``: the poll's state at the timestamp, the voter's eligibility and what they hold
 #: already), the rules themselves (``accepted``, as in :func:`judge_ballot`), the voter's
 #: participation (``participated``: grown within its limits for a voter who holds options
-#: already, else inserted, or grown when a first ballot of theirs committed meanwhile; its row lock
-#: queues the voter's other ballots on this poll), the vote rows (``stored``, none on a secret poll), the
-#: counters (``counted``, which also announces the change to live results streams, see
-#: :func:`announce_change`) and the count of voters (``voters``, for a first ballot). The last
-#: row reports what the rules saw, so a refusal names its reason without another query, and
-#: (when asked) the poll as locked, for the ``vote_cast`` signal. Format it with
-#: :func:`_ballot_sql`.
+#: already, else inserted, or grown when a first ballot of theirs committed meanwhile; its row
+#: lock queues the voter's other ballots on this poll), the vote rows (``stored``, none on a
+#: secret poll), the counters (``counted``, which also announces the change to live results
+#: streams, see :func:`announce_change`) and the count of voters (``voters``, for a first
+#: ballot). The last row reports what the rules saw, so a refusal names its reason without
+#: another query, and (when asked) the poll as locked, for the ``vote_cast`` signal. Format it
+#: with :func:`_ballot_sql`.
 BALLOT_SQL = """WITH poll AS (
     SELECT {poll_columns},
         pg_advisory_xact_lock_shared(%(namespace)s, (id %% 2147483648)::int4) AS advisory_lock
