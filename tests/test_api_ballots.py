@@ -227,7 +227,7 @@ def test_put_replaces_the_ballot_and_moves_the_counts_at_once(make_poll, alice, 
     assert counts(poll) == [0, 1]
     assert voters(poll) == 1
     assert client.get(vote_url(poll.pk)).json() == {"voted": True, "options": [soup]}
-    change = BallotChange.objects.get(poll=poll)
+    [change] = services.ballot_history(poll_id=poll.pk, voter=alice)
     assert (change.voter, change.action, change.previous, change.current) == (
         alice,
         "replaced",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, FilteredRelation, OuterRef, Q
+from django.db.models import Exists, F, FilteredRelation, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from django_polls import changes, signals
@@ -661,6 +661,15 @@ def _clock_and_options(poll_id: int, voter: User) -> tuple[datetime, list[int]]:
         found = list(rows.values_list("pk", "mine__option"))
         now = timezone.now()
     return now, [option_id for _, option_id in found if option_id is not None]
+
+
+def ballot_history(*, poll_id: int, voter: User | None = None) -> QuerySet[BallotChange]:
+    """The replaced and withdrawn ballots of the poll (of one voter, when given), oldest first.
+    Public and anonymous polls keep them; secret polls none."""
+    changes = BallotChange.objects.filter(poll_id=poll_id)
+    if voter is not None:
+        changes = changes.filter(voter=voter)
+    return changes.order_by("created_at", "id")
 
 
 def ballot_of(*, poll_id: int, voter: User) -> MyBallot:
