@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, FilteredRelation, OuterRef, Q, QuerySet
+from django.db.models import (
+    Exists,
+    F,
+    FilteredRelation,
+    ManyToManyField,
+    OuterRef,
+    Q,
+    QuerySet,
+)
 from django.utils import timezone
 
 from django_polls import changes, signals
@@ -419,11 +427,13 @@ def _eligibility_sql() -> str:
         groups = get_user_model()._meta.get_field("groups")
     except FieldDoesNotExist:
         return "voter_group_id IS NULL"
-    through = groups.remote_field.through._meta  # type: ignore[union-attr]
+    through = groups.remote_field.through if isinstance(groups, ManyToManyField) else None
+    if through is None:
+        return "voter_group_id IS NULL"
     member = (
-        f"SELECT FROM {connection.ops.quote_name(through.db_table)}"
-        f" WHERE {connection.ops.quote_name(groups.m2m_column_name())} = %(voter)s"  # type: ignore[union-attr]
-        f" AND {connection.ops.quote_name(groups.m2m_reverse_name())} = voter_group_id"  # type: ignore[union-attr]
+        f"SELECT FROM {connection.ops.quote_name(through._meta.db_table)}"
+        f" WHERE {connection.ops.quote_name(groups.m2m_column_name())} = %(voter)s"
+        f" AND {connection.ops.quote_name(groups.m2m_reverse_name())} = voter_group_id"
     )
     return f"(voter_group_id IS NULL OR EXISTS ({member}))"
 
