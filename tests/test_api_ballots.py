@@ -165,9 +165,12 @@ def test_a_secret_ballot_is_counted_and_not_linked_to_its_voter(secret, alice, c
     assert counts(secret) == [1, 1, 0, 0]
     assert not Vote.objects.filter(poll=secret).exists()
     assert not BallotChange.objects.exists()
-    assert list(Participation.objects.filter(poll=secret).values_list("voter", "choices")) == [
-        (alice.pk, 2)
-    ]
+    # That alice voted, and not even how many options her ballot chose.
+    assert list(
+        Participation.objects.filter(poll=secret).values_list(
+            "voter", "choices", "min_choices", "max_choices"
+        )
+    ) == [(alice.pk, 1, 1, 1)]
     assert client.get(vote_url(secret.pk)).json() == {"voted": True, "options": None}
 
 

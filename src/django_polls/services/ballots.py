@@ -224,13 +224,10 @@ def _cast_vote_in_steps(poll_id: int, voter: User, ids: list[int]) -> tuple[Poll
         )
         judge_ballot(ids, verdict)
         if participation is None:
+            held = {"choices": len(ids), "min_choices": limits[0], "max_choices": limits[1]}
+            # On a secret poll one ballot, of a size nothing records.
             participation = Participation.objects.create(
-                poll_id=poll.pk,
-                voter=voter,
-                choices=len(ids),
-                min_choices=limits[0],
-                # One ballot per voter on a secret poll: nothing says what it chose.
-                max_choices=len(ids) if secret else limits[1],
+                poll_id=poll.pk, voter=voter, **(SECRET_LIMITS if secret else held)
             )
             count_voter(poll.pk, participation.pk, +1)
         else:
@@ -251,6 +248,11 @@ def _cast_vote_in_steps(poll_id: int, voter: User, ids: list[int]) -> tuple[Poll
         Option.objects.filter(pk__in=ids).update(votes=F("votes") + 1)
         announce_change(poll_id=poll.pk)
     return poll, now
+
+
+#: A participation in a secret poll: one ballot, and not how many options it chose (in a small
+#: poll that alone could tell the choices from the counts).
+SECRET_LIMITS = {"choices": 1, "min_choices": 1, "max_choices": 1}
 
 
 def _limits(poll: Poll) -> tuple[int, int]:
@@ -358,8 +360,8 @@ BALLOT_SQL = """WITH poll AS (
 ), joined AS (
     INSERT INTO {participation} AS p ({participation_poll}, {participation_voter}, choices,
         min_choices, max_choices)
-    SELECT id, %(voter)s, %(count)s, min_choices,
-        CASE WHEN secret THEN %(count)s ELSE max_choices END
+    SELECT id, %(voter)s, CASE WHEN secret THEN 1 ELSE %(count)s END,
+        CASE WHEN secret THEN 1 ELSE min_choices END, CASE WHEN secret THEN 1 ELSE max_choices END
     FROM accepted WHERE prior IS NULL
     ON CONFLICT ({participation_poll}, {participation_voter}) DO UPDATE
         SET choices = p.choices + excluded.choices
