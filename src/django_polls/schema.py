@@ -201,6 +201,13 @@ def list_parameters() -> list[Any]:
             enum=["true", "false"],
         ),
         openapi.Parameter(
+            "status",
+            query,
+            "Only scheduled (not open yet), open or closed (closed or expired) polls.",
+            type=string,
+            enum=["scheduled", "open", "closed"],
+        ),
+        openapi.Parameter(
             "search",
             query,
             "Text in the title or description, case-insensitive (at most 200 characters).",
