@@ -49,15 +49,7 @@ POLICY_FIELDS = (
     "voter_group",
 )
 #: Fields a poll with votes keeps as they are (see services.update_poll).
-FROZEN_ONCE_VOTED = (
-    "option_texts",
-    "method",
-    "min_choices",
-    "max_choices",
-    "anonymity",
-    "allow_vote_change",
-    "opens_at",
-)
+FROZEN_ONCE_VOTED = ("option_texts", "min_choices", "max_choices", *services.FROZEN_ONCE_VOTED)
 
 
 class PollAdminForm(PollFormBase):
