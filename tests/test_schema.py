@@ -229,6 +229,10 @@ def test_the_poll_policies_are_described_with_their_values(swagger: dict[str, An
     assert poll["status"]["enum"] == ["scheduled", "open", "closed"]
     assert poll["status"]["readOnly"] is True
     assert poll["min_choices"]["minimum"] == 1
+    # At most the number of options, so at most the site's MAX_OPTIONS.
+    assert (
+        poll["min_choices"]["maximum"] == poll["max_choices"]["maximum"] == DEFAULTS["MAX_OPTIONS"]
+    )
     assert poll["max_choices"]["x-nullable"] is True
     assert poll["opens_at"]["format"] == "date-time"
     assert poll["voter_group"]["type"] == "string"
