@@ -304,10 +304,13 @@ class VoteReceiptSerializer(serializers.Serializer[services.Receipt]):
     created_at = serializers.DateTimeField()
 
 
-class MyVoteSerializer(serializers.Serializer[dict[str, Any]]):
+class MyVoteSerializer(serializers.Serializer[services.MyBallot]):
+    voted = serializers.BooleanField(help_text="Whether the caller voted on the poll.")
     options = serializers.ListField(
         child=serializers.IntegerField(),
-        help_text="The option ids the caller voted for; empty when they have not voted.",
+        allow_null=True,
+        help_text="The option ids the caller voted for; empty when they have not voted; null on "
+        "a secret poll, where nothing links a voter to a choice.",
     )
 
 
@@ -333,6 +336,6 @@ class ErrorSerializer(serializers.Serializer[dict[str, Any]]):
     detail = serializers.CharField()
     code = serializers.CharField(
         help_text="Stable: not_authenticated, authentication_failed, permission_denied, "
-        "not_found, already_voted, poll_closed, poll_has_votes, poll_changed, not_voted, "
-        "parse_error, throttled, ..."
+        "not_found, already_voted, poll_closed, poll_not_open, poll_has_votes, poll_changed, "
+        "not_voted, vote_final, not_eligible, parse_error, throttled, ..."
     )
