@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Group
 from django.test import Client
 from django.utils import timezone
 
@@ -34,12 +35,26 @@ def first_option(poll: Poll) -> int:
     return int(poll.options.order_by("order")[0].pk)
 
 
+#: The policy fields of a new poll in the form, as the admin offers them (v1's behaviour).
+POLICIES = {
+    "method": "single",
+    "min_choices": "1",
+    "max_choices": "",
+    "opens_at_0": "",
+    "opens_at_1": "",
+    "results_visibility": "always",
+    "anonymity": "anonymous",
+    "allow_vote_change": "on",
+    "voter_group": "",
+}
+
+
 def add_form(**fields: Any) -> dict[str, Any]:
     return {
         "title": "Lunch?",
         "description": "",
         "option_texts": "Pizza\nSoup",
-        "allow_multiple_votes": "",
+        **POLICIES,
         "expires_at_0": "",
         "expires_at_1": "",
         "options-TOTAL_FORMS": "0",
@@ -55,7 +70,15 @@ def change_form(poll: Poll, **fields: Any) -> dict[str, Any]:
         "title": poll.title,
         "description": poll.description,
         "option_texts": texts,
-        "allow_multiple_votes": "on" if poll.allow_multiple_votes else "",
+        "method": poll.method,
+        "min_choices": str(poll.min_choices),
+        "max_choices": "" if poll.max_choices is None else str(poll.max_choices),
+        "opens_at_0": "",
+        "opens_at_1": "",
+        "results_visibility": poll.results_visibility,
+        "anonymity": poll.anonymity,
+        "allow_vote_change": "on" if poll.allow_vote_change else "",
+        "voter_group": "" if poll.voter_group_id is None else str(poll.voter_group_id),
         "expires_at_0": "",
         "expires_at_1": "",
         "options-TOTAL_FORMS": count,
@@ -141,9 +164,7 @@ def test_once_voted_options_and_mode_are_frozen_but_the_title_is_not(
 
     response = staff_client.post(
         f"/admin/django_polls/poll/{poll.pk}/change/",
-        change_form(
-            poll, title="Lunch today?", option_texts="Other\nTexts", allow_multiple_votes="on"
-        ),
+        change_form(poll, title="Lunch today?", option_texts="Other\nTexts", method="multiple"),
     )
     assert response.status_code == 302, page(response)
     poll.refresh_from_db()
@@ -272,12 +293,131 @@ def test_a_change_refused_by_the_rules_leaves_no_history_entry(
     )
 
     assert response.status_code == 200
-    assert "This poll has votes: its options and allow_multiple_votes can no longer change." in (
-        page(response)
-    )
+    assert services.PollHasVotes.default_message in page(response)
     poll.refresh_from_db()
     assert poll.title == "Lunch?"
     assert list(poll.options.order_by("order").values_list("text", flat=True)) == ["Pizza", "Soup"]
     assert history(poll) == []
     listing = staff_client.get(f"/admin/django_polls/poll/{poll.pk}/history/")
     assert "Changed" not in page(listing)
+
+
+def test_adding_a_poll_with_every_policy(staff_client: Client, admin_user: Any) -> None:
+    group = Group.objects.create(name="Board")
+    opens_at = (timezone.now() + timedelta(days=1)).replace(microsecond=0)
+    response = staff_client.post(
+        "/admin/django_polls/poll/add/",
+        add_form(
+            created_by=admin_user.pk,
+            option_texts="Ann\nBen\nCat",
+            method="multiple",
+            min_choices="2",
+            max_choices="2",
+            opens_at_0=opens_at.strftime("%Y-%m-%d"),
+            opens_at_1=opens_at.strftime("%H:%M:%S"),
+            results_visibility="after_close",
+            anonymity="public",
+            allow_vote_change="",
+            voter_group=str(group.pk),
+        ),
+    )
+
+    assert response.status_code == 302, page(response)
+    poll = Poll.objects.get()
+    assert (poll.method, poll.allow_multiple_votes, poll.min_choices, poll.max_choices) == (
+        "multiple",
+        True,
+        2,
+        2,
+    )
+    assert (poll.opens_at, poll.results_visibility, poll.anonymity) == (
+        opens_at,
+        "after_close",
+        "public",
+    )
+    assert (poll.allow_vote_change, poll.voter_group) == (False, group)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        (
+            {"anonymity": "secret", "allow_vote_change": "on"},
+            "allow_vote_change",
+            "A secret ballot cannot be changed",
+        ),
+        ({"method": "multiple", "max_choices": "3"}, "max_choices", "exceeds the number"),
+        ({"method": "single", "min_choices": "2"}, "min_choices", "exactly 1"),
+    ],
+    ids=["secret with changes", "max above the options", "single with min 2"],
+)
+def test_a_policy_that_breaks_a_rule_shows_the_error_on_its_field(
+    staff_client: Client, admin_user: Any, fields: dict[str, str], field: str, message: str
+) -> None:
+    response = staff_client.post(
+        "/admin/django_polls/poll/add/", add_form(created_by=admin_user.pk, **fields)
+    )
+
+    assert response.status_code == 200
+    assert message in response.context["adminform"].form.errors[field][0]
+    assert not Poll.objects.exists()
+
+
+def test_a_secret_poll_added_without_vote_changes_is_final(
+    staff_client: Client, admin_user: Any
+) -> None:
+    response = staff_client.post(
+        "/admin/django_polls/poll/add/",
+        add_form(created_by=admin_user.pk, anonymity="secret", allow_vote_change=""),
+    )
+
+    assert response.status_code == 302, page(response)
+    assert Poll.objects.get().allow_vote_change is False
+
+
+def test_once_voted_the_terms_are_read_only_and_results_only_hide_further(
+    staff_client: Client, make_poll: Callable[..., Poll], bob: Any
+) -> None:
+    poll = make_poll(results_visibility="after_vote")
+    services.cast_vote(poll_id=poll.pk, voter=bob, option_ids=[first_option(poll)])
+
+    change = staff_client.get(f"/admin/django_polls/poll/{poll.pk}/change/")
+    form = change.context["adminform"].form
+    frozen = ["method", "min_choices", "max_choices", "anonymity", "allow_vote_change", "opens_at"]
+    assert all(form.fields[name].disabled for name in frozen)
+    assert [value for value, _ in form.fields["results_visibility"].choices] == [
+        "after_vote",
+        "after_close",
+        "owner",
+    ]
+
+    response = staff_client.post(
+        f"/admin/django_polls/poll/{poll.pk}/change/",
+        change_form(poll, method="multiple", anonymity="public", results_visibility="owner"),
+    )
+    assert response.status_code == 302, page(response)
+    poll.refresh_from_db()
+    assert (poll.method, poll.anonymity, poll.results_visibility) == (
+        "single",
+        "anonymous",
+        "owner",
+    )
+
+    loosened = staff_client.post(
+        f"/admin/django_polls/poll/{poll.pk}/change/",
+        change_form(poll, results_visibility="always"),
+    )
+    assert loosened.status_code == 200  # not a choice any more
+    poll.refresh_from_db()
+    assert poll.results_visibility == "owner"
+
+
+def test_without_user_groups_the_admin_does_not_offer_a_voter_group(
+    staff_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services, "voter_groups_supported", lambda: False)
+
+    add = staff_client.get("/admin/django_polls/poll/add/")
+
+    assert add.status_code == 200
+    assert 'name="voter_group"' not in page(add)

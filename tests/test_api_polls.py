@@ -31,6 +31,16 @@ POLL_FIELDS = {
     "created_by",
     "options",
     "total_votes",
+    # v1.1
+    "method",
+    "min_choices",
+    "max_choices",
+    "opens_at",
+    "status",
+    "results_visibility",
+    "anonymity",
+    "allow_vote_change",
+    "voter_group",
 }
 
 
@@ -357,6 +367,16 @@ def test_a_signed_in_user_creates_a_poll(alice, client_for):
         "created_by": "alice",
         "options": [{"id": pizza, "text": "Pizza"}, {"id": soup, "text": "Soup"}],
         "total_votes": 0,
+        # v1.1: what allow_multiple_votes implies, and v1's behaviour for the rest.
+        "method": "multiple",
+        "min_choices": 1,
+        "max_choices": 2,
+        "opens_at": None,
+        "status": "open",
+        "results_visibility": "always",
+        "anonymity": "anonymous",
+        "allow_vote_change": True,
+        "voter_group": None,
     }
     assert body["created_at"].endswith("Z")
     assert parse_datetime(body["created_at"]) == poll.created_at
@@ -583,6 +603,15 @@ def test_anyone_reads_a_poll_with_its_vote_count(make_poll, alice, bob, make_use
             {"id": basil, "text": "Basil"},
         ],
         "total_votes": 3,
+        "method": "multiple",
+        "min_choices": 1,
+        "max_choices": 3,
+        "opens_at": None,
+        "status": "open",
+        "results_visibility": "always",
+        "anonymity": "anonymous",
+        "allow_vote_change": True,
+        "voter_group": None,
     }
     assert parse_datetime(body["created_at"]) == poll.created_at
     assert parse_datetime(body["expires_at"]) == expires_at

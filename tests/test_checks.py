@@ -116,6 +116,32 @@ def test_e011_message_names_the_setting() -> None:
     assert "DJANGO_POLLS['USER_DISPLAY']" in message.msg
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "django_polls.serializers.no_such_policy",
+        "no_such_module.may_vote",
+        "django_polls.conf.DEFAULTS",  # imports, but is not callable
+        42,
+        True,
+        ["django_polls.serializers.username"],
+    ],
+)
+def test_e012_when_the_voter_policy_is_not_a_callable_that_imports(value: object) -> None:
+    assert ids(DJANGO_POLLS={"VOTER_POLICY": value}) == ["django_polls.E012"]
+
+
+def test_e012_message_names_the_setting() -> None:
+    with override_settings(DJANGO_POLLS={"VOTER_POLICY": "no.such.policy"}):
+        (message,) = check_settings()
+    assert "DJANGO_POLLS['VOTER_POLICY']" in message.msg
+
+
+@pytest.mark.parametrize("value", [None, "django_polls.serializers.username"])
+def test_a_voter_policy_of_none_or_a_callable_passes(value: object) -> None:
+    assert ids(DJANGO_POLLS={"VOTER_POLICY": value}) == []
+
+
 SCOPED = ["rest_framework.throttling.ScopedRateThrottle"]
 
 

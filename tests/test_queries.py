@@ -12,10 +12,13 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Group
 from django.db import connection
 from django.urls import reverse
+from django.utils import timezone
 
 from django_polls import services
 from tests.conftest import on_postgresql, option_ids
@@ -84,6 +87,35 @@ def test_the_poll_list_takes_the_same_queries_however_full_the_page(
     assert len(body["results"]) == polls
     assert all(len(poll["options"]) == options_per_poll for poll in body["results"])
     assert all(poll["total_votes"] == 1 for poll in body["results"])
+
+
+@pytest.mark.parametrize("status", [None, "open", "scheduled"], ids=["all", "open", "scheduled"])
+def test_the_poll_list_of_polls_with_every_policy_takes_the_same_queries(
+    make_poll, make_user, anon, django_assert_num_queries, status
+):
+    # Each poll its own voter group (shown by name) and policies, opening in the past or later.
+    for index in range(20):
+        make_poll(
+            options=texts(4),
+            method="multiple",
+            min_choices=2,
+            max_choices=3,
+            opens_at=timezone.now() + timedelta(days=1 if index % 2 else -1),
+            results_visibility="after_close",
+            anonymity="public",
+            allow_vote_change=False,
+            voter_group=Group.objects.create(name=f"Group {index}"),
+        )
+    params = {} if status is None else {"status": status}
+
+    with django_assert_num_queries(LIST):
+        response = anon.get(reverse("django_polls:poll-list"), params)
+
+    assert response.status_code == 200
+    polls = response.json()["results"]
+    assert len(polls) == (20 if status is None else 10)
+    assert all(poll["voter_group"].startswith("Group ") for poll in polls)
+    assert all((poll["min_choices"], poll["max_choices"]) == (2, 3) for poll in polls)
 
 
 def test_a_poll_is_read_in_two_queries(make_poll, anon, django_assert_num_queries):

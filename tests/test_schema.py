@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from django_polls import schema
+from django_polls.conf import DEFAULTS
 
 HAS_YASG = importlib.util.find_spec("drf_yasg") is not None
 
@@ -218,3 +219,36 @@ def test_the_list_documents_its_query_parameters(swagger: dict[str, Any]) -> Non
         "expires_at",
         "-expires_at",
     }
+
+
+def test_the_poll_policies_are_described_with_their_values(swagger: dict[str, Any]) -> None:
+    poll = swagger["definitions"]["Poll"]["properties"]
+    assert poll["method"]["enum"] == ["single", "multiple"]
+    assert poll["results_visibility"]["enum"] == ["always", "after_vote", "after_close", "owner"]
+    assert poll["anonymity"]["enum"] == ["anonymous", "public", "secret"]
+    assert poll["status"]["enum"] == ["scheduled", "open", "closed"]
+    assert poll["status"]["readOnly"] is True
+    assert poll["min_choices"]["minimum"] == 1
+    # At most the number of options, so at most the site's MAX_OPTIONS.
+    assert (
+        poll["min_choices"]["maximum"] == poll["max_choices"]["maximum"] == DEFAULTS["MAX_OPTIONS"]
+    )
+    assert poll["max_choices"]["x-nullable"] is True
+    assert poll["opens_at"]["format"] == "date-time"
+    assert poll["voter_group"]["type"] == "string"
+    assert poll["voter_group"]["x-nullable"] is True
+    fields = ["method", "min_choices", "max_choices", "opens_at", "status"]
+    fields += ["results_visibility", "anonymity", "allow_vote_change", "voter_group"]
+    settings = {str(value) for value in DEFAULTS.values() if isinstance(value, int)}
+    for field in fields:
+        # Described, without numbers that are the site's settings.
+        assert poll[field]["description"], field
+        assert not set(re.findall(r"\d+", poll[field]["description"])) & settings, field
+
+
+def test_the_list_takes_a_status_filter(swagger: dict[str, Any]) -> None:
+    (status,) = [
+        p for p in swagger["paths"]["/polls/"]["get"]["parameters"] if p["name"] == "status"
+    ]
+    assert status["in"] == "query"
+    assert status["enum"] == ["scheduled", "open", "closed"]

@@ -8,13 +8,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Group
 from django.db import transaction
 from django.dispatch import Signal
 from django.test import override_settings
 from django.utils import timezone
 
 from django_polls import live, services, signals
-from django_polls.models import Option, Poll, Vote
+from django_polls.models import Option, Participation, Poll, Vote
 from tests.conftest import database_folds_alike, expire
 
 pytestmark = pytest.mark.django_db
@@ -1059,3 +1060,113 @@ def test_a_failing_poll_closed_receiver_leaves_the_poll_closed(
     assert Poll.objects.get(pk=single.pk).closed_at == closed.closed_at
     assert Poll.objects.get(pk=single.pk).is_active is False
     assert_receiver_error_logged(caplog)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ballot policies: the rules hold for every caller (API, admin, a host's own code)
+
+
+def test_create_poll_takes_every_policy(alice: Any) -> None:
+    group = Group.objects.create(name="Board")
+    opens_at = later(days=1)
+
+    poll = services.create_poll(
+        created_by=alice,
+        title="Board election",
+        options=["Ann", "Ben", "Cat"],
+        method="multiple",
+        min_choices=2,
+        max_choices=2,
+        opens_at=opens_at,
+        results_visibility="after_close",
+        anonymity="public",
+        allow_vote_change=False,
+        voter_group=group,
+    )
+
+    stored = Poll.objects.get(pk=poll.pk)
+    assert (stored.method, stored.allow_multiple_votes) == ("multiple", True)
+    assert (stored.min_choices, stored.max_choices, stored.opens_at) == (2, 2, opens_at)
+    assert (stored.results_visibility, stored.anonymity) == ("after_close", "public")
+    assert (stored.allow_vote_change, stored.voter_group) == (False, group)
+    assert stored.status == "scheduled"
+
+
+@pytest.mark.parametrize(
+    ("fields", "errors"),
+    [
+        ({"method": "ranked"}, {"method": ['"ranked" is not a valid choice.']}),
+        ({"anonymity": "open"}, {"anonymity": ['"open" is not a valid choice.']}),
+        (
+            {"method": "single", "allow_multiple_votes": True},
+            {"allow_multiple_votes": ['Contradicts method "single".']},
+        ),
+        (
+            {"method": "multiple", "max_choices": 4},
+            {"max_choices": ["max_choices (4) exceeds the number of options (3)."]},
+        ),
+        (
+            {"anonymity": "secret", "allow_vote_change": True},
+            {"allow_vote_change": ["A secret ballot cannot be changed: it must be false."]},
+        ),
+    ],
+    ids=["method", "anonymity", "contradiction", "max", "secret"],
+)
+def test_create_poll_refuses_policies_that_break_a_rule(
+    alice: Any, fields: dict[str, Any], errors: dict[str, list[str]]
+) -> None:
+    with pytest.raises(services.InvalidInput) as excinfo:
+        services.create_poll(
+            created_by=alice, title="Board election", options=["Ann", "Ben", "Cat"], **fields
+        )
+
+    assert excinfo.value.errors == errors
+    assert not Poll.objects.exists()
+
+
+def test_a_poll_with_votes_keeps_its_terms_but_results_may_hide_further(voted: Poll) -> None:
+    for change in (
+        {"method": "multiple"},
+        {"anonymity": "secret"},
+        {"allow_vote_change": False},
+        {"opens_at": later(days=1)},
+    ):
+        with pytest.raises(services.PollHasVotes):
+            services.update_poll(poll=voted, **change)
+
+    services.update_poll(poll=voted, results_visibility="owner", min_choices=1, max_choices=1)
+    with pytest.raises(services.PollHasVotes):
+        services.update_poll(poll=voted, results_visibility="after_vote")
+
+    stored = Poll.objects.get(pk=voted.pk)
+    assert (stored.method, stored.anonymity, stored.allow_vote_change) == (
+        "single",
+        "anonymous",
+        True,
+    )
+    assert (stored.opens_at, stored.results_visibility) == (None, "owner")
+
+
+def test_a_participation_alone_makes_a_poll_one_with_votes(single: Poll, alice: Any) -> None:
+    assert services.has_votes(single) is False
+    Participation.objects.create(poll=single, voter=alice, choices=1, min_choices=1, max_choices=1)
+
+    assert services.has_votes(single) is True
+    with pytest.raises(services.PollHasVotes):
+        services.update_poll(poll=single, options=["Curry", "Ramen"])
+
+
+def test_voter_groups_need_a_user_model_with_groups(alice: Any) -> None:
+    assert services.voter_groups_supported() is True
+    # A site whose users have no groups (AUTH_USER_MODEL without PermissionsMixin).
+    with override_settings(AUTH_USER_MODEL="authtoken.Token"):
+        assert services.voter_groups_supported() is False
+        with pytest.raises(services.InvalidInput) as excinfo:
+            services.create_poll(
+                created_by=alice,
+                title="Board election",
+                options=["Ann", "Ben"],
+                voter_group=Group.objects.create(name="Board"),
+            )
+
+    assert list(excinfo.value.errors) == ["voter_group"]

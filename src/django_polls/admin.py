@@ -14,7 +14,15 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.translation import gettext_lazy as _
 
 from django_polls import services
-from django_polls.models import CLOCK_ATTRIBUTE, ClockTimestamp, Option, Poll, Vote
+from django_polls.models import (
+    CLOCK_ATTRIBUTE,
+    STRICTNESS,
+    ClockTimestamp,
+    Option,
+    Poll,
+    ResultsVisibility,
+    Vote,
+)
 
 # Django's admin classes are generic only to type checkers.
 if TYPE_CHECKING:
@@ -29,6 +37,20 @@ else:
 
 FAILED = "_django_polls_admin_failed"
 
+#: The policy fields of the form, as the services take them.
+POLICY_FIELDS = (
+    "method",
+    "min_choices",
+    "max_choices",
+    "opens_at",
+    "results_visibility",
+    "anonymity",
+    "allow_vote_change",
+    "voter_group",
+)
+#: Fields a poll with votes keeps as they are (see services.update_poll).
+FROZEN_ONCE_VOTED = ("option_texts", "min_choices", "max_choices", *services.FROZEN_ONCE_VOTED)
+
 
 class PollAdminForm(PollFormBase):
     """The poll with its options as one text, one option per line, checked by the services."""
@@ -41,7 +63,15 @@ class PollAdminForm(PollFormBase):
 
     class Meta:
         model = Poll
-        fields = ("title", "description", "expires_at", "allow_multiple_votes", "created_by")
+        fields = ("title", "description", "expires_at", *POLICY_FIELDS, "created_by")
+        help_texts = {
+            "max_choices": _("Empty: every option. Ignored by single-choice polls."),
+            "opens_at": _("Empty: open at once. Votes are taken from then on."),
+            "allow_vote_change": _(
+                "Voters may replace or retract a ballot (never on secret polls)."
+            ),
+            "voter_group": _("Only its members may vote. Empty: any signed-in user."),
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -50,9 +80,17 @@ class PollAdminForm(PollFormBase):
             return
         texts = poll.options.order_by("order", "id").values_list("text", flat=True)
         self.fields["option_texts"].initial = "\n".join(texts)
-        if Vote.objects.filter(poll=poll).exists():
-            for name in ("option_texts", "allow_multiple_votes"):
-                self.fields[name].disabled = True
+        if services.has_votes(poll):
+            for name in FROZEN_ONCE_VOTED:
+                if name in self.fields:
+                    self.fields[name].disabled = True
+            # Results may be hidden further, never revealed earlier than voters were told.
+            visibility = self.fields.get("results_visibility")
+            if isinstance(visibility, forms.ChoiceField):
+                allowed = STRICTNESS[STRICTNESS.index(poll.results_visibility) :]
+                visibility.choices = [
+                    (value, label) for value, label in ResultsVisibility.choices if value in allowed
+                ]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -64,7 +102,36 @@ class PollAdminForm(PollFormBase):
             except services.InvalidInput as exc:
                 for message in exc.errors.values():
                     self.add_error(field, message)
+        if not self.errors:
+            self.check_policies(data)
         return data
+
+    def check_policies(self, data: dict[str, Any]) -> None:
+        """The policies as a whole (the services' rules), each error on its field."""
+        current = {field: getattr(self.instance, field) for field in services.POLICY_DEFAULTS}
+        sent = {field: data[field] for field in POLICY_FIELDS if field in data}
+        if "voter_group" in sent:
+            group = sent.pop("voter_group")
+            sent["voter_group_id"] = None if group is None else group.pk
+        try:
+            policies = services.clean_policies(
+                current,
+                sent,
+                option_count=len(self.option_list()),
+                options_sent=True,
+                expires_at=data.get("expires_at"),
+                expires_sent=True,
+            )
+        except services.InvalidInput as exc:
+            for field, messages_ in exc.errors.items():
+                name = "option_texts" if field == "options" else field
+                self.add_error(name if name in self.fields else None, messages_)
+            return
+        # As they will be stored (single: 1 and every option; secret: final), so the model's
+        # constraints, which the form validates too, see the poll the services will write.
+        for field in ("method", "min_choices", "max_choices", "allow_vote_change"):
+            if field in data:
+                data[field] = policies[field]
 
     def check_rule(self, field: str, value: Any) -> None:
         if field == "title":
@@ -108,7 +175,7 @@ class OptionInline(OptionInlineBase):
 class PollAdmin(PollAdminBase):
     form = PollAdminForm
     list_display = ("title", "created_by", "created_at", "expires_at", "closed_at", "is_active")
-    list_filter = ("allow_multiple_votes", "created_at")
+    list_filter = ("method", "anonymity", "results_visibility", "created_at")
     list_select_related = ("created_by",)
     search_fields = ("title", "description")
     readonly_fields = ("created_at", "closed_at")
@@ -117,7 +184,9 @@ class PollAdmin(PollAdminBase):
     actions = ("close_polls",)
 
     def get_fields(self, request: HttpRequest, obj: Poll | None = None) -> Any:
-        fields = ["title", "description", "option_texts", "allow_multiple_votes", "expires_at"]
+        fields = ["title", "description", "option_texts", *POLICY_FIELDS, "expires_at"]
+        if not services.voter_groups_supported():
+            fields.remove("voter_group")
         if obj is None:
             return [*fields, "created_by"]
         return [*fields, "created_by", "created_at", "closed_at"]
@@ -143,6 +212,7 @@ class PollAdmin(PollAdminBase):
 
     def save_model(self, request: HttpRequest, obj: Poll, form: Any, change: bool) -> None:
         data = form.cleaned_data
+        policies = {field: data[field] for field in POLICY_FIELDS if field in data}
         try:
             if change:
                 services.update_poll(
@@ -150,10 +220,10 @@ class PollAdmin(PollAdminBase):
                     title=data["title"],
                     description=data["description"],
                     expires_at=data["expires_at"],
-                    allow_multiple_votes=data["allow_multiple_votes"],
                     options=form.option_list()
                     if "option_texts" in form.changed_data
                     else services.UNCHANGED,
+                    **policies,
                 )
             else:
                 poll = services.create_poll(
@@ -161,8 +231,8 @@ class PollAdmin(PollAdminBase):
                     title=data["title"],
                     description=data["description"],
                     expires_at=data["expires_at"],
-                    allow_multiple_votes=data["allow_multiple_votes"],
                     options=form.option_list(),
+                    **policies,
                 )
                 obj.pk = poll.pk
                 obj._state.adding = False

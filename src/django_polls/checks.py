@@ -78,6 +78,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
     errors.extend(_check_import_paths())
     errors.extend(_check_callables())
+    errors.extend(_check_voter_policy())
     errors.extend(_check_throttle_rates())
     errors.extend(_check_throttle_cache())
     return errors
@@ -142,6 +143,35 @@ def _check_callables() -> list[CheckMessage]:
                 )
             )
     return errors
+
+
+def _check_voter_policy() -> list[CheckMessage]:
+    """VOTER_POLICY is None or names a callable; anything else would fail every ballot."""
+    value = conf.get("VOTER_POLICY")
+    if value is None:
+        return []
+    if not isinstance(value, str):
+        return [
+            Error(
+                "DJANGO_POLLS['VOTER_POLICY'] must be None or a dotted path to a callable.",
+                hint=f"Got {value!r}.",
+                id="django_polls.E012",
+            )
+        ]
+    try:
+        found = conf.import_setting("VOTER_POLICY", value)
+    except ImportError as exc:
+        return [Error(str(exc), id="django_polls.E012")]
+    if not callable(found):
+        return [
+            Error(
+                f"DJANGO_POLLS['VOTER_POLICY'] names {value!r}, which is not callable.",
+                hint="Name a function that takes (user, poll) and returns whether the user may "
+                "vote on the poll.",
+                id="django_polls.E012",
+            )
+        ]
+    return []
 
 
 #: Cache backends that keep their entries in each process: throttle counts there are per worker.

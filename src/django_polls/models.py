@@ -124,7 +124,7 @@ class PollQuerySet(models.QuerySet["Poll"]):
         """Everything a poll body needs, in a constant number of queries."""
         return (
             self.with_clock()
-            .select_related("created_by")
+            .select_related("created_by", "voter_group")
             .prefetch_related(
                 models.Prefetch("options", queryset=Option.objects.order_by("order", "id"))
             )

@@ -182,6 +182,9 @@ def setting_limits(field: Any) -> dict[str, Any]:
         return {"maxLength": limits.MAX_DESCRIPTION_LENGTH, "pattern": NO_NUL}
     if isinstance(parent, PollSerializer) and name == "options":
         return {"minItems": limits.MIN_OPTIONS, "maxItems": limits.MAX_OPTIONS, "uniqueItems": True}
+    if isinstance(parent, PollSerializer) and name in {"min_choices", "max_choices"}:
+        # At most the number of options, which is at most MAX_OPTIONS.
+        return {"maximum": limits.MAX_OPTIONS}
     if isinstance(parent, OptionSerializer) and name == "text":
         return {"minLength": 1, "maxLength": limits.MAX_OPTION_LENGTH, "pattern": NOT_BLANK}
     if isinstance(parent, BallotSerializer) and name == "options":
@@ -207,6 +210,13 @@ def list_parameters() -> list[Any]:
             "Only open (`true`) or finished (`false`) polls.",
             type=string,
             enum=["true", "false"],
+        ),
+        openapi.Parameter(
+            "status",
+            query,
+            "Only scheduled (not open yet), open or closed (closed or expired) polls.",
+            type=string,
+            enum=["scheduled", "open", "closed"],
         ),
         openapi.Parameter(
             "search",

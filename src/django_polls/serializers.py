@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import Group
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.settings import api_settings
 
 from django_polls import services
 from django_polls.conf import polls_settings
-from django_polls.models import Option, Poll
+from django_polls.models import Anonymity, Method, Option, Poll, ResultsVisibility, Status
 
 # The largest id a BIGINT primary key can hold; anything larger is simply not an option.
 MAX_ID = 2**63 - 1
@@ -88,6 +89,30 @@ class OptionSerializer(serializers.ModelSerializer[Option]):
         return attrs
 
 
+#: The largest number a choice limit column holds (a small integer).
+MAX_CHOICES_VALUE = 32767
+
+
+class GroupNameField(serializers.SlugRelatedField[Group]):
+    """A Django auth group by its name; null for none. Only text is looked up."""
+
+    default_error_messages = {
+        "does_not_exist": 'There is no group named "{value}".',
+        "invalid": "A group name (a string) or null is required.",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(slug_field="name", queryset=Group.objects.all(), **kwargs)
+
+    def to_internal_value(self, data: Any) -> Group:
+        name_length = Group._meta.get_field("name").max_length or 0
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if "\x00" in data or len(data) > name_length:
+            self.fail("does_not_exist", slug_name="name", value=data)
+        return super().to_internal_value(data)
+
+
 class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
     # No numbers in help texts: the limits are the site's settings (MAX_TITLE_LENGTH,
     # MIN_OPTIONS, MAX_OPTIONS), which the schema carries as maxLength, minItems and maxItems.
@@ -97,8 +122,70 @@ class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
     description = serializers.CharField(allow_blank=True, required=False, trim_whitespace=False)
     allow_multiple_votes = serializers.BooleanField(
         required=False,
-        help_text="May a voter choose several options? Default false; frozen once the poll "
+        help_text="True exactly when method is multiple. Sent alone it sets method (false: "
+        "single, true: multiple); sent with a method it contradicts, 400. Frozen once the poll "
         "has votes.",
+    )
+    method = serializers.ChoiceField(
+        choices=Method.choices,
+        required=False,
+        help_text="How a ballot chooses: one option (single) or several (multiple). Default "
+        "from allow_multiple_votes, else single. Frozen once the poll has votes.",
+    )
+    min_choices = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_CHOICES_VALUE,
+        help_text="How many options a voter's first ballot must choose at least. Default 1; "
+        "a single poll takes exactly 1. Frozen once the poll has votes.",
+    )
+    max_choices = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_CHOICES_VALUE,
+        help_text="How many options a voter may choose in all, from min_choices up to the "
+        "number of options; null (the default) means every option, and a body shows the "
+        "number that applies. A single poll takes exactly 1. Frozen once the poll has votes.",
+    )
+    opens_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="When votes are taken from; before it the poll is scheduled. Null (the "
+        "default) or a time already past: open at once. Must be before expires_at. Frozen once "
+        "the poll has votes.",
+    )
+    results_visibility = serializers.ChoiceField(
+        choices=ResultsVisibility.choices,
+        required=False,
+        help_text="Who may read the results and total_votes besides the owner and staff: "
+        "always (anyone, the default), after_vote (those who voted), after_close (anyone once "
+        "the poll is closed), owner (nobody else). Once the poll has votes it may only become "
+        "stricter, in that order.",
+    )
+    anonymity = serializers.ChoiceField(
+        choices=Anonymity.choices,
+        required=False,
+        help_text="anonymous (the default): nobody is shown who chose what; public: who chose "
+        "what is listed at ballots/; secret: only that one voted is kept, and the counts, and "
+        "ballots are final. Frozen once the poll has votes.",
+    )
+    allow_vote_change = serializers.BooleanField(
+        required=False,
+        help_text="May a voter replace (PUT vote/) or retract (DELETE vote/) their ballot? "
+        "Default true; false on a secret poll, where true is 400. Frozen once the poll has votes.",
+    )
+    voter_group = GroupNameField(
+        required=False,
+        allow_null=True,
+        help_text="Name of the auth group whose members alone may vote; null (the default): "
+        "any signed-in user. Editable at any time.",
+    )
+    status = serializers.ChoiceField(
+        choices=Status.choices,
+        read_only=True,
+        help_text="scheduled (before opens_at), open or closed (closed or expired); is_active "
+        "is status == open.",
     )
     options = OptionSerializer(
         many=True,
@@ -106,7 +193,8 @@ class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
         "Sending options in an update replaces the list; frozen once the poll has votes.",
     )
     is_active = serializers.BooleanField(
-        read_only=True, help_text="False once the poll has expired or been closed."
+        read_only=True,
+        help_text="True while the poll takes votes: opened, not expired and not closed.",
     )
     created_by = serializers.SerializerMethodField(
         help_text="The creator's username (or the name DJANGO_POLLS['USER_DISPLAY'] gives)."
@@ -128,6 +216,15 @@ class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
             "created_by",
             "options",
             "total_votes",
+            "method",
+            "min_choices",
+            "max_choices",
+            "opens_at",
+            "status",
+            "results_visibility",
+            "anonymity",
+            "allow_vote_change",
+            "voter_group",
         )
         read_only_fields = ("id", "created_at")
         extra_kwargs = {
@@ -139,6 +236,12 @@ class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
 
     def get_created_by(self, poll: Poll) -> str:
         return str(polls_settings.USER_DISPLAY(poll.created_by))
+
+    def to_representation(self, instance: Poll) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)
+        # The limits that apply, never null (the options are prefetched by for_listing).
+        data["min_choices"], data["max_choices"] = instance.choice_limits
+        return data
 
     def create(self, validated_data: dict[str, Any]) -> Poll:
         texts = [option["text"] for option in validated_data.pop("options")]

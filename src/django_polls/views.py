@@ -40,7 +40,7 @@ from django_polls.exceptions import (  # noqa: F401 (importable from here as bef
     DatabaseUnavailable,
     RequestTooLarge,
 )
-from django_polls.models import CLOCK_ATTRIBUTE, ClockTimestamp, Option, Poll
+from django_polls.models import CLOCK_ATTRIBUTE, ClockTimestamp, Option, Poll, Status
 from django_polls.serializers import (
     MAX_ID,
     BallotSerializer,
@@ -218,6 +218,16 @@ class PollViewSet(PollViewSetBase):
                 raise exceptions.ValidationError({"is_active": ["Must be true or false."]})
             # The clock of ballots and closing, read by the query itself (see models.poll_clock).
             polls = polls.open() if wanted else polls.finished()
+        if "status" in params:
+            statuses = {
+                Status.SCHEDULED.value: polls.scheduled,
+                Status.OPEN.value: polls.open,
+                Status.CLOSED.value: polls.finished,
+            }
+            wanted_status = statuses.get(params["status"])
+            if wanted_status is None:
+                raise exceptions.ValidationError({"status": ["Must be scheduled, open or closed."]})
+            polls = wanted_status()
         search = params.get("search", "").strip()
         if search:
             if len(search) > MAX_SEARCH_LENGTH:

@@ -42,7 +42,9 @@ class AlreadyVoted(Conflict):
 class PollHasVotes(Conflict):
     code = "poll_has_votes"
     default_message = (
-        "This poll has votes: its options and allow_multiple_votes can no longer change."
+        "This poll has votes: its options, method (allow_multiple_votes), min_choices, "
+        "max_choices, anonymity, allow_vote_change and opens_at can no longer change, and "
+        "results_visibility can only become stricter."
     )
 
 

@@ -7,12 +7,25 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.exceptions import FieldDoesNotExist
 from django.db import IntegrityError, connection, transaction
 
 from django_polls import signals
 from django_polls.changes import announce_change
 from django_polls.conf import polls_settings
-from django_polls.models import ClockTimestamp, Method, Option, Poll, Vote, poll_clock
+from django_polls.models import (
+    STRICTNESS,
+    Anonymity,
+    ClockTimestamp,
+    Method,
+    Option,
+    Participation,
+    Poll,
+    ResultsVisibility,
+    poll_clock,
+)
 from django_polls.services.errors import InvalidInput, PollHasVotes
 from django_polls.services.locks import is_unique_violation, lock_poll
 
@@ -94,6 +107,146 @@ def _read_poll_clock() -> datetime:
     return now
 
 
+# -- ballot policies ------------------------------------------------------------------------------
+
+#: A poll's policy fields, and their values on a poll that sets none (v1's behaviour).
+POLICY_DEFAULTS: dict[str, Any] = {
+    "method": Method.SINGLE,
+    "min_choices": 1,
+    "max_choices": None,
+    "opens_at": None,
+    "results_visibility": ResultsVisibility.ALWAYS,
+    "anonymity": Anonymity.ANONYMOUS,
+    "allow_vote_change": True,
+    "voter_group_id": None,
+}
+#: What voters were told when they voted: fixed once the poll has votes, like its options.
+FROZEN_ONCE_VOTED = ("method", "anonymity", "allow_vote_change", "opens_at")
+
+
+def voter_groups_supported() -> bool:
+    """Whether the site's user model has Django's ``groups`` (PermissionsMixin): without it a
+    poll's voter group could never be checked."""
+    try:
+        field = get_user_model()._meta.get_field("groups")
+    except FieldDoesNotExist:
+        return False
+    return field.related_model is Group
+
+
+def _choice(field: str, value: Any, choices: type[Any]) -> Any:
+    if value not in choices.values:
+        raise InvalidInput({field: [f'"{value}" is not a valid choice.']})
+    return value
+
+
+def clean_policies(
+    current: dict[str, Any],
+    sent: dict[str, Any],
+    *,
+    option_count: int,
+    options_sent: bool = False,
+    expires_at: datetime | None = None,
+    expires_sent: bool = False,
+) -> dict[str, Any]:
+    """The poll's policy fields once ``sent`` (only the fields given, plus
+    ``allow_multiple_votes``) is applied to ``current``, checked as a whole.
+
+    ``max_choices`` is kept as given (None: every option). Choosing ``single`` sets the limits
+    to 1; ``secret`` makes ballots final. Raises :class:`InvalidInput`, keyed by the field that
+    was sent (``options`` or ``expires_at`` when those move a limit they no longer fit).
+    """
+    sent = dict(sent)
+    policies = {**current, **sent}
+    for field, choices in (
+        ("method", Method),
+        ("results_visibility", ResultsVisibility),
+        ("anonymity", Anonymity),
+    ):
+        if field in sent:
+            _choice(field, sent[field], choices)
+    multiple = sent.pop("allow_multiple_votes", None)
+    policies.pop("allow_multiple_votes", None)
+    if multiple is not None:
+        implied = Method.MULTIPLE if multiple else Method.SINGLE
+        if "method" in sent and sent["method"] != implied:
+            raise InvalidInput(
+                {"allow_multiple_votes": [f'Contradicts method "{sent["method"]}".']}
+            )
+        policies["method"] = implied
+    _clean_choice_limits(policies, sent, option_count=option_count, options_sent=options_sent)
+    if policies["anonymity"] == Anonymity.SECRET:
+        if sent.get("allow_vote_change") is True:
+            raise InvalidInput(
+                {"allow_vote_change": ["A secret ballot cannot be changed: it must be false."]}
+            )
+        policies["allow_vote_change"] = False
+    opens_at = policies["opens_at"]
+    if opens_at is not None and expires_at is not None and opens_at >= expires_at:
+        field = "expires_at" if expires_sent and "opens_at" not in sent else "opens_at"
+        raise InvalidInput({field: ["The poll must open before it expires."]})
+    if sent.get("voter_group_id") is not None and not voter_groups_supported():
+        raise InvalidInput(
+            {"voter_group": ["This site's user model has no groups: voter groups cannot work."]}
+        )
+    return policies
+
+
+def _clean_choice_limits(
+    policies: dict[str, Any], sent: dict[str, Any], *, option_count: int, options_sent: bool
+) -> None:
+    low, high = sent.get("min_choices"), sent.get("max_choices")
+    if policies["method"] == Method.SINGLE:
+        # One option per ballot, by definition: 1 and 1 (stored as 1 and None).
+        if "min_choices" in sent and low != 1:
+            raise InvalidInput({"min_choices": ["A single-choice poll takes exactly 1."]})
+        if "max_choices" in sent and high not in (None, 1):
+            raise InvalidInput({"max_choices": ["A single-choice poll takes exactly 1."]})
+        policies["min_choices"], policies["max_choices"] = 1, None
+        return
+    low, high = policies["min_choices"], policies["max_choices"]
+    if not isinstance(low, int) or low < 1:
+        raise InvalidInput({"min_choices": ["Ensure this value is at least 1."]})
+    if high is not None and (not isinstance(high, int) or high < 1):
+        raise InvalidInput({"max_choices": ["Ensure this value is at least 1."]})
+    effective = option_count if high is None else high
+    if effective > option_count:
+        field = "options" if options_sent and "max_choices" not in sent else "max_choices"
+        raise InvalidInput(
+            {field: [f"max_choices ({high}) exceeds the number of options ({option_count})."]}
+        )
+    if low > effective:
+        field = "min_choices"
+        if "min_choices" not in sent:
+            field = "max_choices" if "max_choices" in sent else "options"
+        raise InvalidInput({field: [f"min_choices ({low}) exceeds max_choices ({effective})."]})
+
+
+def _limits(policies: dict[str, Any], option_count: int) -> tuple[int, int]:
+    """The effective (min, max) choices, as :attr:`Poll.choice_limits` reads them."""
+    if policies["method"] == Method.SINGLE:
+        return 1, 1
+    return policies["min_choices"], policies["max_choices"] or option_count
+
+
+def _check_frozen(
+    locked: Poll, old: dict[str, Any], new: dict[str, Any], *, option_count: int
+) -> None:
+    """Refuse what would change the terms voters voted under (the caller knows it has votes)."""
+    if any(old[field] != new[field] for field in FROZEN_ONCE_VOTED) or _limits(
+        old, option_count
+    ) != _limits(new, option_count):
+        raise PollHasVotes()
+    if STRICTNESS.index(new["results_visibility"]) < STRICTNESS.index(old["results_visibility"]):
+        raise PollHasVotes()
+
+
+def has_votes(poll: Poll) -> bool:
+    """Whether anyone voted on the poll: a participation, which every ballot writes (a secret
+    poll has no vote rows)."""
+    return Participation.objects.filter(poll=poll).exists()
+
+
 def create_poll(
     *,
     created_by: User,
@@ -101,20 +254,51 @@ def create_poll(
     options: Sequence[str],
     description: str = "",
     expires_at: datetime | None = None,
-    allow_multiple_votes: bool = False,
+    allow_multiple_votes: bool | None = None,
+    method: str | None = None,
+    min_choices: int | None = None,
+    max_choices: int | None = None,
+    opens_at: datetime | None = None,
+    results_visibility: str = ResultsVisibility.ALWAYS,
+    anonymity: str = Anonymity.ANONYMOUS,
+    allow_vote_change: bool | None = None,
+    voter_group: Group | None = None,
 ) -> Poll:
+    """Create a poll with its options. Policies left out (None) take v1's behaviour: the method
+    from ``allow_multiple_votes`` (single by default), 1 to every option, open at once, results
+    always visible, anonymous, ballots that can change, any signed-in voter.
+
+    ``opens_at`` may lie in the past: the poll is then open at once.
+    """
     title = clean_title(title)
     description = clean_description(description)
     texts = clean_option_texts(options)
     clean_expiry(expires_at)
+    given = {
+        "method": method,
+        "min_choices": min_choices,
+        "max_choices": max_choices,
+        "opens_at": opens_at,
+        "results_visibility": results_visibility,
+        "anonymity": anonymity,
+        "allow_vote_change": allow_vote_change,
+        "voter_group_id": None if voter_group is None else voter_group.pk,
+        "allow_multiple_votes": allow_multiple_votes,
+    }
+    policies = clean_policies(
+        POLICY_DEFAULTS,
+        {field: value for field, value in given.items() if value is not None},
+        option_count=len(texts),
+        expires_at=expires_at,
+    )
     with transaction.atomic():
         poll = Poll.objects.create(
             title=title,
             description=description,
             expires_at=expires_at,
-            allow_multiple_votes=allow_multiple_votes,
-            method=Method.MULTIPLE if allow_multiple_votes else Method.SINGLE,
+            allow_multiple_votes=policies["method"] == Method.MULTIPLE,
             created_by=created_by,
+            **policies,
         )
         _add_options(poll, texts)
         transaction.on_commit(
@@ -132,11 +316,22 @@ def update_poll(
     expires_at: Any = UNCHANGED,
     allow_multiple_votes: Any = UNCHANGED,
     options: Any = UNCHANGED,
+    method: Any = UNCHANGED,
+    min_choices: Any = UNCHANGED,
+    max_choices: Any = UNCHANGED,
+    opens_at: Any = UNCHANGED,
+    results_visibility: Any = UNCHANGED,
+    anonymity: Any = UNCHANGED,
+    allow_vote_change: Any = UNCHANGED,
+    voter_group: Any = UNCHANGED,
 ) -> Poll:
-    """Change the given fields. Options and the vote mode are frozen once the poll has votes.
+    """Change the given fields, under the poll's exclusive lock.
 
-    ``options`` replaces the list (new ids) on a poll without votes; on a poll with votes the
-    same texts in the same order are accepted as unchanged and anything else is refused.
+    ``options`` replaces the list (new ids) on a poll without votes. Once the poll has votes its
+    options, method, choice limits, anonymity, vote changes and opening time are frozen (the same
+    values are accepted as unchanged; the limits compare as their effective numbers) and its
+    results visibility may only become stricter; the title, description, expiry and voter group
+    stay editable.
     """
     changes: dict[str, Any] = {}
     if title is not UNCHANGED:
@@ -144,33 +339,73 @@ def update_poll(
     if description is not UNCHANGED:
         changes["description"] = clean_description(description)
     texts = clean_option_texts(options) if options is not UNCHANGED else None
+    given = {
+        "method": method,
+        "min_choices": min_choices,
+        "max_choices": max_choices,
+        "opens_at": opens_at,
+        "results_visibility": results_visibility,
+        "anonymity": anonymity,
+        "allow_vote_change": allow_vote_change,
+        "voter_group_id": voter_group if voter_group in (UNCHANGED, None) else voter_group.pk,
+        "allow_multiple_votes": allow_multiple_votes,
+    }
+    sent = {field: value for field, value in given.items() if value is not UNCHANGED}
     with transaction.atomic():
         locked = lock_poll(poll.pk, exclusive=True)
         if expires_at is not UNCHANGED:
             clean_expiry(expires_at, current=locked.expires_at)
             changes["expires_at"] = expires_at
-        if allow_multiple_votes is not UNCHANGED:
-            changes["allow_multiple_votes"] = allow_multiple_votes
-            changes["method"] = Method.MULTIPLE if allow_multiple_votes else Method.SINGLE
-        mode = changes.get("allow_multiple_votes", locked.allow_multiple_votes)
-        mode_changes = mode != locked.allow_multiple_votes
-        has_votes = (texts is not None or mode_changes) and Vote.objects.filter(
-            poll=locked
-        ).exists()
-        if has_votes and (
-            mode_changes or texts != list(locked.options.values_list("text", flat=True))
-        ):
-            raise PollHasVotes()
+        # The options matter to a multiple-choice poll's limits, and to a poll with votes.
+        multiple = Method.MULTIPLE in (locked.method, sent.get("method")) or sent.get(
+            "allow_multiple_votes"
+        )
+        current_texts = (
+            list(locked.options.values_list("text", flat=True))
+            if multiple or texts is not None
+            else []
+        )
+        old = {field: getattr(locked, field) for field in POLICY_DEFAULTS}
+        new = clean_policies(
+            old,
+            sent,
+            option_count=len(texts if texts is not None else current_texts),
+            options_sent=texts is not None,
+            expires_at=changes.get("expires_at", locked.expires_at),
+            expires_sent="expires_at" in changes,
+        )
+        voted = _touches_the_terms(old, new, texts, current_texts) and has_votes(locked)
+        if voted:
+            if texts is not None and texts != current_texts:
+                raise PollHasVotes()
+            _check_frozen(locked, old, new, option_count=len(current_texts))
+            # Equal limits may be spelled differently (None or the number of options).
+            new["min_choices"], new["max_choices"] = old["min_choices"], old["max_choices"]
+        changes.update(new)
+        changes["allow_multiple_votes"] = new["method"] == Method.MULTIPLE
         changed = {k: v for k, v in changes.items() if getattr(locked, k) != v}
+        replace_options = texts is not None and not voted
         if changed:
             Poll.objects.filter(pk=locked.pk).update(**changed)
-        if texts is not None and not has_votes:
+        if texts is not None and replace_options:
             locked.options.all().delete()
             _add_options(locked, texts)
-        if changed or (texts is not None and not has_votes):
+        if changed or replace_options:
             announce_change(poll_id=locked.pk)
     locked.refresh_from_db()
     return locked
+
+
+def _touches_the_terms(
+    old: dict[str, Any], new: dict[str, Any], texts: list[str] | None, current_texts: list[str]
+) -> bool:
+    """Whether the update would change what a poll with votes keeps (so whether to ask)."""
+    return (
+        texts is not None
+        or any(old[field] != new[field] for field in FROZEN_ONCE_VOTED)
+        or (old["min_choices"], old["max_choices"]) != (new["min_choices"], new["max_choices"])
+        or old["results_visibility"] != new["results_visibility"]
+    )
 
 
 def close_poll(*, poll: Poll) -> Poll:
