@@ -606,8 +606,10 @@ def test_results_give_counts_and_percentages_in_option_order(
 
     assert results == services.Results(
         poll=single.pk,
+        method="single",
         is_active=True,
         total_votes=3,
+        total_voters=services.total_voters(poll_id=single.pk),
         options=[
             services.OptionResult(id=pizza, text="Pizza", votes=2, percentage=66.67),
             services.OptionResult(id=soup, text="Soup", votes=1, percentage=33.33),

@@ -112,7 +112,10 @@ class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
         help_text="The creator's username (or the name DJANGO_POLLS['USER_DISPLAY'] gives)."
     )
     total_votes = serializers.IntegerField(
-        read_only=True, help_text="Votes (selections) on the poll, summed over its options."
+        read_only=True,
+        allow_null=True,
+        help_text="Votes (selections) on the poll, summed over its options; null when the "
+        "caller may not see its results (results_visibility).",
     )
 
     class Meta:
@@ -139,6 +142,14 @@ class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
 
     def get_created_by(self, poll: Poll) -> str:
         return str(polls_settings.USER_DISPLAY(poll.created_by))
+
+    def to_representation(self, instance: Poll) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)
+        # Whether the caller voted was read with the poll (services.with_caller_voted).
+        request = self.context.get("request")
+        if not services.may_see_results(poll=instance, user=getattr(request, "user", None)):
+            data["total_votes"] = None
+        return data
 
     def create(self, validated_data: dict[str, Any]) -> Poll:
         texts = [option["text"] for option in validated_data.pop("options")]
@@ -219,9 +230,34 @@ class OptionResultSerializer(serializers.Serializer[services.OptionResult]):
 
 class ResultsSerializer(serializers.Serializer[services.Results]):
     poll = serializers.IntegerField()
+    method = serializers.CharField(help_text="The poll's method: how a ballot chooses.")
     is_active = serializers.BooleanField()
-    total_votes = serializers.IntegerField()
+    total_votes = serializers.IntegerField(help_text="Votes (selections), summed over the options.")
+    total_voters = serializers.IntegerField(help_text="Distinct voters.")
     options = OptionResultSerializer(many=True, help_text="In the options' creation order.")
+
+
+class PublicBallotSerializer(serializers.Serializer[dict[str, Any]]):
+    """One voter's current ballot on a public poll (``ballots/``)."""
+
+    voter = serializers.CharField(
+        help_text="The voter's username (or the name DJANGO_POLLS['USER_DISPLAY'] gives)."
+    )
+    options = serializers.ListField(
+        child=serializers.IntegerField(), help_text="The option ids chosen, in the poll's order."
+    )
+    created_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the voter's current ballot was stored."
+    )
+
+
+class BallotPageSerializer(serializers.Serializer[dict[str, Any]]):
+    """A page of ``ballots/``, as the poll list pages its polls."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = PublicBallotSerializer(many=True)
 
 
 class ErrorSerializer(serializers.Serializer[dict[str, Any]]):
@@ -231,5 +267,5 @@ class ErrorSerializer(serializers.Serializer[dict[str, Any]]):
     code = serializers.CharField(
         help_text="Stable: not_authenticated, authentication_failed, permission_denied, "
         "not_found, already_voted, poll_closed, poll_has_votes, poll_changed, not_voted, "
-        "parse_error, throttled, ..."
+        "results_hidden, ballots_hidden, parse_error, throttled, ..."
     )

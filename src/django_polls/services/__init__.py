@@ -5,6 +5,7 @@ counters) is a function here, run in a transaction. Views, serializers, the admi
 commands call these functions and never write votes or counters themselves. One module per idea:
 :mod:`~django_polls.services.polls` (a poll's lifecycle), :mod:`~django_polls.services.ballots`
 (cast, retract, read one's own), :mod:`~django_polls.services.results` (results and counters),
+:mod:`~django_polls.services.visibility` (who sees results and ballots),
 :mod:`~django_polls.services.locks` (the lock order) and :mod:`~django_polls.services.errors`;
 this package exports their public names.
 
@@ -40,13 +41,16 @@ from django_polls.services.ballots import (
 )
 from django_polls.services.errors import (
     AlreadyVoted,
+    BallotsHidden,
     Conflict,
+    Hidden,
     InvalidInput,
     NotVoted,
     PollChanged,
     PollClosed,
     PollHasVotes,
     PollRuleError,
+    ResultsHidden,
 )
 from django_polls.services.locks import ADVISORY_LOCK_NAMESPACE
 from django_polls.services.polls import (
@@ -63,6 +67,7 @@ from django_polls.services.polls import (
     update_poll,
 )
 from django_polls.services.results import (
+    VOTERS_ATTRIBUTE,
     Drift,
     OptionResult,
     Results,
@@ -71,6 +76,19 @@ from django_polls.services.results import (
     poll_with_options,
     repair_counts,
     results_for,
+    total_voters,
+    voters_subquery,
+)
+from django_polls.services.visibility import (
+    VOTED_ATTRIBUTE,
+    ballot_voters,
+    check_ballots_visible,
+    check_results_visible,
+    has_voted,
+    may_see_results,
+    public_ballots,
+    results_visible_to_each,
+    with_caller_voted,
 )
 
 __all__ = [
@@ -78,9 +96,13 @@ __all__ = [
     "BALLOT_SQL",
     "DUPLICATE_OPTIONS",
     "UNCHANGED",
+    "VOTED_ATTRIBUTE",
+    "VOTERS_ATTRIBUTE",
     "AlreadyVoted",
+    "BallotsHidden",
     "Conflict",
     "Drift",
+    "Hidden",
     "InvalidInput",
     "NotVoted",
     "OptionResult",
@@ -90,9 +112,13 @@ __all__ = [
     "PollRuleError",
     "Receipt",
     "Results",
+    "ResultsHidden",
     "announce_change",
+    "ballot_voters",
     "cast_vote",
+    "check_ballots_visible",
     "check_option_count",
+    "check_results_visible",
     "clean_description",
     "clean_expiry",
     "clean_option_texts",
@@ -101,12 +127,19 @@ __all__ = [
     "create_poll",
     "delete_poll",
     "find_drift",
+    "has_voted",
     "judge_ballot",
+    "may_see_results",
     "percentage",
     "poll_with_options",
+    "public_ballots",
     "repair_counts",
     "results_for",
+    "results_visible_to_each",
     "retract_votes",
+    "total_voters",
     "update_poll",
+    "voters_subquery",
     "votes_of",
+    "with_caller_voted",
 ]

@@ -4,12 +4,12 @@ changes reach it."""
 from __future__ import annotations
 
 from django.db import connection
-from django.db.models import Field
+from django.db.models import Field, Model
 
-from django_polls.models import Option, Poll, Vote
+from django_polls.models import Poll
 
 
-def column(model: type[Poll | Option | Vote], name: str) -> str:
+def column(model: type[Model], name: str) -> str:
     """The quoted column of a model field."""
     field = model._meta.get_field(name)
     assert isinstance(field, Field) and field.column
