@@ -612,6 +612,12 @@ def results_stream_view(
                 status=status.HTTP_429_TOO_MANY_REQUESTS,
                 headers={"Retry-After": "5"},
             )
+        # From now on each state is sent only while the caller may still see it.
+        broker.admit(
+            subscriber,
+            viewer=getattr(request, "user", None),
+            gate=services.results_visible_to_each,
+        )
         stream = live.LiveStream(
             broker,
             subscriber,
