@@ -95,6 +95,10 @@ def test_every_operation_lists_its_error_statuses(swagger: dict[str, Any]) -> No
     assert statuses(stream) == {"200", "401", "403", "404", "429", "503"}
     ballots = paths["/polls/{id}/ballots/"]["get"]
     assert statuses(ballots) == {"200", "401", "403", "404", "429", "503"}
+    # The codes of hidden results and ballots are named where they can be answered.
+    for operation in (paths["/polls/{id}/results/"]["get"], stream, ballots):
+        assert "`results_hidden`" in operation["responses"]["403"]["description"]
+    assert "`ballots_hidden`" in ballots["responses"]["403"]["description"]
 
 
 def test_results_schema(swagger: dict[str, Any]) -> None:

@@ -449,6 +449,7 @@ class PollViewSet(PollViewSetBase):
         services.check_ballots_visible(poll=poll, user=request.user)
         voters = services.ballot_voters(poll=poll)
         page = self.paginator.paginate_queryset(voters, request, view=self)
+        paginated = page is not None  # a site's paginator may leave some requests whole
         display = polls_settings.USER_DISPLAY
         # PublicBallotSerializer's shape, built directly.
         body = [
@@ -457,9 +458,11 @@ class PollViewSet(PollViewSetBase):
                 "options": entry["options"],
                 "created_at": TIMESTAMP.to_representation(entry["created_at"]),
             }
-            for entry in services.public_ballots(poll=poll, participations=page)
+            for entry in services.public_ballots(
+                poll=poll, participations=page if paginated else list(voters)
+            )
         ]
-        return self.get_paginated_response(body)
+        return self.get_paginated_response(body) if paginated else Response(body)
 
     def finds_polls_by_id_alone(self) -> bool:
         """Whether get_object() finds any poll by its id: no filter backend, and none of the
