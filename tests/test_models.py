@@ -283,7 +283,10 @@ def test_switching_the_vote_mode_of_a_poll_with_votes_is_refused(
     add_vote(poll, options_of(poll)[0], alice)
 
     with refused_by("poll_with_votes_keeps_mode"):
-        Poll.objects.filter(pk=poll.pk).update(allow_multiple_votes=not allow_multiple)
+        Poll.objects.filter(pk=poll.pk).update(
+            method="single" if allow_multiple else "multiple",
+            allow_multiple_votes=not allow_multiple,
+        )
 
     assert Poll.objects.get(pk=poll.pk).allow_multiple_votes is allow_multiple
 

@@ -108,6 +108,8 @@ def to_api_exception(exc: Exception) -> Exception:
         return exceptions.ValidationError(exc.errors)
     if isinstance(exc, services.NotVoted):
         return exceptions.NotFound(exc.message, code=exc.code)
+    if isinstance(exc, services.NotEligible):
+        return exceptions.PermissionDenied(exc.message, code=exc.code)
     if isinstance(exc, services.Conflict):
         return ConflictError(exc.message, code=exc.code)
     if isinstance(exc, services.Hidden):

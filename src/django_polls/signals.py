@@ -12,8 +12,13 @@ from django.dispatch import Signal
 poll_created = Signal()
 
 # A ballot was accepted. sender=Poll; kwargs: poll (the Poll), voter (the user),
-# option_ids (list[int], the options the ballot added).
+# option_ids (list[int], the options the ballot added; None on a secret poll, where nothing links
+# a voter to a choice).
 vote_cast = Signal()
+
+# A voter replaced their ballot (PUT vote/). sender=Poll; kwargs: poll (the Poll), voter (the
+# user), previous_option_ids (list[int]), option_ids (list[int], the new ballot).
+vote_changed = Signal()
 
 # A voter withdrew every vote of theirs on a poll. sender=Poll; kwargs: poll (the Poll),
 # voter (the user), option_ids (list[int], the options that lost a vote).

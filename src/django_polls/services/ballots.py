@@ -14,19 +14,38 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from django.contrib.auth import get_user_model
+from django.core.exceptions import FieldDoesNotExist
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, FilteredRelation, Q
+from django.db.models import Exists, F, FilteredRelation, OuterRef, Q
 from django.utils import timezone
 
 from django_polls import changes, signals
 from django_polls.changes import announce_change
-from django_polls.models import ClockTimestamp, Option, Poll, Vote
+from django_polls.conf import polls_settings
+from django_polls.models import (
+    VOTER_COUNT_STRIPES,
+    Anonymity,
+    BallotChange,
+    ClockTimestamp,
+    Method,
+    Option,
+    Participation,
+    Poll,
+    Status,
+    Vote,
+    VoterCount,
+)
 from django_polls.services.errors import (
     AlreadyVoted,
     InvalidInput,
+    NotEligible,
     NotVoted,
     PollChanged,
     PollClosed,
+    PollNotOpen,
+    PollRuleError,
+    VoteFinal,
 )
 from django_polls.services.locks import (
     ADVISORY_LOCK_NAMESPACE,
@@ -48,56 +67,129 @@ class Receipt:
     created_at: datetime
 
 
+@dataclasses.dataclass(frozen=True)
+class MyBallot:
+    """What ``GET vote/`` tells a voter: whether they voted, and (except on a secret poll,
+    where nothing says it) the options they chose."""
+
+    voted: bool
+    options: list[int] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """What the rules saw of a poll and a voter when a ballot arrived (see :func:`judge_ballot`).
+
+    ``known``: the ballot's ids that are options of the poll; ``limits``: how many options one
+    voter's ballot holds, at least and at most; ``status`` of the poll at the ballot's timestamp;
+    ``prior``: how many options the voter holds already (None before their first ballot);
+    ``repeated``: whether the ballot names an option the voter holds already.
+    """
+
+    known: Collection[int]
+    allows_multiple: bool
+    limits: tuple[int, int]
+    status: Status
+    eligible: bool
+    secret: bool
+    prior: int | None
+    repeated: bool
+
+
 def cast_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) -> Receipt:
     """Store one ballot: all of ``option_ids`` or, when any rule says no, nothing.
 
-    Raises ``Poll.DoesNotExist``, :class:`InvalidInput` (unknown or foreign option, more than one
-    option on a single-vote poll), :class:`PollClosed` or :class:`AlreadyVoted`.
+    Raises ``Poll.DoesNotExist``, :class:`NotEligible`, :class:`InvalidInput` (unknown or foreign
+    option, more options than a ballot may hold, fewer than a first ballot must),
+    :class:`PollClosed`, :class:`PollNotOpen` or :class:`AlreadyVoted`.
 
     On PostgreSQL the ballot is one statement (one round trip, see :data:`BALLOT_SQL`); elsewhere
     it is a transaction of a few statements. Both take the same locks in the same order and judge
-    with :func:`judge_ballot`, and the same tests run on both.
+    with :func:`judge_ballot`, and the same tests run on both. A site's ``VOTER_POLICY`` costs
+    one read of the poll before either.
     """
     ids = list(option_ids)
     if not ids or len(set(ids)) != len(ids):
         raise InvalidInput({"options": ["Give a non-empty list of distinct option ids."]})
+    check_voter_policy(poll_id, voter)
     listened = signals.vote_cast.has_listeners(Poll)
     try:
         if connection.vendor == "postgresql":
             now, poll = _cast_vote_in_one_statement(poll_id, voter, ids, with_poll=listened)
-        elif connection.vendor == "mysql":
-            poll, now = retrying_deadlocks(lambda: _cast_vote_in_steps(poll_id, voter, ids))
         else:
-            poll, now = _cast_vote_in_steps(poll_id, voter, ids)
+            poll, now = retrying_deadlocks(lambda: _cast_vote_in_steps(poll_id, voter, ids))
     except IntegrityError as exc:
-        if is_unique_violation(exc):
-            raise AlreadyVoted() from exc
-        raise PollChanged() from exc
+        raise _ballot_refusal(exc, ids) from exc
     if listened:
+        secret = poll is not None and poll.anonymity == Anonymity.SECRET
+        chosen = None if secret else list(ids)
         transaction.on_commit(
-            lambda: signals.vote_cast.send(
-                sender=Poll, poll=poll, voter=voter, option_ids=list(ids)
-            ),
+            lambda: signals.vote_cast.send(sender=Poll, poll=poll, voter=voter, option_ids=chosen),
             robust=True,
         )
     return Receipt(poll=poll_id, options=ids, created_at=now)
 
 
-def judge_ballot(
-    ids: Sequence[int], *, known: Collection[int], allows_multiple: bool, is_open: bool
-) -> None:
-    """The voting rules for one ballot, in the order their errors are reported.
+def _ballot_refusal(exc: IntegrityError, ids: Sequence[int]) -> PollRuleError:
+    """What a ballot that the database refused broke: a vote twice for one option (a unique
+    index), or a ballot outside the voter's limits (the participation's check, which a first
+    ballot raced by a retraction can meet)."""
+    if is_unique_violation(exc):
+        return AlreadyVoted()
+    if PARTICIPATION_LIMITS in str(exc):
+        return AlreadyVoted()
+    return PollChanged()
 
-    ``known`` are the ballot's ids that are options of the poll; ``is_open`` whether the poll takes
-    votes at the ballot's timestamp. :data:`BALLOT_SQL` applies the same rules in its ``WHERE``.
+
+#: The check constraint that keeps a voter's ballot within its limits.
+PARTICIPATION_LIMITS = "django_polls_participation_within_limits"
+
+
+def check_voter_policy(poll_id: int, voter: User) -> None:
+    """The site's ``VOTER_POLICY``, when it has one: raises :class:`NotEligible` (or
+    ``Poll.DoesNotExist``)."""
+    policy = polls_settings.VOTER_POLICY
+    if policy is None:
+        return
+    poll = Poll.objects.get(pk=poll_id)
+    if not policy(voter, poll):
+        raise NotEligible()
+
+
+def judge_ballot(ids: Sequence[int], verdict: Verdict) -> None:
+    """The voting rules for one ballot, in the order their errors are reported: who may vote
+    (403), the ballot itself (400), then the poll's state and the voter's votes (409).
+
+    :data:`BALLOT_SQL` applies the same rules in its ``WHERE``.
     """
-    unknown = [option_id for option_id in ids if option_id not in known]
+    if not verdict.eligible:
+        raise NotEligible()
+    unknown = [option_id for option_id in ids if option_id not in verdict.known]
     if unknown:
         raise InvalidInput({"options": [f"{unknown[0]} is not an option of this poll."]})
+    judge_size(ids, verdict.allows_multiple, verdict.limits, first=verdict.prior is None)
+    if verdict.status == Status.CLOSED:
+        raise PollClosed()
+    if verdict.status == Status.SCHEDULED:
+        raise PollNotOpen()
+    if verdict.prior is not None and (
+        verdict.secret or verdict.repeated or verdict.prior + len(ids) > verdict.limits[1]
+    ):
+        raise AlreadyVoted()
+
+
+def judge_size(
+    ids: Sequence[int], allows_multiple: bool, limits: tuple[int, int], *, first: bool
+) -> None:
+    """How many options one request may name: one on a single-vote poll; at most the maximum,
+    and on a voter's first (or replacing) ballot at least the minimum."""
+    low, high = limits
     if len(ids) > 1 and not allows_multiple:
         raise InvalidInput({"options": ["This poll takes exactly one option per voter."]})
-    if not is_open:
-        raise PollClosed()
+    if len(ids) > high:
+        raise InvalidInput({"options": [f"A ballot on this poll holds at most {high} options."]})
+    if first and len(ids) < low:
+        raise InvalidInput({"options": [f"A ballot on this poll holds at least {low} options."]})
 
 
 def _cast_vote_in_steps(poll_id: int, voter: User, ids: list[int]) -> tuple[Poll, datetime]:
@@ -108,43 +200,115 @@ def _cast_vote_in_steps(poll_id: int, voter: User, ids: list[int]) -> tuple[Poll
         now = timezone.now()
         # Checks the ids and locks the chosen options' rows, in id order (see above).
         known = set(lock_options(Option.objects.filter(poll_id=poll.pk, pk__in=ids)))
-        judge_ballot(
-            ids,
+        participation = _lock_participation(poll.pk, voter)
+        secret = poll.anonymity == Anonymity.SECRET
+        limits = _limits(poll)
+        verdict = Verdict(
             known=known,
             allows_multiple=poll.allow_multiple_votes,
-            is_open=poll.is_open_at(now),
+            limits=limits,
+            status=poll.status_at(now),
+            eligible=_is_member(voter, poll.voter_group_id),
+            secret=secret,
+            prior=None if participation is None else participation.choices,
+            repeated=participation is not None
+            and Vote.objects.filter(poll_id=poll.pk, voter=voter, option_id__in=ids).exists(),
         )
-        Vote.objects.bulk_create(
-            Vote(
+        judge_ballot(ids, verdict)
+        if participation is None:
+            participation = Participation.objects.create(
                 poll_id=poll.pk,
-                option_id=option_id,
                 voter=voter,
-                poll_allows_multiple=poll.allow_multiple_votes,
-                created_at=now,
+                choices=len(ids),
+                min_choices=limits[0],
+                # One ballot per voter on a secret poll: nothing says what it chose.
+                max_choices=len(ids) if secret else limits[1],
             )
-            for option_id in sorted(ids)
-        )
+            count_voter(poll.pk, participation.pk, +1)
+        else:
+            Participation.objects.filter(pk=participation.pk).update(
+                choices=F("choices") + len(ids)
+            )
+        if not secret:
+            Vote.objects.bulk_create(
+                Vote(
+                    poll_id=poll.pk,
+                    option_id=option_id,
+                    voter=voter,
+                    poll_allows_multiple=poll.allow_multiple_votes,
+                    created_at=now,
+                )
+                for option_id in sorted(ids)
+            )
         Option.objects.filter(pk__in=ids).update(votes=F("votes") + 1)
         announce_change(poll_id=poll.pk)
     return poll, now
 
 
+def _limits(poll: Poll) -> tuple[int, int]:
+    """The poll's choice limits, counting its options where it sets no maximum."""
+    if poll.method == Method.SINGLE:
+        return 1, 1
+    return poll.min_choices, poll.max_choices or Option.objects.filter(poll_id=poll.pk).count()
+
+
+def _lock_participation(poll_id: int, voter: User) -> Participation | None:
+    """The voter's participation in the poll, locked (after the options: see the lock order)."""
+    return Participation.objects.select_for_update().filter(poll_id=poll_id, voter=voter).first()
+
+
+def _is_member(voter: User, group_id: int | None) -> bool:
+    if group_id is None:
+        return True
+    groups = getattr(voter, "groups", None)
+    return groups is not None and bool(groups.filter(pk=group_id).exists())
+
+
+def count_voter(poll_id: int, participation_id: int, delta: int) -> None:
+    """Add ``delta`` (+1 or -1) to the poll's count of voters, in the row of the participation's
+    stripe. Adding is an upsert, so the row need not exist yet; a participation that goes was
+    counted there."""
+    stripe = participation_id % VOTER_COUNT_STRIPES
+    if delta < 0:
+        VoterCount.objects.filter(poll_id=poll_id, stripe=stripe).update(voters=F("voters") + delta)
+        return
+    table = connection.ops.quote_name(VoterCount._meta.db_table)
+    poll_column = column(VoterCount, "poll")
+    if connection.vendor == "mysql":
+        sql = (
+            f"INSERT INTO {table} ({poll_column}, stripe, voters) VALUES (%s, %s, %s)"
+            " ON DUPLICATE KEY UPDATE voters = voters + VALUES(voters)"
+        )
+    else:
+        sql = (
+            f"INSERT INTO {table} ({poll_column}, stripe, voters) VALUES (%s, %s, %s)"
+            f" ON CONFLICT ({poll_column}, stripe) DO UPDATE SET voters = {table}.voters +"
+            " excluded.voters"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [poll_id, stripe, delta])
+
+
 #: A whole ballot on PostgreSQL, in one statement and so one round trip and (outside a
 #: transaction) one commit. Its steps are those of the portable path, in the same lock order:
 #: the poll under the shared locks (``poll``), the timestamp taken once they are held
-#: (``stamped``), the ballot's options locked in id order (``chosen``), the rules (``verdict``,
-#: as in :func:`judge_ballot`), the vote rows (``stored``, only when every rule passes) and the
+#: (``stamped``), the ballot's options locked in id order (``chosen``), what the rules need
+#: (``verdict``: the poll's state at the timestamp, the voter's eligibility and what they hold
+#: already), the rules themselves (``accepted``, as in :func:`judge_ballot`), the voter's
+#: participation (``participated``: inserted, or grown within its limits; its row lock queues the
+#: voter's other ballots on this poll), the vote rows (``stored``, none on a secret poll), the
 #: counters (``counted``, which also announces the change to live results streams, see
-#: :func:`announce_change`). The last row reports what the rules saw, so a refusal names its reason
-#: without another query, and (when asked) the poll as locked, for the ``vote_cast`` signal.
-#: Format it with :func:`_ballot_sql`.
+#: :func:`announce_change`) and the count of voters (``voters``, for a first ballot). The last
+#: row reports what the rules saw, so a refusal names its reason without another query, and
+#: (when asked) the poll as locked, for the ``vote_cast`` signal. Format it with
+#: :func:`_ballot_sql`.
 BALLOT_SQL = """WITH poll AS (
     SELECT {poll_columns},
         pg_advisory_xact_lock_shared(%(namespace)s, (id %% 2147483648)::int4) AS advisory_lock
     FROM {poll} WHERE id = %(poll)s
     FOR SHARE
 ), stamped AS MATERIALIZED (
-    SELECT id, allow_multiple_votes, closed_at, expires_at, clock_timestamp() AS stamp FROM poll
+    SELECT *, clock_timestamp() AS stamp FROM poll
 ), chosen AS MATERIALIZED (
     SELECT o.id FROM {option} AS o JOIN stamped ON o.{option_poll} = stamped.id
     WHERE o.id = ANY(%(options)s::bigint[])
@@ -152,25 +316,59 @@ BALLOT_SQL = """WITH poll AS (
     FOR NO KEY UPDATE OF o
 ), verdict AS MATERIALIZED (
     SELECT id, stamp, allow_multiple_votes,
-        closed_at IS NULL AND (expires_at IS NULL OR expires_at > stamp) AS is_open,
+        CASE WHEN closed_at IS NOT NULL OR expires_at <= stamp THEN 'closed'
+            WHEN opens_at > stamp THEN 'scheduled' ELSE 'open' END AS status,
+        {eligible} AS eligible,
+        anonymity = 'secret' AS secret,
+        CASE WHEN method = 'single' THEN 1 ELSE min_choices END AS min_choices,
+        CASE WHEN method = 'single' THEN 1 ELSE coalesce(max_choices,
+            (SELECT count(*) FROM {option} WHERE {option_poll} = stamped.id)) END AS max_choices,
+        (SELECT choices FROM {participation}
+            WHERE {participation_poll} = stamped.id AND {participation_voter} = %(voter)s)
+            AS prior,
+        EXISTS (SELECT FROM {vote} WHERE {vote_poll} = stamped.id
+            AND {vote_voter} = %(voter)s AND {vote_option} IN (SELECT id FROM chosen))
+            AS repeated,
         ARRAY(SELECT id FROM chosen ORDER BY id) AS known
     FROM stamped
+), accepted AS MATERIALIZED (
+    SELECT * FROM verdict
+    WHERE status = 'open' AND eligible
+        AND cardinality(known) = %(count)s
+        AND (allow_multiple_votes OR %(count)s = 1)
+        AND %(count)s <= max_choices
+        AND CASE WHEN prior IS NULL THEN %(count)s >= min_choices
+            ELSE NOT secret AND NOT repeated AND prior + %(count)s <= max_choices END
+), participated AS (
+    INSERT INTO {participation} AS p ({participation_poll}, {participation_voter}, choices,
+        min_choices, max_choices)
+    SELECT id, %(voter)s, %(count)s, min_choices,
+        CASE WHEN secret THEN %(count)s ELSE max_choices END
+    FROM accepted
+    ON CONFLICT ({participation_poll}, {participation_voter}) DO UPDATE
+        SET choices = p.choices + excluded.choices
+        WHERE p.choices + excluded.choices <= p.max_choices
+    RETURNING id, xmax = 0 AS inserted
 ), stored AS (
     INSERT INTO {vote} ({vote_poll}, {vote_option}, {vote_voter}, {vote_mode}, {vote_created})
-    SELECT verdict.id, chosen.id, %(voter)s, verdict.allow_multiple_votes, verdict.stamp
-    FROM verdict CROSS JOIN chosen
-    WHERE verdict.is_open
-        AND cardinality(verdict.known) = %(count)s
-        AND (verdict.allow_multiple_votes OR %(count)s = 1)
+    SELECT accepted.id, chosen.id, %(voter)s, accepted.allow_multiple_votes, accepted.stamp
+    FROM accepted CROSS JOIN chosen
+    WHERE NOT accepted.secret AND EXISTS (SELECT FROM participated)
     ORDER BY chosen.id
     RETURNING {vote_option}
 ), counted AS (
     UPDATE {option} SET {option_votes} = {option_votes} + 1
-    WHERE id IN (SELECT {vote_option} FROM stored)
+    WHERE id IN (SELECT id FROM chosen) AND EXISTS (SELECT FROM participated)
     RETURNING id, pg_notify({channel}, %(poll)s::text)
+), voters AS (
+    INSERT INTO {voter_count} AS c ({voter_count_poll}, stripe, voters)
+    SELECT %(poll)s, id %% {stripes}, 1 FROM participated WHERE inserted
+    ON CONFLICT ({voter_count_poll}, stripe) DO UPDATE SET voters = c.voters + 1
+    RETURNING 1
 )
-SELECT verdict.stamp, verdict.allow_multiple_votes, verdict.is_open, verdict.known,
-    (SELECT count(*) FROM counted){poll_row}
+SELECT verdict.stamp, verdict.allow_multiple_votes, verdict.status, verdict.eligible,
+    verdict.secret, verdict.min_choices, verdict.max_choices, verdict.prior, verdict.repeated,
+    verdict.known, (SELECT count(*) FROM counted){poll_row}
 FROM verdict{poll_join}
 """
 
@@ -193,8 +391,31 @@ def _ballot_sql(*, with_poll: bool = False) -> str:
         vote_voter=column(Vote, "voter"),
         vote_mode=column(Vote, "poll_allows_multiple"),
         vote_created=column(Vote, "created_at"),
+        participation=quote(Participation._meta.db_table),
+        participation_poll=column(Participation, "poll"),
+        participation_voter=column(Participation, "voter"),
+        voter_count=quote(VoterCount._meta.db_table),
+        voter_count_poll=column(VoterCount, "poll"),
+        stripes=VOTER_COUNT_STRIPES,
+        eligible=_eligibility_sql(),
         channel=f"'{changes.CHANNEL}'",
     )
+
+
+def _eligibility_sql() -> str:
+    """SQL that says whether the voter may vote on ``stamped``'s poll by its voter group: a
+    member of it, or any voter where it names none (or the user model has no groups)."""
+    try:
+        groups = get_user_model()._meta.get_field("groups")
+    except FieldDoesNotExist:
+        return "voter_group_id IS NULL"
+    through = groups.remote_field.through._meta  # type: ignore[union-attr]
+    member = (
+        f"SELECT FROM {connection.ops.quote_name(through.db_table)}"
+        f" WHERE {connection.ops.quote_name(groups.m2m_column_name())} = %(voter)s"  # type: ignore[union-attr]
+        f" AND {connection.ops.quote_name(groups.m2m_reverse_name())} = voter_group_id"  # type: ignore[union-attr]
+    )
+    return f"(voter_group_id IS NULL OR EXISTS ({member}))"
 
 
 def _cast_vote_in_one_statement(
@@ -215,10 +436,23 @@ def _cast_vote_in_one_statement(
         row = cursor.fetchone()
     if row is None:
         raise Poll.DoesNotExist()
-    stamp, allows_multiple, is_open, known, counted, *poll_values = row
+    (stamp, allows_multiple, status, eligible, secret, low, high, prior, repeated, known) = row[:10]
+    counted, *poll_values = row[10:]
     if counted != len(ids):
-        judge_ballot(ids, known=set(known), allows_multiple=allows_multiple, is_open=is_open)
-        raise PollChanged()  # the rules passed yet nothing was stored; cannot happen
+        verdict = Verdict(
+            known=set(known),
+            allows_multiple=allows_multiple,
+            limits=(low, high),
+            status=Status(status),
+            eligible=eligible,
+            secret=secret,
+            prior=prior,
+            repeated=repeated,
+        )
+        judge_ballot(ids, verdict)
+        # The rules passed on the statement's snapshot, and another ballot of the voter's,
+        # committed meanwhile, used up what the poll allows them.
+        raise AlreadyVoted()
     if not with_poll:
         return stamp, None
     fields = [field.attname for field in Poll._meta.concrete_fields]
@@ -261,35 +495,147 @@ def _ballot_cursor() -> Iterator[tuple[Any, Callable[[int], Any]]]:
         yield server_cursor, Int8
 
 
+def change_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) -> Receipt:
+    """Replace the voter's ballot with ``option_ids``, in one transaction: the counts move from
+    the old options to the new ones at once, and live results streams see one change.
+
+    Raises ``Poll.DoesNotExist``, :class:`NotEligible`, :class:`InvalidInput`,
+    :class:`VoteFinal`, :class:`PollClosed`, :class:`PollNotOpen` or :class:`NotVoted`.
+    """
+    ids = sorted(set(option_ids))
+    if not ids or len(ids) != len(option_ids):
+        raise InvalidInput({"options": ["Give a non-empty list of distinct option ids."]})
+    check_voter_policy(poll_id, voter)
+    previous, poll, now = retrying_deadlocks(lambda: _change_vote(poll_id, voter, ids))
+    if signals.vote_changed.has_listeners(Poll):
+        transaction.on_commit(
+            lambda: signals.vote_changed.send(
+                sender=Poll,
+                poll=poll,
+                voter=voter,
+                previous_option_ids=previous,
+                option_ids=list(option_ids),
+            ),
+            robust=True,
+        )
+    return Receipt(poll=poll_id, options=list(option_ids), created_at=now)
+
+
+def _change_vote(poll_id: int, voter: User, ids: list[int]) -> tuple[list[int], Poll, datetime]:
+    with transaction.atomic():
+        poll = lock_poll(poll_id, exclusive=False)
+        now, held = _clock_and_options(poll.pk, voter)
+        # The options of the old ballot and the new, locked in id order, then the voter's
+        # participation: the lock order of every ballot.
+        locked = lock_options(Option.objects.filter(poll_id=poll.pk, pk__in={*ids, *held}))
+        known = set(ids) & set(locked)
+        if not _is_member(voter, poll.voter_group_id):
+            raise NotEligible()
+        unknown = [option_id for option_id in ids if option_id not in known]
+        if unknown:
+            raise InvalidInput({"options": [f"{unknown[0]} is not an option of this poll."]})
+        judge_size(ids, poll.allow_multiple_votes, _limits(poll), first=True)
+        judge_change(poll, now)
+        participation = _lock_participation(poll.pk, voter)
+        if participation is None:
+            raise NotVoted()
+        rows = dict(
+            Vote.objects.filter(poll_id=poll.pk, voter=voter).values_list("pk", "option_id")
+        )
+        previous = sorted(rows.values())
+        Vote.objects.filter(pk__in=list(rows)).delete()
+        Option.objects.filter(pk__in=previous).update(votes=F("votes") - 1)
+        Vote.objects.bulk_create(
+            Vote(
+                poll_id=poll.pk,
+                option_id=option_id,
+                voter=voter,
+                poll_allows_multiple=poll.allow_multiple_votes,
+                created_at=now,
+            )
+            for option_id in ids
+        )
+        Option.objects.filter(pk__in=ids).update(votes=F("votes") + 1)
+        Participation.objects.filter(pk=participation.pk).update(choices=len(ids))
+        BallotChange.objects.create(
+            poll_id=poll.pk,
+            voter=voter,
+            action=BallotChange.Action.REPLACED,
+            previous=previous,
+            current=ids,
+            created_at=now,
+        )
+        announce_change(poll_id=poll.pk)
+    return previous, poll, now
+
+
+def judge_change(poll: Poll, now: datetime) -> None:
+    """May a ballot on the poll be replaced or withdrawn at ``now``: only where ballots are not
+    final, while the poll takes votes."""
+    if not poll.allow_vote_change:
+        raise VoteFinal()
+    status = poll.status_at(now)
+    if status == Status.CLOSED:
+        raise PollClosed()
+    if status == Status.SCHEDULED:
+        raise PollNotOpen()
+
+
 def retract_votes(*, poll_id: int, voter: User) -> list[int]:
-    """Remove every vote of ``voter`` on the poll; returns the options that lost a vote."""
+    """Remove every vote of ``voter`` on the poll; returns the options that lost a vote.
+
+    Raises ``Poll.DoesNotExist``, :class:`VoteFinal`, :class:`PollClosed`,
+    :class:`PollNotOpen` or :class:`NotVoted`.
+    """
+    poll, option_ids = retrying_deadlocks(lambda: _retract_votes(poll_id, voter))
+    transaction.on_commit(
+        lambda: signals.vote_retracted.send(
+            sender=Poll, poll=poll, voter=voter, option_ids=option_ids
+        ),
+        robust=True,
+    )
+    return option_ids
+
+
+def _retract_votes(poll_id: int, voter: User) -> tuple[Poll, list[int]]:
     with transaction.atomic():
         poll = lock_poll(poll_id, exclusive=False)
         # The clock is read, after the locks, by the query of the caller's options: by the
         # clock of ballots and closing (the database's on PostgreSQL), and no extra round trip.
-        mine = Vote.objects.filter(poll_id=poll.pk, voter=voter).order_by()
         now, candidates = _clock_and_options(poll.pk, voter)
-        if not poll.is_open_at(now):
-            raise PollClosed()
+        judge_change(poll, now)
         if not candidates:
             raise NotVoted()
         # With the options locked, no ballot or retraction of theirs can change these rows, so
         # what is read next is exactly what is deleted and uncounted.
         lock_options(Option.objects.filter(pk__in=candidates))
-        rows = dict(mine.filter(option_id__in=candidates).values_list("pk", "option_id"))
-        if not rows:
+        participation = _lock_participation(poll.pk, voter)
+        rows = dict(
+            Vote.objects.filter(poll_id=poll.pk, voter=voter, option_id__in=candidates)
+            .order_by()
+            .values_list("pk", "option_id")
+        )
+        if not rows or participation is None:
             raise NotVoted()
         option_ids = sorted(rows.values())
         Vote.objects.filter(pk__in=list(rows)).delete()
         Option.objects.filter(pk__in=option_ids).update(votes=F("votes") - 1)
-        announce_change(poll_id=poll.pk)
-        transaction.on_commit(
-            lambda: signals.vote_retracted.send(
-                sender=Poll, poll=poll, voter=voter, option_ids=option_ids
-            ),
-            robust=True,
+        remaining = participation.choices - len(option_ids)
+        if remaining > 0:  # votes of a ballot stored meanwhile, outside the options locked
+            Participation.objects.filter(pk=participation.pk).update(choices=remaining)
+        else:
+            Participation.objects.filter(pk=participation.pk).delete()
+            count_voter(poll.pk, participation.pk, -1)
+        BallotChange.objects.create(
+            poll_id=poll.pk,
+            voter=voter,
+            action=BallotChange.Action.RETRACTED,
+            previous=option_ids,
+            current=[],
+            created_at=now,
         )
-    return option_ids
+        announce_change(poll_id=poll.pk)
+    return poll, option_ids
 
 
 def _clock_and_options(poll_id: int, voter: User) -> tuple[datetime, list[int]]:
@@ -304,6 +650,24 @@ def _clock_and_options(poll_id: int, voter: User) -> tuple[datetime, list[int]]:
         found = list(rows.values_list("pk", "mine__option"))
         now = timezone.now()
     return now, [option_id for _, option_id in found if option_id is not None]
+
+
+def ballot_of(*, poll_id: int, voter: User) -> MyBallot:
+    """Whether the voter voted on the poll and, except on a secret poll, for which options;
+    ``Poll.DoesNotExist`` when there is no such poll. One query."""
+    participation = Participation.objects.filter(poll_id=OuterRef("pk"), voter=voter)
+    found = (
+        Poll.objects.filter(pk=poll_id)
+        .annotate(voted=Exists(participation))
+        .values_list("anonymity", "voted")
+        .first()
+    )
+    if found is None:
+        raise Poll.DoesNotExist()
+    anonymity, voted = found
+    if anonymity == Anonymity.SECRET:
+        return MyBallot(voted=voted, options=None)
+    return MyBallot(voted=voted, options=votes_of(poll_id=poll_id, voter=voter) if voted else [])
 
 
 def votes_of(*, poll_id: int, voter: User) -> list[int]:

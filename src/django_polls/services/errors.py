@@ -70,3 +70,18 @@ class PollChanged(Conflict):
 class NotVoted(PollRuleError):
     code = "not_voted"
     default_message = "You have not voted on this poll."
+
+
+class PollNotOpen(Conflict):
+    code = "poll_not_open"
+    default_message = "This poll is scheduled: it takes votes from its opening time on."
+
+
+class VoteFinal(Conflict):
+    code = "vote_final"
+    default_message = "Ballots on this poll are final: they cannot be changed or withdrawn."
+
+
+class NotEligible(PollRuleError):
+    code = "not_eligible"
+    default_message = "You may not vote on this poll."
