@@ -27,7 +27,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.throttling import ScopedRateThrottle
 
 from django_polls import live, services
-from django_polls.models import Participation, Poll
+from django_polls.models import Poll
 from tests.conftest import on_postgresql, option_ids
 from tests.taking_part import cast, with_policy
 
@@ -792,13 +792,7 @@ async def test_a_voter_keeps_an_after_vote_stream_until_withdrawing(make_poll, a
     await sync_to_async(cast)(poll, bob, [soup])
     await stream.until(lambda results: results["total_votes"] == 2)
 
-    def withdraw() -> None:
-        with transaction.atomic():
-            services.retract_votes(poll_id=poll.pk, voter=alice)
-            # As the ballot services do: the participation goes with the ballot.
-            Participation.objects.filter(poll=poll, voter=alice).delete()
-
-    await sync_to_async(withdraw)()
+    await sync_to_async(services.retract_votes)(poll_id=poll.pk, voter=alice)
     while (event := await stream.next_event())["event"] == "results":
         assert event["data"]["total_votes"] == 2  # never the state after the withdrawal
     assert event["event"] == "hidden"
