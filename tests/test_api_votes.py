@@ -172,7 +172,7 @@ def test_a_ballot_that_repeats_an_earlier_choice_stores_none_of_its_options(
     assert_error(overlapping, 409, "already_voted")
     # No partial ballot: Soup, the new choice, was not stored either.
     assert stored(poll) == (1, {"Pizza": 1, "Soup": 0, "Salad": 0})
-    assert client.get(vote_url(poll.pk)).json() == {"options": [pizza]}
+    assert client.get(vote_url(poll.pk)).json() == {"voted": True, "options": [pizza]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,7 +361,7 @@ def test_a_voter_who_has_not_voted_sees_no_options(make_poll, alice, bob, client
     response = client_for(alice).get(vote_url(poll.pk))
 
     assert response.status_code == 200
-    assert response.json() == {"options": []}
+    assert response.json() == {"voted": False, "options": []}
 
 
 def test_a_voter_sees_the_option_they_chose(make_poll, alice, bob, client_for):
@@ -374,7 +374,7 @@ def test_a_voter_sees_the_option_they_chose(make_poll, alice, bob, client_for):
     response = client.get(vote_url(poll.pk))
 
     assert response.status_code == 200
-    assert response.json() == {"options": [pizza]}
+    assert response.json() == {"voted": True, "options": [pizza]}
 
 
 def test_a_voter_sees_every_option_they_chose_on_a_multiple_vote_poll(make_poll, alice, client_for):
@@ -388,7 +388,7 @@ def test_a_voter_sees_every_option_they_chose_on_a_multiple_vote_poll(make_poll,
 
     assert response.status_code == 200
     assert sorted(response.json()["options"]) == sorted([pizza, salad])
-    assert set(response.json()) == {"options"}
+    assert set(response.json()) == {"voted", "options"}
 
 
 @pytest.mark.parametrize("finish", FINISH.values(), ids=FINISH.keys())
@@ -401,7 +401,7 @@ def test_a_voter_still_sees_their_vote_on_a_finished_poll(make_poll, alice, clie
     response = client_for(alice).get(vote_url(poll.pk))
 
     assert response.status_code == 200
-    assert response.json() == {"options": [pizza]}
+    assert response.json() == {"voted": True, "options": [pizza]}
 
 
 def test_an_anonymous_caller_cannot_ask_for_their_vote(make_poll, anon):
@@ -436,9 +436,9 @@ def test_a_voter_withdraws_their_vote(make_poll, alice, bob, client_for):
     assert response.status_code == 204
     assert response.content == b""
     assert stored(poll) == (1, {"Pizza": 1, "Soup": 0})
-    assert client.get(vote_url(poll.pk)).json() == {"options": []}
+    assert client.get(vote_url(poll.pk)).json() == {"voted": False, "options": []}
     # Bob's vote is untouched.
-    assert client_for(bob).get(vote_url(poll.pk)).json() == {"options": [pizza]}
+    assert client_for(bob).get(vote_url(poll.pk)).json() == {"voted": True, "options": [pizza]}
 
 
 def test_withdrawing_removes_every_vote_of_the_caller_on_a_multiple_vote_poll(
@@ -456,7 +456,7 @@ def test_withdrawing_removes_every_vote_of_the_caller_on_a_multiple_vote_poll(
 
     assert response.status_code == 204
     assert stored(poll) == (2, {"Pizza": 0, "Soup": 1, "Salad": 1})
-    assert client.get(vote_url(poll.pk)).json() == {"options": []}
+    assert client.get(vote_url(poll.pk)).json() == {"voted": False, "options": []}
     assert sorted(client_for(bob).get(vote_url(poll.pk)).json()["options"]) == [soup, salad]
 
 
@@ -486,7 +486,7 @@ def test_a_voter_can_vote_again_after_withdrawing(make_poll, alice, client_for):
 
     assert response.status_code == 201, response.content
     assert stored(poll) == (1, {"Pizza": 0, "Soup": 1})
-    assert client.get(vote_url(poll.pk)).json() == {"options": [soup]}
+    assert client.get(vote_url(poll.pk)).json() == {"voted": True, "options": [soup]}
 
 
 def test_withdrawing_without_having_voted_is_404_not_voted(make_poll, alice, bob, client_for):
@@ -524,7 +524,7 @@ def test_votes_on_a_finished_poll_cannot_be_withdrawn(make_poll, alice, client_f
 
     assert_error(response, 409, "poll_closed")
     assert stored(poll) == (1, {"Pizza": 1, "Soup": 0})
-    assert client_for(alice).get(vote_url(poll.pk)).json() == {"options": [pizza]}
+    assert client_for(alice).get(vote_url(poll.pk)).json() == {"voted": True, "options": [pizza]}
 
 
 @pytest.mark.parametrize("finish", FINISH.values(), ids=FINISH.keys())

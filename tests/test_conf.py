@@ -147,7 +147,7 @@ def test_throttle_classes_follow_the_setting(
     assert second.json()["code"] == "throttled"
     assert "Retry-After" in second.headers
     assert reading.status_code == 200  # only casting a vote is in the vote scope
-    assert reading.json() == {"options": [option_ids[0]]}
+    assert reading.json() == {"voted": True, "options": [option_ids[0]]}
 
 
 def test_a_bad_class_path_names_the_setting() -> None:

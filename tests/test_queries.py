@@ -38,9 +38,9 @@ VOTE = AUTH + (3 if connection.vendor == "postgresql" else 9 + SQLITE_WRITE_LOCK
 VOTE_MULTIPLE = VOTE + (0 if connection.vendor == "postgresql" else 1)
 # The poll's options joined to the poll.
 RESULTS = 1
-# The caller's votes; when there are none, whether the poll exists (404 or an empty list).
-MY_VOTE = AUTH + 1
-MY_VOTE_NONE = AUTH + 2
+# The poll (404 without one) with whether the caller voted; when they did, their options.
+MY_VOTE = AUTH + 2
+MY_VOTE_NONE = AUTH + 1
 # SAVEPOINT, the poll (shared locks), the caller's options, those options locked in id order, the
 # caller's participation (locked), their vote rows on those options, one DELETE, one UPDATE of the
 # counters, the participation's DELETE, the count of voters, the history's INSERT, RELEASE
@@ -145,7 +145,7 @@ def test_ones_own_vote_is_read_in_a_fixed_number_of_queries(
         response = client.get(reverse("django_polls:poll-vote", args=[poll.pk]))
 
     assert response.status_code == 200
-    assert response.json() == {"options": chosen}
+    assert response.json() == {"voted": voted, "options": chosen}
 
 
 @pytest.mark.parametrize("votes", [1, 5], ids=["one vote", "five votes"])

@@ -70,7 +70,7 @@ def test_the_results_stream_is_described_as_server_sent_events(swagger: dict[str
 def test_the_vote_body_receipt_and_errors(swagger: dict[str, Any]) -> None:
     cast = swagger["paths"]["/polls/{id}/vote/"]["post"]
     assert body_schema(swagger, cast)["properties"]["options"]["type"] == "array"
-    assert statuses(cast) == {"201", "400", "401", "404", "409", "413", "415", "429", "503"}
+    assert statuses(cast) == {"201", "400", "401", "403", "404", "409", "413", "415", "429", "503"}
     receipt = cast["responses"]["201"]["schema"]["$ref"].rsplit("/", 1)[-1]
     assert set(swagger["definitions"][receipt]["properties"]) == {"poll", "options", "created_at"}
     conflict = cast["responses"]["409"]["schema"]["$ref"].rsplit("/", 1)[-1]

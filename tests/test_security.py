@@ -88,10 +88,13 @@ def test_naming_another_voter_neither_reads_nor_withdraws_their_ballot(
     )
 
     assert read.status_code == 200, read.content
-    assert read.json() == {"options": []}
+    assert read.json() == {"voted": False, "options": []}
     assert_error(withdrawn, 404, "not_voted")
     assert db_state() == before
-    assert client_for(alice).get(vote_url(poll.pk)).json() == {"options": [pizza, soup]}
+    assert client_for(alice).get(vote_url(poll.pk)).json() == {
+        "voted": True,
+        "options": [pizza, soup],
+    }
 
 
 def test_withdrawing_leaves_the_other_voters_ballots_and_counts(
@@ -265,7 +268,7 @@ def test_a_session_without_its_csrf_token_cannot_write(
         assert "CSRF" in body["detail"]
     assert db_state() == before
     # The session itself is good: reads work.
-    assert browser.get(vote_url(poll.pk)).json() == {"options": []}
+    assert browser.get(vote_url(poll.pk)).json() == {"voted": False, "options": []}
 
 
 # =============================================================================================

@@ -152,9 +152,17 @@ def errors(*statuses: int, codes: dict[int, list[str]] | None = None) -> dict[in
             ErrorSerializer,
             "Missing credentials (`not_authenticated`) or a bad token (`authentication_failed`).",
         ),
-        403: (ErrorSerializer, "Not allowed (`permission_denied`)."),
+        403: (
+            ErrorSerializer,
+            "Not allowed (`permission_denied`; on ballots `not_eligible`: not in the poll's voter "
+            "group, or refused by the site's voter policy).",
+        ),
         404: (ErrorSerializer, "No such poll (`not_found`)."),
-        409: (ErrorSerializer, "Clashes with the poll's state or the caller's votes."),
+        409: (
+            ErrorSerializer,
+            "Clashes with the poll's state or the caller's votes (`already_voted`, `poll_closed`, "
+            "`poll_not_open`, `vote_final`, `poll_has_votes`, `poll_changed`).",
+        ),
         413: (ErrorSerializer, "The body is too large (`request_too_large`)."),
         415: (
             ErrorSerializer,

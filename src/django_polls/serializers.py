@@ -212,10 +212,13 @@ class VoteReceiptSerializer(serializers.Serializer[services.Receipt]):
     created_at = serializers.DateTimeField()
 
 
-class MyVoteSerializer(serializers.Serializer[dict[str, Any]]):
+class MyVoteSerializer(serializers.Serializer[services.MyBallot]):
+    voted = serializers.BooleanField(help_text="Whether the caller voted on the poll.")
     options = serializers.ListField(
         child=serializers.IntegerField(),
-        help_text="The option ids the caller voted for; empty when they have not voted.",
+        allow_null=True,
+        help_text="The option ids the caller voted for; empty when they have not voted; null on "
+        "a secret poll, where nothing links a voter to a choice.",
     )
 
 
@@ -266,6 +269,7 @@ class ErrorSerializer(serializers.Serializer[dict[str, Any]]):
     detail = serializers.CharField()
     code = serializers.CharField(
         help_text="Stable: not_authenticated, authentication_failed, permission_denied, "
-        "not_found, already_voted, poll_closed, poll_has_votes, poll_changed, not_voted, "
-        "results_hidden, ballots_hidden, parse_error, throttled, ..."
+        "not_found, already_voted, poll_closed, poll_not_open, poll_has_votes, poll_changed, "
+        "not_voted, vote_final, not_eligible, results_hidden, ballots_hidden, parse_error, "
+        "throttled, ..."
     )

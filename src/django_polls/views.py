@@ -189,7 +189,7 @@ class PollViewSet(PollViewSetBase):
 
     @property
     def throttle_scope(self) -> str | None:
-        if self.action == "vote" and self.request.method == "POST":
+        if self.action == "vote" and self.request.method in ("POST", "PUT"):
             return "django_polls.vote"
         if self.action == "create":
             return "django_polls.create"
@@ -324,33 +324,50 @@ class PollViewSet(PollViewSetBase):
     @schema.document(
         method="post",
         request_body=BallotSerializer,
-        operation_description="Cast a ballot. All of it is stored, or (on any error) nothing.",
+        operation_description="Cast a ballot. All of it is stored, or (on any error) nothing. "
+        "403 `not_eligible` for a caller outside the poll's voter group (or refused by the "
+        "site's voter policy); 409 `poll_not_open` before the poll opens, `poll_closed` after it "
+        "closed, `already_voted` past what the poll allows the caller.",
         responses={
             201: schema.described("The ballot was stored.", VoteReceiptSerializer),
-            **schema.errors(400, 401, 404, 409, 429),
+            **schema.errors(400, 401, 403, 404, 409, 429),
+        },
+    )
+    @schema.document(
+        method="put",
+        request_body=BallotSerializer,
+        operation_description="Replace the caller's ballot, in one transaction: the results move "
+        "from the old options to the new ones at once. 404 `not_voted` without a ballot; 409 "
+        "`vote_final` where ballots are final (`allow_vote_change: false`, secret polls), "
+        "`poll_closed` or `poll_not_open` while the poll takes no votes.",
+        responses={
+            200: schema.described("The new ballot was stored.", VoteReceiptSerializer),
+            **schema.errors(400, 401, 403, 404, 409, 429),
         },
     )
     @schema.document(
         method="get",
-        operation_description="The caller's votes on the poll.",
+        operation_description="Whether the caller voted on the poll, and for which options "
+        "(null on a secret poll, where nothing links a voter to a choice).",
         responses={
-            200: schema.described("The option ids the caller voted for.", MyVoteSerializer),
+            200: schema.described("The caller's ballot.", MyVoteSerializer),
             **schema.errors(401, 404),
         },
     )
     @schema.document(
         method="delete",
-        operation_description="Withdraw all of the caller's votes on the poll (409 `poll_closed` "
-        "when it no longer takes votes, else 404 `not_voted` when there are none).",
+        operation_description="Withdraw all of the caller's votes on the poll (409 `vote_final` "
+        "where ballots are final, else 409 `poll_closed` when it no longer takes votes, else 404 "
+        "`not_voted` when there are none).",
         responses={204: "Withdrawn.", **schema.errors(401, 404, 409)},
     )
-    @action(detail=True, methods=["get", "post", "delete"])
+    @action(detail=True, methods=["get", "post", "put", "delete"])
     def vote(self, request: Request, pk: str | None = None) -> Response:
         poll_id = self.poll_id()
         voter = signed_in(request)
         if request.method == "GET":
-            chosen = services.votes_of(poll_id=poll_id, voter=voter)
-            return Response(MyVoteSerializer({"options": chosen}).data)
+            mine = services.ballot_of(poll_id=poll_id, voter=voter)
+            return Response(MyVoteSerializer(mine).data)
         if request.method == "DELETE":
             services.retract_votes(poll_id=poll_id, voter=voter)
             return Response(status=status.HTTP_204_NO_CONTENT)
@@ -365,14 +382,19 @@ class PollViewSet(PollViewSetBase):
             if not Poll.objects.filter(pk=poll_id).exists():
                 raise exceptions.NotFound() from None
             raise
-        receipt = services.cast_vote(poll_id=poll_id, voter=voter, option_ids=option_ids)
+        if request.method == "PUT":
+            receipt = services.change_vote(poll_id=poll_id, voter=voter, option_ids=option_ids)
+            answer = status.HTTP_200_OK
+        else:
+            receipt = services.cast_vote(poll_id=poll_id, voter=voter, option_ids=option_ids)
+            answer = status.HTTP_201_CREATED
         # VoteReceiptSerializer's shape, built directly: this is the hottest write of the API.
         body = {
             "poll": receipt.poll,
             "options": receipt.options,
             "created_at": TIMESTAMP.to_representation(receipt.created_at),
         }
-        return Response(body, status=status.HTTP_201_CREATED)
+        return Response(body, status=answer)
 
     @schema.document(
         operation_description="Counts and percentages per option, exact as of the last "

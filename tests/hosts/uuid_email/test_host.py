@@ -83,7 +83,7 @@ def test_users_with_uuid_keys_vote_see_and_withdraw_their_ballots_over_http(
     assert sorted(Vote.objects.values_list("voter_id", "option_id")) == sorted(
         [(alice.pk, pizza), (alice.pk, soup), (bob.pk, soup)]
     )
-    assert client_for(alice).get(url).json() == {"options": [pizza, soup]}
+    assert client_for(alice).get(url).json() == {"voted": True, "options": [pizza, soup]}
     results = client_for(None).get(f"/api/v1/polls/{poll.pk}/results/").json()
     assert [option["votes"] for option in results["options"]] == [1, 2, 0]
     # A repeated choice is refused by the unique index on (poll, voter, option), UUID and all.
