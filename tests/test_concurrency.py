@@ -15,17 +15,19 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection, transaction
-from django.db.models import Min
+from django.db.models import Min, Sum
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from django_polls import services
-from django_polls.models import Option, Poll, Vote
+from django_polls.models import BallotChange, Option, Participation, Poll, Vote, VoterCount
 from tests.conftest import option_ids
 
 pytestmark = [
@@ -251,18 +253,21 @@ def test_simultaneous_ballots_naming_options_in_opposite_orders_store_one_ballot
 
 
 def inserting_votes() -> int:
-    """How many other sessions on the test database are inserting votes now (none of these
-    inserts takes long unless it waits for a lock)."""
+    """How many other sessions on the test database are inserting votes or participations now
+    (none of these inserts takes long unless it waits for a lock)."""
     with connection.cursor() as cursor:
         if connection.vendor == "mysql":
             cursor.execute(
-                "SELECT COUNT(*) FROM information_schema.processlist"
-                " WHERE db = DATABASE() AND info LIKE 'INSERT INTO %%django_polls_vote%%'"
+                "SELECT COUNT(*) FROM information_schema.processlist WHERE db = DATABASE()"
+                " AND (info LIKE 'INSERT INTO %%django_polls_vote%%'"
+                " OR info LIKE 'INSERT INTO %%django_polls_participation%%')"
             )
         else:
             cursor.execute(
                 "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock' AND query LIKE '%%INSERT INTO%%'"
+                " AND wait_event_type = 'Lock'"
+                # The ballot statement is longer than the text PostgreSQL keeps of a query.
+                " AND (query LIKE '%%INSERT INTO%%' OR query LIKE 'WITH poll AS%%')"
             )
         return int(cursor.fetchone()[0])
 
@@ -270,12 +275,13 @@ def inserting_votes() -> int:
 def test_ballots_waiting_on_a_vote_that_is_rolled_back_store_one_and_refuse_the_other(
     make_poll: Callable[..., Poll], make_user: Callable[..., Any]
 ) -> None:
-    """Two ballots of one voter for different options wait on the same unique key: a vote of
-    theirs that another transaction inserted and then rolls back.
+    """Two ballots of one voter for different options wait while a vote of theirs, which
+    another transaction inserted, is rolled back: one on that vote's unique key, the other on the
+    first one's participation.
 
-    On InnoDB both waiters then hold a shared lock on the key and each needs the exclusive one:
-    a deadlock, and the server rolls one back. That ballot must run again and get the answer it
-    would have got in turn (AlreadyVoted, a 409), not a database error (a 500 or 503).
+    On InnoDB waiters on one key can deadlock (each holds a shared lock and needs the exclusive
+    one), and the server rolls one back. Either way a ballot must get the answer it would have got
+    in turn (AlreadyVoted, a 409), not a database error (a 500 or 503).
     """
     poll = make_poll(options=("Pizza", "Soup", "Salad"))
     pizza, soup, salad = option_ids(poll)
@@ -625,6 +631,122 @@ def test_close_racing_votes_accepts_no_vote_after_the_close(
     assert late == [], "votes were stored with a time after the poll's closed_at"
     assert all(receipt.created_at <= poll.closed_at for _, receipt in receipts)
     assert len(refused) == len(voters), "the close waited until the voting stopped"
+
+
+def participations(poll: Poll) -> list[int]:
+    """The choices held by each participation in the poll."""
+    return list(Participation.objects.filter(poll=poll).values_list("choices", flat=True))
+
+
+def counted_voters(poll: Poll) -> int:
+    return VoterCount.objects.filter(poll=poll).aggregate(n=Sum("voters"))["n"] or 0
+
+
+def test_simultaneous_changes_of_one_voters_ballot_leave_one_ballot_and_exact_counts(
+    make_poll: Callable[..., Poll], make_user: Callable[..., Any]
+) -> None:
+    poll = make_poll(options=("Pizza", "Soup", "Salad", "Curry"))
+    options = option_ids(poll)
+    voter = make_user()
+    services.cast_vote(poll_id=poll.pk, voter=voter, option_ids=[options[0]])
+
+    outcomes = run_together(
+        [
+            lambda option=option: services.change_vote(
+                poll_id=poll.pk, voter=voter, option_ids=[option]
+            )
+            for option in itertools.islice(itertools.cycle(options), SIMULTANEOUS)
+        ]
+    )
+
+    seen = tally(outcomes)
+    print(f"\n[ballot changed by {SIMULTANEOUS} requests at once] outcomes={dict(seen)}")
+    assert seen == {"ok": SIMULTANEOUS}
+    assert Vote.objects.filter(poll=poll).count() == 1
+    assert counters(poll) == rows(poll)
+    assert sum(counters(poll).values()) == 1
+    assert participations(poll) == [1]
+    assert counted_voters(poll) == 1
+    assert BallotChange.objects.filter(poll=poll).count() == SIMULTANEOUS
+
+
+def test_simultaneous_first_ballots_on_a_secret_poll_count_one(
+    make_poll: Callable[..., Poll], make_user: Callable[..., Any]
+) -> None:
+    poll = make_poll(options=("Pizza", "Soup", "Salad"), allow_multiple_votes=True)
+    Poll.objects.filter(pk=poll.pk).update(anonymity="secret", allow_vote_change=False)
+    options = option_ids(poll)
+    voter = make_user()
+
+    outcomes = run_together(
+        [
+            vote_via_service(poll.pk, voter, [option])
+            for option in itertools.islice(itertools.cycle(options), SIMULTANEOUS)
+        ]
+    )
+
+    seen = tally(outcomes)
+    print(f"\n[first ballots on a secret poll, one voter] outcomes={dict(seen)}")
+    assert seen == {"ok": 1, "AlreadyVoted": SIMULTANEOUS - 1}
+    assert not Vote.objects.filter(poll=poll).exists()
+    assert sum(counters(poll).values()) == 1
+    assert participations(poll) == [1]
+    assert counted_voters(poll) == 1
+
+
+def test_parallel_ballots_of_one_voter_never_exceed_the_maximum(
+    make_poll: Callable[..., Poll], make_user: Callable[..., Any]
+) -> None:
+    poll = make_poll(options=[f"Option {n}" for n in range(10)], allow_multiple_votes=True)
+    Poll.objects.filter(pk=poll.pk).update(max_choices=3)
+    voter = make_user()
+
+    outcomes = run_together(
+        [vote_via_service(poll.pk, voter, [option]) for option in option_ids(poll)]
+    )
+
+    seen = tally(outcomes)
+    print(f"\n[10 single-option ballots at once, max_choices=3] outcomes={dict(seen)}")
+    assert seen == {"ok": 3, "AlreadyVoted": 7}
+    assert counters(poll) == rows(poll)
+    assert Vote.objects.filter(poll=poll, voter=voter).count() == 3
+    assert participations(poll) == [3]
+    assert counted_voters(poll) == 1
+
+
+def test_a_poll_that_opens_while_ballots_arrive_takes_those_stamped_after_it_opens(
+    make_poll: Callable[..., Poll], make_user: Callable[..., Any]
+) -> None:
+    poll = make_poll(options=("Pizza", "Soup"))
+    opens_at = timezone.now() + timedelta(seconds=1)
+    Poll.objects.filter(pk=poll.pk).update(opens_at=opens_at)
+    pizza = option_ids(poll)[0]
+    voters = [make_user() for _ in range(POOL)]
+
+    def keep_voting(user: Any) -> Callable[[], str]:
+        def run() -> str:
+            deadline = time.monotonic() + 4
+            while time.monotonic() < deadline:
+                try:
+                    services.cast_vote(poll_id=poll.pk, voter=user, option_ids=[pizza])
+                except services.PollNotOpen:
+                    time.sleep(0.01)
+                else:
+                    return "stored"
+            return "never stored"
+
+        return run
+
+    outcomes = run_together([keep_voting(user) for user in voters])
+
+    stamps = list(Vote.objects.filter(poll=poll).values_list("created_at", flat=True))
+    print(
+        f"\n[{POOL} voters while the poll opens] outcomes={dict(tally(outcomes))} "
+        f"earliest stamp - opens_at = {min(stamps) - opens_at}"
+    )
+    assert [outcome.value for outcome in outcomes] == ["stored"] * POOL
+    assert all(stamp >= opens_at for stamp in stamps)
+    assert counters(poll) == {pizza: POOL, option_ids(poll)[1]: 0}
 
 
 def test_a_ballot_that_cannot_get_its_lock_in_time_is_a_503_to_retry(

@@ -19,6 +19,7 @@ from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, models
+from django.db.models import Sum
 from django.test import Client
 from django.test.utils import isolate_apps
 from django.utils import timezone
@@ -26,7 +27,7 @@ from django.utils import timezone
 import django_polls
 from benchmarks.management.commands import polls_load_votes
 from django_polls import services
-from django_polls.models import Option, Poll, Vote
+from django_polls.models import Option, Participation, Poll, Vote, VoterCount
 from django_polls.services import locks
 from tests.conftest import db_state, expire, option_ids
 
@@ -146,6 +147,22 @@ def test_a_second_load_numbers_on_from_the_total_and_the_counts_add_up(
     assert Vote.objects.filter(poll=poll).count() == 151
     assert sum(counters(poll)) == 151
     assert_consistent(poll)
+    # Every loaded voter took part once and is counted among the poll's voters.
+    assert Participation.objects.filter(poll=poll, choices=1).count() == 151
+    assert VoterCount.objects.filter(poll=poll).aggregate(n=Sum("voters"))["n"] == 151
+
+
+@loads_here
+def test_a_secret_poll_is_refused(poll: Poll) -> None:
+    Poll.objects.filter(pk=poll.pk).update(anonymity="secret", allow_vote_change=False)
+
+    with pytest.raises(CommandError) as excinfo:
+        load(poll.pk, 10)
+
+    assert str(excinfo.value) == (
+        f"Poll {poll.pk} is secret: the loader writes votes with their voters. Nothing loaded."
+    )
+    assert not Participation.objects.filter(poll=poll).exists()
 
 
 @loads_here

@@ -684,6 +684,19 @@ def test_find_drift_finds_nothing_when_counters_match(
     assert services.repair_counts() == []
 
 
+def test_find_drift_leaves_secret_polls_alone(
+    multiple: Poll, make_user: Callable[..., Any]
+) -> None:
+    """A secret poll keeps counts without vote rows: they are no drift, and nothing repairs them
+    to zero."""
+    Poll.objects.filter(pk=multiple.pk).update(anonymity="secret", allow_vote_change=False)
+    services.cast_vote(poll_id=multiple.pk, voter=make_user(), option_ids=ids(multiple)[:2])
+
+    assert services.find_drift() == []
+    assert services.repair_counts() == []
+    assert sorted(Option.objects.filter(poll=multiple).values_list("votes", flat=True)) == [0, 1, 1]
+
+
 def test_find_drift_reports_every_counter_that_differs_from_its_rows(
     two_polls_with_votes: tuple[Poll, Poll],
 ) -> None:

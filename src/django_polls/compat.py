@@ -13,4 +13,4 @@ def check_constraint(*, condition: Any, name: str) -> models.CheckConstraint:
     ``check=``."""
     if django.VERSION >= (5, 1):
         return models.CheckConstraint(condition=condition, name=name)
-    return models.CheckConstraint(check=condition, name=name)  # type: ignore[call-arg]
+    return models.CheckConstraint(check=condition, name=name)  # type: ignore[call-arg,unused-ignore]

@@ -349,8 +349,9 @@ class Participation(models.Model):
 
     One per voter and poll (unique). ``min_choices`` and ``max_choices`` are the limits the ballot
     must keep, copied from the poll when the voter first votes (the poll's are frozen once it has
-    votes); on a secret poll, where a voter casts one ballot and never adds to it, the maximum is
-    that ballot's size. Nothing here says which options were chosen, nor when.
+    votes). On a secret poll, where a voter casts one ballot and never adds to it, all three are
+    1: one ballot, whose size is not recorded. Nothing here says which options were chosen, nor
+    when.
     """
 
     poll = models.ForeignKey(

@@ -384,7 +384,7 @@ class PollViewSet(PollViewSetBase):
             raise
         if request.method == "PUT":
             receipt = services.change_vote(poll_id=poll_id, voter=voter, option_ids=option_ids)
-            answer = status.HTTP_200_OK
+            answer: int = status.HTTP_200_OK
         else:
             receipt = services.cast_vote(poll_id=poll_id, voter=voter, option_ids=option_ids)
             answer = status.HTTP_201_CREATED

@@ -13,7 +13,8 @@ value per account.
 
 Each batch is one transaction that holds the poll's exclusive lock (it waits for the ballots in
 flight, and later ballots wait for it), checks that the poll still takes votes, inserts the
-batch's voters and votes and adds them to the option counters, so the counts never drift.
+batch's voters, their participations and votes, and adds them to the option counters and the
+poll's count of voters, so the counts never drift.
 Numbering starts at the poll's total of votes, which is above every number an earlier load used;
 should a username be taken all the same (real voters retracted votes since that load), the batch
 is retried once, numbered past the highest number in use.
@@ -30,10 +31,18 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, Field, Model, Value, When
+from django.db.models import Case, Count, F, Field, Max, Model, Value, When
 from django.utils import timezone
 
-from django_polls.models import Option, Poll, Vote
+from django_polls.models import (
+    VOTER_COUNT_STRIPES,
+    Anonymity,
+    Option,
+    Participation,
+    Poll,
+    Vote,
+    VoterCount,
+)
 from django_polls.services import locks
 
 DEFAULT_BATCH_SIZE = 100_000
@@ -134,9 +143,16 @@ def _vote_column(name: str) -> str:
 
 
 def _insert_postgresql(
-    voters: VoterTemplate, prefix: str, first: int, size: int, vote_values: list[Any], option: str
+    voters: VoterTemplate,
+    prefix: str,
+    first: int,
+    size: int,
+    vote_values: list[Any],
+    option: str,
+    limit: int,
 ) -> tuple[str, list[Any]]:
-    """One statement: the voters (from ``generate_series``) and, from what they return, votes."""
+    """One statement: the voters (from ``generate_series``) and, from what they return, their
+    participations and votes."""
     number = f"CAST(SUBSTR(new_users.{_q(voters.username_column)}, {len(prefix) + 1}) AS bigint)"
     sql = (
         f"WITH new_users AS ("
@@ -145,11 +161,20 @@ def _insert_postgresql(
         f" SELECT {voters.select_list()}"
         f" FROM generate_series(%s, %s) AS series(n)"
         f" RETURNING {_q(voters.pk_column)}, {_q(voters.username_column)}"
+        f"), joined AS ("
+        f" INSERT INTO {_q(Participation._meta.db_table)} ({_participation_columns()})"
+        f" SELECT %s, new_users.{_q(voters.pk_column)}, 1, 1, %s FROM new_users"
         f") INSERT INTO {_q(Vote._meta.db_table)} ({_vote_columns()})"
         f" SELECT %s, {option.format(number=number)}, new_users.{_q(voters.pk_column)}, %s, %s"
         f" FROM new_users"
     )
-    return sql, [*voters.values, prefix, first, first + size - 1, *vote_values]
+    params = [*voters.values, prefix, first, first + size - 1, vote_values[0], limit]
+    return sql, [*params, *vote_values]
+
+
+def _participation_columns() -> str:
+    names = ("poll", "voter", "choices", "min_choices", "max_choices")
+    return ", ".join(_q(_column(Participation, name)) for name in names)
 
 
 def _vote_columns() -> str:
@@ -230,6 +255,10 @@ class Command(BaseCommand):
                 poll = locks.lock_poll(poll_id, exclusive=True)
             except Poll.DoesNotExist:
                 raise CommandError(f"Poll {poll_id} does not exist.{done}") from None
+            if poll.anonymity == Anonymity.SECRET:
+                raise CommandError(
+                    f"Poll {poll_id} is secret: the loader writes votes with their voters.{done}"
+                )
             now = timezone.now()
             if not poll.is_open_at(now):
                 raise CommandError(
@@ -244,9 +273,11 @@ class Command(BaseCommand):
                 raise CommandError(f"Poll {poll_id} has no options.{done}")
             option_ids = [pk for pk, _ in rows]
             first = max(sum(count for _, count in rows), floor)
+            last_participation = Participation.objects.aggregate(last=Max("pk"))["last"] or 0
             inserted = self._insert(poll, voters, option_ids, first, size, now)
             if inserted != size:
                 raise CommandError(f"Inserted {inserted} votes instead of {size}.{done}")
+            _count_new_voters(poll.pk, after=last_participation)
             added = _votes_per_option(option_ids, first, size)
             Option.objects.filter(pk__in=list(added)).update(
                 votes=F("votes")
@@ -273,10 +304,12 @@ class Command(BaseCommand):
         )
         created_at = Vote._meta.get_field("created_at").get_db_prep_save(now, connection)
         vote_values = [poll.pk, *option_ids, poll.allow_multiple_votes, created_at]
+        # Each synthetic voter holds one option, within what the poll allows a voter.
+        limit = 1 if not poll.allow_multiple_votes else (poll.max_choices or len(option_ids))
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
                 cursor.execute(
-                    *_insert_postgresql(voters, prefix, first, size, vote_values, option)
+                    *_insert_postgresql(voters, prefix, first, size, vote_values, option, limit)
                 )
                 return int(cursor.rowcount)
             # SQLite: no data-modifying CTEs, so the voters first, then the votes, joined back to
@@ -295,6 +328,14 @@ class Command(BaseCommand):
                 [*bounds, *voters.values, prefix],
             )
             cursor.execute(
+                f"INSERT INTO {_q(Participation._meta.db_table)} ({_participation_columns()})"
+                f" {series}"
+                f" SELECT %s, voter.{_q(voters.pk_column)}, 1, 1, %s"
+                f" FROM series JOIN {_q(voters.table)} AS voter"
+                f" ON voter.{username} = %s || CAST(series.n AS text)",
+                [*bounds, poll.pk, limit, prefix],
+            )
+            cursor.execute(
                 f"INSERT INTO {_q(Vote._meta.db_table)} ({_vote_columns()})"
                 f" {series}"
                 f" SELECT %s, {option.format(number='series.n')}, voter.{_q(voters.pk_column)},"
@@ -304,6 +345,25 @@ class Command(BaseCommand):
                 [*bounds, *vote_values, prefix],
             )
             return int(cursor.rowcount)
+
+
+def _count_new_voters(poll_id: int, *, after: int) -> None:
+    """Add the poll's participations with ids above ``after`` (this batch's) to its count of
+    voters, by stripe; reads the new rows only, through the primary key."""
+    stripes = (
+        Participation.objects.filter(pk__gt=after, poll_id=poll_id)
+        .annotate(stripe=F("pk") % VOTER_COUNT_STRIPES)
+        .order_by()
+        .values("stripe")
+        .annotate(n=Count("pk"))
+        .values_list("stripe", "n")
+    )
+    for stripe, n in stripes:
+        updated = VoterCount.objects.filter(poll_id=poll_id, stripe=stripe).update(
+            voters=F("voters") + n
+        )
+        if not updated:
+            VoterCount.objects.create(poll_id=poll_id, stripe=stripe, voters=n)
 
 
 def _votes_per_option(option_ids: Sequence[int], first: int, size: int) -> dict[int, int]:

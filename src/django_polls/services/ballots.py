@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, FilteredRelation, OuterRef, Q
+from django.db.models import (
+    Exists,
+    F,
+    FilteredRelation,
+    ManyToManyField,
+    OuterRef,
+    Q,
+    QuerySet,
+)
 from django.utils import timezone
 
 from django_polls import changes, signals
@@ -216,13 +224,10 @@ def _cast_vote_in_steps(poll_id: int, voter: User, ids: list[int]) -> tuple[Poll
         )
         judge_ballot(ids, verdict)
         if participation is None:
+            held = {"choices": len(ids), "min_choices": limits[0], "max_choices": limits[1]}
+            # On a secret poll one ballot, of a size nothing records.
             participation = Participation.objects.create(
-                poll_id=poll.pk,
-                voter=voter,
-                choices=len(ids),
-                min_choices=limits[0],
-                # One ballot per voter on a secret poll: nothing says what it chose.
-                max_choices=len(ids) if secret else limits[1],
+                poll_id=poll.pk, voter=voter, **(SECRET_LIMITS if secret else held)
             )
             count_voter(poll.pk, participation.pk, +1)
         else:
@@ -243,6 +248,11 @@ def _cast_vote_in_steps(poll_id: int, voter: User, ids: list[int]) -> tuple[Poll
         Option.objects.filter(pk__in=ids).update(votes=F("votes") + 1)
         announce_change(poll_id=poll.pk)
     return poll, now
+
+
+#: A participation in a secret poll: one ballot, and not how many options it chose (in a small
+#: poll that alone could tell the choices from the counts).
+SECRET_LIMITS = {"choices": 1, "min_choices": 1, "max_choices": 1}
 
 
 def _limits(poll: Poll) -> tuple[int, int]:
@@ -295,13 +305,14 @@ def count_voter(poll_id: int, participation_id: int, delta: int) -> None:
 #: (``stamped``), the ballot's options locked in id order (``chosen``), what the rules need
 #: (``verdict``: the poll's state at the timestamp, the voter's eligibility and what they hold
 #: already), the rules themselves (``accepted``, as in :func:`judge_ballot`), the voter's
-#: participation (``participated``: inserted, or grown within its limits; its row lock queues the
-#: voter's other ballots on this poll), the vote rows (``stored``, none on a secret poll), the
-#: counters (``counted``, which also announces the change to live results streams, see
-#: :func:`announce_change`) and the count of voters (``voters``, for a first ballot). The last
-#: row reports what the rules saw, so a refusal names its reason without another query, and
-#: (when asked) the poll as locked, for the ``vote_cast`` signal. Format it with
-#: :func:`_ballot_sql`.
+#: participation (``participated``: grown within its limits for a voter who holds options
+#: already, else inserted, or grown when a first ballot of theirs committed meanwhile; its row
+#: lock queues the voter's other ballots on this poll), the vote rows (``stored``, none on a
+#: secret poll), the counters (``counted``, which also announces the change to live results
+#: streams, see :func:`announce_change`) and the count of voters (``voters``, for a first
+#: ballot). The last row reports what the rules saw, so a refusal names its reason without
+#: another query, and (when asked) the poll as locked, for the ``vote_cast`` signal. Format it
+#: with :func:`_ballot_sql`.
 BALLOT_SQL = """WITH poll AS (
     SELECT {poll_columns},
         pg_advisory_xact_lock_shared(%(namespace)s, (id %% 2147483648)::int4) AS advisory_lock
@@ -339,16 +350,25 @@ BALLOT_SQL = """WITH poll AS (
         AND %(count)s <= max_choices
         AND CASE WHEN prior IS NULL THEN %(count)s >= min_choices
             ELSE NOT secret AND NOT repeated AND prior + %(count)s <= max_choices END
-), participated AS (
+), grown AS (
+    UPDATE {participation} AS p SET choices = p.choices + %(count)s
+    FROM accepted
+    WHERE accepted.prior IS NOT NULL
+        AND p.{participation_poll} = accepted.id AND p.{participation_voter} = %(voter)s
+        AND p.choices + %(count)s <= p.max_choices
+    RETURNING p.id, false AS inserted
+), joined AS (
     INSERT INTO {participation} AS p ({participation_poll}, {participation_voter}, choices,
         min_choices, max_choices)
-    SELECT id, %(voter)s, %(count)s, min_choices,
-        CASE WHEN secret THEN %(count)s ELSE max_choices END
-    FROM accepted
+    SELECT id, %(voter)s, CASE WHEN secret THEN 1 ELSE %(count)s END,
+        CASE WHEN secret THEN 1 ELSE min_choices END, CASE WHEN secret THEN 1 ELSE max_choices END
+    FROM accepted WHERE prior IS NULL
     ON CONFLICT ({participation_poll}, {participation_voter}) DO UPDATE
         SET choices = p.choices + excluded.choices
         WHERE p.choices + excluded.choices <= p.max_choices
     RETURNING id, xmax = 0 AS inserted
+), participated AS (
+    SELECT * FROM grown UNION ALL SELECT * FROM joined
 ), stored AS (
     INSERT INTO {vote} ({vote_poll}, {vote_option}, {vote_voter}, {vote_mode}, {vote_created})
     SELECT accepted.id, chosen.id, %(voter)s, accepted.allow_multiple_votes, accepted.stamp
@@ -409,11 +429,13 @@ def _eligibility_sql() -> str:
         groups = get_user_model()._meta.get_field("groups")
     except FieldDoesNotExist:
         return "voter_group_id IS NULL"
-    through = groups.remote_field.through._meta  # type: ignore[union-attr]
+    through = groups.remote_field.through if isinstance(groups, ManyToManyField) else None
+    if through is None:
+        return "voter_group_id IS NULL"
     member = (
-        f"SELECT FROM {connection.ops.quote_name(through.db_table)}"
-        f" WHERE {connection.ops.quote_name(groups.m2m_column_name())} = %(voter)s"  # type: ignore[union-attr]
-        f" AND {connection.ops.quote_name(groups.m2m_reverse_name())} = voter_group_id"  # type: ignore[union-attr]
+        f"SELECT FROM {connection.ops.quote_name(through._meta.db_table)}"
+        f" WHERE {connection.ops.quote_name(groups.m2m_column_name())} = %(voter)s"
+        f" AND {connection.ops.quote_name(groups.m2m_reverse_name())} = voter_group_id"
     )
     return f"(voter_group_id IS NULL OR EXISTS ({member}))"
 
@@ -524,10 +546,11 @@ def change_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) -> Rece
 def _change_vote(poll_id: int, voter: User, ids: list[int]) -> tuple[list[int], Poll, datetime]:
     with transaction.atomic():
         poll = lock_poll(poll_id, exclusive=False)
-        now, held = _clock_and_options(poll.pk, voter)
-        # The options of the old ballot and the new, locked in id order, then the voter's
-        # participation: the lock order of every ballot.
-        locked = lock_options(Option.objects.filter(poll_id=poll.pk, pk__in={*ids, *held}))
+        now, _ = _clock_and_options(poll.pk, voter)
+        # Every option of the poll, locked in id order, then the voter's participation: the lock
+        # order of every ballot, and whatever the old ballot holds (another ballot of the voter's
+        # may commit until the participation is locked) is among the options locked.
+        locked = lock_options(Option.objects.filter(poll_id=poll.pk))
         known = set(ids) & set(locked)
         if not _is_member(voter, poll.voter_group_id):
             raise NotEligible()
@@ -650,6 +673,15 @@ def _clock_and_options(poll_id: int, voter: User) -> tuple[datetime, list[int]]:
         found = list(rows.values_list("pk", "mine__option"))
         now = timezone.now()
     return now, [option_id for _, option_id in found if option_id is not None]
+
+
+def ballot_history(*, poll_id: int, voter: User | None = None) -> QuerySet[BallotChange]:
+    """The replaced and withdrawn ballots of the poll (of one voter, when given), oldest first.
+    Public and anonymous polls keep them; secret polls none."""
+    changes = BallotChange.objects.filter(poll_id=poll_id)
+    if voter is not None:
+        changes = changes.filter(voter=voter)
+    return changes.order_by("created_at", "id")
 
 
 def ballot_of(*, poll_id: int, voter: User) -> MyBallot:

@@ -16,6 +16,7 @@ from django.db.models.functions import Coalesce
 from django_polls.changes import announce_change
 from django_polls.models import (
     CLOCK_ATTRIBUTE,
+    Anonymity,
     Option,
     Participation,
     Poll,
@@ -172,7 +173,8 @@ def percentage(votes: int, total: int) -> float:
 
 
 def find_drift(*, poll_ids: Iterable[int] | None = None) -> list[Drift]:
-    """Options whose stored counter differs from their vote rows."""
+    """Options whose stored counter differs from their vote rows (on every poll but secret ones,
+    which keep no vote rows)."""
     actual = Coalesce(
         Subquery(
             Vote.objects.filter(option_id=OuterRef("pk"))
@@ -183,7 +185,12 @@ def find_drift(*, poll_ids: Iterable[int] | None = None) -> list[Drift]:
         ),
         Value(0),
     )
-    options = Option.objects.annotate(actual=actual).exclude(votes=F("actual"))
+    # A secret poll keeps counts and no vote rows: nothing to check them against.
+    options = (
+        Option.objects.exclude(poll__anonymity=Anonymity.SECRET)
+        .annotate(actual=actual)
+        .exclude(votes=F("actual"))
+    )
     if poll_ids is not None:
         options = options.filter(poll_id__in=list(poll_ids))
     return [
