@@ -18,6 +18,7 @@ from django_polls.models import Option, Poll
 from django_polls.serializers import ResultsSerializer
 from django_polls.views import PollViewSet
 from tests.conftest import option_ids
+from tests.taking_part import cast
 
 
 def results_url(poll_id: int | str) -> str:
@@ -36,7 +37,7 @@ def cast_ballots(poll: Poll, counts: Sequence[int], make_user: Callable[..., Any
     """``counts[i]`` voters each vote for the poll's i-th option."""
     for option_id, count in zip(option_ids(poll), counts, strict=True):
         for _ in range(count):
-            services.cast_vote(poll_id=poll.pk, voter=make_user(), option_ids=[option_id])
+            cast(poll, make_user(), [option_id])
 
 
 def tally(body: dict[str, Any]) -> list[tuple[str, int, float]]:
@@ -53,8 +54,10 @@ def test_results_have_the_shape_of_the_contract(make_poll, make_user, anon):
     assert response.status_code == 200
     assert response.json() == {
         "poll": poll.pk,
+        "method": "single",
         "is_active": True,
         "total_votes": 3,
+        "total_voters": 3,
         "options": [
             {"id": pizza, "text": "Pizza", "votes": 2, "percentage": 66.67},
             {"id": soup, "text": "Soup", "votes": 1, "percentage": 33.33},

@@ -29,6 +29,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from django_polls import live, services
 from django_polls.models import Poll
 from tests.conftest import on_postgresql, option_ids
+from tests.taking_part import cast, with_policy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -716,3 +717,146 @@ async def test_results_and_streams_have_scopes_of_their_own(make_poll):
         assert (await AsyncClient().get(results_url(poll))).status_code == 429
     await stream.close()
     assert live.open_streams() == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Who may see the stream: as for the results, while it is open too
+
+
+def token_of(user: Any) -> dict[str, str]:
+    key = Token.objects.get_or_create(user=user)[0].key
+    return {"Authorization": f"Token {key}"}
+
+
+@run
+async def test_a_stream_of_hidden_results_is_refused_before_it_opens(make_poll, alice, bob):
+    poll = await sync_to_async(make_poll)(created_by=alice)
+    await sync_to_async(with_policy)(poll, results_visibility="owner")
+
+    for headers in (None, await sync_to_async(token_of)(bob)):
+        refused = await open_stream(poll, headers)
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "results_hidden"
+        assert not refused.has_header("ETag")
+    assert live.open_streams() == 0
+    assert live.broker().feeds == {}
+    owners = await opened(poll, await sync_to_async(token_of)(alice))
+    assert (await owners.next())["event"] == "results"
+    await owners.close()
+
+
+async def tighten(poll: Poll, visibility: str) -> None:
+    """The owner makes the results stricter (as an edit of the poll does, announced)."""
+
+    def edit() -> None:
+        with transaction.atomic():
+            with_policy(poll, results_visibility=visibility)
+            services.announce_change(poll_id=poll.pk)
+
+    await sync_to_async(edit)()
+
+
+@run
+async def test_a_stream_whose_viewer_may_no_longer_see_ends_with_hidden(make_poll, alice, bob):
+    poll = await sync_to_async(make_poll)(created_by=alice)
+    pizza, _ = await sync_to_async(option_ids)(poll)
+    anonymous = await opened(poll)
+    owners = await opened(poll, await sync_to_async(token_of)(alice))
+    await anonymous.next()
+    await owners.next()
+
+    await tighten(poll, "owner")
+    await sync_to_async(cast)(poll, bob, [pizza])
+
+    assert await anonymous.next_event() == {
+        "event": "hidden",
+        "data": {"poll": poll.pk, "code": "results_hidden"},
+    }
+    assert await anonymous.ended()
+    # The owner's stream goes on, with the ballot cast after the change.
+    await owners.until(lambda results: results["total_votes"] == 1)
+    await owners.close()
+    await asyncio.sleep(0)
+    assert live.open_streams() == 0
+
+
+@run
+async def test_a_voter_keeps_an_after_vote_stream_until_withdrawing(make_poll, alice, bob):
+    poll = await sync_to_async(make_poll)()
+    pizza, soup = await sync_to_async(option_ids)(poll)
+    await sync_to_async(cast)(poll, alice, [pizza])
+    stream = await opened(poll, await sync_to_async(token_of)(alice))
+    await stream.next()
+
+    await tighten(poll, "after_vote")
+    await sync_to_async(cast)(poll, bob, [soup])
+    await stream.until(lambda results: results["total_votes"] == 2)
+
+    await sync_to_async(services.retract_votes)(poll_id=poll.pk, voter=alice)
+    while (event := await stream.next_event())["event"] == "results":
+        assert event["data"]["total_votes"] == 2  # never the state after the withdrawal
+    assert event["event"] == "hidden"
+    assert await stream.ended()
+
+
+@run
+async def test_the_owners_after_close_stream_goes_on_when_the_poll_closes(make_poll, alice, bob):
+    poll = await sync_to_async(make_poll)(created_by=alice)
+    await sync_to_async(with_policy)(poll, results_visibility="after_close")
+    assert (await open_stream(poll, await sync_to_async(token_of)(bob))).status_code == 403
+    owners = await opened(poll, await sync_to_async(token_of)(alice))
+    await owners.next()
+
+    await sync_to_async(services.close_poll)(poll=poll)
+
+    closed = await owners.until(lambda results: not results["is_active"])
+    assert closed["event"] == "results"
+    # Closed, the results are anyone's: a stream opens for bob now.
+    others = await opened(poll, await sync_to_async(token_of)(bob))
+    assert (await others.next())["data"]["is_active"] is False
+    for stream in (owners, others):
+        await stream.close()
+
+
+@run
+async def test_staff_streams_are_never_hidden(make_poll, make_user, bob):
+    poll = await sync_to_async(make_poll)()
+    pizza, _ = await sync_to_async(option_ids)(poll)
+    staff = await sync_to_async(make_user)(is_staff=True)
+    stream = await opened(poll, await sync_to_async(token_of)(staff))
+    await stream.next()
+
+    await tighten(poll, "owner")
+    await sync_to_async(cast)(poll, bob, [pizza])
+
+    event = await stream.next_event()
+    assert (event["event"], event["data"]["total_votes"]) == ("results", 1)
+    await stream.close()
+
+
+@run
+async def test_no_state_reaches_a_stream_before_a_gate_judged_it(make_poll):
+    poll = await sync_to_async(make_poll)()
+    broker = live.broker()
+    waiting = await broker.subscribe(poll.pk)
+    broker.changed(poll.pk)  # a change read while the stream's first state is being judged
+    await until(lambda: waiting.missed)
+    assert waiting.pending is None
+
+    asked: list[list[Any]] = []
+
+    def gate(read: Poll, viewers: list[Any]) -> list[bool]:
+        asked.append(viewers)
+        assert read.pk == poll.pk
+        return [viewer == "allowed" for viewer in viewers]
+
+    refused = await broker.subscribe(poll.pk)
+    broker.admit(refused, viewer="refused", gate=gate)
+    broker.admit(waiting, viewer="allowed", gate=gate)  # the state it missed is read again
+
+    await until(lambda: waiting.pending is not None and refused.hidden)
+    # One call for all the streams of the gate.
+    assert [sorted(viewers) for viewers in asked] == [["allowed", "refused"]]
+    assert refused.pending is None
+    broker.unsubscribe(waiting)
+    broker.unsubscribe(refused)

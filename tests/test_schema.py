@@ -65,7 +65,7 @@ def test_the_results_stream_is_described_as_server_sent_events(swagger: dict[str
     events = stream["responses"]["200"]["schema"]
     assert events["type"] == "array"
     assert set(events["items"]["properties"]) == {"event", "id", "data", "retry"}
-    assert events["items"]["properties"]["event"]["enum"] == ["results", "deleted"]
+    assert events["items"]["properties"]["event"]["enum"] == ["results", "deleted", "hidden"]
 
 
 def test_the_vote_body_receipt_and_errors(swagger: dict[str, Any]) -> None:
@@ -90,17 +90,30 @@ def test_every_operation_lists_its_error_statuses(swagger: dict[str, Any]) -> No
     assert statuses(paths["/polls/{id}/close/"]["post"]) == {"200", "401", "403", "404", "503"}
     assert statuses(paths["/polls/{id}/vote/"]["get"]) == {"200", "401", "404", "503"}
     assert statuses(paths["/polls/{id}/vote/"]["delete"]) == {"204", "401", "404", "409", "503"}
-    expected = {"200", "304", "401", "404", "429", "503"}
+    expected = {"200", "304", "401", "403", "404", "429", "503"}
     assert statuses(paths["/polls/{id}/results/"]["get"]) == expected
     stream = paths["/polls/{id}/results/stream/"]["get"]
-    assert statuses(stream) == {"200", "401", "404", "429", "503"}
+    assert statuses(stream) == {"200", "401", "403", "404", "429", "503"}
+    ballots = paths["/polls/{id}/ballots/"]["get"]
+    assert statuses(ballots) == {"200", "401", "403", "404", "429", "503"}
+    # The codes of hidden results and ballots are named where they can be answered.
+    for operation in (paths["/polls/{id}/results/"]["get"], stream, ballots):
+        assert "`results_hidden`" in operation["responses"]["403"]["description"]
+    assert "`ballots_hidden`" in ballots["responses"]["403"]["description"]
 
 
 def test_results_schema(swagger: dict[str, Any]) -> None:
     read = swagger["paths"]["/polls/{id}/results/"]["get"]
     name = read["responses"]["200"]["schema"]["$ref"].rsplit("/", 1)[-1]
     results = swagger["definitions"][name]
-    assert set(results["properties"]) == {"poll", "is_active", "total_votes", "options"}
+    assert set(results["properties"]) == {
+        "poll",
+        "method",
+        "is_active",
+        "total_votes",
+        "total_voters",
+        "options",
+    }
     option = results["properties"]["options"]["items"]
     option_schema = swagger["definitions"][option["$ref"].rsplit("/", 1)[-1]]
     assert option_schema["properties"]["percentage"]["type"] == "number"

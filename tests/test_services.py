@@ -607,8 +607,10 @@ def test_results_give_counts_and_percentages_in_option_order(
 
     assert results == services.Results(
         poll=single.pk,
+        method="single",
         is_active=True,
         total_votes=3,
+        total_voters=3,
         options=[
             services.OptionResult(id=pizza, text="Pizza", votes=2, percentage=66.67),
             services.OptionResult(id=soup, text="Soup", votes=1, percentage=33.33),

@@ -112,6 +112,8 @@ def to_api_exception(exc: Exception) -> Exception:
         return exceptions.PermissionDenied(exc.message, code=exc.code)
     if isinstance(exc, services.Conflict):
         return ConflictError(exc.message, code=exc.code)
+    if isinstance(exc, services.Hidden):
+        return exceptions.PermissionDenied(exc.message, code=exc.code)
     # The poll the request names; a missing row of any other model is a bug, not a 404.
     if isinstance(exc, (Http404, Poll.DoesNotExist)):
         return exceptions.NotFound()

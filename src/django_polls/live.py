@@ -11,6 +11,13 @@ of the poll's subscribers, at most every :data:`MIN_INTERVAL` seconds per poll: 
 comes sooner is read when the interval is over, so the last state is always sent. Every
 subscriber keeps only the newest state it has not sent yet, so a slow client never holds a
 backlog.
+
+Who may see a poll's results can change while its streams are open (its ``results_visibility``
+becomes stricter, a voter withdraws their ballot from an ``after_vote`` poll). Each read therefore
+asks, with the poll it read, the gate of every stream (a function the stream view gives, from the
+services: :meth:`Broker.admit`) whether its viewer may still see it, once for all the streams of
+a gate; a stream whose viewer may not gets an event ``hidden`` instead, and ends. A stream gets no
+state that no gate has judged.
 """
 
 from __future__ import annotations
@@ -100,19 +107,36 @@ def deleted_event(poll_id: int) -> bytes:
     return f'event: deleted\ndata: {{"poll":{poll_id}}}\n\n'.encode()
 
 
+def hidden_event(poll_id: int) -> bytes:
+    """Ends a stream whose viewer may no longer see the poll's results."""
+    return f'event: hidden\ndata: {{"poll":{poll_id},"code":"results_hidden"}}\n\n'.encode()
+
+
+#: Whether each of the viewers (users) may see the results of the poll (a model instance, as
+#: read with its results); called in a sync thread, so it may query the database.
+Gate = Callable[[Any, list[Any]], list[bool]]
+
+
 HEARTBEAT = b": heartbeat\n\n"
 
 
 @dataclasses.dataclass(eq=False)
 class Subscriber:
     """One open stream. ``pending`` is the newest event it has not sent; ``sent`` the tag of the
-    last state it sent; ``ended`` that the poll is gone."""
+    last state it sent; ``ended`` that the poll is gone; ``hidden`` that its viewer may no longer
+    see the results. Until :meth:`Broker.admit` gives it a ``viewer`` and a ``gate`` it is
+    offered nothing (``missed`` then says a state went by)."""
 
     poll_id: int
     wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     pending: tuple[str, bytes] | None = None
     sent: str | None = None
     ended: bool = False
+    viewer: Any = None
+    gate: Gate | None = None
+    admitted: bool = False
+    missed: bool = False
+    hidden: bool = False
 
     def offer(self, tag: str, event: bytes) -> None:
         self.pending = (tag, event)
@@ -120,6 +144,11 @@ class Subscriber:
 
     def end(self) -> None:
         self.ended = True
+        self.wake.set()
+
+    def hide(self) -> None:
+        self.hidden = True
+        self.pending = None
         self.wake.set()
 
 
@@ -141,8 +170,9 @@ class Feed:
         self.timer = self.expiry_timer = None
 
 
-def read_results(poll_id: int) -> tuple[dict[str, Any], datetime | None] | None:
-    """The poll's results body and expiry, read in this (sync) thread; None when it is gone.
+def read_results(poll_id: int) -> tuple[dict[str, Any], datetime | None, Any] | None:
+    """The poll's results body, its expiry and the poll, read in this (sync) thread; None when
+    it is gone.
 
     The connection is then handled as at the end of a request: closed (back to the pool) unless
     persistent connections keep it.
@@ -164,11 +194,38 @@ def read_results(poll_id: int) -> tuple[dict[str, Any], datetime | None] | None:
         expires_at, clock_now = poll.expires_at, getattr(poll, CLOCK_ATTRIBUTE, None)
         if expires_at is not None and clock_now is not None:
             expires_at -= clock_now - timezone.now()
-        return body, expires_at
+        return body, expires_at, poll
     finally:
-        connection = connections[DEFAULT_DB_ALIAS]
-        if not connection.in_atomic_block:
-            connection.close_if_unusable_or_obsolete()
+        _release_connection()
+
+
+def _release_connection() -> None:
+    connection = connections[DEFAULT_DB_ALIAS]
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
+
+
+def read_and_judge(
+    poll_id: int, subscribers: list[Subscriber]
+) -> tuple[tuple[dict[str, Any], datetime | None] | None, set[Subscriber]]:
+    """:func:`read_results`, and which of ``subscribers`` may no longer see them: each gate is
+    asked once, for all of its subscribers, with the poll as read with the results."""
+    found = read_results(poll_id)
+    if found is None:
+        return None, set()
+    body, expires_at, poll = found
+    by_gate: dict[Gate, list[Subscriber]] = {}
+    for subscriber in subscribers:
+        if subscriber.gate is not None:
+            by_gate.setdefault(subscriber.gate, []).append(subscriber)
+    refused: set[Subscriber] = set()
+    try:
+        for gate, judged in by_gate.items():
+            verdicts = gate(poll, [subscriber.viewer for subscriber in judged])
+            refused.update(s for s, allowed in zip(judged, verdicts, strict=True) if not allowed)
+    finally:
+        _release_connection()
+    return (body, expires_at), refused
 
 
 class Broker:
@@ -202,6 +259,14 @@ class Broker:
             self.unsubscribe(subscriber)
             raise
         return subscriber
+
+    def admit(self, subscriber: Subscriber, *, viewer: Any, gate: Gate) -> None:
+        """Let the subscriber have the states that ``gate`` lets ``viewer`` see; the stream
+        view calls it once the first state was judged (by the results action)."""
+        subscriber.viewer, subscriber.gate, subscriber.admitted = viewer, gate, True
+        if subscriber.missed:  # a state went by unjudged: read it again, for this one too
+            subscriber.missed = False
+            self.changed(subscriber.poll_id)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         feed = self.feeds.get(subscriber.poll_id)
@@ -245,8 +310,9 @@ class Broker:
         self.loop.create_task(self._read(poll_id, feed))
 
     async def _read(self, poll_id: int, feed: Feed) -> None:
+        judged = [s for s in feed.subscribers if s.admitted and not s.hidden]
         try:
-            found = await sync_to_async(read_results)(poll_id)
+            found, refused = await sync_to_async(read_and_judge)(poll_id, judged)
         except Exception:
             # The database is away or busy: try again in a while (after a lost LISTEN
             # connection, its reconnection asks for a read as well).
@@ -265,8 +331,18 @@ class Broker:
             return
         body, expires_at = found
         tag, event = results_event(body)
+        judged_now = set(judged)
         for subscriber in feed.subscribers:
-            subscriber.offer(tag, event)
+            if subscriber.hidden:
+                continue
+            if subscriber in refused:
+                subscriber.hide()
+            elif subscriber in judged_now:
+                subscriber.offer(tag, event)
+            elif subscriber.admitted:
+                feed.dirty = True  # admitted while this was read: read again, judging it too
+            else:
+                subscriber.missed = True
         self._watch_expiry(poll_id, feed, body, expires_at)
         if feed.dirty:
             self.changed(poll_id)
@@ -453,7 +529,8 @@ def release_client_slot(client: str) -> None:
 
 class LiveStream:
     """The body of one stream: the state it opened with, then each newer state, with a comment
-    every ``heartbeat`` seconds of quiet; it ends when the poll is deleted.
+    every ``heartbeat`` seconds of quiet; it ends when the poll is deleted (event ``deleted``) or
+    its viewer may no longer see the results (event ``hidden``).
 
     Whatever ends it (the client leaving, the server cancelling it, or a response that was never
     sent) unsubscribes it and frees its slots (the process's and its client's), once: the
@@ -493,6 +570,9 @@ class LiveStream:
                     yield HEARTBEAT
                     continue
                 subscriber.wake.clear()
+                if subscriber.hidden:
+                    yield hidden_event(subscriber.poll_id)
+                    return
                 pending, subscriber.pending = subscriber.pending, None
                 if pending is not None and pending[0] != subscriber.sent:
                     subscriber.sent = pending[0]

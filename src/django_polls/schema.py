@@ -109,7 +109,9 @@ def event_stream(description: str) -> Any:
     event = openapi.Schema(
         type=openapi.TYPE_OBJECT,
         properties={
-            "event": openapi.Schema(type=openapi.TYPE_STRING, enum=["results", "deleted"]),
+            "event": openapi.Schema(
+                type=openapi.TYPE_STRING, enum=["results", "deleted", "hidden"]
+            ),
             "id": text,
             "data": openapi.Schema(
                 type=openapi.TYPE_STRING, description="The results body, as JSON."
@@ -120,8 +122,18 @@ def event_stream(description: str) -> Any:
     return openapi.Response(description, openapi.Schema(type=openapi.TYPE_ARRAY, items=event))
 
 
-def errors(*statuses: int) -> dict[int, Any]:
-    """Response entries for the error statuses an operation can answer with."""
+#: What the codes that only some operations answer with mean, for :func:`errors`' ``codes``.
+CODE_DESCRIPTIONS = {
+    "results_hidden": "the poll's results are not shown to the caller, by its "
+    "results_visibility (`results_hidden`)",
+    "ballots_hidden": "the poll does not list who chose what: only public polls do "
+    "(`ballots_hidden`)",
+}
+
+
+def errors(*statuses: int, codes: dict[int, list[str]] | None = None) -> dict[int, Any]:
+    """Response entries for the error statuses an operation can answer with; ``codes`` names
+    the codes of :data:`CODE_DESCRIPTIONS` a status may carry besides its usual one."""
     if _swagger_auto_schema is None:
         return {}
     from django_polls.serializers import ErrorSerializer
@@ -163,11 +175,27 @@ def errors(*statuses: int) -> dict[int, Any]:
             "seconds in Retry-After.",
         ),
     }
+    for status, extra in (codes or {}).items():
+        schema, description = described[status]
+        reasons = "; ".join(CODE_DESCRIPTIONS[code] for code in extra)
+        described[status] = (schema, f"{description.removesuffix('.')}; or {reasons}.")
     return {
         status: openapi.Response(description, schema)
         for status, (schema, description) in described.items()
         if status in statuses
     }
+
+
+def page_parameters() -> list[Any]:
+    """``page`` and ``page_size``, for a paginated action that schema generators do not see as a
+    list (one of a poll's)."""
+    if _swagger_auto_schema is None:
+        return []
+    query, integer = openapi.IN_QUERY, openapi.TYPE_INTEGER
+    return [
+        openapi.Parameter("page", query, "A page number within the result set.", type=integer),
+        openapi.Parameter("page_size", query, "Number of results per page.", type=integer),
+    ]
 
 
 def setting_limits(field: Any) -> dict[str, Any]:

@@ -200,7 +200,10 @@ class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
         help_text="The creator's username (or the name DJANGO_POLLS['USER_DISPLAY'] gives)."
     )
     total_votes = serializers.IntegerField(
-        read_only=True, help_text="Votes (selections) on the poll, summed over its options."
+        read_only=True,
+        allow_null=True,
+        help_text="Votes (selections) on the poll, summed over its options; null when the "
+        "caller may not see its results (results_visibility).",
     )
 
     class Meta:
@@ -241,6 +244,10 @@ class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
         data: dict[str, Any] = super().to_representation(instance)
         # The limits that apply, never null (the options are prefetched by for_listing).
         data["min_choices"], data["max_choices"] = instance.choice_limits
+        # Whether the caller voted was read with the poll (services.with_caller_voted).
+        request = self.context.get("request")
+        if not services.may_see_results(poll=instance, user=getattr(request, "user", None)):
+            data["total_votes"] = None
         return data
 
     def create(self, validated_data: dict[str, Any]) -> Poll:
@@ -325,9 +332,34 @@ class OptionResultSerializer(serializers.Serializer[services.OptionResult]):
 
 class ResultsSerializer(serializers.Serializer[services.Results]):
     poll = serializers.IntegerField()
+    method = serializers.CharField(help_text="The poll's method: how a ballot chooses.")
     is_active = serializers.BooleanField()
-    total_votes = serializers.IntegerField()
+    total_votes = serializers.IntegerField(help_text="Votes (selections), summed over the options.")
+    total_voters = serializers.IntegerField(help_text="Distinct voters.")
     options = OptionResultSerializer(many=True, help_text="In the options' creation order.")
+
+
+class PublicBallotSerializer(serializers.Serializer[dict[str, Any]]):
+    """One voter's current ballot on a public poll (``ballots/``)."""
+
+    voter = serializers.CharField(
+        help_text="The voter's username (or the name DJANGO_POLLS['USER_DISPLAY'] gives)."
+    )
+    options = serializers.ListField(
+        child=serializers.IntegerField(), help_text="The option ids chosen, in the poll's order."
+    )
+    created_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the voter's current ballot was stored."
+    )
+
+
+class BallotPageSerializer(serializers.Serializer[dict[str, Any]]):
+    """A page of ``ballots/``, as the poll list pages its polls."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = PublicBallotSerializer(many=True)
 
 
 class ErrorSerializer(serializers.Serializer[dict[str, Any]]):
@@ -337,5 +369,6 @@ class ErrorSerializer(serializers.Serializer[dict[str, Any]]):
     code = serializers.CharField(
         help_text="Stable: not_authenticated, authentication_failed, permission_denied, "
         "not_found, already_voted, poll_closed, poll_not_open, poll_has_votes, poll_changed, "
-        "not_voted, vote_final, not_eligible, parse_error, throttled, ..."
+        "not_voted, vote_final, not_eligible, results_hidden, ballots_hidden, parse_error, "
+        "throttled, ..."
     )

@@ -12,7 +12,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.db import OperationalError, connection
-from django.db.models import F, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.http import (
     HttpRequest,
     HttpResponseBase,
@@ -40,12 +40,22 @@ from django_polls.exceptions import (  # noqa: F401 (importable from here as bef
     DatabaseUnavailable,
     RequestTooLarge,
 )
-from django_polls.models import CLOCK_ATTRIBUTE, ClockTimestamp, Option, Poll, Status
+from django_polls.models import (
+    CLOCK_ATTRIBUTE,
+    ClockTimestamp,
+    Option,
+    Participation,
+    Poll,
+    ResultsVisibility,
+    Status,
+)
 from django_polls.serializers import (
     MAX_ID,
+    BallotPageSerializer,
     BallotSerializer,
     MyVoteSerializer,
     PollSerializer,
+    PublicBallotSerializer,
     ResultsSerializer,
     VoteReceiptSerializer,
 )
@@ -131,7 +141,8 @@ def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
 
 
 class PollViewSet(PollViewSetBase):
-    """Polls: list, create, read, update, delete and close; vote, my vote, retract; results."""
+    """Polls: list, create, read, update, delete and close; vote, my vote, retract; results and
+    ballots."""
 
     serializer_class = PollSerializer
     swagger_schema = schema.AUTO_SCHEMA  # drf-yasg's, when installed
@@ -208,7 +219,11 @@ class PollViewSet(PollViewSetBase):
     # -- objects --------------------------------------------------------------------------------
 
     def get_queryset(self) -> QuerySet[Poll]:
-        polls = Poll.objects.for_listing()
+        user = getattr(self.request, "user", None)
+        if self.action == "ballots":  # the poll alone: its voters are read page by page
+            return services.with_caller_voted(Poll.objects.with_clock(), user)
+        # Whether the caller voted, for total_votes under after_vote: part of the same query.
+        polls = services.with_caller_voted(Poll.objects.for_listing(), user)
         if self.action != "list":
             return polls
         params = self.request.query_params
@@ -394,41 +409,93 @@ class PollViewSet(PollViewSetBase):
 
     @schema.document(
         operation_description="Counts and percentages per option, exact as of the last "
-        "acknowledged vote. Public. The `ETag` changes with the results: send it back in "
-        "`If-None-Match` to get `304` while nothing changed.",
+        "acknowledged vote. Who may read them: the poll's `results_visibility` (`always` anyone; "
+        "`after_vote` callers who voted; `after_close` anyone once the poll is closed; `owner` "
+        "its owner), and its owner and staff always; others get `403 results_hidden`. The `ETag` "
+        "changes with the results: send it back in `If-None-Match` to get `304` while nothing "
+        "changed (only where the results may be read: a refusal carries no ETag).",
         responses={
             200: schema.described("The results.", ResultsSerializer),
             304: "Not modified: the results are those of the ETag sent in If-None-Match.",
-            **schema.errors(401, 404, 429),
+            **schema.errors(401, 403, 404, 429, codes={403: ["results_hidden"]}),
         },
         security=[],
     )
     @action(detail=True, methods=["get"])
     def results(self, request: Request, pk: str | None = None) -> Response:
         poll_id = self.poll_id()
+        user = request.user
         if self.finds_polls_by_id_alone():
-            # Every poll is in the queryset: one precomposed query, none for the ORM to build.
-            found = services.poll_with_options(poll_id=poll_id)
+            # Every poll is in the queryset: one precomposed query, none for the ORM to build,
+            # which also reads the number of voters and whether the caller voted.
+            found = services.poll_with_options(poll_id=poll_id, voter=user)
         else:
             # The polls are narrowed (a subclass, filter backends): the options of a poll that
             # get_object() would find, in one query.
             polls = self.filter_queryset(self.get_queryset()).filter(pk=poll_id).values("pk")
             rows = Option.objects.filter(poll__in=polls).select_related("poll")
+            carried: dict[str, Any] = {services.VOTERS_ATTRIBUTE: services.voters_subquery()}
+            if user is not None and user.is_authenticated:
+                voted = Participation.objects.filter(poll_id=OuterRef("poll_id"), voter_id=user.pk)
+                carried[services.VOTED_ATTRIBUTE] = Exists(voted)
             if connection.vendor == "postgresql":  # the time for is_active, as models.poll_clock
-                rows = rows.annotate(**{CLOCK_ATTRIBUTE: ClockTimestamp()})
-            options = list(rows.order_by("order", "id"))
+                carried[CLOCK_ATTRIBUTE] = ClockTimestamp()
+            options = list(rows.annotate(**carried).order_by("order", "id"))
             found = (options[0].poll, options) if options else None
-            if found and hasattr(options[0], CLOCK_ATTRIBUTE):
-                setattr(found[0], CLOCK_ATTRIBUTE, getattr(options[0], CLOCK_ATTRIBUTE))
+            if found:
+                for name in carried:
+                    setattr(found[0], name, getattr(options[0], name))
         poll, options = found or (self.get_object(), [])  # a poll without options, or a 404
         self.check_object_permissions(request, poll)
+        # Before any ETag: a refusal must not tell whether hidden results changed.
+        services.check_results_visible(poll=poll, user=user)
         # ResultsSerializer's shape (the same fields, the same order), built directly.
         body = dataclasses.asdict(services.results_for(poll=poll, options=options))
-        # Weak: the tag names the results, not the bytes of one renderer's answer.
-        headers = {"ETag": f'W/"{live.results_tag(body)}"', "Cache-Control": "no-cache"}
+        # Weak: the tag names the results, not the bytes of one renderer's answer. Results that
+        # depend on who asks are for that caller alone: no shared cache may keep them.
+        headers = {
+            "ETag": f'W/"{live.results_tag(body)}"',
+            "Cache-Control": "no-cache"
+            if poll.results_visibility == ResultsVisibility.ALWAYS
+            else "private, no-cache",
+        }
         if etag_matches(request.headers.get("If-None-Match"), headers["ETag"]):
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
         return Response(body, headers=headers)
+
+    @schema.document(
+        operation_description="Who chose what, on a `public` poll: one entry per voter, in the "
+        "order they first voted, with the options of their current ballot (in the poll's "
+        "order) and when it was stored. Paginated as the poll list. Other polls list nobody's "
+        "ballot, for anybody (`403 ballots_hidden`); on a public poll, the caller must be "
+        "allowed to see the results (`403 results_hidden`).",
+        manual_parameters=schema.page_parameters(),
+        responses={
+            200: schema.described("A page of ballots.", BallotPageSerializer),
+            **schema.errors(401, 403, 404, 429, codes={403: ["ballots_hidden", "results_hidden"]}),
+        },
+        security=[],
+    )
+    @action(detail=True, methods=["get"])
+    def ballots(self, request: Request, pk: str | None = None) -> Response:
+        poll = self.get_object()
+        services.check_ballots_visible(poll=poll, user=request.user)
+        voters = services.ballot_voters(poll=poll)
+        page = self.paginator.paginate_queryset(voters, request, view=self)
+        paginated = page is not None  # a site's paginator may leave some requests whole
+        display = polls_settings.USER_DISPLAY
+        # PublicBallotSerializer's shape, built directly.
+        body = [
+            {
+                "voter": str(display(entry["voter"])),
+                "options": entry["options"],
+                "created_at": TIMESTAMP.to_representation(entry["created_at"]),
+            }
+            for entry in services.public_ballots(
+                poll=poll, participations=page if paginated else list(voters)
+            )
+        ]
+        return self.get_paginated_response(body) if paginated else Response(body)
 
     def finds_polls_by_id_alone(self) -> bool:
         """Whether get_object() finds any poll by its id: no filter backend, and none of the
@@ -446,6 +513,7 @@ class PollViewSet(PollViewSetBase):
         by_action: dict[str, type[BaseSerializer[Any]]] = {
             "vote": BallotSerializer,
             "results": ResultsSerializer,
+            "ballots": PublicBallotSerializer,
         }
         return by_action.get(self.action, PollSerializer)
 
@@ -477,14 +545,17 @@ class ResultsStreamSchema(APIView):
         "the poll's results or state (at most a few per second), each with an `id:`; a comment "
         "line every 15 s while nothing changes. A client that reconnects gets the current state "
         "at once. When the poll is deleted an event `deleted` ends the stream. Needs an ASGI "
-        "server. Who may open it: as for the results. One client (a signed-in user, else an "
+        "server. Who may open it: as for the results (`403 results_hidden`). When the caller "
+        "may no longer see the results (the poll's results_visibility became stricter, or they "
+        "withdrew their vote from an `after_vote` poll), an event `hidden` ends the stream, and "
+        "no results after that change are sent. One client (a signed-in user, else an "
         "address) holds a bounded number of streams per server process: beyond it `429 "
         "too_many_client_streams`.",
         responses={
             200: schema.event_stream(
                 "Events: `id: <tag>`, `event: results`, `data: <results body as JSON>`."
             ),
-            **schema.errors(401, 404, 429, 503),
+            **schema.errors(401, 403, 404, 429, 503, codes={403: ["results_hidden"]}),
         },
         security=[],
         tags=["v1"],
@@ -577,6 +648,12 @@ def results_stream_view(
                 status=status.HTTP_429_TOO_MANY_REQUESTS,
                 headers={"Retry-After": "5"},
             )
+        # From now on each state is sent only while the caller may still see it.
+        broker.admit(
+            subscriber,
+            viewer=getattr(request, "user", None),
+            gate=services.results_visible_to_each,
+        )
         stream = live.LiveStream(
             broker,
             subscriber,

@@ -75,8 +75,10 @@ def test_register_token_create_vote_results_and_swagger(server: Server) -> None:
     assert results.status == 200
     assert results.json == {
         "poll": poll["id"],
+        "method": "single",
         "is_active": True,
         "total_votes": 2,
+        "total_voters": 2,
         "options": [
             {"id": pizza, "text": "Pizza", "votes": 1, "percentage": 50.0},
             {"id": soup, "text": "Soup", "votes": 1, "percentage": 50.0},

@@ -5,6 +5,7 @@ counters) is a function here, run in a transaction. Views, serializers, the admi
 commands call these functions and never write votes or counters themselves. One module per idea:
 :mod:`~django_polls.services.polls` (a poll's lifecycle), :mod:`~django_polls.services.ballots`
 (cast, retract, read one's own), :mod:`~django_polls.services.results` (results and counters),
+:mod:`~django_polls.services.visibility` (who sees results and ballots),
 :mod:`~django_polls.services.locks` (the lock order) and :mod:`~django_polls.services.errors`;
 this package exports their public names.
 
@@ -45,7 +46,9 @@ from django_polls.services.ballots import (
 )
 from django_polls.services.errors import (
     AlreadyVoted,
+    BallotsHidden,
     Conflict,
+    Hidden,
     InvalidInput,
     NotEligible,
     NotVoted,
@@ -54,6 +57,7 @@ from django_polls.services.errors import (
     PollHasVotes,
     PollNotOpen,
     PollRuleError,
+    ResultsHidden,
     VoteFinal,
 )
 from django_polls.services.locks import ADVISORY_LOCK_NAMESPACE
@@ -76,6 +80,7 @@ from django_polls.services.polls import (
     voter_groups_supported,
 )
 from django_polls.services.results import (
+    VOTERS_ATTRIBUTE,
     Drift,
     OptionResult,
     Results,
@@ -84,6 +89,19 @@ from django_polls.services.results import (
     poll_with_options,
     repair_counts,
     results_for,
+    total_voters,
+    voters_subquery,
+)
+from django_polls.services.visibility import (
+    VOTED_ATTRIBUTE,
+    ballot_voters,
+    check_ballots_visible,
+    check_results_visible,
+    has_voted,
+    may_see_results,
+    public_ballots,
+    results_visible_to_each,
+    with_caller_voted,
 )
 
 __all__ = [
@@ -93,9 +111,13 @@ __all__ = [
     "FROZEN_ONCE_VOTED",
     "POLICY_DEFAULTS",
     "UNCHANGED",
+    "VOTED_ATTRIBUTE",
+    "VOTERS_ATTRIBUTE",
     "AlreadyVoted",
+    "BallotsHidden",
     "Conflict",
     "Drift",
+    "Hidden",
     "InvalidInput",
     "MyBallot",
     "NotEligible",
@@ -108,14 +130,18 @@ __all__ = [
     "PollRuleError",
     "Receipt",
     "Results",
+    "ResultsHidden",
     "Verdict",
     "VoteFinal",
     "announce_change",
     "ballot_history",
     "ballot_of",
+    "ballot_voters",
     "cast_vote",
     "change_vote",
+    "check_ballots_visible",
     "check_option_count",
+    "check_results_visible",
     "clean_description",
     "clean_expiry",
     "clean_option_texts",
@@ -125,14 +151,21 @@ __all__ = [
     "create_poll",
     "delete_poll",
     "find_drift",
+    "has_voted",
     "has_votes",
     "judge_ballot",
+    "may_see_results",
     "percentage",
     "poll_with_options",
+    "public_ballots",
     "repair_counts",
     "results_for",
+    "results_visible_to_each",
     "retract_votes",
+    "total_voters",
     "update_poll",
     "voter_groups_supported",
+    "voters_subquery",
     "votes_of",
+    "with_caller_voted",
 ]

@@ -23,6 +23,22 @@ class InvalidInput(PollRuleError):
         super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
 
 
+class Hidden(PollRuleError):
+    """What the caller may not see on this poll (HTTP 403)."""
+
+    code = "hidden"
+
+
+class ResultsHidden(Hidden):
+    code = "results_hidden"
+    default_message = "This poll's results are not shown to you (see its results_visibility)."
+
+
+class BallotsHidden(Hidden):
+    code = "ballots_hidden"
+    default_message = "This poll does not list who chose what: only public polls do."
+
+
 class Conflict(PollRuleError):
     """Input that is fine but clashes with the poll's state or the caller's votes (HTTP 409)."""
 

@@ -7,15 +7,28 @@ import dataclasses
 import functools
 from collections.abc import Iterable, Sequence
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, F, OuterRef, Subquery, Value
+from django.db.models import Count, F, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from django_polls.changes import announce_change
-from django_polls.models import CLOCK_ATTRIBUTE, Anonymity, Option, Poll, Vote
+from django_polls.models import (
+    CLOCK_ATTRIBUTE,
+    Anonymity,
+    Option,
+    Participation,
+    Poll,
+    Vote,
+    VoterCount,
+)
 from django_polls.services.locks import lock_poll
 from django_polls.services.sql import column, poll_columns
+from django_polls.services.visibility import VOTED_ATTRIBUTE
+
+#: The attribute that carries the poll's number of voters where a query read it with the poll.
+VOTERS_ATTRIBUTE = "total_voters_read"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,8 +42,10 @@ class OptionResult:
 @dataclasses.dataclass(frozen=True)
 class Results:
     poll: int
+    method: str
     is_active: bool
     total_votes: int
+    total_voters: int
     options: list[OptionResult]
 
 
@@ -46,15 +61,21 @@ def results_for(*, poll: Poll, options: Sequence[Option] | None = None) -> Resul
     """Per-option counts and percentages from the stored counters: O(options), never O(votes).
 
     ``options`` are the poll's options in their order; by default ``poll.options``, which should
-    then be prefetched (``Poll.objects.for_listing()``).
+    then be prefetched (``Poll.objects.for_listing()``). The number of voters is the one read
+    with the poll (:func:`poll_with_options`), else read here from its voter counts.
+
+    Who may see them is :func:`~django_polls.services.visibility.may_see_results`' to say.
     """
     if options is None:
         options = list(poll.options.all())
     total = sum(option.votes for option in options)
+    voters = getattr(poll, VOTERS_ATTRIBUTE, None)
     return Results(
         poll=poll.pk,
+        method=poll.method,
         is_active=poll.is_active,
         total_votes=total,
+        total_voters=total_voters(poll_id=poll.pk) if voters is None else int(voters),
         options=[
             OptionResult(
                 id=option.pk,
@@ -67,12 +88,42 @@ def results_for(*, poll: Poll, options: Sequence[Option] | None = None) -> Resul
     )
 
 
-def poll_with_options(*, poll_id: int) -> tuple[Poll, list[Option]] | None:
+def total_voters(*, poll_id: int) -> int:
+    """The poll's distinct voters: the sum of its voter counts (a few rows, never O(ballots))."""
+    found = VoterCount.objects.filter(poll_id=poll_id).aggregate(voters=Sum("voters"))["voters"]
+    return int(found or 0)
+
+
+def voters_subquery() -> Coalesce:
+    """The sum of the voter counts of the poll ``OuterRef("poll_id")``, for a query of options."""
+    voters = (
+        VoterCount.objects.filter(poll_id=OuterRef("poll_id"))
+        .order_by()
+        .values("poll_id")
+        .annotate(n=Sum("voters"))
+        .values("n")
+    )
+    return Coalesce(Subquery(voters), Value(0))
+
+
+def poll_with_options(*, poll_id: int, voter: Any = None) -> tuple[Poll, list[Option]] | None:
     """The poll and its options in their order, read in one query; None when the poll does not
-    exist or has no options. The SQL is composed once per process, not built per call."""
-    rows = list(Poll.objects.raw(_poll_with_options_sql(), [poll_id]))
+    exist or has no options. The SQL is composed once per process, not built per call.
+
+    The same query reads the poll's number of voters and whether ``voter`` (a signed-in user,
+    else None) took part in it, which :func:`results_for` and
+    :func:`~django_polls.services.visibility.may_see_results` then use.
+    """
+    voter_id = None
+    if voter is not None and voter.is_authenticated:
+        # As the ORM would send the key (a UUID as the database stores it, ...).
+        key = Participation._meta.get_field("voter").target_field
+        voter_id = key.get_db_prep_value(voter.pk, connection, prepared=False)
+    rows = list(Poll.objects.raw(_poll_with_options_sql(), [poll_id, poll_id, voter_id, poll_id]))
     if not rows:
         return None
+    # Databases without a boolean type answer EXISTS with 0 or 1.
+    setattr(rows[0], VOTED_ATTRIBUTE, bool(getattr(rows[0], VOTED_ATTRIBUTE)))
     options = [
         Option(
             id=extra["option_id"],
@@ -93,6 +144,17 @@ def _poll_with_options_sql() -> str:
         # The time by the clock of ballots and closing, for Poll.is_active: read here, not by
         # a query of its own.
         selected += f", clock_timestamp() AS {CLOCK_ATTRIBUTE}"
+    # Uncorrelated subqueries (the poll id is a parameter): each runs once, through the unique
+    # (poll, stripe) and (poll, voter) indexes.
+    voter_counts = quote(VoterCount._meta.db_table)
+    participations = quote(Participation._meta.db_table)
+    selected += (
+        f", (SELECT COALESCE(SUM(vc.{column(VoterCount, 'voters')}), 0) FROM {voter_counts} AS vc"
+        f" WHERE vc.{column(VoterCount, 'poll')} = %s) AS {VOTERS_ATTRIBUTE}"
+        f", EXISTS (SELECT 1 FROM {participations} AS pa"
+        f" WHERE pa.{column(Participation, 'poll')} = %s"
+        f" AND pa.{column(Participation, 'voter')} = %s) AS {VOTED_ATTRIBUTE}"
+    )
     return (
         f"SELECT {selected}, o.id AS option_id, o.{column(Option, 'text')} AS option_text,"
         f" o.{column(Option, 'votes')} AS option_votes"

@@ -1,0 +1,157 @@
+"""Who may see a poll's results and, on a public poll, its ballots: one rule for ``results/``,
+``results/stream/``, ``ballots/`` and the ``total_votes`` of poll bodies.
+
+A poll's ``results_visibility`` says who: ``always`` anyone; ``after_vote`` signed-in callers who
+have voted (a :class:`~django_polls.models.Participation` of theirs exists, on every kind of poll);
+``after_close`` anyone once the poll is closed (or expired); ``owner`` nobody else. The poll's
+owner and staff users always may. Whether the caller voted is read with the poll where a query
+reads polls (:func:`with_caller_voted`, :func:`~django_polls.services.results.poll_with_options`),
+so the rule costs no round trip of its own on the API's paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from django.db.models import Exists, OuterRef, QuerySet
+
+from django_polls.models import (
+    Anonymity,
+    Participation,
+    Poll,
+    ResultsVisibility,
+    Status,
+    Vote,
+)
+from django_polls.services.errors import BallotsHidden, ResultsHidden
+
+#: The attribute that carries "the caller has voted" where a query read it with the poll.
+VOTED_ATTRIBUTE = "caller_voted"
+
+Polls = TypeVar("Polls", bound=QuerySet[Poll])
+
+
+def signed_in(user: Any) -> bool:
+    return user is not None and bool(user.is_authenticated)
+
+
+def sees_everything(*, poll: Poll, user: Any) -> bool:
+    """The poll's owner and staff users see its results whatever the poll says."""
+    return signed_in(user) and (bool(user.is_staff) or poll.created_by_id == user.pk)
+
+
+def has_voted(*, poll_id: int, user: Any) -> bool:
+    """Whether ``user`` took part in the poll (one indexed query)."""
+    if not signed_in(user):
+        return False
+    return Participation.objects.filter(poll_id=poll_id, voter_id=user.pk).exists()
+
+
+def may_see_results(*, poll: Poll, user: Any, voted: bool | None = None) -> bool:
+    """Whether ``user`` (None or anonymous: a caller who is not signed in) may see the poll's
+    results, its ``total_votes`` and, on a public poll, its ballots.
+
+    ``voted`` is whether the user took part, where the caller knows it; otherwise it is taken
+    from the poll's :data:`VOTED_ATTRIBUTE` (read by its query) or, only for an ``after_vote``
+    poll and a caller who is neither its owner nor staff, read with one query.
+    """
+    visibility = poll.results_visibility
+    if visibility == ResultsVisibility.ALWAYS or sees_everything(poll=poll, user=user):
+        return True
+    if visibility == ResultsVisibility.AFTER_CLOSE:
+        # By the clock of ballots and closing, as the poll's status says.
+        return poll.status == Status.CLOSED
+    if visibility == ResultsVisibility.AFTER_VOTE:
+        if not signed_in(user):
+            return False
+        if voted is None:
+            voted = getattr(poll, VOTED_ATTRIBUTE, None)
+        if voted is None:
+            voted = has_voted(poll_id=poll.pk, user=user)
+        return bool(voted)
+    return False  # owner
+
+
+def check_results_visible(*, poll: Poll, user: Any, voted: bool | None = None) -> None:
+    """Raise :class:`ResultsHidden` unless :func:`may_see_results`."""
+    if not may_see_results(poll=poll, user=user, voted=voted):
+        raise ResultsHidden()
+
+
+def check_ballots_visible(*, poll: Poll, user: Any) -> None:
+    """Who chose what is listed on a public poll only (:class:`BallotsHidden` otherwise, for
+    everybody, the owner included), and to those who may see its results
+    (:class:`ResultsHidden` otherwise)."""
+    if poll.anonymity != Anonymity.PUBLIC:
+        raise BallotsHidden()
+    check_results_visible(poll=poll, user=user)
+
+
+def with_caller_voted(polls: Polls, user: Any) -> Polls:
+    """``polls`` annotated with whether ``user`` voted on each (:data:`VOTED_ATTRIBUTE`): part of
+    the query that reads the polls, so a page of polls costs no query more. Nothing is added for
+    a caller who is not signed in (who never counts as a voter)."""
+    if not signed_in(user):
+        return polls
+    voted = Exists(Participation.objects.filter(poll_id=OuterRef("pk"), voter_id=user.pk))
+    return polls.annotate(**{VOTED_ATTRIBUTE: voted})
+
+
+def results_visible_to_each(poll: Poll, users: Sequence[Any]) -> list[bool]:
+    """:func:`may_see_results` for many users at once (the open streams of a poll), in one query
+    at most: on an ``after_vote`` poll, which of the users took part."""
+    voters: set[Any] = set()
+    if poll.results_visibility == ResultsVisibility.AFTER_VOTE:
+        asking = {
+            user.pk
+            for user in users
+            if signed_in(user) and not sees_everything(poll=poll, user=user)
+        }
+        if asking:
+            voters = set(
+                Participation.objects.filter(poll_id=poll.pk, voter_id__in=asking).values_list(
+                    "voter_id", flat=True
+                )
+            )
+    return [
+        may_see_results(poll=poll, user=user, voted=signed_in(user) and user.pk in voters)
+        for user in users
+    ]
+
+
+def ballot_voters(*, poll: Poll) -> QuerySet[Participation]:
+    """The voters of a public poll in the order they first voted, with their users: the rows a
+    page of ``ballots/`` lists. A deleted account's ballot stays counted but is no longer
+    anybody's, so it is not listed."""
+    return (
+        Participation.objects.filter(poll=poll, voter__isnull=False)
+        .select_related("voter")
+        .order_by("id")
+    )
+
+
+def public_ballots(*, poll: Poll, participations: Sequence[Participation]) -> list[dict[str, Any]]:
+    """Each of ``participations`` (a page of :func:`ballot_voters`) as ``{"voter": <user>,
+    "options": [ids in the poll's order], "created_at": <when the current ballot was stored>}``,
+    their votes read in one query. Call :func:`check_ballots_visible` first."""
+    chosen: dict[Any, list[int]] = {entry.voter_id: [] for entry in participations}
+    stored: dict[Any, Any] = {}
+    votes = (
+        Vote.objects.filter(poll=poll, voter_id__in=list(chosen))
+        .order_by("option__order", "option_id")
+        .values_list("voter_id", "option_id", "created_at")
+    )
+    for voter_id, option_id, created_at in votes:
+        chosen[voter_id].append(option_id)
+        # A ballot added to over several requests is complete as of its latest vote.
+        if voter_id not in stored or created_at > stored[voter_id]:
+            stored[voter_id] = created_at
+    return [
+        {
+            "voter": entry.voter,
+            "options": chosen[entry.voter_id],
+            "created_at": stored.get(entry.voter_id),
+        }
+        for entry in participations
+    ]
