@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from django_polls import services
-from django_polls.models import Option, Poll, Vote
+from django_polls.models import BallotChange, Option, Participation, Poll, Vote
 
 
 @pytest.fixture
@@ -249,6 +249,35 @@ def test_votes_are_listed_but_cannot_be_added_changed_or_deleted_on_their_own(
     assert change.status_code == 200  # a read-only view
     assert 'name="_save"' not in page(change)
     assert Vote.objects.filter(pk=vote.pk).exists()
+
+
+def test_participations_and_ballot_changes_are_listed_read_only(
+    staff_client: Client, make_poll: Callable[..., Poll], bob: Any
+) -> None:
+    poll = make_poll()
+    pizza, soup = Option.objects.filter(poll=poll).order_by("order").values_list("pk", flat=True)
+    services.cast_vote(poll_id=poll.pk, voter=bob, option_ids=[pizza])
+    services.change_vote(poll_id=poll.pk, voter=bob, option_ids=[soup])
+
+    for model, record in (
+        ("participation", Participation.objects.get()),
+        ("ballotchange", BallotChange.objects.get()),
+    ):
+        listing = staff_client.get(f"/admin/django_polls/{model}/?q=bob")
+        assert listing.status_code == 200
+        assert "bob" in page(listing)
+        assert "delete_selected" not in page(listing)
+        assert staff_client.get(f"/admin/django_polls/{model}/add/").status_code == 403
+        delete = staff_client.post(
+            f"/admin/django_polls/{model}/{record.pk}/delete/", {"post": "yes"}
+        )
+        assert delete.status_code == 403
+        change = staff_client.get(f"/admin/django_polls/{model}/{record.pk}/change/")
+        assert change.status_code == 200
+        assert 'name="_save"' not in page(change)
+    changes = page(staff_client.get("/admin/django_polls/ballotchange/"))
+    assert "replaced" in changes
+    assert f"[{pizza}]" in changes and f"[{soup}]" in changes
 
 
 def history(poll: Poll) -> list[str]:

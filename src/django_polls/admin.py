@@ -17,8 +17,10 @@ from django_polls import services
 from django_polls.models import (
     CLOCK_ATTRIBUTE,
     STRICTNESS,
+    BallotChange,
     ClockTimestamp,
     Option,
+    Participation,
     Poll,
     ResultsVisibility,
     Vote,
@@ -28,11 +30,11 @@ from django_polls.models import (
 if TYPE_CHECKING:
     OptionInlineBase = admin.TabularInline[Option, Poll]
     PollAdminBase = admin.ModelAdmin[Poll]
-    VoteAdminBase = admin.ModelAdmin[Vote]
+    RecordAdminBase = admin.ModelAdmin[Any]
     PollFormBase = forms.ModelForm[Poll]
 else:
     OptionInlineBase = admin.TabularInline
-    PollAdminBase = VoteAdminBase = admin.ModelAdmin
+    PollAdminBase = RecordAdminBase = admin.ModelAdmin
     PollFormBase = forms.ModelForm
 
 FAILED = "_django_polls_admin_failed"
@@ -282,18 +284,14 @@ class PollAdmin(PollAdminBase):
         self.message_user(request, _("Closed the selected polls."), messages.SUCCESS)
 
 
-@admin.register(Vote)
-class VoteAdmin(VoteAdminBase):
-    """Votes are read-only here: they are cast and withdrawn only through the services.
+class RecordAdmin(RecordAdminBase):
+    """Records that the services write (votes, participations, ballot changes): read-only here.
 
-    Deleting a poll (or a user) still deletes its votes with it, so the delete permission
-    stays; only deleting votes on their own is refused.
+    Deleting a poll (or a user) still deletes its records with it, so the delete permission
+    stays; only deleting records on their own is refused.
     """
 
-    list_display = ("poll", "option", "voter", "created_at")
-    list_select_related = ("poll", "option", "voter")
-    actions = None  # no "delete selected votes"
-    raw_id_fields = ("poll", "option", "voter")
+    actions = None  # no "delete selected"
 
     def get_search_fields(self, request: HttpRequest) -> list[str]:
         return ["poll__title", f"voter__{get_user_model().USERNAME_FIELD}"]
@@ -301,8 +299,36 @@ class VoteAdmin(VoteAdminBase):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Vote | None = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
         raise PermissionDenied
+
+
+@admin.register(Vote)
+class VoteAdmin(RecordAdmin):
+    """Votes, cast and withdrawn only through the services."""
+
+    list_display = ("poll", "option", "voter", "created_at")
+    list_select_related = ("poll", "option", "voter")
+    raw_id_fields = ("poll", "option", "voter")
+
+
+@admin.register(Participation)
+class ParticipationAdmin(RecordAdmin):
+    """Who took part in which poll: on a secret poll, all that is kept of a voter."""
+
+    list_display = ("poll", "voter", "choices")
+    list_select_related = ("poll", "voter")
+    raw_id_fields = ("poll", "voter")
+
+
+@admin.register(BallotChange)
+class BallotChangeAdmin(RecordAdmin):
+    """The history of replaced and withdrawn ballots (public and anonymous polls)."""
+
+    list_display = ("poll", "voter", "action", "previous", "current", "created_at")
+    list_filter = ("action",)
+    list_select_related = ("poll", "voter")
+    raw_id_fields = ("poll", "voter")

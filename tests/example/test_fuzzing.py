@@ -123,7 +123,7 @@ def test_fuzzing_finds_no_server_error_and_nothing_beyond_the_baseline(
             "DELETE /v1/polls/{id}/": deleted,
             **{
                 f"{method} /v1/polls/{{id}}/vote/": ballots["id"]
-                for method in ("GET", "POST", "DELETE")
+                for method in ("GET", "POST", "PUT", "DELETE")
             },
         }
         config = configuration(tmp_path, tokens, polls)
