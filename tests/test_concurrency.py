@@ -252,22 +252,20 @@ def test_simultaneous_ballots_naming_options_in_opposite_orders_store_one_ballot
     assert counters(poll) == rows(poll) == {pizza: len(voters), soup: len(voters), salad: 0}
 
 
-def inserting_votes() -> int:
-    """How many other sessions on the test database are inserting votes or participations now
-    (none of these inserts takes long unless it waits for a lock)."""
+def waiting_for_locks() -> int:
+    """How many other sessions on the test database are held up in a statement of the app now
+    (none of them takes long unless it waits for a lock)."""
     with connection.cursor() as cursor:
         if connection.vendor == "mysql":
             cursor.execute(
                 "SELECT COUNT(*) FROM information_schema.processlist WHERE db = DATABASE()"
-                " AND (info LIKE 'INSERT INTO %%django_polls_vote%%'"
-                " OR info LIKE 'INSERT INTO %%django_polls_participation%%')"
+                " AND command = 'Query' AND id <> CONNECTION_ID()"
+                " AND info LIKE '%%django_polls_%%'"
             )
         else:
             cursor.execute(
                 "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()"
                 " AND wait_event_type = 'Lock'"
-                # The ballot statement is longer than the text PostgreSQL keeps of a query.
-                " AND (query LIKE '%%INSERT INTO%%' OR query LIKE 'WITH poll AS%%')"
             )
         return int(cursor.fetchone()[0])
 
@@ -301,7 +299,7 @@ def test_ballots_waiting_on_a_vote_that_is_rolled_back_store_one_and_refuse_the_
     def roll_back_once_both_wait() -> None:
         assert inserted.wait(JOIN_TIMEOUT)
         deadline = time.monotonic() + JOIN_TIMEOUT
-        while inserting_votes() < 2 and time.monotonic() < deadline:
+        while waiting_for_locks() < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
         release.set()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import Group
 from rest_framework import serializers
@@ -93,7 +93,14 @@ class OptionSerializer(serializers.ModelSerializer[Option]):
 MAX_CHOICES_VALUE = 32767
 
 
-class GroupNameField(serializers.SlugRelatedField[Group]):
+# DRF's related fields are generic only to type checkers before DRF 3.15.
+if TYPE_CHECKING:
+    GroupNameFieldBase = serializers.SlugRelatedField[Group]
+else:
+    GroupNameFieldBase = serializers.SlugRelatedField
+
+
+class GroupNameField(GroupNameFieldBase):
     """A Django auth group by its name; null for none. Only text is looked up."""
 
     default_error_messages = {
