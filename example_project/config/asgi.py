@@ -1,7 +1,7 @@
 """ASGI entry point: Gunicorn with uvicorn workers (gunicorn.conf.py), or `uvicorn config.asgi:app`.
 
-The API's views are synchronous and run in a thread per request; the live results streams are
-async and cost no thread while they wait.
+The API's views are synchronous: each request for one runs its middleware and view in one thread
+(:class:`OneHandOver`); the live results streams are async and cost no thread while they wait.
 """
 
 from __future__ import annotations
@@ -12,8 +12,13 @@ import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
-from django.core.asgi import get_asgi_application
+from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.base import BaseHandler
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
+from django.urls import Resolver404, resolve, set_urlconf
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -109,4 +114,43 @@ async def drain(receive: Receive, most: int) -> None:
             return
 
 
-application = BoundedBodies(get_asgi_application())
+class OneHandOver(ASGIHandler):
+    """Django's ASGI handler, except that a request for a synchronous view (all of the API but
+    the live results streams) runs its whole middleware chain and its view in one thread, as
+    under WSGI, handed over from the event loop once. Django's own handler runs the middleware on
+    the loop and hands the request to a thread and back for each hook of each middleware
+    (``MiddlewareMixin`` runs ``process_request`` and ``process_response`` through
+    ``sync_to_async``) and again for the view: about fifteen hand-overs per API request with the
+    example's middleware. Requests for async views (the streams) take Django's async chain and
+    hold no thread while they wait."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        super().load_middleware(is_async)
+        # The synchronous chain, with its own lists of view and exception middleware.
+        self.synchronous = BaseHandler()
+        self.synchronous.load_middleware(is_async=False)
+
+    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        set_urlconf(settings.ROOT_URLCONF)
+        try:
+            view = resolve(request.path_info).func
+        except Resolver404:
+            view = None
+        if view is not None and iscoroutinefunction(view):
+            return await super().get_response_async(request)
+        # Thread-sensitive, as Django runs sync views under ASGI: in the request's own thread,
+        # where request_finished later returns its database connection.
+        get_response = sync_to_async(self.synchronous.get_response, thread_sensitive=True)
+        response: HttpResponseBase = await get_response(request)
+        return response
+
+
+def get_application() -> OneHandOver:
+    """What ``django.core.asgi.get_asgi_application`` does, with :class:`OneHandOver`."""
+    import django
+
+    django.setup(set_prefix=False)
+    return OneHandOver()
+
+
+application = BoundedBodies(get_application())
