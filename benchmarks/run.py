@@ -58,8 +58,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--workers",
         type=int,
-        default=default_workers(),
-        help="Gunicorn workers (default: the example's own, 2 x cores + 1, at most 12)",
+        default=0,
+        help="Gunicorn workers of every server (default: the example's own, cores + 1 for "
+        "uvicorn workers, 2 x cores + 1 for sync workers, at most 12)",
     )
     parser.add_argument(
         "--server",
@@ -140,9 +141,15 @@ def servers(extra: Sequence[str]) -> dict[str, dict[str, str]]:
     return made
 
 
-def default_workers() -> int:
-    """The example's default (example_project/gunicorn.conf.py)."""
-    return min(2 * (os.cpu_count() or 1) + 1, 12)
+def workers(options: argparse.Namespace, name: str) -> int:
+    """How many workers a server runs: as given, else the example's default
+    (example_project/gunicorn.conf.py; the benchmark runs on PostgreSQL)."""
+    given = options.servers[name].get("WEB_CONCURRENCY") or options.workers
+    if given:
+        return int(given)
+    cores = os.cpu_count() or 1
+    asgi = options.servers[name].get("ASGI", "true").lower() not in {"false", "off", "0", "no"}
+    return min(cores + 1 if asgi else 2 * cores + 1, 12)
 
 
 def database_urls(name: str) -> tuple[str, str]:
@@ -168,8 +175,17 @@ def drop_database(server: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def environment(url: str, port: int, workers: int, **variables: str) -> dict[str, str]:
-    """The example's production settings, configured only through the environment."""
+def environment(url: str, port: int, workers: int = 0, **variables: str) -> dict[str, str]:
+    """The example's production settings, configured only through the environment; ``workers``
+    0 leaves the number to the example."""
+    return {
+        **_environment(url, port),
+        **({"WEB_CONCURRENCY": str(workers)} if workers else {}),
+        **variables,
+    }
+
+
+def _environment(url: str, port: int) -> dict[str, str]:
     return {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(EXAMPLE), str(ROOT), os.environ.get("PYTHONPATH", "")]),
@@ -184,8 +200,6 @@ def environment(url: str, port: int, workers: int, **variables: str) -> dict[str
         "LOG_LEVEL": "WARNING",
         "HOST": "127.0.0.1",
         "PORT": str(port),
-        "WEB_CONCURRENCY": str(workers),
-        **variables,
     }
 
 
@@ -265,12 +279,17 @@ class CpuMeter:
         """PostgreSQL's backends connected to the benchmark's database (the server is local)."""
         import psycopg
 
-        if self.conn is None:
-            self.conn = psycopg.connect(self.server, autocommit=True)
-        rows = self.conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s", [self.database]
-        ).fetchall()
-        return [pid for (pid,) in rows]
+        query = "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+        for attempt in range(2):
+            if self.conn is None or self.conn.closed:
+                self.conn = psycopg.connect(self.server, autocommit=True)
+            try:
+                return [pid for (pid,) in self.conn.execute(query, [self.database]).fetchall()]
+            except psycopg.OperationalError:  # closed by the server: once more, reconnected
+                self.conn.close()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     def snapshot(self, master: int) -> tuple[dict[int, float], dict[int, float]]:
         return (
@@ -839,7 +858,9 @@ def report(options: argparse.Namespace, sizes: list[int], out: dict[str, Any]) -
     lines = [
         "",
         f"django_polls benchmark: PostgreSQL {facts['postgresql']}, {facts['cpus']} CPUs, "
-        f"Gunicorn {options.workers} workers per server (uvicorn {facts['uvicorn']}; sync), "
+        "Gunicorn workers: "
+        + ", ".join(f"{name} {workers(options, name)}" for name in names)
+        + f" (uvicorn {facts['uvicorn']}), "
         f"Python {facts['python']}, Django {facts['django']}, DRF {facts['drf']}",
         "",
         f"1. Votes: {options.votes:,} ballots per run, one voter each; {options.rounds} rounds, "
