@@ -222,9 +222,12 @@ CORS_URLS_REGEX = r"^/api/.*$"
 THROTTLE = config("THROTTLE", default=True, cast=bool)
 
 REST_FRAMEWORK = {
-    # Token first: a request without valid credentials gets 401 with WWW-Authenticate.
+    # Token first: a request without valid credentials gets 401 with WWW-Authenticate. DRF's
+    # tokens, each remembered by a process for at most a second (a revoked token stops working
+    # at once in the process that revoked it, within a second in the others; see
+    # docs/operating.md).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "django_polls.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",

@@ -96,7 +96,10 @@ def test_production_values_are_read_from_the_environment() -> None:
     assert settings["SECURE_PROXY_SSL_HEADER"] is None
     # JSON only: no browsable API outside DEBUG.
     assert settings["RENDERERS"] == ["rest_framework.renderers.JSONRenderer"]
-    assert settings["AUTHENTICATION"][0] == "rest_framework.authentication.TokenAuthentication"
+    # DRF tokens, remembered for at most a second per process (django_polls.authentication).
+    assert settings["AUTHENTICATION"][0] == (
+        "django_polls.authentication.CachedTokenAuthentication"
+    )
 
 
 def test_the_pool_holds_four_connections_under_asgi_and_one_per_sync_worker() -> None:
