@@ -63,7 +63,7 @@ ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 ASGI_APPLICATION = "config.asgi.application"
 # Served under ASGI (uvicorn workers, the default) or WSGI (sync workers); gunicorn.conf.py reads
-# the same variable. Under ASGI each request's synchronous code runs in a thread of its own.
+# the same variable.
 ASGI = config("ASGI", default=True, cast=bool)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -139,6 +139,13 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL;",
     }
+
+# Under ASGI, the threads of a worker that run the requests to synchronous views (config/asgi.py):
+# as many as its pool may open connections, so a request never waits for one.
+_pool = DATABASES["default"].get("OPTIONS", {}).get("pool")
+ASGI_THREADS = config(
+    "ASGI_THREADS", default=_pool["max_size"] if isinstance(_pool, dict) else 16, cast=int
+)
 
 # --- Cache ------------------------------------------------------------------------------------
 
