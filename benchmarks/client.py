@@ -1,11 +1,13 @@
 """The load generator: HTTP/1.1 requests from a process of its own.
 
-    python -m benchmarks.client REQUESTS HOST PORT CONCURRENCY
+    python -m benchmarks.client REQUESTS HOST PORT CONCURRENCY [asgi|wsgi]
 
 REQUESTS is a pickle of ready-made requests, ``(label, bytes)`` pairs. CONCURRENCY clients each
-send the next request as soon as their previous answer has arrived. Prints one JSON object:
-the number of requests, the seconds from first to last, answers per status, latency percentiles
-(ms) overall and per label, and the client's own CPU time per request.
+send the next request as soon as their previous answer has arrived. The last argument says which
+kind of Gunicorn worker answers (default: the ``ASGI`` variable, as the example reads it). Prints
+one JSON object: the number of requests, the seconds from first to last, answers per status,
+latency percentiles (ms) overall and per label, every latency (s) per label, and the client's own
+CPU time per request.
 
 Plain asyncio streams instead of an HTTP library, or wrk (not on PyPI): a request costs the
 client a few tens of microseconds of CPU, which matters on a 2-core machine shared with the
@@ -33,6 +35,7 @@ async def connection(
     port: int,
     queue: collections.deque[tuple[str, bytes]],
     done: list[tuple[str, int, float]],
+    asgi: bool,
 ) -> None:
     """Send requests one after another, one connection each, as a reverse proxy talks to
     Gunicorn's sync workers. The client's half of the connection closes as soon as the request is
@@ -47,7 +50,7 @@ async def connection(
         reader, writer = await asyncio.open_connection(host, port)
         try:
             writer.write(request)
-            if not UNDER_ASGI:
+            if not asgi:
                 writer.write_eof()
             status = int((await reader.readline()).split()[1])
             length = 0
@@ -75,13 +78,17 @@ def summary(latencies: list[float]) -> dict[str, float]:
 
 
 async def run(
-    requests: list[tuple[str, bytes]], host: str, port: int, concurrency: int
+    requests: list[tuple[str, bytes]],
+    host: str,
+    port: int,
+    concurrency: int,
+    asgi: bool = UNDER_ASGI,
 ) -> dict[str, object]:
     queue = collections.deque(requests)
     done: list[tuple[str, int, float]] = []
     cpu = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
-    await asyncio.gather(*(connection(host, port, queue, done) for _ in range(concurrency)))
+    await asyncio.gather(*(connection(host, port, queue, done, asgi) for _ in range(concurrency)))
     seconds = time.perf_counter() - started
     used = resource.getrusage(resource.RUSAGE_SELF)
     by_label: dict[str, list[float]] = collections.defaultdict(list)
@@ -94,6 +101,7 @@ async def run(
         "statuses": dict(collections.Counter(str(status) for _, status, _ in done)),
         **summary([latency for _, _, latency in done]),
         "labels": {label: summary(latencies) for label, latencies in by_label.items()},
+        "latencies": by_label,
         "client_cpu_us": 1e6
         * (used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime)
         / max(1, len(done)),
@@ -102,9 +110,10 @@ async def run(
 
 def main() -> None:
     path, host, port, concurrency = sys.argv[1:5]
+    asgi = sys.argv[5] == "asgi" if len(sys.argv) > 5 else UNDER_ASGI
     with open(path, "rb") as file:
         requests = pickle.load(file)
-    print(json.dumps(asyncio.run(run(requests, host, int(port), int(concurrency)))))
+    print(json.dumps(asyncio.run(run(requests, host, int(port), int(concurrency), asgi))))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,9 @@ class Measure:
     per_second: float
     p50_ms: float
     p99_ms: float
+    #: CPU milliseconds per request of the server's workers and of PostgreSQL's backends.
+    app_cpu_ms: float = float("nan")
+    db_cpu_ms: float = float("nan")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -55,14 +58,40 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--workers",
         type=int,
-        default=default_workers(),
-        help="Gunicorn workers (default: the example's own, 2 x cores + 1, at most 12)",
+        default=0,
+        help="Gunicorn workers of every server (default: the example's own, cores + 1 for "
+        "uvicorn workers, 2 x cores + 1 for sync workers, at most 12)",
     )
     parser.add_argument(
-        "--asgi",
+        "--server",
+        action="append",
+        default=[],
+        metavar="NAME:VAR=VALUE,...",
+        help="another server of the example beside 'asgi' (as shipped) and 'sync' (ASGI=false), "
+        "with these environment variables (e.g. 'pool8:DATABASE_POOL_SIZE=8'), or more variables "
+        "for one of those two; django_polls' votes and results are measured on every server, "
+        "taking turns",
+    )
+    parser.add_argument(
+        "--quick",
         action="store_true",
-        help="uvicorn workers (the example's default, needed for live results streams) instead "
-        "of sync workers (ASGI=false), which the figures in docs/performance.md are for",
+        help="a few minutes instead of about 20: --votes 1500 --rounds 2 --reads 200 "
+        "--sizes 1000,100000 --throughput-size 100000 (explicit options still apply)",
+    )
+    parser.add_argument(
+        "--votes-only",
+        action="store_true",
+        help="only the vote runs at concurrency 32 (no results, no bulk loading): for comparing "
+        "servers quickly; no targets are checked",
+    )
+    parser.add_argument(
+        "--no-raw",
+        action="store_true",
+        help="with --votes-only: leave out raw PostgreSQL (its 32 connections, beside the "
+        "servers' pools, may exceed max_connections when many servers run)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="first port of the servers (default: free ports)"
     )
     parser.add_argument(
         "--sizes",
@@ -76,12 +105,51 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--no-targets", action="store_true", help="report the targets but exit 0 when one is missed"
     )
-    return parser.parse_args()
+    options = parser.parse_args()
+    if options.quick:
+        given = set(sys.argv[1:])
+        for flag, value in QUICK.items():
+            if f"--{flag.replace('_', '-')}" not in given:
+                setattr(options, flag, value)
+    options.servers = servers(options.server)
+    options.concurrencies = (32,) if options.votes_only else (8, 32)
+    return options
 
 
-def default_workers() -> int:
-    """The example's default (example_project/gunicorn.conf.py)."""
-    return min(2 * (os.cpu_count() or 1) + 1, 12)
+#: What --quick changes.
+QUICK: dict[str, Any] = {
+    "votes": 1500,
+    "rounds": 2,
+    "reads": 200,
+    "sizes": "1000,100000",
+    "throughput_size": 100_000,
+}
+
+#: The deployment `make demo` ships (uvicorn workers, ASGI), then the sync workers beside it, on
+#: which the tutorial-style baseline is measured too.
+DEFAULT = "asgi"
+SYNC = "sync"
+
+
+def servers(extra: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Server name -> the environment variables that make it."""
+    made = {DEFAULT: {"ASGI": "true"}, SYNC: {"ASGI": "false"}}
+    for spec in extra:
+        name, _, variables = spec.partition(":")
+        pairs = dict(pair.split("=", 1) for pair in variables.split(",") if pair)
+        made[name] = {**made.get(name, {}), **pairs}
+    return made
+
+
+def workers(options: argparse.Namespace, name: str) -> int:
+    """How many workers a server runs: as given, else the example's default
+    (example_project/gunicorn.conf.py; the benchmark runs on PostgreSQL)."""
+    given = options.servers[name].get("WEB_CONCURRENCY") or options.workers
+    if given:
+        return int(given)
+    cores = os.cpu_count() or 1
+    asgi = options.servers[name].get("ASGI", "true").lower() not in {"false", "off", "0", "no"}
+    return min(cores + 1 if asgi else 2 * cores + 1, 12)
 
 
 def database_urls(name: str) -> tuple[str, str]:
@@ -107,8 +175,17 @@ def drop_database(server: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def environment(url: str, port: int, workers: int, asgi: bool = False) -> dict[str, str]:
-    """The example's production settings, configured only through the environment."""
+def environment(url: str, port: int, workers: int = 0, **variables: str) -> dict[str, str]:
+    """The example's production settings, configured only through the environment; ``workers``
+    0 leaves the number to the example."""
+    return {
+        **_environment(url, port),
+        **({"WEB_CONCURRENCY": str(workers)} if workers else {}),
+        **variables,
+    }
+
+
+def _environment(url: str, port: int) -> dict[str, str]:
     return {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(EXAMPLE), str(ROOT), os.environ.get("PYTHONPATH", "")]),
@@ -123,8 +200,6 @@ def environment(url: str, port: int, workers: int, asgi: bool = False) -> dict[s
         "LOG_LEVEL": "WARNING",
         "HOST": "127.0.0.1",
         "PORT": str(port),
-        "WEB_CONCURRENCY": str(workers),
-        "ASGI": "true" if asgi else "false",
     }
 
 
@@ -135,7 +210,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(env: dict[str, str], port: int) -> Iterator[None]:
+def gunicorn(env: dict[str, str], port: int) -> Iterator[int]:
+    """Gunicorn serving the example; its master's process id."""
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(EXAMPLE / "gunicorn.conf.py")],
@@ -155,7 +231,7 @@ def gunicorn(env: dict[str, str], port: int) -> Iterator[None]:
                         log.seek(0)
                         sys.exit("Gunicorn did not start:\n" + log.read().decode()[-3000:])
                     time.sleep(0.2)
-            yield
+            yield process.pid
         finally:
             process.terminate()
             try:
@@ -163,6 +239,73 @@ def gunicorn(env: dict[str, str], port: int) -> Iterator[None]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU time
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds; 0 once it has gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the command: state, ppid, ... utime and stime are the 14th and 15th fields.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def workers_of(master: int) -> list[int]:
+    """The Gunicorn workers: the master's children."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master:
+                children.append(int(stat.parent.name))
+    return children
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds used by a server's workers and by PostgreSQL's backends of the benchmark's
+    database while a load runs (a backend that appears meanwhile counts from zero)."""
+
+    server: str
+    database: str
+    #: Kept open: the servers' pools may take every other connection the database allows.
+    conn: Any = None
+
+    def backends(self) -> list[int]:
+        """PostgreSQL's backends connected to the benchmark's database (the server is local)."""
+        import psycopg
+
+        query = "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+        for attempt in range(2):
+            if self.conn is None or self.conn.closed:
+                self.conn = psycopg.connect(self.server, autocommit=True)
+            try:
+                return [pid for (pid,) in self.conn.execute(query, [self.database]).fetchall()]
+            except psycopg.OperationalError:  # closed by the server: once more, reconnected
+                self.conn.close()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def snapshot(self, master: int) -> tuple[dict[int, float], dict[int, float]]:
+        return (
+            {pid: cpu_seconds(pid) for pid in workers_of(master)},
+            {pid: cpu_seconds(pid) for pid in self.backends()},
+        )
+
+    def used(
+        self, master: int, before: tuple[dict[int, float], dict[int, float]]
+    ) -> tuple[float, float]:
+        after = self.snapshot(master)
+        app, db = (
+            sum(now - then.get(pid, 0.0) for pid, now in later.items())
+            for then, later in zip(before, after, strict=True)
+        )
+        return app, db
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,21 +414,55 @@ def vote_requests(prefix: str, spread: Sequence[tuple[str, int, int]]) -> list[t
 # Load
 
 
-def drive(port: int, requests: list[tuple[str, bytes]], concurrency: int) -> dict[str, Any]:
+@dataclass
+class Server:
+    """A running server of the example: its name, port, Gunicorn master and kind of worker."""
+
+    name: str
+    port: int
+    master: int
+    asgi: bool
+
+
+def drive(
+    server: Server,
+    requests: list[tuple[str, bytes]],
+    concurrency: int,
+    meter: CpuMeter | None = None,
+) -> dict[str, Any]:
+    """The client's JSON; with a meter, also the CPU milliseconds per request that the server's
+    workers (``app_cpu_ms``) and PostgreSQL's backends (``db_cpu_ms``) used meanwhile."""
     with tempfile.NamedTemporaryFile(suffix=".pickle") as file:
         pickle.dump(requests, file)
         file.flush()
-        return run_json(
+        before = meter.snapshot(server.master) if meter else None
+        result = run_json(
             [
                 sys.executable,
                 "-m",
                 "benchmarks.client",
                 file.name,
                 "127.0.0.1",
-                str(port),
+                str(server.port),
                 str(concurrency),
+                "asgi" if server.asgi else "wsgi",
             ]
         )
+        if meter and before:
+            app, db = meter.used(server.master, before)
+            result["app_cpu_ms"] = 1000 * app / result["requests"]
+            result["db_cpu_ms"] = 1000 * db / result["requests"]
+        return result
+
+
+def measure(result: dict[str, Any]) -> Measure:
+    return Measure(
+        result["per_second"],
+        result["p50_ms"],
+        result["p99_ms"],
+        result.get("app_cpu_ms", float("nan")),
+        result.get("db_cpu_ms", float("nan")),
+    )
 
 
 def run_json(command: list[str]) -> dict[str, Any]:
@@ -338,6 +515,8 @@ def median(measures: Sequence[Measure]) -> Measure:
         statistics.median(m.per_second for m in measures),
         statistics.median(m.p50_ms for m in measures),
         statistics.median(m.p99_ms for m in measures),
+        statistics.median(m.app_cpu_ms for m in measures),
+        statistics.median(m.db_cpu_ms for m in measures),
     )
 
 
@@ -400,16 +579,25 @@ def main() -> None:
     sizes = [int(size) for size in options.sizes.split(",")]
     name = options.database
     server, url = database_urls(name)
-    port = free_port()
-    env = environment(url, port, options.workers, options.asgi)
-    os.environ.update({key: env[key] for key in env if key not in ("PORT", "HOST")})
+    ports = {
+        kind: options.port + index if options.port else free_port()
+        for index, kind in enumerate(options.servers)
+    }
+    envs = {
+        kind: environment(url, ports[kind], options.workers, **variables)
+        for kind, variables in options.servers.items()
+    }
+    # This process sets up the data with the settings of the deployment that is shipped.
+    os.environ.update(
+        {key: value for key, value in envs[DEFAULT].items() if key not in ("PORT", "HOST")}
+    )
     sys.path[:0] = [str(EXAMPLE), str(ROOT)]
 
     where = server.rsplit("@", 1)[-1].rsplit("/", 1)[0]
     print(f"Database {name} on {where}: made afresh.", flush=True)
     recreate_database(server, name)
     try:
-        results = benchmark(options, sizes, url, env, port)
+        results = benchmark(options, sizes, url, envs, CpuMeter(server, name))
     finally:
         from django.db import connection
 
@@ -423,7 +611,11 @@ def main() -> None:
 
 
 def benchmark(
-    options: argparse.Namespace, sizes: list[int], url: str, env: dict[str, str], port: int
+    options: argparse.Namespace,
+    sizes: list[int],
+    url: str,
+    envs: dict[str, dict[str, str]],
+    meter: CpuMeter,
 ) -> dict[str, Any]:
     import django
     from django.core.management import call_command
@@ -436,11 +628,24 @@ def benchmark(
     tokens = make_voters(options.votes)
     out: dict[str, Any] = {"statements": count_statements(tokens)}
 
-    with gunicorn(env, port):
-        warm_up(port, tokens)
+    with contextlib.ExitStack() as stack:
+        running = [
+            Server(
+                kind,
+                int(env["PORT"]),
+                stack.enter_context(gunicorn(env, int(env["PORT"]))),
+                env.get("ASGI", "true").lower() not in {"false", "off", "0", "no"},
+            )
+            for kind, env in envs.items()
+        ]
+        for each in running:
+            warm_up(each, tokens)
         # Votes first, while both designs' tables are small alike.
         print("Votes ...", flush=True)
-        out["votes"], out["ratios"] = vote_runs(options, port, url, tokens)
+        out["votes"], out["ratios"] = vote_runs(options, running, url, tokens, meter)
+        if options.votes_only:
+            out["server"] = server_facts()
+            return out
 
         print("Loading the polls whose results are timed ...", flush=True)
         loaded = {}
@@ -457,9 +662,9 @@ def benchmark(
             cursor.execute("VACUUM ANALYZE")
 
         print("Results ...", flush=True)
-        out["latency"] = results_latency(options, port, sizes, loaded)
+        out["latency"] = results_latency(options, running, sizes, loaded)
         out["throughput"] = results_throughput(
-            port, loaded[options.throughput_size], naive_big, options.throughput_size
+            running, loaded[options.throughput_size], naive_big, meter
         )
     out["server"] = server_facts()
     return out
@@ -488,7 +693,7 @@ def copy_to_naive(poll_id: int) -> int:
     return naive
 
 
-def warm_up(port: int, tokens: Sequence[str]) -> None:
+def warm_up(server: Server, tokens: Sequence[str]) -> None:
     """Every worker imports, connects and answers a few of each request before timing."""
     ours = our_polls(1)
     naive = naive_polls(1)
@@ -497,93 +702,136 @@ def warm_up(port: int, tokens: Sequence[str]) -> None:
     )
     for prefix, polls in (("/api/v1", ours), ("/naive/api/v1", naive)):
         requests += [("results", request("GET", f"{prefix}/polls/{polls[0][0]}/results/"))] * 100
-    drive(port, requests, 8)
+    drive(server, requests, 8)
 
 
 def vote_runs(
-    options: argparse.Namespace, port: int, url: str, tokens: list[str]
+    options: argparse.Namespace,
+    running: list[Server],
+    url: str,
+    tokens: list[str],
+    meter: CpuMeter,
 ) -> tuple[dict[str, Measure], dict[str, list[float]]]:
-    """Every design at every concurrency once per round, the order flipped each round; the
-    medians over the rounds, and the ratios that the runs of each round make with each other (so
-    a machine that changes speed between rounds moves both sides of a ratio)."""
-    designs = [
-        ("ours", "/api/v1", our_polls, False),
-        ("naive", "/naive/api/v1", naive_polls, False),
-        ("ours hot", "/api/v1", our_polls, True),
-        ("naive hot", "/naive/api/v1", naive_polls, True),
+    """Every design on every server at every concurrency once per round, the order flipped each
+    round; the medians over the rounds, and the ratios that the runs of each round make with each
+    other (so a machine that changes speed between rounds moves both sides of a ratio).
+
+    django_polls runs on every server; the baseline, as the tutorial deploys it, on the sync
+    workers; the hot poll on the deployment that is shipped."""
+    by_name = {server.name: server for server in running}
+    designs = [(f"ours {server.name}", "/api/v1", server, False) for server in running] + [
+        ("naive", "/naive/api/v1", by_name[SYNC], False),
+        ("ours hot", "/api/v1", by_name[DEFAULT], True),
+        ("naive hot", "/naive/api/v1", by_name[SYNC], True),
     ]
     runs: dict[str, list[Measure]] = {}
     ratios: dict[str, list[float]] = {}
     for round_ in range(options.rounds):
-        for concurrency in (8, 32):
+        for concurrency in options.concurrencies:
             measured: dict[str, Measure] = {}
-            for label, prefix, make, hot in designs if round_ % 2 == 0 else designs[::-1]:
+            for label, prefix, server, hot in designs if round_ % 2 == 0 else designs[::-1]:
                 if hot and concurrency != 32:
                     continue
+                make = naive_polls if prefix.startswith("/naive") else our_polls
                 spread = ballots(make(1 if hot else 50), tokens, hot=hot)
-                result = drive(port, vote_requests(prefix, spread), concurrency)
+                result = drive(server, vote_requests(prefix, spread), concurrency, meter)
                 expect_only(result, "201", f"{label} votes at {concurrency}")
-                measured[label] = Measure(result["per_second"], result["p50_ms"], result["p99_ms"])
-            measured["raw"] = raw_ballots(url, ballots(our_polls(50), tokens), concurrency)
-            for label, measure in measured.items():
-                runs.setdefault(f"{label} {concurrency}", []).append(measure)
-            ours = measured["ours"].per_second
-            ratios.setdefault(f"naive {concurrency}", []).append(
-                ours / measured["naive"].per_second
-            )
-            ratios.setdefault(f"raw {concurrency}", []).append(ours / measured["raw"].per_second)
+                measured[label] = measure(result)
+            if not (options.no_raw and options.votes_only):
+                measured["raw"] = raw_ballots(url, ballots(our_polls(50), tokens), concurrency)
+            for label, each in measured.items():
+                runs.setdefault(f"{label} {concurrency}", []).append(each)
+            naive = measured["naive"].per_second
+            for server in running:
+                ours = measured[f"ours {server.name}"].per_second
+                ratios.setdefault(f"{server.name}/naive {concurrency}", []).append(ours / naive)
+                if "raw" in measured:
+                    ratios.setdefault(f"{server.name}/raw {concurrency}", []).append(
+                        ours / measured["raw"].per_second
+                    )
+            default = measured[f"ours {DEFAULT}"].per_second
+            for server in running[1:]:
+                ratios.setdefault(f"{DEFAULT}/{server.name} {concurrency}", []).append(
+                    default / measured[f"ours {server.name}"].per_second
+                )
             if concurrency == 32:
-                ratios.setdefault("hot", []).append(measured["ours hot"].per_second / ours)
-        shown = ", ".join(f"{key} {values[-1]:.2f}" for key, values in ratios.items())
-        print(f"  round {round_ + 1} of {options.rounds}: django_polls / {shown}", flush=True)
+                ratios.setdefault("hot", []).append(measured["ours hot"].per_second / default)
+        shown = ", ".join(
+            f"{key} {values[-1]:.2f}" for key, values in ratios.items() if key.endswith(" 32")
+        )
+        print(f"  round {round_ + 1} of {options.rounds}: {shown}", flush=True)
     return {key: median(measures) for key, measures in runs.items()}, ratios
 
 
 def results_latency(
-    options: argparse.Namespace, port: int, sizes: list[int], loaded: dict[int, int]
-) -> dict[int, Measure]:
-    """One request at a time, the polls taking turns, so every size sees the same conditions."""
-    requests = [
+    options: argparse.Namespace, running: list[Server], sizes: list[int], loaded: dict[int, int]
+) -> dict[str, dict[int, Measure]]:
+    """One request at a time, the polls taking turns, so every size sees the same conditions;
+    the servers taking turns in halves (A B B A)."""
+    half = [
         (str(size), request("GET", f"/api/v1/polls/{loaded[size]}/results/"))
-        for _ in range(options.reads)
+        for _ in range(max(1, options.reads // 2))
         for size in sizes
     ]
-    result = drive(port, requests, 1)
-    expect_only(result, "200", "results latency")
+    latencies: dict[str, dict[str, list[float]]] = {}
+    for server in [*running, *running[::-1]]:
+        result = drive(server, half, 1)
+        expect_only(result, "200", f"results latency on {server.name}")
+        for size in sizes:
+            each = latencies.setdefault(server.name, {}).setdefault(str(size), [])
+            each += result["latencies"][str(size)]
     return {
-        size: Measure(
-            0.0, result["labels"][str(size)]["p50_ms"], result["labels"][str(size)]["p99_ms"]
-        )
-        for size in sizes
+        name: {
+            size: Measure(
+                0.0,
+                1000 * statistics.quantiles(by_size[str(size)], n=100)[49],
+                1000 * statistics.quantiles(by_size[str(size)], n=100)[98],
+            )
+            for size in sizes
+        }
+        for name, by_size in latencies.items()
     }
 
 
-def results_throughput(port: int, ours: int, naive: int, size: int) -> dict[str, Measure]:
+def results_throughput(
+    running: list[Server], ours: int, naive: int, meter: CpuMeter
+) -> dict[str, Measure]:
+    """django_polls on every server, the baseline on the sync workers, concurrency 8."""
+    sync = next(server for server in running if server.name == SYNC)
     measured = {}
-    for label, path, count in (
-        ("ours", f"/api/v1/polls/{ours}/results/", 4000),
-        ("naive", f"/naive/api/v1/polls/{naive}/results/", 80),
-    ):
-        result = drive(port, [("results", request("GET", path))] * count, 8)
+    for label, server, path, count in [
+        *((f"ours {s.name}", s, f"/api/v1/polls/{ours}/results/", 4000) for s in running),
+        ("naive", sync, f"/naive/api/v1/polls/{naive}/results/", 80),
+    ]:
+        result = drive(server, [("results", request("GET", path))] * count, 8, meter)
         expect_only(result, "200", f"{label} results")
-        measured[label] = Measure(result["per_second"], result["p50_ms"], result["p99_ms"])
+        measured[label] = measure(result)
     return measured
 
 
 def server_facts() -> dict[str, str]:
     import django
     import rest_framework
+    import uvicorn
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         (version,) = cursor.fetchone()
+    try:
+        import httptools  # noqa: F401
+        import uvloop  # noqa: F401
+
+        loop = "uvloop + httptools"
+    except ImportError:
+        loop = "asyncio + h11"
     return {
         "postgresql": version.split()[0],
         "python": platform.python_version(),
         "django": django.get_version(),
         "drf": rest_framework.VERSION,
         "cpus": str(os.cpu_count()),
+        "uvicorn": f"{uvicorn.__version__}, {loop}",
     }
 
 
@@ -591,69 +839,123 @@ def server_facts() -> dict[str, str]:
 # The table
 
 
+def ms(value: float) -> str:
+    return "-" if value != value else f"{value:.2f}"  # NaN: not measured
+
+
+def describe(name: str, options: argparse.Namespace) -> str:
+    if name == DEFAULT:
+        return "django_polls, uvicorn workers (as shipped)"
+    if name == SYNC:
+        return "django_polls, sync workers"
+    variables = ",".join(f"{k}={v}" for k, v in options.servers[name].items())
+    return f"django_polls, {name} ({variables})"
+
+
 def report(options: argparse.Namespace, sizes: list[int], out: dict[str, Any]) -> int:
-    votes, latency, throughput = out["votes"], out["latency"], out["throughput"]
+    votes, latency, throughput = out["votes"], out.get("latency"), out.get("throughput")
     facts = out["server"]
+    names = list(options.servers)
     lines = [
         "",
         f"django_polls benchmark: PostgreSQL {facts['postgresql']}, {facts['cpus']} CPUs, "
-        f"Gunicorn {options.workers} {'uvicorn' if options.asgi else 'sync'} workers, "
-        f"Python {facts['python']}, "
-        f"Django {facts['django']}, DRF {facts['drf']}",
+        "Gunicorn workers: "
+        + ", ".join(f"{name} {workers(options, name)}" for name in names)
+        + f" (uvicorn {facts['uvicorn']}), "
+        f"Python {facts['python']}, Django {facts['django']}, DRF {facts['drf']}",
         "",
         f"1. Votes: {options.votes:,} ballots per run, one voter each; {options.rounds} rounds, "
-        "the designs taking turns; medians over the rounds",
-        "| design | concurrency | votes/s | p50 ms | p99 ms |",
-        "|---|---|---|---|---|",
+        "the designs taking turns; medians over the rounds. CPU: milliseconds per vote of the "
+        "server's Gunicorn workers and of PostgreSQL's backends, read from /proc",
+        "| design | concurrency | votes/s | p50 ms | p99 ms | app CPU ms/vote "
+        "| PostgreSQL CPU ms/vote |",
+        "|---|---|---|---|---|---|---|",
     ]
     ratios = out["ratios"]
-    for concurrency in (8, 32):
-        for label, key in (
-            ("django_polls", "ours"),
-            ("naive (check, then insert; COUNT)", "naive"),
-            ("raw PostgreSQL (psycopg, the same ballot statement)", "raw"),
-        ):
-            measure = votes[f"{key} {concurrency}"]
+    rows = [(describe(name, options), f"ours {name}") for name in names] + [
+        ("naive (check, then insert; COUNT), sync workers", "naive"),
+        ("raw PostgreSQL (psycopg, the same ballot statement)", "raw"),
+    ]
+    for concurrency in options.concurrencies:
+        for label, key in rows:
+            if f"{key} {concurrency}" not in votes:
+                continue
+            each = votes[f"{key} {concurrency}"]
             lines.append(
-                f"| {label} | {concurrency} | {measure.per_second:,.0f} | {measure.p50_ms:.1f} "
-                f"| {measure.p99_ms:.1f} |"
+                f"| {label} | {concurrency} | {each.per_second:,.0f} | {each.p50_ms:.1f} "
+                f"| {each.p99_ms:.1f} | {ms(each.app_cpu_ms)} | {ms(each.db_cpu_ms)} |"
             )
     lines.append("")
-    for concurrency in (8, 32):
-        for key, text, shown in (
-            ("naive", "the naive design", "{:.2f}x"),
-            ("raw", "raw PostgreSQL", "{:.0%}"),
-        ):
-            each = ratios[f"{key} {concurrency}"]
+
+    def ratio(key: str, text: str, shown: str = "{:.2f}x") -> str:
+        each = ratios[key]
+        return (
+            f"{text}: {shown.format(statistics.median(each))} (rounds: "
+            + ", ".join(shown.format(value) for value in each)
+            + ")"
+        )
+
+    for concurrency in options.concurrencies:
+        for name in names:
             lines.append(
-                f"django_polls / {text} at concurrency {concurrency}: "
-                f"{shown.format(statistics.median(each))} (rounds: "
-                + ", ".join(shown.format(value) for value in each)
-                + ")"
+                ratio(
+                    f"{name}/naive {concurrency}",
+                    f"{name} / the naive design at concurrency {concurrency}",
+                )
             )
+        for name in names[1:]:
+            lines.append(
+                ratio(f"{DEFAULT}/{name} {concurrency}", f"{DEFAULT} / {name} at {concurrency}")
+            )
+        lines.append(
+            ""
+            if f"{DEFAULT}/raw {concurrency}" not in ratios
+            else ratio(
+                f"{DEFAULT}/raw {concurrency}",
+                f"{DEFAULT} / raw PostgreSQL at concurrency {concurrency}",
+                "{:.0%}",
+            )
+        )
+    if options.votes_only:
+        print("\n".join(lines))
+        return 0
     lines += [
         "",
-        f"2. Results latency, one poll, one request at a time ({options.reads} per size, "
-        "sizes taking turns)",
-        "| votes in the poll | p50 ms | p99 ms |",
-        "|---|---|---|",
+        f"2. Results latency, one poll, one request at a time ({options.reads} per size and "
+        "server, sizes taking turns)",
+        "| votes in the poll | " + " | ".join(f"{n} p50 ms | {n} p99 ms" for n in names) + " |",
+        "|---" * (1 + 2 * len(names)) + "|",
     ]
     lines += [
-        f"| {size:,} | {latency[size].p50_ms:.2f} | {latency[size].p99_ms:.2f} |" for size in sizes
+        f"| {size:,} | "
+        + " | ".join(
+            f"{latency[n][size].p50_ms:.2f} | {latency[n][size].p99_ms:.2f}" for n in names
+        )
+        + " |"
+        for size in sizes
     ]
-    flat = latency[sizes[-1]].p50_ms / latency[sizes[0]].p50_ms
-    lines.append(f"p50 at {sizes[-1]:,} / p50 at {sizes[0]:,}: {flat:.2f}")
-    ours_r, naive_r = throughput["ours"], throughput["naive"]
+    flat = latency[DEFAULT][sizes[-1]].p50_ms / latency[DEFAULT][sizes[0]].p50_ms
+    results_vs_sync = statistics.median(
+        latency[DEFAULT][size].p50_ms / latency[SYNC][size].p50_ms for size in sizes
+    )
+    lines.append(f"{DEFAULT}: p50 at {sizes[-1]:,} / p50 at {sizes[0]:,}: {flat:.2f}")
+    lines.append(f"results p50, {DEFAULT} / {SYNC} (median over the sizes): {results_vs_sync:.2f}")
+    naive_r = throughput["naive"]
     lines += [
         "",
         f"3. Results throughput at {options.throughput_size:,} votes, concurrency 8",
-        "| design | results/s | p50 ms | p99 ms |",
-        "|---|---|---|---|",
-        f"| django_polls (stored counters) | {ours_r.per_second:,.0f} | {ours_r.p50_ms:.1f} "
-        f"| {ours_r.p99_ms:.1f} |",
-        f"| naive (COUNT) | {naive_r.per_second:,.1f} | {naive_r.p50_ms:.1f} "
-        f"| {naive_r.p99_ms:.1f} |",
-        f"django_polls / naive: {ours_r.per_second / naive_r.per_second:,.0f}x",
+        "| design | results/s | p50 ms | p99 ms | app CPU ms/request | PostgreSQL CPU ms/request |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {describe(n, options)} (stored counters) | {each.per_second:,.0f} "
+            f"| {each.p50_ms:.1f} | {each.p99_ms:.1f} | {ms(each.app_cpu_ms)} "
+            f"| {ms(each.db_cpu_ms)} |"
+            for n in names
+            for each in [throughput[f"ours {n}"]]
+        ),
+        f"| naive (COUNT), sync workers | {naive_r.per_second:,.1f} | {naive_r.p50_ms:.1f} "
+        f"| {naive_r.p99_ms:.1f} | {ms(naive_r.app_cpu_ms)} | {ms(naive_r.db_cpu_ms)} |",
+        f"{DEFAULT} / naive: {throughput[f'ours {DEFAULT}'].per_second / naive_r.per_second:,.0f}x",
     ]
     hot, naive_hot = votes["ours hot 32"], votes["naive hot 32"]
     hot_share = statistics.median(ratios["hot"])
@@ -662,9 +964,10 @@ def report(options: argparse.Namespace, sizes: list[int], out: dict[str, Any]) -
         "4. A hot poll: 32 voters at once, all on one option of one poll",
         "| design | votes/s | p50 ms | p99 ms | of its spread-out rate |",
         "|---|---|---|---|---|",
-        f"| django_polls | {hot.per_second:,.0f} | {hot.p50_ms:.1f} | {hot.p99_ms:.1f} "
+        f"| {describe(DEFAULT, options)} | {hot.per_second:,.0f} | {hot.p50_ms:.1f} "
+        f"| {hot.p99_ms:.1f} "
         f"| {hot_share:.0%} (rounds: " + ", ".join(f"{v:.0%}" for v in ratios["hot"]) + ") |",
-        f"| naive | {naive_hot.per_second:,.0f} | {naive_hot.p50_ms:.1f} "
+        f"| naive, sync workers | {naive_hot.per_second:,.0f} | {naive_hot.p50_ms:.1f} "
         f"| {naive_hot.p99_ms:.1f} | {naive_hot.per_second / votes['naive 32'].per_second:.0%} |",
     ]
     statements = out["statements"]
@@ -681,15 +984,22 @@ def report(options: argparse.Namespace, sizes: list[int], out: dict[str, Any]) -
     ]
     targets = [
         (
-            "votes/s at concurrency 32 >= 1.5x naive",
-            statistics.median(ratios["naive 32"]),
-            1.5,
+            f"{DEFAULT} votes/s at concurrency 32 >= 2x naive",
+            statistics.median(ratios[f"{DEFAULT}/naive 32"]),
+            2.0,
             "{:.2f}x",
         ),
+        (
+            f"{DEFAULT} votes/s at concurrency 32 >= 1x {SYNC}",
+            statistics.median(ratios[f"{DEFAULT}/{SYNC} 32"]),
+            1.0,
+            "{:.2f}x",
+        ),
+        (f"{DEFAULT} results p50 <= 1.1x {SYNC}", results_vs_sync, 1.1, "{:.2f}x"),
         (f"results p50 at {sizes[-1]:,} <= 1.2x p50 at {sizes[0]:,}", flat, 1.2, "{:.2f}x"),
         (
             f"results/s at {options.throughput_size:,} votes >= 50x naive",
-            ours_r.per_second / naive_r.per_second,
+            throughput[f"ours {DEFAULT}"].per_second / naive_r.per_second,
             50,
             "{:,.0f}x",
         ),

@@ -187,7 +187,7 @@ def main() -> None:
     try:
         # Every subscriber is the same client (one address): no per-client bound here.
         unbounded = {"MAX_STREAMS": "5000", "MAX_STREAMS_PER_CLIENT": "5000"}
-        envs = [{**environment(url, port, 1, asgi=True), **unbounded} for port in ports]
+        envs = [{**environment(url, port, 1, ASGI="true"), **unbounded} for port in ports]
         os.environ.update({k: v for k, v in envs[0].items() if k not in ("PORT", "HOST")})
         sys.path[:0] = [str(EXAMPLE), str(ROOT)]
         import django

@@ -1,9 +1,9 @@
 """Gunicorn settings for the example project, from the environment or `.env` (config/env.py).
 
-HOST (default 127.0.0.1), PORT (default 8000), WEB_CONCURRENCY (default 2 x CPU cores + 1, at
-most 12; 1 on SQLite under ASGI) and ASGI (default true: uvicorn workers serving config.asgi,
-the API and the live results streams; false: sync workers serving config.wsgi, where streams
-answer 503).
+HOST (default 127.0.0.1), PORT (default 8000), WEB_CONCURRENCY (default CPU cores + 1 under
+ASGI, 2 x CPU cores + 1 with sync workers, at most 12; 1 on SQLite under ASGI) and ASGI (default
+true: uvicorn workers serving config.asgi, the API and the live results streams; false: sync
+workers serving config.wsgi, where streams answer 503).
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ _asgi = env("ASGI", default=True, cast=bool)
 # On SQLite a live results stream hears only of the changes made in its own process, so under
 # ASGI one worker (which serves many requests at once) is the default there.
 _sqlite = not env("DATABASE_URL", default="").startswith(("postgres://", "postgresql://"))
-_default_workers = 1 if _asgi and _sqlite else min(2 * multiprocessing.cpu_count() + 1, 12)
+# A sync worker waits for the database with the CPU idle, hence twice the cores; a uvicorn worker
+# serves other requests meanwhile, and more of them than cores + 1 only cost CPU (measured in
+# docs/performance.md).
+_cores = multiprocessing.cpu_count()
+_default_workers = 1 if _asgi and _sqlite else min((_cores + 1) if _asgi else (2 * _cores + 1), 12)
 workers = int(env("WEB_CONCURRENCY", default="") or _default_workers)
 worker_class = "config.workers.Worker" if _asgi else "sync"
 wsgi_app = "config.asgi:application" if _asgi else "config.wsgi:application"

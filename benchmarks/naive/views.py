@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import Count
 from rest_framework import permissions, serializers, status, viewsets
+from rest_framework.authentication import TokenAuthentication
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -64,6 +65,8 @@ class PollViewSet(viewsets.ModelViewSet[Poll]):
     queryset = Poll.objects.all()
     serializer_class = PollSerializer
     permission_classes = [permissions.IsAuthenticatedOrReadOnly]
+    # DRF's own token authentication, as the tutorial has it, whatever the site's default.
+    authentication_classes = [TokenAuthentication]
 
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
     def vote(self, request: Request, pk: str | None = None) -> Response:

@@ -63,7 +63,7 @@ ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 ASGI_APPLICATION = "config.asgi.application"
 # Served under ASGI (uvicorn workers, the default) or WSGI (sync workers); gunicorn.conf.py reads
-# the same variable. Under ASGI each request's synchronous code runs in a thread of its own.
+# the same variable.
 ASGI = config("ASGI", default=True, cast=bool)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -139,6 +139,13 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL;",
     }
+
+# Under ASGI, the threads of a worker that run the requests to synchronous views (config/asgi.py):
+# as many as its pool may open connections, so a request never waits for one.
+_pool = DATABASES["default"].get("OPTIONS", {}).get("pool")
+ASGI_THREADS = config(
+    "ASGI_THREADS", default=_pool["max_size"] if isinstance(_pool, dict) else 16, cast=int
+)
 
 # --- Cache ------------------------------------------------------------------------------------
 
@@ -222,9 +229,12 @@ CORS_URLS_REGEX = r"^/api/.*$"
 THROTTLE = config("THROTTLE", default=True, cast=bool)
 
 REST_FRAMEWORK = {
-    # Token first: a request without valid credentials gets 401 with WWW-Authenticate.
+    # Token first: a request without valid credentials gets 401 with WWW-Authenticate. DRF's
+    # tokens, each remembered by a process for at most a second (a revoked token stops working
+    # at once in the process that revoked it, within a second in the others; see
+    # docs/operating.md).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "django_polls.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",

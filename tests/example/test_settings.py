@@ -96,7 +96,10 @@ def test_production_values_are_read_from_the_environment() -> None:
     assert settings["SECURE_PROXY_SSL_HEADER"] is None
     # JSON only: no browsable API outside DEBUG.
     assert settings["RENDERERS"] == ["rest_framework.renderers.JSONRenderer"]
-    assert settings["AUTHENTICATION"][0] == "rest_framework.authentication.TokenAuthentication"
+    # DRF tokens, remembered for at most a second per process (django_polls.authentication).
+    assert settings["AUTHENTICATION"][0] == (
+        "django_polls.authentication.CachedTokenAuthentication"
+    )
 
 
 def test_the_pool_holds_four_connections_under_asgi_and_one_per_sync_worker() -> None:
@@ -273,10 +276,13 @@ def test_gunicorn_takes_host_port_and_workers_from_the_environment() -> None:
     # Uvicorn workers: the API and the live results streams under ASGI.
     assert default["worker_class"] == "config.workers.Worker"
     assert default["wsgi_app"] == "config.asgi:application"
-    # On PostgreSQL, or with sync workers, 2 x cores + 1, at most 12.
-    for values in ({"DATABASE_URL": "postgres://polls@db.internal/polls"}, {"ASGI": "false"}):
+    # On PostgreSQL under ASGI, cores + 1; with sync workers 2 x cores + 1; at most 12.
+    for values, workers in (
+        ({"DATABASE_URL": "postgres://polls@db.internal/polls"}, cpu_count() + 1),
+        ({"ASGI": "false"}, 2 * cpu_count() + 1),
+    ):
         answer = run_example("-c", GUNICORN, env=example_env(**values))
-        assert json.loads(answer.stdout)["workers"] == min(2 * cpu_count() + 1, 12), values
+        assert json.loads(answer.stdout)["workers"] == min(workers, 12), values
 
     chosen = json.loads(
         run_example(
