@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.db.models import Sum
+
+from django_polls import services
+from django_polls.models import Participation, Poll, VoterCount
 
 
 @pytest.mark.django_db
@@ -77,3 +83,80 @@ def test_migrations_reverse_and_reapply() -> None:
     executor.migrate(executor.loader.graph.leaf_nodes("django_polls"))
     assert "django_polls_vote" in connection.introspection.table_names()
     assert _rules_in_schema() == before
+
+
+def _migrate(target: str) -> Any:
+    """Migrate django_polls to ``target``; returns the historical apps of that state."""
+    executor = MigrationExecutor(connection)
+    executor.migrate([("django_polls", target)])
+    return MigrationExecutor(connection).loader.project_state(("django_polls", target)).apps
+
+
+@pytest.mark.django_db(transaction=True)
+def test_v1_polls_keep_their_behaviour_and_their_voters_are_counted(
+    make_user: Callable[..., Any],
+) -> None:
+    """Polls and votes made before ballot policies: after migration 0004 each poll is single or
+    multiple by its old flag, with v1's policies, and each voter took part once."""
+    alice, bob = make_user(), make_user()
+    old = _migrate("0003_mysql_vote_integrity")
+    poll_model, option_model, vote_model = (
+        old.get_model("django_polls", name) for name in ("Poll", "Option", "Vote")
+    )
+    polls = {}
+    for multiple in (False, True):
+        poll = poll_model.objects.create(
+            title="Lunch?", allow_multiple_votes=multiple, created_by_id=alice.pk
+        )
+        options = [
+            option_model.objects.create(poll=poll, text=text, order=order)
+            for order, text in enumerate(("Pizza", "Soup", "Salad"))
+        ]
+        polls[multiple] = (poll.pk, [option.pk for option in options])
+    ballots = {False: {alice: [0], bob: [1]}, True: {alice: [0, 1, 2], bob: [2]}}
+    for multiple, by_voter in ballots.items():
+        poll_id, option_ids = polls[multiple]
+        for voter, chosen in by_voter.items():
+            for index in chosen:
+                vote_model.objects.create(
+                    poll_id=poll_id,
+                    option_id=option_ids[index],
+                    voter_id=voter.pk,
+                    poll_allows_multiple=multiple,
+                )
+    # A vote of a deleted account (no voter), on the single-vote poll.
+    vote_model.objects.create(
+        poll_id=polls[False][0],
+        option_id=polls[False][1][2],
+        voter_id=None,
+        poll_allows_multiple=False,
+    )
+
+    _migrate("0004_ballot_policies")
+
+    single, multiple = (Poll.objects.get(pk=polls[flag][0]) for flag in (False, True))
+    assert (single.method, multiple.method) == ("single", "multiple")
+    for poll in (single, multiple):
+        assert (
+            poll.results_visibility,
+            poll.anonymity,
+            poll.allow_vote_change,
+            poll.opens_at,
+            poll.voter_group,
+            poll.min_choices,
+            poll.max_choices,
+        ) == ("always", "anonymous", True, None, None, 1, None)
+    held = dict(Participation.objects.filter(poll=multiple).values_list("voter", "choices"))
+    assert held == {alice.pk: 3, bob.pk: 1}
+    assert Participation.objects.filter(poll=single).count() == 3  # alice, bob, a deleted account
+    voters = VoterCount.objects.values("poll").annotate(n=Sum("voters"))
+    assert {row["poll"]: row["n"] for row in voters} == {single.pk: 3, multiple.pk: 2}
+    # They vote on as before: alice may add nothing more past the options, bob may add one.
+    services.cast_vote(poll_id=multiple.pk, voter=bob, option_ids=[polls[True][1][0]])
+    with pytest.raises(services.AlreadyVoted):
+        services.cast_vote(poll_id=single.pk, voter=alice, option_ids=[polls[False][1][1]])
+    assert services.ballot_of(poll_id=multiple.pk, voter=bob).options == sorted(
+        [polls[True][1][0], polls[True][1][2]]
+    )
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes("django_polls"))
