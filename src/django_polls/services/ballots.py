@@ -235,19 +235,24 @@ def _cast_vote_in_steps(poll_id: int, voter: User, ids: list[int]) -> tuple[Poll
                 choices=F("choices") + len(ids)
             )
         if not secret:
-            Vote.objects.bulk_create(
-                Vote(
-                    poll_id=poll.pk,
-                    option_id=option_id,
-                    voter=voter,
-                    poll_allows_multiple=poll.allow_multiple_votes,
-                    created_at=now,
-                )
-                for option_id in sorted(ids)
-            )
+            _store_votes(poll, voter, ids, now)
         Option.objects.filter(pk__in=ids).update(votes=F("votes") + 1)
         announce_change(poll_id=poll.pk)
     return poll, now
+
+
+def _store_votes(poll: Poll, voter: User, ids: Sequence[int], now: datetime) -> None:
+    """The vote rows of a ballot, in option id order (the lock order)."""
+    Vote.objects.bulk_create(
+        Vote(
+            poll_id=poll.pk,
+            option_id=option_id,
+            voter=voter,
+            poll_allows_multiple=poll.allow_multiple_votes,
+            created_at=now,
+        )
+        for option_id in sorted(ids)
+    )
 
 
 #: A participation in a secret poll: one ballot, and not how many options it chose (in a small
@@ -568,16 +573,7 @@ def _change_vote(poll_id: int, voter: User, ids: list[int]) -> tuple[list[int], 
         previous = sorted(rows.values())
         Vote.objects.filter(pk__in=list(rows)).delete()
         Option.objects.filter(pk__in=previous).update(votes=F("votes") - 1)
-        Vote.objects.bulk_create(
-            Vote(
-                poll_id=poll.pk,
-                option_id=option_id,
-                voter=voter,
-                poll_allows_multiple=poll.allow_multiple_votes,
-                created_at=now,
-            )
-            for option_id in ids
-        )
+        _store_votes(poll, voter, ids, now)
         Option.objects.filter(pk__in=ids).update(votes=F("votes") + 1)
         Participation.objects.filter(pk=participation.pk).update(choices=len(ids))
         BallotChange.objects.create(
