@@ -86,7 +86,7 @@ def test_register_token_create_vote_results_and_swagger(server: Server) -> None:
     }
 
     mine = server.request("GET", f"/api/v1/polls/{poll['id']}/vote/", token=token)
-    assert mine.json == {"options": [pizza]}
+    assert mine.json == {"voted": True, "options": [pizza]}
 
     schema = server.request("GET", "/api/swagger.json")
     assert schema.status == 200
