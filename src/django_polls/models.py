@@ -31,6 +31,7 @@ from django.utils.translation import gettext_lazy as _
 from django_polls.compat import check_constraint
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
 
@@ -51,6 +52,29 @@ def poll_clock() -> Any:
     database's on PostgreSQL (shared by every app server, and read by the very statement that
     needs it: an expression), else this process's (a datetime)."""
     return ClockTimestamp() if connection.vendor == "postgresql" else timezone.now()
+
+
+def read_poll_clock() -> datetime:
+    """The time by :func:`poll_clock` as a value: on PostgreSQL one query, elsewhere this
+    process's clock."""
+    clock = poll_clock()
+    if not isinstance(clock, models.Func):
+        return clock  # type: ignore[no-any-return]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        now: datetime = cursor.fetchone()[0]
+    return now
+
+
+def choice_limits(
+    method: str, min_choices: int, max_choices: int | None, option_count: Callable[[], int]
+) -> tuple[int, int]:
+    """How many options one voter's ballot holds, at least and at most: 1 and 1 on a
+    single-choice poll, else the poll's limits, with every option (``option_count()``, called
+    only then) where it sets no maximum."""
+    if method == Method.SINGLE:
+        return 1, 1
+    return min_choices, max_choices or option_count()
 
 
 class Method(models.TextChoices):
@@ -259,9 +283,9 @@ class Poll(models.Model):
     def choice_limits(self) -> tuple[int, int]:
         """How many options one voter's ballot holds, at least and at most; the options must
         be loaded (prefetched) when ``max_choices`` is None."""
-        if self.method == Method.SINGLE:
-            return 1, 1
-        return self.min_choices, self.max_choices or len(self.options.all())
+        return choice_limits(
+            self.method, self.min_choices, self.max_choices, lambda: len(self.options.all())
+        )
 
     @property
     def total_votes(self) -> int:

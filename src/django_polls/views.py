@@ -12,7 +12,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.db import OperationalError, connection
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models import F, QuerySet
 from django.http import (
     HttpRequest,
     HttpResponseBase,
@@ -44,7 +44,6 @@ from django_polls.models import (
     CLOCK_ATTRIBUTE,
     ClockTimestamp,
     Option,
-    Participation,
     Poll,
     ResultsVisibility,
     Status,
@@ -436,8 +435,7 @@ class PollViewSet(PollViewSetBase):
             rows = Option.objects.filter(poll__in=polls).select_related("poll")
             carried: dict[str, Any] = {services.VOTERS_ATTRIBUTE: services.voters_subquery()}
             if user is not None and user.is_authenticated:
-                voted = Participation.objects.filter(poll_id=OuterRef("poll_id"), voter_id=user.pk)
-                carried[services.VOTED_ATTRIBUTE] = Exists(voted)
+                carried[services.VOTED_ATTRIBUTE] = services.took_part(user, "poll_id")
             if connection.vendor == "postgresql":  # the time for is_active, as models.poll_clock
                 carried[CLOCK_ATTRIBUTE] = ClockTimestamp()
             options = list(rows.annotate(**carried).order_by("order", "id"))

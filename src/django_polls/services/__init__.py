@@ -101,6 +101,7 @@ from django_polls.services.visibility import (
     may_see_results,
     public_ballots,
     results_visible_to_each,
+    took_part,
     with_caller_voted,
 )
 
@@ -162,6 +163,7 @@ __all__ = [
     "results_for",
     "results_visible_to_each",
     "retract_votes",
+    "took_part",
     "total_voters",
     "update_poll",
     "voter_groups_supported",

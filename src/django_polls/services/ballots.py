@@ -14,15 +14,10 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.contrib.auth import get_user_model
-from django.core.exceptions import FieldDoesNotExist
 from django.db import IntegrityError, connection, transaction
 from django.db.models import (
-    Exists,
     F,
     FilteredRelation,
-    ManyToManyField,
-    OuterRef,
     Q,
     QuerySet,
 )
@@ -36,13 +31,14 @@ from django_polls.models import (
     Anonymity,
     BallotChange,
     ClockTimestamp,
-    Method,
     Option,
     Participation,
     Poll,
     Status,
     Vote,
     VoterCount,
+    choice_limits,
+    read_poll_clock,
 )
 from django_polls.services.errors import (
     AlreadyVoted,
@@ -62,7 +58,9 @@ from django_polls.services.locks import (
     lock_poll,
     retrying_deadlocks,
 )
-from django_polls.services.sql import column, poll_columns
+from django_polls.services.polls import user_groups_field
+from django_polls.services.sql import column, poll_columns, voter_param
+from django_polls.services.visibility import took_part
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -116,9 +114,7 @@ def cast_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) -> Receip
     with :func:`judge_ballot`, and the same tests run on both. A site's ``VOTER_POLICY`` costs
     one read of the poll before either.
     """
-    ids = list(option_ids)
-    if not ids or len(set(ids)) != len(ids):
-        raise InvalidInput({"options": ["Give a non-empty list of distinct option ids."]})
+    ids = distinct_ids(option_ids)
     check_voter_policy(poll_id, voter)
     listened = signals.vote_cast.has_listeners(Poll)
     try:
@@ -136,6 +132,14 @@ def cast_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) -> Receip
             robust=True,
         )
     return Receipt(poll=poll_id, options=ids, created_at=now)
+
+
+def distinct_ids(option_ids: Sequence[int]) -> list[int]:
+    """The ballot's ids, which must be some, and none twice (:class:`InvalidInput`)."""
+    ids = list(option_ids)
+    if not ids or len(set(ids)) != len(ids):
+        raise InvalidInput({"options": ["Give a non-empty list of distinct option ids."]})
+    return ids
 
 
 def _ballot_refusal(exc: IntegrityError, ids: Sequence[int]) -> PollRuleError:
@@ -261,10 +265,13 @@ SECRET_LIMITS = {"choices": 1, "min_choices": 1, "max_choices": 1}
 
 
 def _limits(poll: Poll) -> tuple[int, int]:
-    """The poll's choice limits, counting its options where it sets no maximum."""
-    if poll.method == Method.SINGLE:
-        return 1, 1
-    return poll.min_choices, poll.max_choices or Option.objects.filter(poll_id=poll.pk).count()
+    """The poll's choice limits, counting its options (a query) where it sets no maximum."""
+    return choice_limits(
+        poll.method,
+        poll.min_choices,
+        poll.max_choices,
+        Option.objects.filter(poll_id=poll.pk).count,
+    )
 
 
 def _lock_participation(poll_id: int, voter: User) -> Participation | None:
@@ -430,12 +437,9 @@ def _ballot_sql(*, with_poll: bool = False) -> str:
 def _eligibility_sql() -> str:
     """SQL that says whether the voter may vote on ``stamped``'s poll by its voter group: a
     member of it, or any voter where it names none (or the user model has no groups)."""
-    try:
-        groups = get_user_model()._meta.get_field("groups")
-    except FieldDoesNotExist:
-        return "voter_group_id IS NULL"
-    through = groups.remote_field.through if isinstance(groups, ManyToManyField) else None
-    if through is None:
+    groups = user_groups_field()
+    through = None if groups is None else groups.remote_field.through
+    if groups is None or through is None:
         return "voter_group_id IS NULL"
     member = (
         f"SELECT FROM {connection.ops.quote_name(through._meta.db_table)}"
@@ -456,7 +460,7 @@ def _cast_vote_in_one_statement(
             "namespace": ADVISORY_LOCK_NAMESPACE,
             "poll": bigint(poll_id),
             "options": [bigint(option_id) for option_id in ids],
-            "voter": _voter_param(voter, bigint),
+            "voter": voter_param(voter, bigint),
             "count": len(ids),
         }
         cursor.execute(_ballot_sql(with_poll=with_poll), params)
@@ -484,17 +488,6 @@ def _cast_vote_in_one_statement(
         return stamp, None
     fields = [field.attname for field in Poll._meta.concrete_fields]
     return stamp, Poll.from_db(connection.alias, fields, poll_values)
-
-
-def _voter_param(voter: User, bigint: Callable[[int], Any]) -> Any:
-    """The voter's key as the ballot statement binds it: converted by the key's own field, as
-    the ORM would (a UUID, a string, ...), and an integer key as a BIGINT, so that one prepared
-    statement serves every ballot whatever the user model."""
-    key = Vote._meta.get_field("voter").target_field
-    value = key.get_db_prep_value(getattr(voter, key.attname), connection, prepared=False)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return bigint(value)
-    return value
 
 
 @contextlib.contextmanager
@@ -529,9 +522,7 @@ def change_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) -> Rece
     Raises ``Poll.DoesNotExist``, :class:`NotEligible`, :class:`InvalidInput`,
     :class:`VoteFinal`, :class:`PollClosed`, :class:`PollNotOpen` or :class:`NotVoted`.
     """
-    ids = sorted(set(option_ids))
-    if not ids or len(ids) != len(option_ids):
-        raise InvalidInput({"options": ["Give a non-empty list of distinct option ids."]})
+    ids = sorted(distinct_ids(option_ids))
     check_voter_policy(poll_id, voter)
     previous, poll, now = retrying_deadlocks(lambda: _change_vote(poll_id, voter, ids))
     if signals.vote_changed.has_listeners(Poll):
@@ -551,7 +542,7 @@ def change_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) -> Rece
 def _change_vote(poll_id: int, voter: User, ids: list[int]) -> tuple[list[int], Poll, datetime]:
     with transaction.atomic():
         poll = lock_poll(poll_id, exclusive=False)
-        now, _ = _clock_and_options(poll.pk, voter)
+        now = read_poll_clock()
         # Every option of the poll, locked in id order, then the voter's participation: the lock
         # order of every ballot, and whatever the old ballot holds (another ballot of the voter's
         # may commit until the participation is locked) is among the options locked.
@@ -683,10 +674,9 @@ def ballot_history(*, poll_id: int, voter: User | None = None) -> QuerySet[Ballo
 def ballot_of(*, poll_id: int, voter: User) -> MyBallot:
     """Whether the voter voted on the poll and, except on a secret poll, for which options;
     ``Poll.DoesNotExist`` when there is no such poll. One query."""
-    participation = Participation.objects.filter(poll_id=OuterRef("pk"), voter=voter)
     found = (
         Poll.objects.filter(pk=poll_id)
-        .annotate(voted=Exists(participation))
+        .annotate(voted=took_part(voter))
         .values_list("anonymity", "voted")
         .first()
     )

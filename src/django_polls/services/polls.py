@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import FieldDoesNotExist
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
+from django.db.models import ManyToManyField
 
 from django_polls import signals
 from django_polls.changes import announce_change
@@ -18,13 +19,14 @@ from django_polls.conf import polls_settings
 from django_polls.models import (
     STRICTNESS,
     Anonymity,
-    ClockTimestamp,
     Method,
     Option,
     Participation,
     Poll,
     ResultsVisibility,
+    choice_limits,
     poll_clock,
+    read_poll_clock,
 )
 from django_polls.services.errors import InvalidInput, PollHasVotes
 from django_polls.services.locks import is_unique_violation, lock_poll
@@ -91,20 +93,8 @@ def clean_expiry(expires_at: datetime | None, *, current: datetime | None = None
     """A new expiry must lie in the future; an unchanged one is accepted as it is."""
     if expires_at is None or expires_at == current:
         return
-    if expires_at <= _read_poll_clock():
+    if expires_at <= read_poll_clock():
         raise InvalidInput({"expires_at": ["The expiry must be in the future."]})
-
-
-def _read_poll_clock() -> datetime:
-    """The time by :func:`poll_clock`, the clock that will judge the expiry: on PostgreSQL a
-    query (only when an expiry is set or moved), elsewhere this process's clock."""
-    clock = poll_clock()
-    if isinstance(clock, datetime):
-        return clock
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT clock_timestamp()")
-        now: datetime = cursor.fetchone()[0]
-    return now
 
 
 # -- ballot policies ------------------------------------------------------------------------------
@@ -124,14 +114,19 @@ POLICY_DEFAULTS: dict[str, Any] = {
 FROZEN_ONCE_VOTED = ("method", "anonymity", "allow_vote_change", "opens_at")
 
 
-def voter_groups_supported() -> bool:
-    """Whether the site's user model has Django's ``groups`` (PermissionsMixin): without it a
-    poll's voter group could never be checked."""
+def user_groups_field() -> ManyToManyField[Any, Any] | None:
+    """The site's user model's ``groups`` (Django's PermissionsMixin), or None without them."""
     try:
         field = get_user_model()._meta.get_field("groups")
     except FieldDoesNotExist:
-        return False
-    return field.related_model is Group
+        return None
+    return field if isinstance(field, ManyToManyField) and field.related_model is Group else None
+
+
+def voter_groups_supported() -> bool:
+    """Whether the site's user model has Django's ``groups``: without them a poll's voter group
+    could never be checked."""
+    return user_groups_field() is not None
 
 
 def _choice(field: str, value: Any, choices: type[Any]) -> Any:
@@ -223,10 +218,13 @@ def _clean_choice_limits(
 
 
 def _limits(policies: dict[str, Any], option_count: int) -> tuple[int, int]:
-    """The effective (min, max) choices, as :attr:`Poll.choice_limits` reads them."""
-    if policies["method"] == Method.SINGLE:
-        return 1, 1
-    return policies["min_choices"], policies["max_choices"] or option_count
+    """The effective (min, max) choices of these policies."""
+    return choice_limits(
+        policies["method"],
+        policies["min_choices"],
+        policies["max_choices"],
+        lambda: option_count,
+    )
 
 
 def _check_frozen(
@@ -239,6 +237,14 @@ def _check_frozen(
         raise PollHasVotes()
     if STRICTNESS.index(new["results_visibility"]) < STRICTNESS.index(old["results_visibility"]):
         raise PollHasVotes()
+
+
+def _policies_given(absent: Any, *, voter_group: Any, **fields: Any) -> dict[str, Any]:
+    """The policy arguments of :func:`create_poll` or :func:`update_poll` that were given (not
+    ``absent``), as :func:`clean_policies` takes them: the voter group by its id."""
+    if voter_group is not absent:
+        fields["voter_group_id"] = None if voter_group is None else voter_group.pk
+    return {field: value for field, value in fields.items() if value is not absent}
 
 
 def has_votes(poll: Poll) -> bool:
@@ -274,20 +280,21 @@ def create_poll(
     description = clean_description(description)
     texts = clean_option_texts(options)
     clean_expiry(expires_at)
-    given = {
-        "method": method,
-        "min_choices": min_choices,
-        "max_choices": max_choices,
-        "opens_at": opens_at,
-        "results_visibility": results_visibility,
-        "anonymity": anonymity,
-        "allow_vote_change": allow_vote_change,
-        "voter_group_id": None if voter_group is None else voter_group.pk,
-        "allow_multiple_votes": allow_multiple_votes,
-    }
+    given = _policies_given(
+        None,
+        method=method,
+        min_choices=min_choices,
+        max_choices=max_choices,
+        opens_at=opens_at,
+        results_visibility=results_visibility,
+        anonymity=anonymity,
+        allow_vote_change=allow_vote_change,
+        voter_group=voter_group,
+        allow_multiple_votes=allow_multiple_votes,
+    )
     policies = clean_policies(
         POLICY_DEFAULTS,
-        {field: value for field, value in given.items() if value is not None},
+        given,
         option_count=len(texts),
         expires_at=expires_at,
     )
@@ -339,18 +346,18 @@ def update_poll(
     if description is not UNCHANGED:
         changes["description"] = clean_description(description)
     texts = clean_option_texts(options) if options is not UNCHANGED else None
-    given = {
-        "method": method,
-        "min_choices": min_choices,
-        "max_choices": max_choices,
-        "opens_at": opens_at,
-        "results_visibility": results_visibility,
-        "anonymity": anonymity,
-        "allow_vote_change": allow_vote_change,
-        "voter_group_id": voter_group if voter_group in (UNCHANGED, None) else voter_group.pk,
-        "allow_multiple_votes": allow_multiple_votes,
-    }
-    sent = {field: value for field, value in given.items() if value is not UNCHANGED}
+    sent = _policies_given(
+        UNCHANGED,
+        method=method,
+        min_choices=min_choices,
+        max_choices=max_choices,
+        opens_at=opens_at,
+        results_visibility=results_visibility,
+        anonymity=anonymity,
+        allow_vote_change=allow_vote_change,
+        voter_group=voter_group,
+        allow_multiple_votes=allow_multiple_votes,
+    )
     with transaction.atomic():
         locked = lock_poll(poll.pk, exclusive=True)
         if expires_at is not UNCHANGED:
@@ -374,7 +381,7 @@ def update_poll(
             expires_at=changes.get("expires_at", locked.expires_at),
             expires_sent="expires_at" in changes,
         )
-        voted = _touches_the_terms(old, new, texts, current_texts) and has_votes(locked)
+        voted = _touches_the_terms(old, new, texts) and has_votes(locked)
         if voted:
             if texts is not None and texts != current_texts:
                 raise PollHasVotes()
@@ -396,9 +403,7 @@ def update_poll(
     return locked
 
 
-def _touches_the_terms(
-    old: dict[str, Any], new: dict[str, Any], texts: list[str] | None, current_texts: list[str]
-) -> bool:
+def _touches_the_terms(old: dict[str, Any], new: dict[str, Any], texts: list[str] | None) -> bool:
     """Whether the update would change what a poll with votes keeps (so whether to ask)."""
     return (
         texts is not None
@@ -425,7 +430,6 @@ def close_poll(*, poll: Poll) -> Poll:
 
 
 #: The clock that stamps ballots and closings and judges "open": see :func:`models.poll_clock`.
-_ClockTimestamp = ClockTimestamp
 _now_by_ballot_clock = poll_clock
 
 

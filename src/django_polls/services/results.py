@@ -24,7 +24,7 @@ from django_polls.models import (
     VoterCount,
 )
 from django_polls.services.locks import lock_poll
-from django_polls.services.sql import column, poll_columns
+from django_polls.services.sql import column, poll_columns, voter_param
 from django_polls.services.visibility import VOTED_ATTRIBUTE
 
 #: The attribute that carries the poll's number of voters where a query read it with the poll.
@@ -114,11 +114,7 @@ def poll_with_options(*, poll_id: int, voter: Any = None) -> tuple[Poll, list[Op
     else None) took part in it, which :func:`results_for` and
     :func:`~django_polls.services.visibility.may_see_results` then use.
     """
-    voter_id = None
-    if voter is not None and voter.is_authenticated:
-        # As the ORM would send the key (a UUID as the database stores it, ...).
-        key = Participation._meta.get_field("voter").target_field
-        voter_id = key.get_db_prep_value(voter.pk, connection, prepared=False)
+    voter_id = voter_param(voter) if voter is not None and voter.is_authenticated else None
     rows = list(Poll.objects.raw(_poll_with_options_sql(), [poll_id, poll_id, voter_id, poll_id]))
     if not rows:
         return None

@@ -88,14 +88,19 @@ def check_ballots_visible(*, poll: Poll, user: Any) -> None:
     check_results_visible(poll=poll, user=user)
 
 
+def took_part(user: Any, poll: str = "pk") -> Exists:
+    """Whether the signed-in ``user`` took part in the poll whose id is the field ``poll`` of
+    the query this annotates (its ``pk`` by default): one indexed lookup in SQL."""
+    return Exists(Participation.objects.filter(poll_id=OuterRef(poll), voter_id=user.pk))
+
+
 def with_caller_voted(polls: Polls, user: Any) -> Polls:
     """``polls`` annotated with whether ``user`` voted on each (:data:`VOTED_ATTRIBUTE`): part of
     the query that reads the polls, so a page of polls costs no query more. Nothing is added for
     a caller who is not signed in (who never counts as a voter)."""
     if not signed_in(user):
         return polls
-    voted = Exists(Participation.objects.filter(poll_id=OuterRef("pk"), voter_id=user.pk))
-    return polls.annotate(**{VOTED_ATTRIBUTE: voted})
+    return polls.annotate(**{VOTED_ATTRIBUTE: took_part(user)})
 
 
 def results_visible_to_each(poll: Poll, users: Sequence[Any]) -> list[bool]:
