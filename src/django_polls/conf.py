@@ -54,6 +54,10 @@ DEFAULTS: dict[str, Any] = {
     # plan). Called in the service before a ballot is stored, changed or retracted; a refusal is
     # 403 not_eligible.
     "VOTER_POLICY": None,
+    # The vote and results views under ASGI on PostgreSQL with psycopg 3 (see
+    # django_polls.async_views): the sizes and wait (seconds) of each event loop's own pool of
+    # connections, which takes nothing from Django's. None runs those views synchronously too.
+    "ASYNC_POOL": {"min_size": 1, "max_size": 8, "timeout": 5.0},
 }
 
 # The columns behind the length settings: a setting above these would let text reach the database
@@ -167,6 +171,13 @@ class PollsSettings:
         if path is None:
             return None
         return import_setting("VOTER_POLICY", path)  # type: ignore[no-any-return]
+
+    @property
+    def ASYNC_POOL(self) -> dict[str, Any] | None:
+        value = get("ASYNC_POOL")
+        if value is None:
+            return None
+        return {**DEFAULTS["ASYNC_POOL"], **value}
 
     @staticmethod
     def _classes(name: str) -> list[type[Any]]:

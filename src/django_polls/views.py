@@ -114,6 +114,25 @@ def plain_ballot(data: Any) -> list[int] | None:
     return None
 
 
+def has_nul(request: HttpRequest) -> bool:
+    """Whether a header or a cookie of the request holds a NUL character."""
+    headers = (value for key, value in request.META.items() if key.startswith("HTTP_"))
+    return any(
+        isinstance(value, str) and "\x00" in value
+        for value in (*headers, *request.COOKIES.values())
+    )
+
+
+def receipt_answer(receipt: services.Receipt, answer: int) -> Response:
+    """VoteReceiptSerializer's shape, built directly: this is the hottest write of the API."""
+    body = {
+        "poll": receipt.poll,
+        "options": receipt.options,
+        "created_at": TIMESTAMP.to_representation(receipt.created_at),
+    }
+    return Response(body, status=answer)
+
+
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
     """Whether an ``If-None-Match`` header names ``etag`` (weak comparison, as for GET)."""
     if not if_none_match:
@@ -153,9 +172,7 @@ class PollViewSet(PollViewSetBase):
         # HTTP forbids NUL in a header; a test client or a lax server may pass one on, and the
         # token or session lookup would hand it to PostgreSQL, which refuses it (DataError).
         # Django unquotes cookies, so "\000" in a cookie is a NUL too.
-        headers = (value for key, value in request.META.items() if key.startswith("HTTP_"))
-        cookies = request._request.COOKIES.values()
-        if any(isinstance(value, str) and "\x00" in value for value in (*headers, *cookies)):
+        if has_nul(request._request):
             raise exceptions.ParseError("A request header holds a NUL character.")
         super().initial(request, *args, **kwargs)
         # Once the caller may go on (401 and 403 come first), read the body through Django,
@@ -394,17 +411,9 @@ class PollViewSet(PollViewSetBase):
             raise
         if request.method == "PUT":
             receipt = services.change_vote(poll_id=poll_id, voter=voter, option_ids=option_ids)
-            answer: int = status.HTTP_200_OK
-        else:
-            receipt = services.cast_vote(poll_id=poll_id, voter=voter, option_ids=option_ids)
-            answer = status.HTTP_201_CREATED
-        # VoteReceiptSerializer's shape, built directly: this is the hottest write of the API.
-        body = {
-            "poll": receipt.poll,
-            "options": receipt.options,
-            "created_at": TIMESTAMP.to_representation(receipt.created_at),
-        }
-        return Response(body, status=answer)
+            return receipt_answer(receipt, status.HTTP_200_OK)
+        receipt = services.cast_vote(poll_id=poll_id, voter=voter, option_ids=option_ids)
+        return receipt_answer(receipt, status.HTTP_201_CREATED)
 
     @schema.document(
         operation_description="Counts and percentages per option, exact as of the last "
@@ -444,6 +453,11 @@ class PollViewSet(PollViewSetBase):
                 for name in carried:
                     setattr(found[0], name, getattr(options[0], name))
         poll, options = found or (self.get_object(), [])  # a poll without options, or a 404
+        return self.results_answer(request, poll, options)
+
+    def results_answer(self, request: Request, poll: Poll, options: Sequence[Option]) -> Response:
+        """The results action's answer, once the poll and its options are read."""
+        user = request.user
         self.check_object_permissions(request, poll)
         # Before any ETag: a refusal must not tell whether hidden results changed.
         services.check_results_visible(poll=poll, user=user)

@@ -23,6 +23,7 @@ from django_polls.models import (
     Vote,
     VoterCount,
 )
+from django_polls.services import aio
 from django_polls.services.locks import lock_poll
 from django_polls.services.sql import column, poll_columns, voter_param
 from django_polls.services.visibility import VOTED_ATTRIBUTE
@@ -114,22 +115,51 @@ def poll_with_options(*, poll_id: int, voter: Any = None) -> tuple[Poll, list[Op
     else None) took part in it, which :func:`results_for` and
     :func:`~django_polls.services.visibility.may_see_results` then use.
     """
-    voter_id = voter_param(voter) if voter is not None and voter.is_authenticated else None
-    rows = list(Poll.objects.raw(_poll_with_options_sql(), [poll_id, poll_id, voter_id, poll_id]))
+    rows = list(
+        Poll.objects.raw(_poll_with_options_sql(), _poll_with_options_params(poll_id, voter))
+    )
     if not rows:
         return None
     # Databases without a boolean type answer EXISTS with 0 or 1.
     setattr(rows[0], VOTED_ATTRIBUTE, bool(getattr(rows[0], VOTED_ATTRIBUTE)))
-    options = [
+    return rows[0], _options_of(poll_id, map(vars, rows))
+
+
+async def apoll_with_options(
+    *, poll_id: int, voter: Any = None
+) -> tuple[Poll, list[Option]] | None:
+    """:func:`poll_with_options` on PostgreSQL for the async views: the same query, on a
+    connection of the event loop's pool (:mod:`~django_polls.services.aio`)."""
+    rows = await aio.fetchall(_poll_with_options_sql(), _poll_with_options_params(poll_id, voter))
+    if not rows:
+        return None
+    width = len(Poll._meta.concrete_fields)
+    poll = aio.model_from_row(Poll, rows[0][:width])
+    extra = [CLOCK_ATTRIBUTE, VOTERS_ATTRIBUTE, VOTED_ATTRIBUTE]
+    for name, value in zip(extra, rows[0][width:], strict=False):
+        setattr(poll, name, value)
+    names = ["option_id", "option_text", "option_votes"]
+    return poll, _options_of(poll_id, (dict(zip(names, row[-3:], strict=True)) for row in rows))
+
+
+async def apoll_exists(*, poll_id: int) -> bool:
+    """Whether the poll exists, read on the event loop's pool."""
+    table = connection.ops.quote_name(Poll._meta.db_table)
+    return await aio.fetchone(f"SELECT 1 FROM {table} WHERE id = %s", [poll_id]) is not None
+
+
+def _poll_with_options_params(poll_id: int, voter: Any) -> list[Any]:
+    voter_id = voter_param(voter) if voter is not None and voter.is_authenticated else None
+    return [poll_id, poll_id, voter_id, poll_id]
+
+
+def _options_of(poll_id: int, rows: Iterable[dict[str, Any]]) -> list[Option]:
+    return [
         Option(
-            id=extra["option_id"],
-            poll_id=poll_id,
-            text=extra["option_text"],
-            votes=extra["option_votes"],
+            id=row["option_id"], poll_id=poll_id, text=row["option_text"], votes=row["option_votes"]
         )
-        for extra in map(vars, rows)
+        for row in rows
     ]
-    return rows[0], options
 
 
 @functools.cache
