@@ -8,6 +8,7 @@ workers serving config.wsgi, where streams answer 503).
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import sys
 from pathlib import Path
@@ -38,6 +39,13 @@ graceful_timeout = 20
 # No control socket: its default path is per user, so two servers on one machine (a demo and a
 # test run) would fight over it.
 control_socket_disable = True
+
+
+def post_worker_init(worker: object) -> None:
+    """Once the worker has loaded the site: what it loaded (Django, the app, their modules)
+    lives as long as the worker, so the garbage collector stops walking it (``gc.freeze``)."""
+    if env("GC_FREEZE", default=False, cast=bool):
+        gc.freeze()
 
 
 def when_ready(server: object) -> None:

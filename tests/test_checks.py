@@ -143,7 +143,7 @@ def test_e012_when_the_voter_policy_is_not_a_callable_that_imports(value: object
     ],
 )
 def test_e013_when_the_async_pool_makes_no_sense(value: object) -> None:
-    assert ids(DJANGO_POLLS={"ASYNC_POOL": value}) == ["django_polls.E013"]
+    assert ids(DJANGO_POLLS={"ASYNC_POOL": value}) == ["django_polls.E014"]
 
 
 @pytest.mark.parametrize("value", [None, {"max_size": 16}, {"min_size": 2, "timeout": 0.5}])

@@ -106,7 +106,7 @@ def _check_async_pool() -> list[CheckMessage]:
                 "DJANGO_POLLS['ASYNC_POOL'] must be None or a dict of positive integers "
                 "'min_size' <= 'max_size' and a positive number 'timeout' (seconds).",
                 hint=f"Got {value!r}; the default is {conf.DEFAULTS['ASYNC_POOL']!r}.",
-                id="django_polls.E013",
+                id="django_polls.E014",
             )
         ]
     return []
