@@ -42,7 +42,7 @@ from django.core.handlers.base import BaseHandler
 from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
-from django.urls import Resolver404, resolve, set_script_prefix, set_urlconf
+from django.urls import Resolver404, ResolverMatch, resolve, set_script_prefix, set_urlconf
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.module_loading import import_string
 
@@ -127,7 +127,9 @@ class InlineChain(BaseHandler):
         return chain
 
     async def _view(self, request: HttpRequest) -> HttpResponseBase:
-        callback, args, kwargs = self.resolve_request(request)
+        # Resolved already, by the handler (no middleware here sets request.urlconf).
+        match = request.resolver_match or self.resolve_request(request)
+        callback, args, kwargs = match
         for hook in self._view_middleware:
             response = hook(request, callback, args, kwargs)
             if response is not None:
@@ -159,7 +161,7 @@ class Handler(ASGIHandler):
 
     # Typed as django-stubs types ASGIHandler.__call__.
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        way = self.way(scope)
+        way, match = self.way(scope)
         if way == "django":
             await super().__call__(scope, receive, send)
             return
@@ -169,41 +171,49 @@ class Handler(ASGIHandler):
             return
         try:
             if way == "loop":
-                await self.respond_inline(scope, body_file, send)
+                await self.respond_inline(scope, body_file, send, match)
             else:
                 await self.respond_in_thread(scope, body_file, send)
         finally:
             body_file.close()
 
-    def way(self, scope: dict[str, Any]) -> str:
+    def way(self, scope: dict[str, Any]) -> tuple[str, ResolverMatch | None]:
         """How the request is served: on the ``"loop"``, in a ``"thread"``, or by ``"django"``'s
-        own handler (static files, async views, anything but HTTP)."""
+        own handler (static files, async views, anything but HTTP); and where the path led."""
         if scope["type"] != "http":
-            return "django"
+            return "django", None
         path = scope["path"][len(scope.get("root_path", "")) :] or "/"
         static = settings.STATIC_URL
         if static and path.startswith(f"/{static.lstrip('/')}"):
-            return "django"
+            return "django", None
         set_urlconf(settings.ROOT_URLCONF)
         try:
-            view = resolve(path).func
+            match = resolve(path)
         except Resolver404:
-            return "thread"  # the 404 of the synchronous chain
-        if iscoroutinefunction(view):
-            return "django"
-        if self.inline is not None and hasattr(view, "polls_async") and self.sessionless(scope):
-            return "loop"
-        return "thread"
+            return "thread", None  # the 404 of the synchronous chain
+        if iscoroutinefunction(match.func):
+            return "django", None
+        if (
+            self.inline is not None
+            and hasattr(match.func, "polls_async")
+            and self.sessionless(scope)
+        ):
+            return "loop", match
+        return "thread", None
 
     def sessionless(self, scope: dict[str, Any]) -> bool:
         cookies = b"; ".join(value for name, value in scope["headers"] if name == b"cookie")
         return self.session_cookie not in cookies
 
-    async def respond_inline(self, scope: dict[str, Any], body_file: Any, send: Any) -> None:
+    async def respond_inline(
+        self, scope: dict[str, Any], body_file: Any, send: Any, match: ResolverMatch | None
+    ) -> None:
         assert self.inline is not None and self.inline.chain is not None
         set_script_prefix(get_script_prefix(scope))
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, error = self.create_request(scope, body_file)
+        if request is not None:
+            request.resolver_match = match
         response = error if request is None else await self.inline.chain(request)
         assert response is not None
         response._handler_class = self.__class__  # type: ignore[attr-defined]
