@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test import Client, override_settings
+from django.utils.deprecation import MiddlewareMixin
 from rest_framework.authtoken.models import Token
 
 from django_polls import authentication, signals
@@ -421,3 +422,35 @@ def test_a_voter_policy_and_signal_receivers_still_apply(
 def nobody(user: Any, poll: Poll) -> bool:
     """A site's voter policy that lets nobody vote."""
     return False
+
+
+class Stamp(MiddlewareMixin):
+    """A site's own middleware, which the handler cannot know to be safe on the loop."""
+
+    def process_response(self, request: Any, response: Any) -> Any:
+        response["X-Stamp"] = "stamped"
+        return response
+
+
+def test_a_site_with_middleware_unknown_to_the_handler_is_served_in_threads(
+    make_poll: Callable[..., Poll], make_user: Callable[..., Any], token_of: Any
+) -> None:
+    from django.conf import settings
+
+    poll = make_poll()
+    with override_settings(MIDDLEWARE=[*settings.MIDDLEWARE, "tests.test_async_views.Stamp"]):
+        running = Site()
+        try:
+            assert running.handler.inline is None
+            answer = running.request(
+                "POST",
+                vote_path(poll),
+                body={"options": [option_ids(poll)[0]]},
+                token=token_of(make_user()),
+            )
+            assert running.statements_on_loop() == 0
+        finally:
+            running.close()
+    assert answer.status == 201
+    assert answer.headers["x-stamp"] == "stamped"
+    assert Option.objects.get(pk=option_ids(poll)[0]).votes == 1
