@@ -146,6 +146,18 @@ def test_e013_when_the_async_pool_makes_no_sense(value: object) -> None:
     assert ids(DJANGO_POLLS={"ASYNC_POOL": value}) == ["django_polls.E014"]
 
 
+@pytest.mark.parametrize("value", ["nowhere", 3, ""])
+def test_e015_when_the_listen_database_is_not_an_alias_of_postgresql(value: object) -> None:
+    assert ids(DJANGO_POLLS={"LISTEN_DATABASE": value}) == ["django_polls.E015"]
+
+
+def test_e015_unless_the_listen_database_is_postgresql() -> None:
+    # The test database's own alias: an error unless it is PostgreSQL.
+    expected = [] if connection.vendor == "postgresql" else ["django_polls.E015"]
+    assert ids(DJANGO_POLLS={"LISTEN_DATABASE": "default"}) == expected
+    assert ids(DJANGO_POLLS={"LISTEN_DATABASE": None}) == []
+
+
 @pytest.mark.parametrize("value", [None, {"max_size": 16}, {"min_size": 2, "timeout": 0.5}])
 def test_no_error_for_a_sensible_async_pool(value: object) -> None:
     assert ids(DJANGO_POLLS={"ASYNC_POOL": value}) == []

@@ -93,6 +93,9 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# DATABASE_URL reaches PostgreSQL through a transaction pooler (PgBouncer, pool_mode =
+# transaction); docs/operating.md lists what that changes.
+TRANSACTION_POOLER = config("DATABASE_TRANSACTION_POOLER", default=False, cast=bool)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A database that accepts connections but does not answer fails a request in seconds
     # (503) instead of holding a worker until Gunicorn kills it.
@@ -104,8 +107,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # that keeps no prepared statements (max_prepared_statements = 0).
         "prepare_threshold": 5
         if config("DATABASE_PREPARED_STATEMENTS", default=True, cast=bool)
+        and not TRANSACTION_POOLER
         else None,
     }
+    # Behind a pooler that hands out server connections per transaction (PgBouncer's
+    # transaction mode): no prepared statements (above) and no server-side cursors, which
+    # outlive a statement.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = TRANSACTION_POOLER
     if config("DATABASE_POOL", default=True, cast=bool):
         # psycopg's pool in each worker: a request takes a connection that is already open and
         # sends nothing more than its own statements (the persistent connections below check
@@ -131,6 +139,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         }
     # Without the pool, each worker keeps its connection for CONN_MAX_AGE seconds and checks it
     # before reuse, so a database restart costs one reconnect instead of one failed request.
+    # Live results LISTEN on a session of their own: around a transaction pooler, straight to
+    # PostgreSQL (DATABASE_LISTEN_URL), else on DATABASE_URL's server.
+    if config("DATABASE_LISTEN_URL", default=""):
+        DATABASES["listen"] = dj_database_url.parse(config("DATABASE_LISTEN_URL"))
+        DATABASES["listen"]["OPTIONS"] = {"connect_timeout": connect_timeout}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # Writers queue for the lock (IMMEDIATE) instead of failing when two workers write at once;
@@ -265,6 +278,8 @@ DJANGO_POLLS: dict[str, object] = {
         "min_size": 1,
         "max_size": config("DATABASE_ASYNC_POOL_SIZE", default=4, cast=int),
     },
+    # Where live results LISTEN (see DATABASE_LISTEN_URL above).
+    "LISTEN_DATABASE": "listen" if "listen" in DATABASES else None,
 }
 
 SWAGGER_SETTINGS = {

@@ -82,7 +82,25 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     errors.extend(_check_throttle_rates())
     errors.extend(_check_throttle_cache())
     errors.extend(_check_async_pool())
+    errors.extend(_check_listen_database())
     return errors
+
+
+def _check_listen_database() -> list[CheckMessage]:
+    alias = conf.get("LISTEN_DATABASE")
+    if alias is None:
+        return []
+    engine = settings.DATABASES.get(alias, {}).get("ENGINE") if isinstance(alias, str) else None
+    if engine != "django.db.backends.postgresql":
+        return [
+            Error(
+                "DJANGO_POLLS['LISTEN_DATABASE'] must be None or the alias of a PostgreSQL "
+                "database in DATABASES.",
+                hint=f"Got {alias!r}; aliases: {', '.join(map(repr, settings.DATABASES))}.",
+                id="django_polls.E015",
+            )
+        ]
+    return []
 
 
 def _check_async_pool() -> list[CheckMessage]:

@@ -58,6 +58,11 @@ DEFAULTS: dict[str, Any] = {
     # django_polls.async_views): the sizes and wait (seconds) of each event loop's own pool of
     # connections, which takes nothing from Django's. None runs those views synchronously too.
     "ASYNC_POOL": {"min_size": 1, "max_size": 8, "timeout": 5.0},
+    # The DATABASES alias whose server the live results listener connects to for LISTEN, which
+    # needs a session of its own: None is the default database. Behind a pooler that hands out
+    # connections per transaction (PgBouncer's transaction mode), name an alias that reaches
+    # PostgreSQL directly.
+    "LISTEN_DATABASE": None,
 }
 
 # The columns behind the length settings: a setting above these would let text reach the database
@@ -178,6 +183,10 @@ class PollsSettings:
         if value is None:
             return None
         return {**DEFAULTS["ASYNC_POOL"], **value}
+
+    @property
+    def LISTEN_DATABASE(self) -> str:
+        return str(get("LISTEN_DATABASE") or "default")
 
     @staticmethod
     def _classes(name: str) -> list[type[Any]]:

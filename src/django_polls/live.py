@@ -49,6 +49,7 @@ from django_polls import changes
 
 # Importable from here as before.
 from django_polls.changes import CHANNEL, publish_in_process  # noqa: F401
+from django_polls.conf import polls_settings
 
 logger = logging.getLogger("django_polls.live")
 
@@ -453,8 +454,10 @@ class Broker:
 
 
 def _connection_params() -> dict[str, Any]:
-    """psycopg connection arguments from the site's DATABASES (as Django would connect)."""
-    params = dict(connections[DEFAULT_DB_ALIAS].get_connection_params())
+    """psycopg connection arguments from the site's DATABASES (as Django would connect): the
+    default database's, or ``LISTEN_DATABASE``'s (a server reached around a transaction
+    pooler)."""
+    params = dict(connections[polls_settings.LISTEN_DATABASE].get_connection_params())
     for django_only in ("cursor_factory", "prepare_threshold", "context"):
         params.pop(django_only, None)
     # Named, so that an operator can tell it in pg_stat_activity.
