@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -60,6 +60,7 @@ KNOWN_AUTHENTICATION = frozenset(
 )
 
 View = Callable[..., HttpResponseBase]
+T = TypeVar("T")
 
 
 def with_async_variants(patterns: Iterable[Any]) -> list[Any]:
@@ -129,7 +130,7 @@ async def results(request: HttpRequest, *, sync_view: View, **kwargs: Any) -> Ht
         if found is None:
             if not await services.apoll_exists(poll_id=poll_id):
                 raise exceptions.NotFound()
-            found = await sync_to_async(view.get_object, thread_sensitive=False)(), []
+            found = await in_a_thread(view.get_object), []  # a poll without options
         poll, options = found
         response = view.results_answer(drf_request, poll, options)
     except Exception as exc:
@@ -140,18 +141,27 @@ async def results(request: HttpRequest, *, sync_view: View, **kwargs: Any) -> Ht
 async def in_thread(
     sync_view: View, request: HttpRequest, kwargs: dict[str, Any]
 ) -> HttpResponseBase:
-    """The synchronous view's answer, rendered, from a thread that then gives its database
-    connection back."""
+    """The synchronous view's answer, rendered, from a thread."""
 
     def respond() -> HttpResponseBase:
+        response = sync_view(request, **kwargs)
+        render = getattr(response, "render", None)
+        return render() if callable(render) else response
+
+    return await in_a_thread(respond)
+
+
+async def in_a_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``function(*args, **kwargs)`` in a thread that then gives its database connection back
+    (to Django's pool, where there is one)."""
+
+    def run() -> T:
         try:
-            response = sync_view(request, **kwargs)
-            render = getattr(response, "render", None)
-            return render() if callable(render) else response
+            return function(*args, **kwargs)
         finally:
             close_old_connections()
 
-    return await sync_to_async(respond, thread_sensitive=False)()
+    return await sync_to_async(run, thread_sensitive=False)()
 
 
 def _prepared(request: HttpRequest, sync_view: View, kwargs: dict[str, Any]) -> PollViewSet | None:
@@ -225,7 +235,7 @@ async def _initial(view: PollViewSet, request: Request, kwargs: dict[str, Any]) 
     """The viewset's ``initial()`` (negotiation, the authentication done above, permissions,
     throttles): in a thread when a throttle counts the request in its cache, else here."""
     if any(_counts(throttle, view) for throttle in view.get_throttles()):
-        await sync_to_async(view.initial, thread_sensitive=False)(request, **kwargs)
+        await in_a_thread(view.initial, request, **kwargs)
     else:
         view.initial(request, **kwargs)
 
