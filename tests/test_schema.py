@@ -236,7 +236,8 @@ def test_the_list_documents_its_query_parameters(swagger: dict[str, Any]) -> Non
 
 def test_the_poll_policies_are_described_with_their_values(swagger: dict[str, Any]) -> None:
     poll = swagger["definitions"]["Poll"]["properties"]
-    assert poll["method"]["enum"] == ["single", "multiple"]
+    assert poll["method"]["enum"] == ["single", "multiple", "ranked", "score"]
+    assert poll["max_score"]["maximum"] == 10
     assert poll["results_visibility"]["enum"] == ["always", "after_vote", "after_close", "owner"]
     assert poll["anonymity"]["enum"] == ["anonymous", "public", "secret"]
     assert poll["status"]["enum"] == ["scheduled", "open", "closed"]

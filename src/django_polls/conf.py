@@ -54,6 +54,15 @@ DEFAULTS: dict[str, Any] = {
     # plan). Called in the service before a ballot is stored, changed or retracted; a refusal is
     # 403 not_eligible.
     "VOTER_POLICY": None,
+    # The voting methods polls may use: dotted paths to subclasses of
+    # django_polls.methods.base.VotingMethod. A site adds its own beside these (single and
+    # multiple must stay: they are API v1's).
+    "METHODS": (
+        "django_polls.methods.choice.SingleChoice",
+        "django_polls.methods.choice.MultipleChoice",
+        "django_polls.methods.ranked.RankedChoice",
+        "django_polls.methods.score.ScoreVoting",
+    ),
 }
 
 # The columns behind the length settings: a setting above these would let text reach the database

@@ -9,9 +9,16 @@ from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.settings import api_settings
 
-from django_polls import services
+from django_polls import methods, services
 from django_polls.conf import polls_settings
-from django_polls.models import Anonymity, Method, Option, Poll, ResultsVisibility, Status
+from django_polls.models import (
+    MAX_SCORE_LIMIT,
+    Anonymity,
+    Option,
+    Poll,
+    ResultsVisibility,
+    Status,
+)
 
 # The largest id a BIGINT primary key can hold; anything larger is simply not an option.
 MAX_ID = 2**63 - 1
@@ -120,6 +127,38 @@ class GroupNameField(GroupNameFieldBase):
         return super().to_internal_value(data)
 
 
+class MethodField(serializers.ChoiceField):
+    """A poll's method: a name of ``DJANGO_POLLS["METHODS"]``, read when a value is checked (the
+    site's setting decides which exist)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=[], **kwargs)
+
+    @property
+    def choices(self) -> dict[Any, Any]:
+        return {name: method.label for name, method in methods.registered().items()}
+
+    @choices.setter
+    def choices(self, value: Any) -> None:
+        pass  # always the site's methods
+
+    @property
+    def choice_strings_to_values(self) -> dict[str, Any]:
+        return {name: name for name in methods.registered()}
+
+    @choice_strings_to_values.setter
+    def choice_strings_to_values(self, value: Any) -> None:
+        pass
+
+    @property
+    def grouped_choices(self) -> dict[Any, Any]:
+        return self.choices
+
+    @grouped_choices.setter
+    def grouped_choices(self, value: Any) -> None:
+        pass
+
+
 class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
     # No numbers in help texts: the limits are the site's settings (MAX_TITLE_LENGTH,
     # MIN_OPTIONS, MAX_OPTIONS), which the schema carries as maxLength, minItems and maxItems.
@@ -133,11 +172,20 @@ class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
         "single, true: multiple); sent with a method it contradicts, 400. Frozen once the poll "
         "has votes.",
     )
-    method = serializers.ChoiceField(
-        choices=Method.choices,
+    method = MethodField(
         required=False,
-        help_text="How a ballot chooses: one option (single) or several (multiple). Default "
-        "from allow_multiple_votes, else single. Frozen once the poll has votes.",
+        help_text="How a ballot chooses: one option (single), several (multiple), a ranking "
+        "(ranked, counted by instant runoff), a score per option (score), or a method of the "
+        "site's own. Default from allow_multiple_votes, else single. Frozen once the poll has "
+        "votes.",
+    )
+    max_score = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_SCORE_LIMIT,
+        help_text="The highest score of a score ballot (a score is a whole number from 0 to "
+        "it); score polls only, default 5; null on other polls. Frozen once the poll has votes.",
     )
     min_choices = serializers.IntegerField(
         required=False,
@@ -235,6 +283,7 @@ class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
             "anonymity",
             "allow_vote_change",
             "voter_group",
+            "max_score",
         )
         read_only_fields = ("id", "created_at")
         extra_kwargs = {

@@ -6,20 +6,27 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Iterable, Sequence
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Count, F, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
+from django_polls import methods
 from django_polls.changes import announce_change
+
+# Results' shapes and rounding live with the methods; importable from here as before.
+from django_polls.methods.base import OptionResult as OptionResult
+from django_polls.methods.base import Results as Results
+from django_polls.methods.base import percentage as percentage
 from django_polls.models import (
     CLOCK_ATTRIBUTE,
+    VOTE_ROW_METHODS,
     Anonymity,
     Option,
     Participation,
     Poll,
+    Tally,
     Vote,
     VoterCount,
 )
@@ -32,24 +39,6 @@ VOTERS_ATTRIBUTE = "total_voters_read"
 
 
 @dataclasses.dataclass(frozen=True)
-class OptionResult:
-    id: int
-    text: str
-    votes: int
-    percentage: float
-
-
-@dataclasses.dataclass(frozen=True)
-class Results:
-    poll: int
-    method: str
-    is_active: bool
-    total_votes: int
-    total_voters: int
-    options: list[OptionResult]
-
-
-@dataclasses.dataclass(frozen=True)
 class Drift:
     poll_id: int
     option_id: int
@@ -57,35 +46,38 @@ class Drift:
     actual: int
 
 
-def results_for(*, poll: Poll, options: Sequence[Option] | None = None) -> Results:
-    """Per-option counts and percentages from the stored counters: O(options), never O(votes).
+def results_for(*, poll: Poll, options: Sequence[Option] | None = None) -> Any:
+    """The poll's results body (a dataclass), read by its method from the stored counts:
+    O(options) for single and multiple, O(counts) for the others, never O(ballots).
 
     ``options`` are the poll's options in their order; by default ``poll.options``, which should
     then be prefetched (``Poll.objects.for_listing()``). The number of voters is the one read
-    with the poll (:func:`poll_with_options`), else read here from its voter counts.
+    with the poll (:func:`poll_with_options`), else read here from its voter counts. Single and
+    multiple answer :class:`Results`; other methods add their own fields (see
+    :meth:`django_polls.methods.base.VotingMethod.results`).
 
     Who may see them is :func:`~django_polls.services.visibility.may_see_results`' to say.
     """
     if options is None:
         options = list(poll.options.all())
-    total = sum(option.votes for option in options)
     voters = getattr(poll, VOTERS_ATTRIBUTE, None)
-    return Results(
-        poll=poll.pk,
-        method=poll.method,
-        is_active=poll.is_active,
-        total_votes=total,
+    counts = methods.Counts(
+        poll=poll,
+        options=options,
         total_voters=total_voters(poll_id=poll.pk) if voters is None else int(voters),
-        options=[
-            OptionResult(
-                id=option.pk,
-                text=option.text,
-                votes=option.votes,
-                percentage=percentage(option.votes, total),
-            )
-            for option in options
-        ],
+        read_tallies=lambda: tallies_of(poll_id=poll.pk),
     )
+    try:
+        method = methods.get_method(poll.method)
+    except methods.UnknownMethod:
+        # A method the site no longer lists: what every method keeps, the options' votes.
+        return counts.summary
+    return method.results(counts)
+
+
+def tallies_of(*, poll_id: int) -> dict[str, int]:
+    """The poll's counts by key (:class:`~django_polls.models.Tally`): one query."""
+    return dict(Tally.objects.filter(poll_id=poll_id).values_list("key", "ballots"))
 
 
 def total_voters(*, poll_id: int) -> int:
@@ -160,14 +152,6 @@ def _poll_with_options_sql() -> str:
     )
 
 
-def percentage(votes: int, total: int) -> float:
-    """100 * votes / total, rounded half-up to 2 decimals; 0.0 when there are no votes."""
-    if not total:
-        return 0.0
-    exact = Decimal(100 * votes) / Decimal(total)
-    return float(exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
-
-
 def find_drift(*, poll_ids: Iterable[int] | None = None) -> list[Drift]:
     """Options whose stored counter differs from their vote rows (on every poll but secret ones,
     which keep no vote rows)."""
@@ -182,8 +166,11 @@ def find_drift(*, poll_ids: Iterable[int] | None = None) -> list[Drift]:
         Value(0),
     )
     # A secret poll keeps counts and no vote rows: nothing to check them against.
+    # Polls of other methods keep no vote rows: their counts are checked against their ballots
+    # (:func:`find_ballot_drift`).
     options = (
         Option.objects.exclude(poll__anonymity=Anonymity.SECRET)
+        .filter(poll__method__in=VOTE_ROW_METHODS)
         .annotate(actual=actual)
         .exclude(votes=F("actual"))
     )
