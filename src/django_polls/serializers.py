@@ -136,7 +136,7 @@ class MethodField(serializers.ChoiceField):
 
     @property
     def choices(self) -> dict[Any, Any]:
-        return {name: method.label for name, method in methods.registered().items()}
+        return {name: method.label or name for name, method in methods.registered().items()}
 
     @choices.setter
     def choices(self, value: Any) -> None:

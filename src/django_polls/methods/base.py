@@ -119,8 +119,8 @@ class VotingMethod:
 
     #: Stored in ``Poll.method`` (at most 16 characters) and sent as the poll's ``method``.
     name: ClassVar[str]
-    #: A short human name (the admin, the API's schema).
-    label: ClassVar[str]
+    #: A short human name (the admin, the API's schema); the name by default.
+    label: ClassVar[str] = ""
     #: The field of the vote body that carries a ballot; also the field of receipts, of
     #: ``GET vote/`` and of ``ballots/``. ``options`` belongs to single and multiple choice.
     ballot_field: ClassVar[str]
