@@ -361,9 +361,53 @@ class BallotSerializer(FlatOptionErrorsMixin, serializers.Serializer[dict[str, A
         return value
 
 
+RANKING_HELP = (
+    "ranked polls: distinct ids of options of the poll, most preferred first, min_choices to "
+    "max_choices of them."
+)
+SCORES_HELP = (
+    "score polls: distinct options of the poll, each with a whole score from 0 to the poll's "
+    "max_score; min_choices to max_choices entries."
+)
+
+
+class ScoreEntrySerializer(serializers.Serializer[dict[str, Any]]):
+    option = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    score = serializers.IntegerField(min_value=0, max_value=MAX_SCORE_LIMIT)
+
+
+class MethodBallotSerializer(serializers.Serializer[dict[str, Any]]):
+    """The body of ``POST``/``PUT vote/`` as the schema shows it: exactly one field, the one of
+    the poll's method (another one, or none, is 400). A site's own method may take another."""
+
+    options = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+        required=False,
+        help_text="single and multiple polls: ids of options of this poll, exactly one on a "
+        "single-vote poll, one or more distinct ids on a multiple-vote poll.",
+    )
+    ranking = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+        required=False,
+        help_text=RANKING_HELP,
+    )
+    scores = ScoreEntrySerializer(many=True, required=False, help_text=SCORES_HELP)
+
+    class Meta:
+        ref_name = "Ballot"  # the schema's name of the vote body since v1
+
+
 class VoteReceiptSerializer(serializers.Serializer[services.Receipt]):
     poll = serializers.IntegerField()
-    options = serializers.ListField(child=serializers.IntegerField())
+    options = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        help_text="single and multiple polls: the options of this ballot.",
+    )
+    ranking = serializers.ListField(
+        child=serializers.IntegerField(), required=False, help_text="ranked polls: the ranking."
+    )
+    scores = ScoreEntrySerializer(many=True, required=False, help_text="score polls: the scores.")
     created_at = serializers.DateTimeField()
 
 
@@ -372,17 +416,66 @@ class MyVoteSerializer(serializers.Serializer[services.MyBallot]):
     options = serializers.ListField(
         child=serializers.IntegerField(),
         allow_null=True,
-        help_text="The option ids the caller voted for; empty when they have not voted; null on "
-        "a secret poll, where nothing links a voter to a choice.",
+        help_text="single and multiple polls: the option ids the caller voted for; empty when "
+        "they have not voted; null on a secret poll, where nothing links a voter to a choice.",
+    )
+    ranking = serializers.ListField(
+        child=serializers.IntegerField(),
+        allow_null=True,
+        required=False,
+        help_text="ranked polls, in place of options: the caller's ranking (empty, null on a "
+        "secret poll, as options).",
+    )
+    scores = ScoreEntrySerializer(
+        many=True,
+        allow_null=True,
+        required=False,
+        help_text="score polls, in place of options: the caller's scores (empty, null on a "
+        "secret poll, as options).",
     )
 
 
 class OptionResultSerializer(serializers.Serializer[services.OptionResult]):
     id = serializers.IntegerField()
     text = serializers.CharField()
-    votes = serializers.IntegerField()
+    votes = serializers.IntegerField(
+        help_text="Ballots that chose the option (ranked: ranked it; score: scored it)."
+    )
     percentage = serializers.FloatField(
         help_text="100 * votes / total_votes, rounded half-up to 2 decimals; 0.0 with no votes."
+    )
+    first_choices = serializers.IntegerField(
+        required=False, help_text="ranked polls: ballots that rank the option first."
+    )
+    count = serializers.IntegerField(
+        required=False, help_text="score polls: ballots that scored the option."
+    )
+    sum = serializers.IntegerField(required=False, help_text="score polls: the sum of its scores.")
+    average = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        help_text="score polls: sum / count, rounded half-up to 2 decimals; null when count is 0.",
+    )
+    distribution = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        help_text="score polls: how many ballots gave each score, from 0 to max_score.",
+    )
+
+
+class RoundTallySerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    votes = serializers.IntegerField()
+
+
+class RoundSerializer(serializers.Serializer[Any]):
+    tallies = RoundTallySerializer(
+        many=True, help_text="Each option still in the race, in the poll's order, and its votes."
+    )
+    exhausted = serializers.IntegerField(help_text="Ballots with no option left in the race.")
+    eliminated = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="Options eliminated at the end of the round (empty in the last round).",
     )
 
 
@@ -392,7 +485,29 @@ class ResultsSerializer(serializers.Serializer[services.Results]):
     is_active = serializers.BooleanField()
     total_votes = serializers.IntegerField(help_text="Votes (selections), summed over the options.")
     total_voters = serializers.IntegerField(help_text="Distinct voters.")
+    max_score = serializers.IntegerField(required=False, help_text="score polls: the top score.")
     options = OptionResultSerializer(many=True, help_text="In the options' creation order.")
+    ballots = serializers.IntegerField(required=False, help_text="ranked polls: ballots counted.")
+    rounds = RoundSerializer(
+        many=True,
+        required=False,
+        help_text="ranked polls: the rounds of instant runoff (none without ballots). Each "
+        "counts every ballot for its most preferred option still in the race; an option with "
+        "more than half of the round's non-exhausted ballots wins; else options without votes "
+        "are eliminated together, or the one with the fewest (ties: fewer in the round before, "
+        "back to the first; then the last listed).",
+    )
+    winner = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="ranked polls: the winning option, or null (no ballots, or a tie).",
+    )
+    tied = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        help_text="ranked polls: the options still tied when the rounds ended without a "
+        "winner (every option in the race with as many votes); else empty.",
+    )
 
 
 class PublicBallotSerializer(serializers.Serializer[dict[str, Any]]):
@@ -402,8 +517,14 @@ class PublicBallotSerializer(serializers.Serializer[dict[str, Any]]):
         help_text="The voter's username (or the name DJANGO_POLLS['USER_DISPLAY'] gives)."
     )
     options = serializers.ListField(
-        child=serializers.IntegerField(), help_text="The option ids chosen, in the poll's order."
+        child=serializers.IntegerField(),
+        required=False,
+        help_text="single and multiple polls: the option ids chosen, in the poll's order.",
     )
+    ranking = serializers.ListField(
+        child=serializers.IntegerField(), required=False, help_text="ranked polls: the ranking."
+    )
+    scores = ScoreEntrySerializer(many=True, required=False, help_text="score polls: the scores.")
     created_at = serializers.DateTimeField(
         allow_null=True, help_text="When the voter's current ballot was stored."
     )

@@ -53,6 +53,7 @@ from django_polls.serializers import (
     MAX_ID,
     BallotPageSerializer,
     BallotSerializer,
+    MethodBallotSerializer,
     MyVoteSerializer,
     PollSerializer,
     PublicBallotSerializer,
@@ -341,7 +342,7 @@ class PollViewSet(PollViewSetBase):
 
     @schema.document(
         method="post",
-        request_body=BallotSerializer,
+        request_body=MethodBallotSerializer,
         operation_description="Cast a ballot. All of it is stored, or (on any error) nothing. "
         "403 `not_eligible` for a caller outside the poll's voter group (or refused by the "
         "site's voter policy); 409 `poll_not_open` before the poll opens, `poll_closed` after it "
@@ -353,7 +354,7 @@ class PollViewSet(PollViewSetBase):
     )
     @schema.document(
         method="put",
-        request_body=BallotSerializer,
+        request_body=MethodBallotSerializer,
         operation_description="Replace the caller's ballot, in one transaction: the results move "
         "from the old options to the new ones at once. 404 `not_voted` without a ballot; 409 "
         "`vote_final` where ballots are final (`allow_vote_change: false`, secret polls), "
