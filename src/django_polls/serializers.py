@@ -419,16 +419,15 @@ class MyVoteSerializer(serializers.Serializer[services.MyBallot]):
         help_text="single and multiple polls: the option ids the caller voted for; empty when "
         "they have not voted; null on a secret poll, where nothing links a voter to a choice.",
     )
+    # Not nullable here, though null on a secret poll: DRF would then show them on every poll.
     ranking = serializers.ListField(
         child=serializers.IntegerField(),
-        allow_null=True,
         required=False,
         help_text="ranked polls, in place of options: the caller's ranking (empty, null on a "
         "secret poll, as options).",
     )
     scores = ScoreEntrySerializer(
         many=True,
-        allow_null=True,
         required=False,
         help_text="score polls, in place of options: the caller's scores (empty, null on a "
         "secret poll, as options).",
@@ -451,9 +450,9 @@ class OptionResultSerializer(serializers.Serializer[services.OptionResult]):
         required=False, help_text="score polls: ballots that scored the option."
     )
     sum = serializers.IntegerField(required=False, help_text="score polls: the sum of its scores.")
+    # Null where count is 0, but not nullable here: DRF would then show it on every method.
     average = serializers.FloatField(
         required=False,
-        allow_null=True,
         help_text="score polls: sum / count, rounded half-up to 2 decimals; null when count is 0.",
     )
     distribution = serializers.ListField(
@@ -497,9 +496,9 @@ class ResultsSerializer(serializers.Serializer[services.Results]):
         "are eliminated together, or the one with the fewest (ties: fewer in the round before, "
         "back to the first; then the last listed).",
     )
+    # Null without a winner, but not nullable here: DRF would then show it on every method.
     winner = serializers.IntegerField(
         required=False,
-        allow_null=True,
         help_text="ranked polls: the winning option, or null (no ballots, or a tie).",
     )
     tied = serializers.ListField(
