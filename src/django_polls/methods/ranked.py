@@ -79,8 +79,10 @@ def instant_runoff(rankings: Mapping[tuple[int, ...], int], order: Sequence[int]
     """Instant runoff over ``rankings`` (each distinct ranking with its number of ballots) among
     the options ``order`` (ids, in the poll's order); the rules are in this module's docstring.
 
-    Each round walks the distinct rankings once: O(rounds * distinct rankings * ranking length)
-    at most, whatever the number of ballots.
+    Each distinct ranking is read once to find its first choice, and again only when the option
+    it counts for is eliminated (it moves down to its next option still in the race): the work
+    is about the number of distinct rankings times their length, whatever the number of ballots
+    and of rounds.
     """
     position = {option_id: index for index, option_id in enumerate(order)}
     # Ids that are not (or no longer) options of the poll are skipped: a ranking counts for its
@@ -90,21 +92,24 @@ def instant_runoff(rankings: Mapping[tuple[int, ...], int], order: Sequence[int]
         for ranking, count in rankings.items()
         if count > 0
     ]
+    if not groups:
+        return Runoff(rounds=[], winner=None, tied=[])
     standing = list(order)
+    votes = dict.fromkeys(standing, 0)
+    holders: dict[int, list[int]] = {option_id: [] for option_id in standing}
+    # Where each distinct ranking stands: the index of the option it counts for now.
+    cursor = [0] * len(groups)
+    exhausted = 0
+    for index, (ranking, count) in enumerate(groups):
+        if ranking:
+            votes[ranking[0]] += count
+            holders[ranking[0]].append(index)
+        else:
+            exhausted += count
     history: list[dict[int, int]] = []
     rounds: list[Round] = []
-    if not any(count for _, count in groups):
-        return Runoff(rounds=[], winner=None, tied=[])
     while True:
-        votes = dict.fromkeys(standing, 0)
-        exhausted = 0
-        for ranking, count in groups:
-            top = next((option_id for option_id in ranking if option_id in votes), None)
-            if top is None:
-                exhausted += count
-            else:
-                votes[top] += count
-        history.append(votes)
+        history.append(dict(votes))
         tallies = [Tally(id=option_id, votes=votes[option_id]) for option_id in standing]
         live = sum(votes.values())
         leader = max(standing, key=lambda option_id: votes[option_id])
@@ -119,6 +124,21 @@ def instant_runoff(rankings: Mapping[tuple[int, ...], int], order: Sequence[int]
             eliminated = [_last_of(standing, history, position)]
         rounds.append(Round(tallies=tallies, exhausted=exhausted, eliminated=eliminated))
         standing = [option_id for option_id in standing if option_id not in eliminated]
+        for option_id in eliminated:
+            del votes[option_id]
+        # The ballots of the eliminated options move to their next option still in the race.
+        for option_id in eliminated:
+            for index in holders.pop(option_id):
+                ranking, count = groups[index]
+                step = cursor[index] + 1
+                while step < len(ranking) and ranking[step] not in votes:
+                    step += 1
+                cursor[index] = step
+                if step < len(ranking):
+                    votes[ranking[step]] += count
+                    holders[ranking[step]].append(index)
+                else:
+                    exhausted += count
 
 
 def _last_of(
