@@ -302,6 +302,20 @@ def test_a_ranking_that_repeats_an_option_or_names_another_polls_is_400(
     }
 
 
+def test_a_ranking_too_long_to_count_is_400(make_poll: Callable[..., Poll], voter: Any) -> None:
+    poll = make_poll(method="ranked")
+    huge = [2**62 + n for n in range(20)]  # 20 ids of 19 digits each fit; these never exist
+    with override_settings(DJANGO_POLLS={"MAX_OPTIONS": 30}):
+        ranking = [*huge, *(2**62 + 100 + n for n in range(8))]
+        response = voter.post(vote_url(poll), {"ranking": ranking}, format="json")
+
+    assert_field_error(response, "ranking")
+    longer = voter.post(vote_url(poll), {"ranking": list(range(1, 22))}, format="json")
+    assert assert_field_error(longer, "ranking") == ["A ballot names at most 20 options."]
+    scores = [{"option": n, "score": 1} for n in range(1, 22)]
+    assert_field_error(voter.post(vote_url(poll), {"scores": scores}, format="json"), "scores")
+
+
 def test_the_ballot_field_must_be_the_methods(ranked: Poll, make_poll: Any, voter: Any) -> None:
     ann, _ben, *_ = option_ids(ranked)
     single = make_poll()

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from django_polls.conf import polls_settings
 from django_polls.methods.base import Counts, OptionResult, VotingMethod, is_id
 
 
@@ -177,6 +178,9 @@ class RankedChoice(VotingMethod):
             raise self.invalid("Give a list of option ids, most preferred first.")
         if not value:
             raise self.invalid("Rank at least one option.")
+        limit = polls_settings.MAX_OPTIONS
+        if len(value) > limit:
+            raise self.invalid(f"A ballot names at most {limit} options.")
         for index, item in enumerate(value, start=1):
             if not is_id(item):
                 raise self.invalid(f"Item {index}: A valid option id is required.")

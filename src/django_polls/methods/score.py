@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from django_polls.conf import polls_settings
 from django_polls.methods.base import (
     Counts,
     OptionResult,
@@ -86,6 +87,9 @@ class ScoreVoting(VotingMethod):
             raise self.invalid('Give a list of {"option": id, "score": n} objects.')
         if not value:
             raise self.invalid("Score at least one option.")
+        limit = polls_settings.MAX_OPTIONS
+        if len(value) > limit:
+            raise self.invalid(f"A ballot names at most {limit} options.")
         entries = []
         for index, item in enumerate(value, start=1):
             if not isinstance(item, dict) or set(item) != {"option", "score"}:

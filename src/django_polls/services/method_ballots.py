@@ -31,6 +31,7 @@ from django_polls import methods, signals
 from django_polls.changes import announce_change
 from django_polls.methods.base import InvalidBallot, VotingMethod
 from django_polls.models import (
+    TALLY_KEY_LENGTH,
     VOTE_ROW_METHODS,
     Anonymity,
     Ballot,
@@ -164,9 +165,15 @@ def _ballot_of_body(poll_id: int, data: Any) -> tuple[VotingMethod, Any]:
     if method.ballot_field not in data:
         raise InvalidInput({method.ballot_field: ["This field is required."]})
     try:
-        return method, method.parse(data[method.ballot_field])
+        choice = method.parse(data[method.ballot_field])
     except InvalidBallot as exc:
         raise InvalidInput(exc.errors) from exc
+    if method.name not in VOTE_ROW_METHODS and any(
+        len(key) > TALLY_KEY_LENGTH for key in method.tally_keys(choice)
+    ):
+        # Only ids far beyond any poll's options make a key this long (see TALLY_KEY_LENGTH).
+        raise InvalidInput({method.ballot_field: ["This ballot names ids of no option here."]})
+    return method, choice
 
 
 def method_of(name: str) -> VotingMethod:
