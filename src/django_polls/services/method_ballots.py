@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -329,13 +329,19 @@ def move_tallies(poll_id: int, keys: Sequence[str], delta: int) -> None:
     if delta < 0:
         Tally.objects.filter(poll_id=poll_id, key__in=keys).update(ballots=F("ballots") + delta)
         return
+    add_tally_counts(poll_id, dict.fromkeys(keys, delta))
+
+
+#: Rows per upsert of :func:`add_tally_counts` (three parameters each: within SQLite's limit).
+TALLY_ROWS_PER_STATEMENT = 1000
+
+
+def add_tally_counts(poll_id: int, counts: Mapping[str, int]) -> None:
+    """Add ``counts[key]`` (positive) to the poll's count under each key, in key order: upserts
+    of many rows each (a ballot's few keys, or a bulk load's many)."""
     table = connection.ops.quote_name(Tally._meta.db_table)
     poll_column, key_column = column(Tally, "poll"), column(Tally, "key")
     count = column(Tally, "ballots")
-    rows = ", ".join(["(%s, %s, %s)"] * len(keys))
-    params: list[Any] = []
-    for key in keys:
-        params.extend([poll_id, key, delta])
     if connection.vendor == "mysql":
         conflict = f"ON DUPLICATE KEY UPDATE {count} = {count} + VALUES({count})"
     else:
@@ -343,11 +349,19 @@ def move_tallies(poll_id: int, keys: Sequence[str], delta: int) -> None:
             f"ON CONFLICT ({poll_column}, {key_column}) DO UPDATE"
             f" SET {count} = {table}.{count} + excluded.{count}"
         )
+    keys = sorted(key for key, added in counts.items() if added)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} ({poll_column}, {key_column}, {count}) VALUES {rows} {conflict}",
-            params,
-        )
+        for start in range(0, len(keys), TALLY_ROWS_PER_STATEMENT):
+            chunk = keys[start : start + TALLY_ROWS_PER_STATEMENT]
+            params: list[Any] = []
+            for key in chunk:
+                params.extend([poll_id, key, counts[key]])
+            rows = ", ".join(["(%s, %s, %s)"] * len(chunk))
+            cursor.execute(
+                f"INSERT INTO {table} ({poll_column}, {key_column}, {count})"
+                f" VALUES {rows} {conflict}",
+                params,
+            )
 
 
 def ballot_of_method(*, poll_id: int, voter: User, method: str, voted: bool) -> MyBallot:
