@@ -460,6 +460,19 @@ def test_delete_withdraws_a_ranking_and_its_counts(ranked: Poll, voter: Any, ano
     assert voter.post(vote_url(ranked), {"ranking": [ann]}, format="json").status_code == 201
 
 
+def test_a_final_ballot_on_a_closed_poll_is_vote_final_first(
+    make_poll: Callable[..., Poll], voter: Any
+) -> None:
+    final = make_poll(method="ranked", allow_vote_change=False)
+    voter.post(vote_url(final), {"ranking": option_ids(final)}, format="json")
+    expire(final)
+
+    assert_error(
+        voter.put(vote_url(final), {"ranking": option_ids(final)}, format="json"), 409, "vote_final"
+    )
+    assert_error(voter.delete(vote_url(final)), 409, "vote_final")
+
+
 def test_a_closed_poll_keeps_its_rankings(ranked: Poll, voter: Any) -> None:
     voter.post(vote_url(ranked), {"ranking": option_ids(ranked)}, format="json")
     expire(ranked)

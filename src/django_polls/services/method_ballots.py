@@ -195,11 +195,12 @@ def _judge(
     poll: Poll,
     voter: User,
     known: set[int],
-    now: datetime,
+    now: datetime | None,
 ) -> None:
     """The rules of a ballot on ``poll``, in the order their errors are reported (as
     :func:`~django_polls.services.ballots.judge_ballot`): who may vote, the ballot's options and
-    size, the method's own rules, the poll's state."""
+    size, the method's own rules, the poll's state at ``now`` (a change judges it itself, after
+    whether ballots are final: None)."""
     if not ballots._is_member(voter, poll.voter_group_id):
         raise NotEligible()
     field = method.ballot_field
@@ -215,6 +216,8 @@ def _judge(
         method.check(choice, poll=poll)
     except InvalidBallot as exc:
         raise InvalidInput(exc.errors) from exc
+    if now is None:
+        return
     status = poll.status_at(now)
     if status == Status.CLOSED:
         raise PollClosed()
@@ -263,8 +266,8 @@ def _change(
         now = read_poll_clock()
         # Every option of the poll, in id order: whatever the old ballot names is among them.
         known = set(lock_options(Option.objects.filter(poll_id=poll.pk)))
-        _judge(method, choice, named, poll=poll, voter=voter, known=known, now=now)
-        judge_change(poll, now)
+        _judge(method, choice, named, poll=poll, voter=voter, known=known, now=None)
+        judge_change(poll, now)  # vote_final, then the poll's state, as for v1 ballots
         participation = ballots._lock_participation(poll.pk, voter)
         stored = Ballot.objects.filter(poll_id=poll.pk, voter=voter).first()
         if participation is None or stored is None:
