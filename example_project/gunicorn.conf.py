@@ -9,6 +9,7 @@ workers serving config.wsgi, where streams answer 503).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,11 @@ _cores = multiprocessing.cpu_count()
 _default_workers = 1 if _asgi and _sqlite else min((_cores + 1) if _asgi else (2 * _cores + 1), 12)
 workers = int(env("WEB_CONCURRENCY", default="") or _default_workers)
 worker_class = "config.workers.Worker" if _asgi else "sync"
+# Uvicorn workers (uvloop, on libuv) share the listening socket, and each takes every pending
+# connection it can when it wakes: one busy worker can hold requests that an idle one would have
+# taken. With this set, libuv accepts one connection at a time and lets the others in between
+# (measured in docs/performance.md: a shorter tail at concurrency 32).
+os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
 wsgi_app = "config.asgi:application" if _asgi else "config.wsgi:application"
 accesslog = "-"
 timeout = 30

@@ -131,6 +131,26 @@ def test_e012_when_the_voter_policy_is_not_a_callable_that_imports(value: object
     assert ids(DJANGO_POLLS={"VOTER_POLICY": value}) == ["django_polls.E012"]
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"max_size": 0},
+        {"min_size": 9},  # above the default max_size of 8
+        {"timeout": 0},
+        {"timeout": "5"},
+        {"size": 4},
+        [1, 8],
+    ],
+)
+def test_e013_when_the_async_pool_makes_no_sense(value: object) -> None:
+    assert ids(DJANGO_POLLS={"ASYNC_POOL": value}) == ["django_polls.E014"]
+
+
+@pytest.mark.parametrize("value", [None, {"max_size": 16}, {"min_size": 2, "timeout": 0.5}])
+def test_no_error_for_a_sensible_async_pool(value: object) -> None:
+    assert ids(DJANGO_POLLS={"ASYNC_POOL": value}) == []
+
+
 def test_e012_message_names_the_setting() -> None:
     with override_settings(DJANGO_POLLS={"VOTER_POLICY": "no.such.policy"}):
         (message,) = check_settings()

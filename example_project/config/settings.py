@@ -259,6 +259,12 @@ DJANGO_POLLS: dict[str, object] = {
     "MAX_STREAMS": config("MAX_STREAMS", default=1000, cast=int),
     # Of those, how many one client (user, else address) holds (then 429 too_many_client_streams).
     "MAX_STREAMS_PER_CLIENT": config("MAX_STREAMS_PER_CLIENT", default=20, cast=int),
+    # Under ASGI on PostgreSQL, the connections each worker's async vote and results views may
+    # open (django_polls.asgi), beside Django's pool.
+    "ASYNC_POOL": {
+        "min_size": 1,
+        "max_size": config("DATABASE_ASYNC_POOL_SIZE", default=4, cast=int),
+    },
 }
 
 SWAGGER_SETTINGS = {

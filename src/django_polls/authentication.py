@@ -23,6 +23,7 @@ on every database; nothing is shared between processes.
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 import time
 from collections import OrderedDict
@@ -30,7 +31,7 @@ from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models.signals import post_delete, post_save
 from rest_framework.authentication import TokenAuthentication
 
@@ -57,13 +58,74 @@ class CachedTokenAuthentication(TokenAuthentication):
         entry = (self.get_model(), key)
         # Taken before the read, so an entry never outlives max_age after the data it holds.
         now = clock()
-        found = _entries.get(entry)
-        if found is not None and now - found[0] < self.max_age:
-            return copies(found[1], found[2])
+        found = recall(entry, now, self.max_age)
+        if found is not None:
+            return found
         user, token = super().authenticate_credentials(key)
         if self.max_age > 0:
             remember(entry, now, user, token, self.max_entries)
         return copies(user, token)
+
+    async def aauthenticate_credentials(self, key: str) -> tuple[Any, Any] | None:
+        """What :meth:`authenticate_credentials` answers for a token that is valid, read (when it
+        is not remembered) on the event loop's pool; None where DRF's class would refuse it, for
+        the synchronous path to answer exactly as DRF does."""
+        entry = (self.get_model(), key)
+        now = clock()
+        found = recall(entry, now, self.max_age)
+        if found is not None:
+            return found
+        read = await read_token(self.get_model(), key)
+        if read is None:
+            return None
+        user, token = read
+        if self.max_age > 0:
+            remember(entry, now, user, token, self.max_entries)
+        return copies(user, token)
+
+
+async def read_token(model: Any, key: str) -> tuple[Any, Any] | None:
+    """A token and its active user, read in one query on the event loop's pool, as
+    ``TokenAuthentication`` reads them (``select_related("user")``); None for an unknown key or
+    an inactive user."""
+    from django_polls.services import aio
+
+    user_model = model._meta.get_field("user").related_model
+    width = len(model._meta.concrete_fields)
+    row = await aio.fetchone(_token_sql(model), [key])
+    if row is None:
+        return None
+    token = aio.model_from_row(model, row[:width])
+    user = aio.model_from_row(user_model, row[width:])
+    if not user.is_active:
+        return None
+    token.user = user
+    return user, token
+
+
+@functools.cache
+def _token_sql(model: Any) -> str:
+    """A token and its user, every concrete field of each, by the token's key."""
+    user_model = model._meta.get_field("user").related_model
+    user_column = model._meta.get_field("user").column
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    selected = [f"t.{quote(field.column)}" for field in model._meta.concrete_fields]
+    selected += [f"u.{quote(field.column)}" for field in user_model._meta.concrete_fields]
+    return (
+        f"SELECT {', '.join(selected)} FROM {quote(model._meta.db_table)} AS t"
+        f" JOIN {quote(user_model._meta.db_table)} AS u"
+        f" ON u.{quote(user_model._meta.pk.column)} = t.{quote(user_column)}"
+        f" WHERE t.{quote(model._meta.pk.column)} = %s"
+    )
+
+
+def recall(entry: tuple[type[Any], str], now: float, max_age: float) -> tuple[Any, Any] | None:
+    """A request's own copies of the user and token remembered for ``entry``, when read less
+    than ``max_age`` seconds before ``now``."""
+    found = _entries.get(entry)
+    if found is not None and now - found[0] < max_age:
+        return copies(found[1], found[2])
+    return None
 
 
 def copies(user: Any, token: Any) -> tuple[Any, Any]:

@@ -82,7 +82,35 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     errors.extend(_check_methods())
     errors.extend(_check_throttle_rates())
     errors.extend(_check_throttle_cache())
+    errors.extend(_check_async_pool())
     return errors
+
+
+def _check_async_pool() -> list[CheckMessage]:
+    value = conf.get("ASYNC_POOL")
+    if value is None:
+        return []
+    known = set(conf.DEFAULTS["ASYNC_POOL"])
+    sizes = {**conf.DEFAULTS["ASYNC_POOL"], **value} if isinstance(value, dict) else {}
+    timeout = sizes.get("timeout")
+    if (
+        not isinstance(value, dict)
+        or set(value) - known
+        or not all(_is_positive_int(sizes[key]) for key in ("min_size", "max_size"))
+        or sizes["min_size"] > sizes["max_size"]
+        or not isinstance(timeout, (int, float))
+        or isinstance(timeout, bool)
+        or timeout <= 0
+    ):
+        return [
+            Error(
+                "DJANGO_POLLS['ASYNC_POOL'] must be None or a dict of positive integers "
+                "'min_size' <= 'max_size' and a positive number 'timeout' (seconds).",
+                hint=f"Got {value!r}; the default is {conf.DEFAULTS['ASYNC_POOL']!r}.",
+                id="django_polls.E014",
+            )
+        ]
+    return []
 
 
 def _is_positive_int(value: object) -> bool:

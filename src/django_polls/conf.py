@@ -63,6 +63,10 @@ DEFAULTS: dict[str, Any] = {
         "django_polls.methods.ranked.RankedChoice",
         "django_polls.methods.score.ScoreVoting",
     ),
+    # The vote and results views under ASGI on PostgreSQL with psycopg 3 (see
+    # django_polls.async_views): the sizes and wait (seconds) of each event loop's own pool of
+    # connections, which takes nothing from Django's. None runs those views synchronously too.
+    "ASYNC_POOL": {"min_size": 1, "max_size": 8, "timeout": 5.0},
 }
 
 # The columns behind the length settings: a setting above these would let text reach the database
@@ -176,6 +180,13 @@ class PollsSettings:
         if path is None:
             return None
         return import_setting("VOTER_POLICY", path)  # type: ignore[no-any-return]
+
+    @property
+    def ASYNC_POOL(self) -> dict[str, Any] | None:
+        value = get("ASYNC_POOL")
+        if value is None:
+            return None
+        return {**DEFAULTS["ASYNC_POOL"], **value}
 
     @staticmethod
     def _classes(name: str) -> list[type[Any]]:

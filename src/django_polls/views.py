@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
@@ -123,6 +123,26 @@ def other_ballot_fields(data: dict[str, Any]) -> set[str]:
     return (set(data) & methods.ballot_fields()) - {"options"}
 
 
+def has_nul(request: HttpRequest) -> bool:
+    """Whether a header or a cookie of the request holds a NUL character."""
+    headers = (value for key, value in request.META.items() if key.startswith("HTTP_"))
+    return any(
+        isinstance(value, str) and "\x00" in value
+        for value in (*headers, *request.COOKIES.values())
+    )
+
+
+def receipt_answer(receipt: services.Receipt, answer: int) -> Response:
+    """VoteReceiptSerializer's shape, built directly: this is the hottest write of the API. The
+    ballot comes in its method's field (``options``, ``ranking``, ``scores``, ...)."""
+    body = {
+        "poll": receipt.poll,
+        receipt.ballot_field: receipt.options if receipt.ballot is None else receipt.ballot,
+        "created_at": TIMESTAMP.to_representation(receipt.created_at),
+    }
+    return Response(body, status=answer)
+
+
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
     """Whether an ``If-None-Match`` header names ``etag`` (weak comparison, as for GET)."""
     if not if_none_match:
@@ -162,9 +182,7 @@ class PollViewSet(PollViewSetBase):
         # HTTP forbids NUL in a header; a test client or a lax server may pass one on, and the
         # token or session lookup would hand it to PostgreSQL, which refuses it (DataError).
         # Django unquotes cookies, so "\000" in a cookie is a NUL too.
-        headers = (value for key, value in request.META.items() if key.startswith("HTTP_"))
-        cookies = request._request.COOKIES.values()
-        if any(isinstance(value, str) and "\x00" in value for value in (*headers, *cookies)):
+        if has_nul(request._request):
             raise exceptions.ParseError("A request header holds a NUL character.")
         super().initial(request, *args, **kwargs)
         # Once the caller may go on (401 and 403 come first), read the body through Django,
@@ -407,13 +425,7 @@ class PollViewSet(PollViewSetBase):
             receipt = services.change_vote(poll_id=poll_id, voter=voter, option_ids=option_ids)
         else:
             receipt = services.cast_vote(poll_id=poll_id, voter=voter, option_ids=option_ids)
-        # VoteReceiptSerializer's shape, built directly: this is the hottest write of the API.
-        body = {
-            "poll": receipt.poll,
-            receipt.ballot_field: receipt.options if receipt.ballot is None else receipt.ballot,
-            "created_at": TIMESTAMP.to_representation(receipt.created_at),
-        }
-        return Response(body, status=answer)
+        return receipt_answer(receipt, answer)
 
     @schema.document(
         operation_description="Counts and percentages per option, exact as of the last "
@@ -453,11 +465,23 @@ class PollViewSet(PollViewSetBase):
                 for name in carried:
                     setattr(found[0], name, getattr(options[0], name))
         poll, options = found or (self.get_object(), [])  # a poll without options, or a 404
+        return self.results_answer(request, poll, options)
+
+    def results_answer(
+        self,
+        request: Request,
+        poll: Poll,
+        options: Sequence[Option],
+        tallies: Mapping[str, int] | None = None,
+    ) -> Response:
+        """The results action's answer, once the poll and its options are read (and, where the
+        caller read them, the poll's tallies: else its method reads them when it needs them)."""
+        user = request.user
         self.check_object_permissions(request, poll)
         # Before any ETag: a refusal must not tell whether hidden results changed.
         services.check_results_visible(poll=poll, user=user)
         # ResultsSerializer's shape (the same fields, the same order), built directly.
-        body = dataclasses.asdict(services.results_for(poll=poll, options=options))
+        body = dataclasses.asdict(services.results_for(poll=poll, options=options, tallies=tallies))
         # Weak: the tag names the results, not the bytes of one renderer's answer. Results that
         # depend on who asks are for that caller alone: no shared cache may keep them.
         headers = {

@@ -42,6 +42,7 @@ from django_polls.models import (
     choice_limits,
     read_poll_clock,
 )
+from django_polls.services import aio
 from django_polls.services.errors import (
     AlreadyVoted,
     InvalidInput,
@@ -479,15 +480,56 @@ def _cast_vote_in_one_statement(
     # outside one the statement commits on its own.
     scope = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
     with scope, _ballot_cursor() as (cursor, bigint):
-        params = {
-            "namespace": ADVISORY_LOCK_NAMESPACE,
-            "poll": bigint(poll_id),
-            "options": [bigint(option_id) for option_id in ids],
-            "voter": voter_param(voter, bigint),
-            "count": len(ids),
-        }
-        cursor.execute(_ballot_sql(with_poll=with_poll), params)
+        cursor.execute(
+            _ballot_sql(with_poll=with_poll), _ballot_params(poll_id, voter, ids, bigint)
+        )
         row = cursor.fetchone()
+    stamp, poll_values = _ballot_outcome(row, ids)
+    if not with_poll:
+        return stamp, None
+    fields = [field.attname for field in Poll._meta.concrete_fields]
+    return stamp, Poll.from_db(connection.alias, fields, poll_values)
+
+
+async def acast_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) -> Receipt:
+    """:func:`cast_vote` on PostgreSQL for the async views: the same statement, on a connection
+    of the event loop's pool (:mod:`~django_polls.services.aio`), in autocommit.
+
+    For callers that checked that nothing else must run around a ballot: no ``VOTER_POLICY``
+    and no receivers of ``vote_cast`` (:func:`runs_alone`).
+    """
+    from psycopg.types.numeric import Int8
+
+    ids = distinct_ids(option_ids)
+    try:
+        row = await aio.fetchone(_ballot_sql(), _ballot_params(poll_id, voter, ids, Int8))
+    except IntegrityError as exc:
+        raise _ballot_refusal(exc, ids) from exc
+    stamp, _ = _ballot_outcome(row, ids)
+    return Receipt(poll=poll_id, options=ids, created_at=stamp)
+
+
+def runs_alone() -> bool:
+    """Whether a ballot is the ballot statement alone: no ``VOTER_POLICY`` to ask before it and
+    no receiver of ``vote_cast`` to call after it."""
+    return polls_settings.VOTER_POLICY is None and not signals.vote_cast.has_listeners(Poll)
+
+
+def _ballot_params(
+    poll_id: int, voter: User, ids: Sequence[int], bigint: Callable[[int], Any]
+) -> dict[str, Any]:
+    return {
+        "namespace": ADVISORY_LOCK_NAMESPACE,
+        "poll": bigint(poll_id),
+        "options": [bigint(option_id) for option_id in ids],
+        "voter": voter_param(voter, bigint),
+        "count": len(ids),
+    }
+
+
+def _ballot_outcome(row: Sequence[Any] | None, ids: Sequence[int]) -> tuple[datetime, list[Any]]:
+    """The ballot statement's timestamp and (when asked for) the poll's values; raises what the
+    rules said when it stored nothing."""
     if row is None:
         raise Poll.DoesNotExist()
     (stamp, allows_multiple, status, eligible, secret, low, high, prior, repeated, known) = row[:10]
@@ -508,10 +550,7 @@ def _cast_vote_in_one_statement(
         # The rules passed on the statement's snapshot, and another ballot of the voter's,
         # committed meanwhile, used up what the poll allows them.
         raise AlreadyVoted()
-    if not with_poll:
-        return stamp, None
-    fields = [field.attname for field in Poll._meta.concrete_fields]
-    return stamp, Poll.from_db(connection.alias, fields, poll_values)
+    return stamp, poll_values
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.db import connection, transaction
@@ -30,6 +30,7 @@ from django_polls.models import (
     Vote,
     VoterCount,
 )
+from django_polls.services import aio
 from django_polls.services.locks import lock_poll
 from django_polls.services.sql import column, poll_columns, voter_param
 from django_polls.services.visibility import VOTED_ATTRIBUTE
@@ -46,7 +47,12 @@ class Drift:
     actual: int
 
 
-def results_for(*, poll: Poll, options: Sequence[Option] | None = None) -> Any:
+def results_for(
+    *,
+    poll: Poll,
+    options: Sequence[Option] | None = None,
+    tallies: Mapping[str, int] | None = None,
+) -> Any:
     """The poll's results body (a dataclass), read by its method from the stored counts:
     O(options) for single and multiple, O(counts) for the others, never O(ballots).
 
@@ -54,7 +60,9 @@ def results_for(*, poll: Poll, options: Sequence[Option] | None = None) -> Any:
     then be prefetched (``Poll.objects.for_listing()``). The number of voters is the one read
     with the poll (:func:`poll_with_options`), else read here from its voter counts. Single and
     multiple answer :class:`Results`; other methods add their own fields (see
-    :meth:`django_polls.methods.base.VotingMethod.results`).
+    :meth:`django_polls.methods.base.VotingMethod.results`), from the poll's tallies: ``tallies``
+    where the caller read them (the async view, :func:`atallies_of`), else read here when the
+    method asks for them.
 
     Who may see them is :func:`~django_polls.services.visibility.may_see_results`' to say.
     """
@@ -65,7 +73,7 @@ def results_for(*, poll: Poll, options: Sequence[Option] | None = None) -> Any:
         poll=poll,
         options=options,
         total_voters=total_voters(poll_id=poll.pk) if voters is None else int(voters),
-        read_tallies=lambda: tallies_of(poll_id=poll.pk),
+        read_tallies=functools.partial(_given_or_read, tallies, poll.pk),
     )
     try:
         method = methods.get_method(poll.method)
@@ -75,9 +83,25 @@ def results_for(*, poll: Poll, options: Sequence[Option] | None = None) -> Any:
     return method.results(counts)
 
 
+def _given_or_read(tallies: Mapping[str, int] | None, poll_id: int) -> Mapping[str, int]:
+    return tallies_of(poll_id=poll_id) if tallies is None else tallies
+
+
 def tallies_of(*, poll_id: int) -> dict[str, int]:
     """The poll's counts by key (:class:`~django_polls.models.Tally`): one query."""
     return dict(Tally.objects.filter(poll_id=poll_id).values_list("key", "ballots"))
+
+
+async def atallies_of(*, poll_id: int) -> dict[str, int]:
+    """:func:`tallies_of` on PostgreSQL for the async views, on the event loop's pool."""
+    return dict(await aio.fetchall(_tallies_sql(), [poll_id]))
+
+
+@functools.cache
+def _tallies_sql() -> str:
+    table = connection.ops.quote_name(Tally._meta.db_table)
+    key, count = column(Tally, "key"), column(Tally, "ballots")
+    return f"SELECT {key}, {count} FROM {table} WHERE {column(Tally, 'poll')} = %s"
 
 
 def total_voters(*, poll_id: int) -> int:
@@ -106,22 +130,51 @@ def poll_with_options(*, poll_id: int, voter: Any = None) -> tuple[Poll, list[Op
     else None) took part in it, which :func:`results_for` and
     :func:`~django_polls.services.visibility.may_see_results` then use.
     """
-    voter_id = voter_param(voter) if voter is not None and voter.is_authenticated else None
-    rows = list(Poll.objects.raw(_poll_with_options_sql(), [poll_id, poll_id, voter_id, poll_id]))
+    rows = list(
+        Poll.objects.raw(_poll_with_options_sql(), _poll_with_options_params(poll_id, voter))
+    )
     if not rows:
         return None
     # Databases without a boolean type answer EXISTS with 0 or 1.
     setattr(rows[0], VOTED_ATTRIBUTE, bool(getattr(rows[0], VOTED_ATTRIBUTE)))
-    options = [
+    return rows[0], _options_of(poll_id, map(vars, rows))
+
+
+async def apoll_with_options(
+    *, poll_id: int, voter: Any = None
+) -> tuple[Poll, list[Option]] | None:
+    """:func:`poll_with_options` on PostgreSQL for the async views: the same query, on a
+    connection of the event loop's pool (:mod:`~django_polls.services.aio`)."""
+    rows = await aio.fetchall(_poll_with_options_sql(), _poll_with_options_params(poll_id, voter))
+    if not rows:
+        return None
+    width = len(Poll._meta.concrete_fields)
+    poll = aio.model_from_row(Poll, rows[0][:width])
+    extra = [CLOCK_ATTRIBUTE, VOTERS_ATTRIBUTE, VOTED_ATTRIBUTE]
+    for name, value in zip(extra, rows[0][width:], strict=False):
+        setattr(poll, name, value)
+    names = ["option_id", "option_text", "option_votes"]
+    return poll, _options_of(poll_id, (dict(zip(names, row[-3:], strict=True)) for row in rows))
+
+
+async def apoll_exists(*, poll_id: int) -> bool:
+    """Whether the poll exists, read on the event loop's pool."""
+    table = connection.ops.quote_name(Poll._meta.db_table)
+    return await aio.fetchone(f"SELECT 1 FROM {table} WHERE id = %s", [poll_id]) is not None
+
+
+def _poll_with_options_params(poll_id: int, voter: Any) -> list[Any]:
+    voter_id = voter_param(voter) if voter is not None and voter.is_authenticated else None
+    return [poll_id, poll_id, voter_id, poll_id]
+
+
+def _options_of(poll_id: int, rows: Iterable[dict[str, Any]]) -> list[Option]:
+    return [
         Option(
-            id=extra["option_id"],
-            poll_id=poll_id,
-            text=extra["option_text"],
-            votes=extra["option_votes"],
+            id=row["option_id"], poll_id=poll_id, text=row["option_text"], votes=row["option_votes"]
         )
-        for extra in map(vars, rows)
+        for row in rows
     ]
-    return rows[0], options
 
 
 @functools.cache
