@@ -31,7 +31,7 @@ def tallies(poll: Poll) -> dict[str, int]:
     return {
         key: count
         for key, count in Tally.objects.filter(poll=poll).values_list("key", "ballots")
-        if count
+        if count and not key.startswith("#")  # the app's own: counts of changes
     }
 
 

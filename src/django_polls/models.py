@@ -539,11 +539,27 @@ class Ballot(models.Model):
 TALLY_KEY_LENGTH = 512
 
 
+#: How many tallies of each poll count its changes (ballots cast, changed, withdrawn, counts
+#: repaired), a change adding one to the tally of its participation's id modulo this number.
+CHANGE_STRIPES = 8
+#: The keys of those tallies. Keys of the app start with "#": no method's keys may.
+CHANGE_KEYS = tuple(f"#changes/{stripe}" for stripe in range(CHANGE_STRIPES))
+
+
+def change_key(stripe_of: int) -> str:
+    """The key of the tally that counts a change by the participation (or stripe) ``stripe_of``."""
+    return CHANGE_KEYS[stripe_of % CHANGE_STRIPES]
+
+
 class Tally(models.Model):
     """A count kept for a poll as ballots are stored, under a key its method chooses: per
     distinct ranking (ranked: ``"22,21,23"``), per option and score (score: ``"21:4"``). Kept by
     the services in the transaction of each ballot, change and retraction, so results read
-    counts, never ballot rows; checked and repaired by ``polls_recount``."""
+    counts, never ballot rows; checked and repaired by ``polls_recount``.
+
+    The app's own keys start with ``#``: :data:`CHANGE_KEYS` count the poll's changes, so their
+    sum names one state of the poll's counts (results computed for it stay true until it
+    moves)."""
 
     poll = models.ForeignKey(
         Poll,

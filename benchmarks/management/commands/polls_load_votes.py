@@ -57,6 +57,7 @@ from django_polls.models import (
     Poll,
     Vote,
     VoterCount,
+    change_key,
     choice_limits,
 )
 from django_polls.services import locks, method_ballots
@@ -431,6 +432,7 @@ def _load_ballots(
             votes=F("votes")
             + Case(*(When(pk=pk, then=Value(n)) for pk, n in added.items()), default=0)
         )
+    keys[change_key(0)] += 1  # a new state of the poll's counts
     method_ballots.add_tally_counts(poll.pk, keys)
 
 

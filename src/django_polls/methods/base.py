@@ -26,12 +26,19 @@ ballot whole and keeps :class:`~django_polls.models.Tally` rows.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, cast
 
 from django_polls.models import Option, Poll
+
+T = TypeVar("T")
+
+#: Tally keys of the app's own start with this; no method's may.
+APP_KEY_PREFIX = "#"
+#: The keys of the tallies that count a poll's changes (:data:`django_polls.models.CHANGE_KEYS`).
+CHANGE_PREFIX = "#changes/"
 
 
 class InvalidBallot(Exception):
@@ -68,7 +75,11 @@ class Results:
 
 class Counts:
     """What a method's results are read from: the poll, its options in their order (with their
-    ``votes``), its number of voters, and its tallies, read (one query) when first asked for."""
+    ``votes``), its number of voters, and its tallies, read (one query) when first asked for.
+
+    ``read_tallies`` answers every tally of the poll, the app's own (keys starting with ``#``)
+    included; ``read_version`` the sum of its change tallies, one small query, and ``memo`` a
+    mapping where :meth:`memoized` keeps what was computed for each state of the counts."""
 
     def __init__(
         self,
@@ -77,16 +88,55 @@ class Counts:
         options: Sequence[Option],
         total_voters: int,
         read_tallies: Callable[[], Mapping[str, int]],
+        read_version: Callable[[], int] | None = None,
+        memo: MutableMapping[Any, Any] | None = None,
     ) -> None:
         self.poll = poll
         self.options = list(options)
         self.total_voters = total_voters
         self._read_tallies = read_tallies
+        self._read_version = read_version
+        self._memo = memo
+
+    @cached_property
+    def _all_tallies(self) -> Mapping[str, int]:
+        return self._read_tallies()
 
     @cached_property
     def tallies(self) -> Mapping[str, int]:
         """The poll's counts by key (see :meth:`VotingMethod.tally_keys`), zeros left out."""
-        return {key: count for key, count in self._read_tallies().items() if count}
+        return {
+            key: count
+            for key, count in self._all_tallies.items()
+            if count and not key.startswith(APP_KEY_PREFIX)
+        }
+
+    def memoized(self, name: str, compute: Callable[[Mapping[str, int]], T]) -> T:
+        """``compute(tallies)``, computed once per state of the poll's counts (and of its
+        options), not once per reader: where the app keeps a memo, a reader of a state already
+        computed reads one small query (the poll's count of changes) and not its tallies.
+        ``compute`` must depend on the tallies and the poll's options alone."""
+        if self._memo is None or self._read_version is None:
+            return compute(self.tallies)
+        # The poll's creation time too: an id a database hands out again (after a rollback, a
+        # restart of MySQL) names another poll.
+        identity = (
+            self.poll.pk,
+            self.poll.created_at,
+            name,
+            tuple(option.pk for option in self.options),
+        )
+        if "_all_tallies" not in self.__dict__:
+            found = self._memo.get((*identity, self._read_version()))
+            if found is not None:
+                return cast("T", found)
+        # The state the tallies were read in: their own change tallies, read with them.
+        version = sum(
+            count for key, count in self._all_tallies.items() if key.startswith(CHANGE_PREFIX)
+        )
+        value = compute(self.tallies)
+        self._memo[(*identity, version)] = value
+        return value
 
     @cached_property
     def summary(self) -> Results:
@@ -146,14 +196,16 @@ class VotingMethod:
         once its options are known to be the poll's; raise :class:`InvalidBallot`."""
 
     def tally_keys(self, choice: Any) -> list[str]:
-        """The keys (at most 512 characters each) of the poll's counts that this ballot adds one
-        to, each once; a change or retraction takes one from the same keys."""
+        """The keys (at most 512 characters each, not starting with ``#``, the app's own) of the
+        poll's counts that this ballot adds one to, each once; a change or retraction takes one
+        from the same keys."""
         raise NotImplementedError
 
     def results(self, counts: Counts) -> Any:
         """The results body, as a dataclass (encoded field by field, in order): start from
         ``counts.summary``'s fields and add the method's own. Read ``counts.tallies``, never
-        ballots."""
+        ballots; where that is costly (many distinct keys), compute it with
+        ``counts.memoized(name, compute)``, once per state of the counts."""
         raise NotImplementedError
 
     def to_json(self, choice: Any) -> Any:

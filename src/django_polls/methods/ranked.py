@@ -196,14 +196,10 @@ class RankedChoice(VotingMethod):
 
     def results(self, counts: Counts) -> RankedResults:
         summary = counts.summary
-        rankings: Counter[tuple[int, ...]] = Counter()
-        for key, count in counts.tallies.items():
-            rankings[parse_ranking_key(key)] += count
-        first: Counter[int] = Counter()
-        for ranking, count in rankings.items():
-            if ranking:
-                first[ranking[0]] += count
-        runoff = instant_runoff(rankings, [option.id for option in summary.options])
+        order = [option.id for option in summary.options]
+        # The rounds cost about the number of distinct rankings: computed once per state of the
+        # poll's counts, not once per reader.
+        first, ballots, runoff = counts.memoized("runoff", lambda tallies: _count(tallies, order))
         return RankedResults(
             poll=summary.poll,
             method=summary.method,
@@ -211,11 +207,26 @@ class RankedChoice(VotingMethod):
             total_votes=summary.total_votes,
             total_voters=summary.total_voters,
             options=[
-                RankedOptionResult(**dataclasses.asdict(option), first_choices=first[option.id])
+                RankedOptionResult(
+                    **dataclasses.asdict(option), first_choices=first.get(option.id, 0)
+                )
                 for option in summary.options
             ],
-            ballots=sum(rankings.values()),
+            ballots=ballots,
             rounds=runoff.rounds,
             winner=runoff.winner,
             tied=runoff.tied,
         )
+
+
+def _count(tallies: Mapping[str, int], order: Sequence[int]) -> tuple[dict[int, int], int, Runoff]:
+    """First choices per option, the number of ballots and the runoff, from the count of each
+    distinct ranking."""
+    rankings: Counter[tuple[int, ...]] = Counter()
+    for key, count in tallies.items():
+        rankings[parse_ranking_key(key)] += count
+    first: Counter[int] = Counter()
+    for ranking, count in rankings.items():
+        if ranking:
+            first[ranking[0]] += count
+    return dict(first), sum(rankings.values()), instant_runoff(rankings, order)

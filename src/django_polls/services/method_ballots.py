@@ -29,7 +29,7 @@ from django.db.models import F, QuerySet
 
 from django_polls import methods, signals
 from django_polls.changes import announce_change
-from django_polls.methods.base import InvalidBallot, VotingMethod
+from django_polls.methods.base import APP_KEY_PREFIX, InvalidBallot, VotingMethod
 from django_polls.models import (
     TALLY_KEY_LENGTH,
     VOTE_ROW_METHODS,
@@ -41,6 +41,7 @@ from django_polls.models import (
     Poll,
     Status,
     Tally,
+    change_key,
     read_poll_clock,
 )
 from django_polls.services import ballots
@@ -169,7 +170,8 @@ def _ballot_of_body(poll_id: int, data: Any) -> tuple[VotingMethod, Any]:
     except InvalidBallot as exc:
         raise InvalidInput(exc.errors) from exc
     if method.name not in VOTE_ROW_METHODS and any(
-        len(key) > TALLY_KEY_LENGTH for key in method.tally_keys(choice)
+        len(key) > TALLY_KEY_LENGTH or key.startswith(APP_KEY_PREFIX)
+        for key in method.tally_keys(choice)
     ):
         # Only ids far beyond any poll's options make a key this long (see TALLY_KEY_LENGTH).
         raise InvalidInput({method.ballot_field: ["This ballot names ids of no option here."]})
@@ -253,7 +255,7 @@ def _cast(
         if not secret:  # a secret poll keeps the counts alone
             Ballot.objects.create(poll_id=poll.pk, voter=voter, choice=choice, created_at=now)
         Option.objects.filter(pk__in=list(named)).update(votes=F("votes") + 1)
-        move_tallies(poll.pk, method.tally_keys(choice), +1)
+        move_tallies(poll.pk, method.tally_keys(choice), +1, change=participation.pk)
         announce_change(poll_id=poll.pk)
     return poll, now
 
@@ -275,7 +277,7 @@ def _change(
         previous = method.options_named(stored.choice)
         _uncount(poll.pk, method, stored.choice)
         Option.objects.filter(pk__in=list(named)).update(votes=F("votes") + 1)
-        move_tallies(poll.pk, method.tally_keys(choice), +1)
+        move_tallies(poll.pk, method.tally_keys(choice), +1, change=participation.pk)
         Ballot.objects.filter(pk=stored.pk).update(choice=choice, created_at=now)
         Participation.objects.filter(pk=participation.pk).update(choices=len(named))
         BallotChange.objects.create(
@@ -301,7 +303,7 @@ def retract_ballot(*, poll: Poll, voter: User) -> list[int]:
     stored = Ballot.objects.filter(poll_id=poll.pk, voter=voter).first()
     if participation is None or stored is None:
         raise NotVoted()
-    _uncount(poll.pk, method, stored.choice)
+    _uncount(poll.pk, method, stored.choice, change=participation.pk)
     Ballot.objects.filter(pk=stored.pk).delete()
     Participation.objects.filter(pk=participation.pk).delete()
     count_voter(poll.pk, participation.pk, -1)
@@ -317,22 +319,28 @@ def retract_ballot(*, poll: Poll, voter: User) -> list[int]:
     return sorted(method.options_named(stored.choice))
 
 
-def _uncount(poll_id: int, method: VotingMethod, choice: Any) -> None:
+def _uncount(poll_id: int, method: VotingMethod, choice: Any, *, change: int | None = None) -> None:
     """Take a stored ballot out of the counts: its options' votes and its tallies."""
     Option.objects.filter(pk__in=method.options_named(choice)).update(votes=F("votes") - 1)
-    move_tallies(poll_id, method.tally_keys(choice), -1)
+    move_tallies(poll_id, method.tally_keys(choice), -1, change=change)
 
 
-def move_tallies(poll_id: int, keys: Sequence[str], delta: int) -> None:
-    """Add ``delta`` (+1 or -1) to the poll's count under each key, in key order. Adding is one
-    upsert (the rows need not exist); taking away leaves rows at 0, which results skip."""
+def move_tallies(
+    poll_id: int, keys: Sequence[str], delta: int, *, change: int | None = None
+) -> None:
+    """Add ``delta`` (+1 or -1) to the poll's count under each key, in key order, and, with
+    ``change`` (the participation's id), one to the poll's count of changes in that
+    participation's stripe. Adding is one upsert (the rows need not exist); taking away leaves
+    rows at 0, which results skip."""
     keys = sorted(set(keys))
-    if not keys:
-        return
+    added: dict[str, int] = {} if change is None else {change_key(change): 1}
     if delta < 0:
-        Tally.objects.filter(poll_id=poll_id, key__in=keys).update(ballots=F("ballots") + delta)
-        return
-    add_tally_counts(poll_id, dict.fromkeys(keys, delta))
+        if keys:
+            Tally.objects.filter(poll_id=poll_id, key__in=keys).update(ballots=F("ballots") + delta)
+    else:
+        added.update(dict.fromkeys(keys, delta))
+    if added:
+        add_tally_counts(poll_id, added)
 
 
 #: Rows per upsert of :func:`add_tally_counts` (three parameters each: within SQLite's limit).
@@ -444,7 +452,11 @@ def _drift_of(poll_id: int, method: VotingMethod) -> list[BallotDrift]:
         .values_list("pk", "votes")
         if stored != votes[option_id]
     ]
-    stored_keys = dict(Tally.objects.filter(poll_id=poll_id).values_list("key", "ballots"))
+    stored_keys = {
+        key: count
+        for key, count in Tally.objects.filter(poll_id=poll_id).values_list("key", "ballots")
+        if not key.startswith(APP_KEY_PREFIX)  # the app's own, counting changes
+    }
     for key in sorted(set(stored_keys) | set(keys)):
         if stored_keys.get(key, 0) != keys[key]:
             drift.append(
@@ -475,6 +487,7 @@ def repair_ballot_counts(*, poll_ids: Iterable[int] | None = None) -> list[Ballo
                         poll_id=poll_id, key=drift.key, defaults={"ballots": drift.actual}
                     )
             if drifts:
+                add_tally_counts(poll_id, {change_key(0): 1})  # a new state of the counts
                 announce_change(poll_id=poll_id)
             repaired.extend(drifts)
     return repaired

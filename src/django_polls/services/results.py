@@ -3,6 +3,7 @@ and repair those counters."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,6 +21,7 @@ from django_polls.methods.base import OptionResult as OptionResult
 from django_polls.methods.base import Results as Results
 from django_polls.methods.base import percentage as percentage
 from django_polls.models import (
+    CHANGE_KEYS,
     CLOCK_ATTRIBUTE,
     VOTE_ROW_METHODS,
     Anonymity,
@@ -74,6 +76,9 @@ def results_for(
         options=options,
         total_voters=total_voters(poll_id=poll.pk) if voters is None else int(voters),
         read_tallies=functools.partial(_given_or_read, tallies, poll.pk),
+        # Where the caller read the tallies, the state they were read in is known with them.
+        read_version=functools.partial(changes_of, poll_id=poll.pk) if tallies is None else None,
+        memo=RESULTS_MEMO,
     )
     try:
         method = methods.get_method(poll.method)
@@ -83,12 +88,41 @@ def results_for(
     return method.results(counts)
 
 
+class Memo(collections.OrderedDict[Any, Any]):
+    """What methods computed for a state of a poll's counts (:meth:`Counts.memoized`), the
+    newest ``size`` entries. Per process, yet never out of date: an entry is found only by the
+    state it was computed for (the poll's count of changes, read with the counts), so every
+    process answers a state alike."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+#: The memo of this process's results.
+RESULTS_MEMO = Memo(256)
+
+
+def changes_of(*, poll_id: int) -> int:
+    """The poll's count of changes to its tallies (:data:`~django_polls.models.CHANGE_KEYS`):
+    one query through the unique (poll, key) index, a few rows."""
+    found = Tally.objects.filter(poll_id=poll_id, key__in=CHANGE_KEYS).aggregate(n=Sum("ballots"))
+    return int(found["n"] or 0)
+
+
 def _given_or_read(tallies: Mapping[str, int] | None, poll_id: int) -> Mapping[str, int]:
     return tallies_of(poll_id=poll_id) if tallies is None else tallies
 
 
 def tallies_of(*, poll_id: int) -> dict[str, int]:
-    """The poll's counts by key (:class:`~django_polls.models.Tally`): one query."""
+    """The poll's counts by key (:class:`~django_polls.models.Tally`), the app's own (``#``)
+    among them: one query."""
     return dict(Tally.objects.filter(poll_id=poll_id).values_list("key", "ballots"))
 
 
