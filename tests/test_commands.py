@@ -192,13 +192,24 @@ def test_ranked_and_score_counts_are_checked_against_their_ballots(
     assert services.results_for(poll=scored).options[0].distribution == [0, 0, 1, 0, 1, 0]
 
 
-def test_secret_polls_are_listed_as_unchecked(
+def test_secret_polls_say_what_was_checked(
     make_poll: Callable[..., Poll], make_user: Callable[..., Any]
 ) -> None:
-    poll = make_poll(method="ranked", anonymity="secret")
-    services.cast_ballot(poll_id=poll.pk, voter=make_user(), data={"ranking": ids(poll)})
+    single = make_poll(anonymity="secret")
+    ranked = make_poll(method="ranked", anonymity="secret")
+    a, b = ids(ranked)
+    for ranking in ([a, b], [b]):
+        services.cast_ballot(poll_id=ranked.pk, voter=make_user(), data={"ranking": ranking})
 
     assert recount().splitlines() == [
-        f"poll {poll.pk} is secret: it keeps no ballots, so its counts cannot be checked.",
+        f"poll {single.pk} is secret: it keeps no ballots, so its counts cannot be checked.",
+        f"poll {ranked.pk} is secret: it keeps no ballots; its options' votes were checked "
+        "against its tallies, which nothing can check.",
         "No drift: every count matches its vote rows.",
     ]
+    # An option's votes that its tallies do not add up to: found, and set from the tallies.
+    Option.objects.filter(pk=a).update(votes=5)
+    with pytest.raises(CommandError):
+        recount()
+    assert recount("--fix").splitlines()[0] == f"poll {ranked.pk} option {a}: stored 5, tallies 1"
+    assert counters(ranked) == [1, 2]

@@ -201,6 +201,13 @@ class VotingMethod:
         from the same keys."""
         raise NotImplementedError
 
+    def options_of_key(self, key: str) -> list[int] | None:
+        """The options a tally key counts a ballot for, where each ballot's keys name each of its
+        options once in all (a ranking names them all, an option and score one): then the
+        options' votes can be checked against the tallies alone, on secret polls too, which keep
+        no ballots. None (the default): the keys do not say."""
+        return None
+
     def results(self, counts: Counts) -> Any:
         """The results body, as a dataclass (encoded field by field, in order): start from
         ``counts.summary``'s fields and add the method's own. Read ``counts.tallies``, never

@@ -194,6 +194,9 @@ class RankedChoice(VotingMethod):
     def tally_keys(self, choice: list[int]) -> list[str]:
         return [ranking_key(choice)]
 
+    def options_of_key(self, key: str) -> list[int] | None:
+        return list(parse_ranking_key(key))
+
     def results(self, counts: Counts) -> RankedResults:
         summary = counts.summary
         order = [option.id for option in summary.options]

@@ -116,6 +116,10 @@ class ScoreVoting(VotingMethod):
     def tally_keys(self, choice: list[dict[str, int]]) -> list[str]:
         return [score_key(entry["option"], entry["score"]) for entry in choice]
 
+    def options_of_key(self, key: str) -> list[int] | None:
+        option, _, _ = key.partition(":")
+        return [int(option)] if option.isdigit() else None
+
     def results(self, counts: Counts) -> ScoreResults:
         summary = counts.summary
         high = counts.poll.max_score or DEFAULT_MAX_SCORE

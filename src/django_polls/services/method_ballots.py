@@ -398,14 +398,16 @@ def ballot_of_method(*, poll_id: int, voter: User, method: str, voted: bool) -> 
 
 @dataclasses.dataclass(frozen=True)
 class BallotDrift:
-    """A count of a poll whose ballots are stored whole that differs from its ballots: an
-    option's ``votes`` (``option`` set) or a tally (``key`` set)."""
+    """A count of a poll whose ballots are stored whole that differs from what it counts: an
+    option's ``votes`` (``option`` set) or a tally (``key`` set), against the poll's ballots, or
+    on a secret poll (``source`` "tallies") an option's votes against its tallies."""
 
     poll_id: int
     stored: int
     actual: int
     option_id: int | None = None
     key: str | None = None
+    source: str = "ballots"
 
 
 def _method_polls(poll_ids: Iterable[int] | None) -> QuerySet[Poll]:
@@ -413,28 +415,74 @@ def _method_polls(poll_ids: Iterable[int] | None) -> QuerySet[Poll]:
     return polls if poll_ids is None else polls.filter(pk__in=list(poll_ids))
 
 
-def unchecked_polls(*, poll_ids: Iterable[int] | None = None) -> list[int]:
-    """Secret polls of every method: they keep the counts and no ballots, so nothing can check
-    the counts (a secret poll's participations say only that a voter took part)."""
+def unchecked_polls(*, poll_ids: Iterable[int] | None = None) -> list[tuple[int, bool]]:
+    """Secret polls of every method, each with whether its options' votes are checked against
+    its tallies: they keep the counts and no ballots, so nothing checks the tallies themselves
+    (a secret poll's participations say only that a voter took part), nor a single or multiple
+    poll's counters."""
     polls = Poll.objects.filter(anonymity=Anonymity.SECRET).order_by("pk")
     if poll_ids is not None:
         polls = polls.filter(pk__in=list(poll_ids))
-    return list(polls.values_list("pk", flat=True))
+    return [
+        (poll_id, _keys_tell_options(name)) for poll_id, name in polls.values_list("pk", "method")
+    ]
+
+
+def _keys_tell_options(name: str) -> bool:
+    """Whether the method's tally keys say which options they count (on a probe key)."""
+    if name in VOTE_ROW_METHODS:
+        return False
+    try:
+        method = methods.get_method(name)
+    except methods.UnknownMethod:
+        return False
+    return type(method).options_of_key is not VotingMethod.options_of_key
 
 
 def find_ballot_drift(*, poll_ids: Iterable[int] | None = None) -> list[BallotDrift]:
-    """The counts of polls whose ballots are stored whole (not secret ones) that differ from
-    what their ballots add up to: each option's votes, and each tally of the poll's method.
-    Reads every ballot of those polls, once (it is a check, not a request's path)."""
+    """The counts of polls whose ballots are stored whole that differ from what their ballots
+    add up to (each option's votes, and each tally of the poll's method), and on secret polls,
+    which keep no ballots, the options' votes that differ from their tallies (where the method's
+    keys say which options they count). Reads every ballot of those polls, once (it is a check,
+    not a request's path)."""
     found: list[BallotDrift] = []
-    polls = _method_polls(poll_ids).exclude(anonymity=Anonymity.SECRET)
-    for poll_id, name in polls.values_list("pk", "method"):
+    for poll_id, name, anonymity in _method_polls(poll_ids).values_list(
+        "pk", "method", "anonymity"
+    ):
         try:
             method = methods.get_method(name)
         except methods.UnknownMethod:
             continue  # the site no longer lists it: nothing says what its ballots count
-        found.extend(_drift_of(poll_id, method))
+        if anonymity == Anonymity.SECRET:
+            found.extend(_votes_against_tallies(poll_id, method))
+        else:
+            found.extend(_drift_of(poll_id, method))
     return found
+
+
+def _votes_against_tallies(poll_id: int, method: VotingMethod) -> list[BallotDrift]:
+    votes: Counter[int] = Counter()
+    for key, count in Tally.objects.filter(poll_id=poll_id).values_list("key", "ballots"):
+        if key.startswith(APP_KEY_PREFIX):
+            continue
+        named = method.options_of_key(key)
+        if named is None:
+            return []  # the keys do not say: nothing to check
+        for option_id in set(named):
+            votes[option_id] += count
+    return [
+        BallotDrift(
+            poll_id=poll_id,
+            option_id=option_id,
+            stored=stored,
+            actual=votes[option_id],
+            source="tallies",
+        )
+        for option_id, stored in Option.objects.filter(poll_id=poll_id)
+        .order_by("order", "pk")
+        .values_list("pk", "votes")
+        if stored != votes[option_id]
+    ]
 
 
 def _drift_of(poll_id: int, method: VotingMethod) -> list[BallotDrift]:
@@ -478,7 +526,12 @@ def repair_ballot_counts(*, poll_ids: Iterable[int] | None = None) -> list[Ballo
                 poll = lock_poll(poll_id, exclusive=True)
             except Poll.DoesNotExist:
                 continue
-            drifts = _drift_of(poll_id, methods.get_method(poll.method))
+            method = methods.get_method(poll.method)
+            drifts = (
+                _votes_against_tallies(poll_id, method)
+                if poll.anonymity == Anonymity.SECRET
+                else _drift_of(poll_id, method)
+            )
             for drift in drifts:
                 if drift.option_id is not None:
                     Option.objects.filter(pk=drift.option_id).update(votes=drift.actual)

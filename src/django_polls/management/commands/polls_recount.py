@@ -12,9 +12,10 @@ class Command(BaseCommand):
         "Compare every stored count with what it counts and report the drift: each option's "
         "votes with its vote rows (single and multiple polls) or with the ballots that name it "
         "(ranked, score and other methods, whose tallies are checked against their ballots "
-        "too). Secret polls keep no ballots, so their counts cannot be checked; they are "
-        "listed. With --fix, set the drifting counts to what they count. Exits with status 1 "
-        "when drift was found and not fixed."
+        "too). Secret polls keep no ballots: on ranked and score ones the options' votes are "
+        "checked against the tallies, which nothing can check; every secret poll is listed, "
+        "with what was checked. With --fix, set the drifting counts to what they count. Exits "
+        "with status 1 when drift was found and not fixed."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -50,12 +51,19 @@ class Command(BaseCommand):
             )
             self.stdout.write(
                 f"poll {ballot_drift.poll_id} {what}: "
-                f"stored {ballot_drift.stored}, ballots {ballot_drift.actual}"
+                f"stored {ballot_drift.stored}, {ballot_drift.source} {ballot_drift.actual}"
             )
-        for poll_id in services.unchecked_polls(poll_ids=polls):
-            self.stdout.write(
-                f"poll {poll_id} is secret: it keeps no ballots, so its counts cannot be checked."
-            )
+        for poll_id, by_tallies in services.unchecked_polls(poll_ids=polls):
+            if by_tallies:
+                self.stdout.write(
+                    f"poll {poll_id} is secret: it keeps no ballots; its options' votes were "
+                    "checked against its tallies, which nothing can check."
+                )
+            else:
+                self.stdout.write(
+                    f"poll {poll_id} is secret: it keeps no ballots, so its counts cannot be "
+                    "checked."
+                )
         drifted = len(found) + len(by_ballots)
         if not drifted:
             self.stdout.write(self.style.SUCCESS("No drift: every count matches its vote rows."))
