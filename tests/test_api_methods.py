@@ -13,10 +13,12 @@ import pytest
 from django.contrib.auth.models import Group
 from django.test import override_settings
 from django.utils import timezone
+from rest_framework.renderers import JSONRenderer
 
 from django_polls import services
 from django_polls.conf import DEFAULTS
 from django_polls.models import Ballot, BallotChange, Option, Participation, Poll, Tally, Vote
+from django_polls.serializers import ResultsSerializer
 from tests.conftest import assert_error, expire, option_ids
 
 POLLS = "/api/v1/polls/"
@@ -545,6 +547,27 @@ def test_ranked_results_answer_304_while_nothing_changed(
     assert anon.get(results_url(ranked), HTTP_IF_NONE_MATCH=etag).status_code == 304
     voter.post(vote_url(ranked), {"ranking": option_ids(ranked)}, format="json")
     assert anon.get(results_url(ranked), HTTP_IF_NONE_MATCH=etag).status_code == 200
+
+
+@pytest.mark.parametrize("method", ["ranked", "score"])
+def test_method_results_are_exactly_what_their_documented_serializer_renders(
+    make_poll: Callable[..., Poll], make_user: Any, anon: Any, method: str
+) -> None:
+    poll = make_poll(method=method, options=("A", "B", "C"))
+    a, b, _ = option_ids(poll)
+    data = (
+        {"ranking": [a, b]}
+        if method == "ranked"
+        else {"scores": [{"option": a, "score": 3}, {"option": b, "score": 1}]}
+    )
+    services.cast_ballot(poll_id=poll.pk, voter=make_user(), data=data)
+
+    response = anon.get(results_url(poll))
+
+    expected = ResultsSerializer(
+        services.results_for(poll=Poll.objects.for_listing().get(pk=poll.pk))
+    )
+    assert response.content == JSONRenderer().render(expected.data)
 
 
 def test_ranked_results_read_counts_not_ballots(

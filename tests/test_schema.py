@@ -146,6 +146,9 @@ def test_results_schema(swagger: dict[str, Any]) -> None:
     assert {"first_choices", "count", "sum", "average", "distribution"} <= set(
         option_schema["properties"]
     )
+    # Null where the method says so (no scores yet; no winner), absent from other methods.
+    assert option_schema["properties"]["average"]["x-nullable"] is True
+    assert results["properties"]["winner"]["x-nullable"] is True
     rounds = results["properties"]["rounds"]["items"]
     round_schema = swagger["definitions"][rounds["$ref"].rsplit("/", 1)[-1]]
     assert set(round_schema["properties"]) == {"tallies", "exhausted", "eliminated"}

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.auth.models import Group
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
+from rest_framework.fields import SkipField, get_attribute
 from rest_framework.settings import api_settings
 
 from django_polls import methods, services
@@ -361,6 +362,31 @@ class BallotSerializer(FlatOptionErrorsMixin, serializers.Serializer[dict[str, A
         return value
 
 
+class OfMethodMixin:
+    """A field of one method's bodies: nullable where that method says null, and left out of
+    the bodies of other methods (whose objects have no such attribute), not null there."""
+
+    source_attrs: list[str]
+
+    def get_attribute(self, instance: Any) -> Any:
+        try:
+            return get_attribute(instance, self.source_attrs)
+        except (KeyError, AttributeError):
+            raise SkipField() from None
+
+
+class MethodFloatField(OfMethodMixin, serializers.FloatField):
+    pass
+
+
+class MethodIntegerField(OfMethodMixin, serializers.IntegerField):
+    pass
+
+
+class MethodListField(OfMethodMixin, serializers.ListField):
+    pass
+
+
 RANKING_HELP = (
     "ranked polls: distinct ids of options of the poll, most preferred first, min_choices to "
     "max_choices of them."
@@ -419,16 +445,17 @@ class MyVoteSerializer(serializers.Serializer[services.MyBallot]):
         help_text="single and multiple polls: the option ids the caller voted for; empty when "
         "they have not voted; null on a secret poll, where nothing links a voter to a choice.",
     )
-    # Not nullable here, though null on a secret poll: DRF would then show them on every poll.
-    ranking = serializers.ListField(
+    ranking = MethodListField(
         child=serializers.IntegerField(),
         required=False,
+        allow_null=True,
         help_text="ranked polls, in place of options: the caller's ranking (empty, null on a "
         "secret poll, as options).",
     )
-    scores = ScoreEntrySerializer(
-        many=True,
+    scores = MethodListField(
+        child=ScoreEntrySerializer(),
         required=False,
+        allow_null=True,
         help_text="score polls, in place of options: the caller's scores (empty, null on a "
         "secret poll, as options).",
     )
@@ -450,9 +477,9 @@ class OptionResultSerializer(serializers.Serializer[services.OptionResult]):
         required=False, help_text="score polls: ballots that scored the option."
     )
     sum = serializers.IntegerField(required=False, help_text="score polls: the sum of its scores.")
-    # Null where count is 0, but not nullable here: DRF would then show it on every method.
-    average = serializers.FloatField(
+    average = MethodFloatField(
         required=False,
+        allow_null=True,
         help_text="score polls: sum / count, rounded half-up to 2 decimals; null when count is 0.",
     )
     distribution = serializers.ListField(
@@ -496,9 +523,9 @@ class ResultsSerializer(serializers.Serializer[services.Results]):
         "are eliminated together, or the one with the fewest (ties: fewer in the round before, "
         "back to the first; then the last listed).",
     )
-    # Null without a winner, but not nullable here: DRF would then show it on every method.
-    winner = serializers.IntegerField(
+    winner = MethodIntegerField(
         required=False,
+        allow_null=True,
         help_text="ranked polls: the winning option, or null (no ballots, or a tie).",
     )
     tied = serializers.ListField(
