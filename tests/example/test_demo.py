@@ -72,9 +72,7 @@ def test_demo_serves_the_api_and_prints_the_account_token_and_urls(
         polls = server.request("GET", "/api/v1/polls/").json
         assert polls["count"] == 6
         open_poll = next(
-            poll
-            for poll in polls["results"]
-            if poll["is_active"] and poll["method"] == "single"
+            poll for poll in polls["results"] if poll["is_active"] and poll["method"] == "single"
         )
         voted = server.request(
             "POST",
