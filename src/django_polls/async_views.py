@@ -122,14 +122,26 @@ async def results(request: HttpRequest, *, sync_view: View, **kwargs: Any) -> Ht
                 raise exceptions.NotFound()
             found = await sync_to_async(view.get_object, thread_sensitive=False)(), []
         poll, options = found
-        # Ranked, score and a site's methods read their tallies too: here, on the loop's pool.
-        tallies = None
-        if poll.method not in VOTE_ROW_METHODS:
-            tallies = await services.atallies_of(poll_id=poll_id)
-        response = view.results_answer(drf_request, poll, options, tallies)
+        if poll.method in VOTE_ROW_METHODS:
+            response = view.results_answer(drf_request, poll, options)
+        else:
+            # Ranked, score and a site's methods read their tallies, or only the poll's count of
+            # changes where the rounds of that state were computed already (the memo of
+            # services.results_for): their own queries, in a thread.
+            response = await sync_to_async(_answered, thread_sensitive=False)(
+                view.results_answer, drf_request, poll, options
+            )
     except Exception as exc:
         response = view.handle_exception(exc)
     return _finalized(view, response, kwargs)
+
+
+def _answered(answer: Callable[..., Any], *args: Any) -> Any:
+    """``answer(*args)`` in a thread that then gives its database connection back."""
+    try:
+        return answer(*args)
+    finally:
+        close_old_connections()
 
 
 async def in_thread(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
@@ -467,21 +467,14 @@ class PollViewSet(PollViewSetBase):
         poll, options = found or (self.get_object(), [])  # a poll without options, or a 404
         return self.results_answer(request, poll, options)
 
-    def results_answer(
-        self,
-        request: Request,
-        poll: Poll,
-        options: Sequence[Option],
-        tallies: Mapping[str, int] | None = None,
-    ) -> Response:
-        """The results action's answer, once the poll and its options are read (and, where the
-        caller read them, the poll's tallies: else its method reads them when it needs them)."""
+    def results_answer(self, request: Request, poll: Poll, options: Sequence[Option]) -> Response:
+        """The results action's answer, once the poll and its options are read."""
         user = request.user
         self.check_object_permissions(request, poll)
         # Before any ETag: a refusal must not tell whether hidden results changed.
         services.check_results_visible(poll=poll, user=user)
         # ResultsSerializer's shape (the same fields, the same order), built directly.
-        body = dataclasses.asdict(services.results_for(poll=poll, options=options, tallies=tallies))
+        body = dataclasses.asdict(services.results_for(poll=poll, options=options))
         # Weak: the tag names the results, not the bytes of one renderer's answer. Results that
         # depend on who asks are for that caller alone: no shared cache may keep them.
         headers = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import connection, transaction
@@ -49,12 +49,7 @@ class Drift:
     actual: int
 
 
-def results_for(
-    *,
-    poll: Poll,
-    options: Sequence[Option] | None = None,
-    tallies: Mapping[str, int] | None = None,
-) -> Any:
+def results_for(*, poll: Poll, options: Sequence[Option] | None = None) -> Any:
     """The poll's results body (a dataclass), read by its method from the stored counts:
     O(options) for single and multiple, O(counts) for the others, never O(ballots).
 
@@ -62,9 +57,9 @@ def results_for(
     then be prefetched (``Poll.objects.for_listing()``). The number of voters is the one read
     with the poll (:func:`poll_with_options`), else read here from its voter counts. Single and
     multiple answer :class:`Results`; other methods add their own fields (see
-    :meth:`django_polls.methods.base.VotingMethod.results`), from the poll's tallies: ``tallies``
-    where the caller read them (the async view, :func:`atallies_of`), else read here when the
-    method asks for them.
+    :meth:`django_polls.methods.base.VotingMethod.results`), from the poll's tallies, read here
+    when the method asks for them (or, for a state of the counts already computed, only the
+    poll's count of changes).
 
     Who may see them is :func:`~django_polls.services.visibility.may_see_results`' to say.
     """
@@ -75,9 +70,8 @@ def results_for(
         poll=poll,
         options=options,
         total_voters=total_voters(poll_id=poll.pk) if voters is None else int(voters),
-        read_tallies=functools.partial(_given_or_read, tallies, poll.pk),
-        # Where the caller read the tallies, the state they were read in is known with them.
-        read_version=functools.partial(changes_of, poll_id=poll.pk) if tallies is None else None,
+        read_tallies=functools.partial(tallies_of, poll_id=poll.pk),
+        read_version=functools.partial(changes_of, poll_id=poll.pk),
         memo=RESULTS_MEMO,
     )
     try:
@@ -116,26 +110,10 @@ def changes_of(*, poll_id: int) -> int:
     return int(found["n"] or 0)
 
 
-def _given_or_read(tallies: Mapping[str, int] | None, poll_id: int) -> Mapping[str, int]:
-    return tallies_of(poll_id=poll_id) if tallies is None else tallies
-
-
 def tallies_of(*, poll_id: int) -> dict[str, int]:
     """The poll's counts by key (:class:`~django_polls.models.Tally`), the app's own (``#``)
     among them: one query."""
     return dict(Tally.objects.filter(poll_id=poll_id).values_list("key", "ballots"))
-
-
-async def atallies_of(*, poll_id: int) -> dict[str, int]:
-    """:func:`tallies_of` on PostgreSQL for the async views, on the event loop's pool."""
-    return dict(await aio.fetchall(_tallies_sql(), [poll_id]))
-
-
-@functools.cache
-def _tallies_sql() -> str:
-    table = connection.ops.quote_name(Tally._meta.db_table)
-    key, count = column(Tally, "key"), column(Tally, "ballots")
-    return f"SELECT {key}, {count} FROM {table} WHERE {column(Tally, 'poll')} = %s"
 
 
 def total_voters(*, poll_id: int) -> int:
