@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import RequestFactory
+from django.urls import resolve
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.test import APIClient
@@ -156,6 +157,10 @@ def test_the_least_recently_read_tokens_are_forgotten_beyond_max_entries(
 def test_through_the_api_a_deleted_token_gets_401_at_once(
     token: Token, settings: Any, make_poll: Callable[..., Any]
 ) -> None:
+    # The URLs first, with the site's settings: DRF reads DEFAULT_AUTHENTICATION_CLASSES into
+    # the viewset's class when its module is imported, and the other tests of the process need
+    # the site's classes there.
+    resolve("/api/v1/polls/")
     settings.REST_FRAMEWORK = {
         "DEFAULT_AUTHENTICATION_CLASSES": ["django_polls.authentication.CachedTokenAuthentication"]
     }

@@ -84,7 +84,7 @@ def with_async_variants(patterns: Iterable[Any]) -> list[Any]:
 
 async def vote(request: HttpRequest, *, sync_view: View, **kwargs: Any) -> HttpResponseBase:
     """``POST polls/{id}/vote/``: the ballot statement awaited on the loop's pool."""
-    view = await _prepared(request, sync_view, kwargs)
+    view = _prepared(request, sync_view, kwargs)
     if view is None or request.method != "POST" or not services.runs_alone():
         return await in_thread(sync_view, request, kwargs)
     drf_request = view.request
@@ -97,10 +97,18 @@ async def vote(request: HttpRequest, *, sync_view: View, **kwargs: Any) -> HttpR
     if option_ids is None:
         return await in_thread(sync_view, request, kwargs)
     try:
-        await _initial(view, drf_request, kwargs)
-        poll_id = view.poll_id()
-        voter = signed_in(drf_request)
-        receipt = await services.acast_vote(poll_id=poll_id, voter=voter, option_ids=option_ids)
+        # Errors (a database that is down) are answered as DRF answers them.
+        async with aio.one_connection():
+            receipt = None
+            if await _authenticated(drf_request):
+                await _initial(view, drf_request, kwargs)
+                poll_id = view.poll_id()
+                voter = signed_in(drf_request)
+                receipt = await services.acast_vote(
+                    poll_id=poll_id, voter=voter, option_ids=option_ids
+                )
+        if receipt is None:  # credentials that only the synchronous view can judge
+            return await in_thread(sync_view, request, kwargs)
         response = receipt_answer(receipt, status.HTTP_201_CREATED)
     except Exception as exc:
         response = view.handle_exception(exc)
@@ -109,11 +117,13 @@ async def vote(request: HttpRequest, *, sync_view: View, **kwargs: Any) -> HttpR
 
 async def results(request: HttpRequest, *, sync_view: View, **kwargs: Any) -> HttpResponseBase:
     """``GET polls/{id}/results/``: the poll and its options read on the loop's pool."""
-    view = await _prepared(request, sync_view, kwargs)
+    view = _prepared(request, sync_view, kwargs)
     if view is None or request.method not in ("GET", "HEAD") or not view.finds_polls_by_id_alone():
         return await in_thread(sync_view, request, kwargs)
     drf_request = view.request
     try:
+        if not await _authenticated(drf_request):
+            return await in_thread(sync_view, request, kwargs)
         await _initial(view, drf_request, kwargs)
         poll_id = view.poll_id()
         found = await services.apoll_with_options(poll_id=poll_id, voter=drf_request.user)
@@ -161,11 +171,9 @@ async def in_thread(
     return await sync_to_async(respond, thread_sensitive=False)()
 
 
-async def _prepared(
-    request: HttpRequest, sync_view: View, kwargs: dict[str, Any]
-) -> PollViewSet | None:
-    """The viewset as its view function sets it up, with the request authenticated; None when
-    only the synchronous view can answer."""
+def _prepared(request: HttpRequest, sync_view: View, kwargs: dict[str, Any]) -> PollViewSet | None:
+    """The viewset as its view function sets it up; None when only the synchronous view can
+    answer."""
     if not aio.available() or has_nul(request):
         return None
     cls: type[PollViewSet] = sync_view.cls  # type: ignore[attr-defined]
@@ -181,8 +189,6 @@ async def _prepared(
     view.request = drf_request
     view.headers = view.default_response_headers
     if not all(type(permission) in INLINE_PERMISSIONS for permission in view.get_permissions()):
-        return None
-    if not await _authenticated(drf_request):
         return None
     return view
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import re
 import weakref
@@ -110,15 +111,42 @@ async def close() -> None:
         await found.close()
 
 
+#: The connection that :func:`one_connection` holds for the current task, if any.
+_held: contextvars.ContextVar[Any] = contextvars.ContextVar("django_polls_connection", default=None)
+
+
+@contextlib.asynccontextmanager
+async def one_connection() -> AsyncIterator[None]:
+    """Run every statement of the block on one pooled connection, taken once: a request that
+    runs two (the token read and the ballot) waits for the pool once, not twice."""
+    if _held.get() is not None:
+        yield
+        return
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    with wrapper.wrap_database_errors:
+        async with (await pool()).connection() as connection:
+            held = _held.set(connection)
+            try:
+                yield
+            finally:
+                _held.reset(held)
+
+
 @contextlib.asynccontextmanager
 async def cursor() -> AsyncIterator[Any]:
-    """A raw cursor (PostgreSQL's own ``$1`` placeholders, see :func:`positional`) on a pooled
-    connection; driver errors come out as Django's database errors (``OperationalError``,
-    ``IntegrityError``...), as from the ORM."""
+    """A raw cursor (PostgreSQL's own ``$1`` placeholders, see :func:`positional`) on the
+    connection :func:`one_connection` holds, else on one taken from the pool for it; driver
+    errors come out as Django's database errors (``OperationalError``, ``IntegrityError``...),
+    as from the ORM."""
     from psycopg import AsyncRawCursor
 
     wrapper = connections[DEFAULT_DB_ALIAS]
     with wrapper.wrap_database_errors:
+        held = _held.get()
+        if held is not None:
+            async with AsyncRawCursor(held) as found:
+                yield found
+            return
         async with (
             (await pool()).connection() as connection,
             AsyncRawCursor(connection) as found,
