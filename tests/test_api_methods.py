@@ -734,6 +734,37 @@ def test_put_and_delete_move_the_score_counts(scored: Poll, voter: Any) -> None:
     assert counters(scored) == [0, 0, 0]
 
 
+def test_a_score_polls_counts_exist_from_its_creation_so_ballots_insert_none(
+    make_poll: Callable[..., Poll], voter: Any, alice: Any, client_for: Any
+) -> None:
+    poll = make_poll(created_by=alice, method="score", max_score=2, anonymity="secret")
+    first, second = option_ids(poll)
+    keys = {f"{option}:{score}" for option in (first, second) for score in range(3)}
+    method_keys = Tally.objects.filter(poll=poll).exclude(key__startswith="#")
+    assert set(method_keys.values_list("key", flat=True)) == keys
+    rows = set(method_keys.values_list("pk", flat=True))
+
+    assert voter.post(vote_url(poll), scores((first, 2)), format="json").status_code == 201
+    # The ballot updated a row made with the poll: nothing tells when its row was first used.
+    assert set(method_keys.values_list("pk", flat=True)) == rows
+    assert tallies(poll) == {f"{first}:2": 1}
+
+
+def test_a_poll_without_votes_gets_the_counts_of_its_new_terms(
+    make_poll: Callable[..., Poll], alice: Any, client_for: Any
+) -> None:
+    poll = make_poll(created_by=alice, method="score", options=("A", "B"))
+    client = client_for(alice)
+
+    client.patch(f"{POLLS}{poll.pk}/", {"max_score": 1}, format="json")
+    assert Tally.objects.filter(poll=poll).count() == 2 * 2
+    client.patch(f"{POLLS}{poll.pk}/", {"options": [{"text": "C"}, {"text": "D"}]}, format="json")
+    keys = {f"{option}:{score}" for option in option_ids(poll) for score in range(2)}
+    assert set(Tally.objects.filter(poll=poll).values_list("key", flat=True)) == keys
+    client.patch(f"{POLLS}{poll.pk}/", {"method": "ranked"}, format="json")
+    assert not Tally.objects.filter(poll=poll).exists()
+
+
 def test_a_secret_score_poll_keeps_only_the_counts(
     make_poll: Callable[..., Poll], voter: Any
 ) -> None:

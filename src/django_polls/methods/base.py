@@ -201,6 +201,14 @@ class VotingMethod:
         from the same keys."""
         raise NotImplementedError
 
+    def initial_tally_keys(self, *, poll: Poll, option_ids: Sequence[int]) -> list[str]:
+        """Keys whose counts the app creates at 0 with the poll (and again when its options,
+        method or ``max_score`` change before it has votes), so that a ballot updates rows
+        rather than inserting them: the order in which rows were inserted then tells nothing
+        of the order of the ballots (see docs/security.md). Only where the keys are few; none by
+        default (a ranked poll's rankings are too many)."""
+        return []
+
     def options_of_key(self, key: str) -> list[int] | None:
         """The options a tally key counts a ballot for, where each ballot's keys name each of its
         options once in all (a ranking names them all, an option and score one): then the

@@ -12,7 +12,7 @@ The poll keeps, per option, the number of ballots that gave it each score (the t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -115,6 +115,12 @@ class ScoreVoting(VotingMethod):
 
     def tally_keys(self, choice: list[dict[str, int]]) -> list[str]:
         return [score_key(entry["option"], entry["score"]) for entry in choice]
+
+    def initial_tally_keys(self, *, poll: Any, option_ids: Sequence[int]) -> list[str]:
+        high = poll.max_score or DEFAULT_MAX_SCORE
+        return [
+            score_key(option_id, score) for option_id in option_ids for score in range(high + 1)
+        ]
 
     def options_of_key(self, key: str) -> list[int] | None:
         option, _, _ = key.partition(":")

@@ -26,6 +26,7 @@ from django_polls.models import (
     Participation,
     Poll,
     ResultsVisibility,
+    Tally,
     choice_limits,
     poll_clock,
     read_poll_clock,
@@ -333,6 +334,7 @@ def create_poll(
             **policies,
         )
         _add_options(poll, texts)
+        _prepare_tallies(poll)
         transaction.on_commit(
             lambda: signals.poll_created.send(sender=Poll, poll=poll, created_by=created_by),
             robust=True,
@@ -426,6 +428,9 @@ def update_poll(
         if texts is not None and replace_options:
             locked.options.all().delete()
             _add_options(locked, texts)
+        if replace_options or {"method", "max_score"} & set(changed):
+            locked.refresh_from_db(fields=["method", "max_score"])
+            _prepare_tallies(locked)  # the poll has no votes: its counts start again
         if changed or replace_options:
             announce_change(poll_id=locked.pk)
     locked.refresh_from_db()
@@ -468,6 +473,24 @@ def delete_poll(*, poll: Poll) -> None:
         lock_poll(poll.pk, exclusive=True)
         Poll.objects.filter(pk=poll.pk).delete()
         announce_change(poll_id=poll.pk)
+
+
+def _prepare_tallies(poll: Poll) -> None:
+    """The poll's counts at 0 under its method's initial keys (score: each option and score),
+    those of an earlier method or set of options gone; the count of changes (keys ``#...``)
+    stays. Called on a poll without votes, whose counts are all 0."""
+    try:
+        method = methods.get_method(poll.method)
+    except methods.UnknownMethod:
+        return
+    Tally.objects.filter(poll_id=poll.pk, ballots=0).exclude(key__startswith="#").delete()
+    option_ids = list(
+        Option.objects.filter(poll_id=poll.pk).order_by("pk").values_list("pk", flat=True)
+    )
+    keys = method.initial_tally_keys(poll=poll, option_ids=option_ids)
+    Tally.objects.bulk_create(
+        (Tally(poll_id=poll.pk, key=key, ballots=0) for key in keys), ignore_conflicts=True
+    )
 
 
 def _add_options(poll: Poll, texts: Iterable[str]) -> None:
