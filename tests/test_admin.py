@@ -46,6 +46,7 @@ POLICIES = {
     "anonymity": "anonymous",
     "allow_vote_change": "on",
     "voter_group": "",
+    "max_score": "",
 }
 
 
@@ -79,6 +80,7 @@ def change_form(poll: Poll, **fields: Any) -> dict[str, Any]:
         "anonymity": poll.anonymity,
         "allow_vote_change": "on" if poll.allow_vote_change else "",
         "voter_group": "" if poll.voter_group_id is None else str(poll.voter_group_id),
+        "max_score": "" if poll.max_score is None else str(poll.max_score),
         "expires_at_0": "",
         "expires_at_1": "",
         "options-TOTAL_FORMS": count,
@@ -450,3 +452,53 @@ def test_without_user_groups_the_admin_does_not_offer_a_voter_group(
 
     assert add.status_code == 200
     assert 'name="voter_group"' not in page(add)
+
+
+# ---------------------------------------------------------------------------------------------
+# Voting methods
+
+
+def test_the_admin_creates_a_score_poll_with_its_max_score(
+    staff_client: Client, admin_user: Any
+) -> None:
+    response = staff_client.post(
+        "/admin/django_polls/poll/add/",
+        add_form(created_by=admin_user.pk, method="score", max_score="7"),
+    )
+
+    assert response.status_code == 302, page(response)
+    poll = Poll.objects.get()
+    assert (poll.method, poll.max_score) == ("score", 7)
+    refused = staff_client.post(
+        "/admin/django_polls/poll/add/",
+        add_form(created_by=admin_user.pk, method="ranked", max_score="7", title="Other"),
+    )
+    assert "takes no max_score" in page(refused)
+    assert Poll.objects.count() == 1
+
+
+def test_the_admin_shows_each_methods_results_read_only(
+    staff_client: Client, make_poll: Callable[..., Poll], make_user: Callable[..., Any]
+) -> None:
+    ranked = make_poll(method="ranked", options=("Ann", "Ben", "Cat"))
+    ann, ben, cat = ranked.options.order_by("order").values_list("pk", flat=True)
+    for ranking in ([ann], [ann, ben], [ben], [cat, ben]):
+        services.cast_ballot(poll_id=ranked.pk, voter=make_user(), data={"ranking": ranking})
+    scored = make_poll(method="score", options=("Red", "Blue"))
+    red = first_option(scored)
+    for score in (4, 5):
+        data = {"scores": [{"option": red, "score": score}]}
+        services.cast_ballot(poll_id=scored.pk, voter=make_user(), data=data)
+
+    ranked_page = page(staff_client.get(f"/admin/django_polls/poll/{ranked.pk}/change/"))
+    scored_page = page(staff_client.get(f"/admin/django_polls/poll/{scored.pk}/change/"))
+
+    assert "Ann: 2 vote(s), 33.33%, 2 first choice(s)" in ranked_page
+    assert "Round 1: Ann 2, Ben 1, Cat 1; exhausted 0; eliminated Cat" in ranked_page
+    assert "No winner: tied Ann, Ben" in ranked_page
+    assert "Red: 2 vote(s), 100.0%, average 4.5, scores [0, 0, 0, 0, 1, 1]" in scored_page
+    assert 'name="results"' not in ranked_page  # shown, not a field to send
+    for model in ("ballot", "tally"):
+        listing = staff_client.get(f"/admin/django_polls/{model}/")
+        assert listing.status_code == 200
+        assert staff_client.get(f"/admin/django_polls/{model}/add/").status_code == 403

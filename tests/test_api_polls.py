@@ -41,6 +41,8 @@ POLL_FIELDS = {
     "anonymity",
     "allow_vote_change",
     "voter_group",
+    # voting methods
+    "max_score",
 }
 
 
@@ -377,6 +379,7 @@ def test_a_signed_in_user_creates_a_poll(alice, client_for):
         "anonymity": "anonymous",
         "allow_vote_change": True,
         "voter_group": None,
+        "max_score": None,
     }
     assert body["created_at"].endswith("Z")
     assert parse_datetime(body["created_at"]) == poll.created_at
@@ -612,6 +615,7 @@ def test_anyone_reads_a_poll_with_its_vote_count(make_poll, alice, bob, make_use
         "anonymity": "anonymous",
         "allow_vote_change": True,
         "voter_group": None,
+        "max_score": None,
     }
     assert parse_datetime(body["created_at"]) == poll.created_at
     assert parse_datetime(body["expires_at"]) == expires_at

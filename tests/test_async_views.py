@@ -454,3 +454,37 @@ def test_a_site_with_middleware_unknown_to_the_handler_is_served_in_threads(
     assert answer.status == 201
     assert answer.headers["x-stamp"] == "stamped"
     assert Option.objects.get(pk=option_ids(poll)[0]).votes == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Voting methods: ranked and score polls through the ASGI handler
+
+
+def test_ranked_and_score_ballots_and_results_answer_as_the_synchronous_views(
+    site: Site, make_poll: Callable[..., Poll], make_user: Callable[..., Any], token_of: Any
+) -> None:
+    ranked = make_poll(method="ranked")
+    scored = make_poll(method="score")
+    first, second = option_ids(ranked)
+    voter = make_user()
+
+    # An options ballot on a ranked poll: the ballot statement refuses it, on the loop too.
+    wrong = site.request(
+        "POST", vote_path(ranked), body={"options": [first]}, token=token_of(voter)
+    )
+    assert wrong.status == 400, wrong.body
+    assert list(wrong.json()) == ["options"]
+    ranking = site.request(
+        "POST", vote_path(ranked), body={"ranking": [second, first]}, token=token_of(voter)
+    )
+    assert ranking.status == 201, ranking.body
+    assert ranking.json()["ranking"] == [second, first]
+    one = option_ids(scored)[0]
+    body = {"scores": [{"option": one, "score": 4}]}
+    assert site.request("POST", vote_path(scored), body=body, token=token_of(voter)).status == 201
+
+    for poll in (ranked, scored):
+        answer = site.request("GET", results_path(poll))
+        assert answer.shape() == site.synchronous("GET", results_path(poll)).shape()
+    assert site.request("GET", results_path(ranked)).json()["winner"] == second
+    assert site.request("GET", results_path(scored)).json()["options"][0]["average"] == 4.0

@@ -174,6 +174,52 @@ def test_a_voter_policy_of_none_or_a_callable_passes(value: object) -> None:
     assert ids(DJANGO_POLLS={"VOTER_POLICY": value}) == []
 
 
+BUILT_IN = [
+    "django_polls.methods.choice.SingleChoice",
+    "django_polls.methods.choice.MultipleChoice",
+    "django_polls.methods.ranked.RankedChoice",
+    "django_polls.methods.score.ScoreVoting",
+]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "django_polls.methods.ranked.RankedChoice",
+        [1],
+        [*BUILT_IN, "no.such.Method"],
+        [*BUILT_IN, "tests.checks_methods.NotAMethod"],
+        [*BUILT_IN, "tests.checks_methods.Unnamed"],
+        [*BUILT_IN, "tests.checks_methods.TooLongAName"],
+        [*BUILT_IN, "tests.checks_methods.AnotherRanked"],
+        [*BUILT_IN, "tests.checks_methods.OptionsApproval"],
+        BUILT_IN[1:],
+        BUILT_IN[:1],
+    ],
+    ids=[
+        "a string",
+        "not paths",
+        "does not import",
+        "no method",
+        "no name",
+        "name too long",
+        "name twice",
+        "options field",
+        "no single",
+        "no multiple",
+    ],
+)
+def test_e013_when_the_methods_are_not_a_usable_list(value: object) -> None:
+    assert set(ids(DJANGO_POLLS={"METHODS": value})) == {"django_polls.E013"}
+
+
+@pytest.mark.parametrize(
+    "value", [BUILT_IN, BUILT_IN[:2], [*BUILT_IN, "tests.borda.Borda"], tuple(BUILT_IN)]
+)
+def test_methods_with_single_and_multiple_and_distinct_names_pass(value: object) -> None:
+    assert ids(DJANGO_POLLS={"METHODS": value}) == []
+
+
 SCOPED = ["rest_framework.throttling.ScopedRateThrottle"]
 
 

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from django_polls import services
-from django_polls.models import Option, Poll
+from django_polls.models import Option, Poll, Tally
 
 pytestmark = pytest.mark.django_db
 
@@ -80,7 +80,7 @@ def test_drift_is_reported_and_fails_without_changing_anything(
         f"poll {lunch.pk} option {salad}: stored 4, rows 0",
         f"poll {colours.pk} option {red}: stored 0, rows 1",
     ]
-    assert str(excinfo.value) == "3 option count(s) drift; run with --fix to repair."
+    assert str(excinfo.value) == "3 count(s) drift; run with --fix to repair."
     # manage.py turns a CommandError into this exit status.
     assert excinfo.value.returncode == 1
     assert counters(lunch) == [7, 1, 4]
@@ -92,7 +92,7 @@ def test_fix_repairs_the_drift_so_a_second_run_finds_none(drifted: tuple[Poll, P
 
     output = recount("--fix")
 
-    assert output.splitlines()[-1] == "Repaired 3 option count(s)."
+    assert output.splitlines()[-1] == "Repaired 3 count(s)."
     assert len(output.splitlines()) == 4
     assert counters(lunch) == [2, 1, 0]
     assert counters(colours) == [1, 1, 0]
@@ -108,7 +108,7 @@ def test_poll_limits_the_report_to_that_poll(drifted: tuple[Poll, Poll]) -> None
         call_command("polls_recount", "--poll", str(colours.pk), stdout=out)
 
     assert out.getvalue() == f"poll {colours.pk} option {ids(colours)[0]}: stored 0, rows 1\n"
-    assert str(excinfo.value).startswith("1 option count(s) drift")
+    assert str(excinfo.value).startswith("1 count(s) drift")
 
 
 def test_poll_limits_the_fix_to_that_poll(drifted: tuple[Poll, Poll]) -> None:
@@ -117,7 +117,7 @@ def test_poll_limits_the_fix_to_that_poll(drifted: tuple[Poll, Poll]) -> None:
     output = recount("--fix", "--poll", str(lunch.pk))
 
     assert f"poll {colours.pk}" not in output
-    assert output.splitlines()[-1] == "Repaired 2 option count(s)."
+    assert output.splitlines()[-1] == "Repaired 2 count(s)."
     assert counters(lunch) == [2, 1, 0]
     assert counters(colours) == [0, 1, 0]
     assert "No drift" in recount("--poll", str(lunch.pk))
@@ -132,7 +132,7 @@ def test_poll_is_repeatable(drifted: tuple[Poll, Poll], make_poll: Callable[...,
 
     output = recount("--fix", "--poll", str(lunch.pk), "--poll", str(colours.pk))
 
-    assert output.splitlines()[-1] == "Repaired 3 option count(s)."
+    assert output.splitlines()[-1] == "Repaired 3 count(s)."
     assert counters(untouched) == [5, 0]
 
 
@@ -143,3 +143,73 @@ def test_poll_with_a_consistent_poll_reports_no_drift(
     consistent = make_poll(title="Fresh")
 
     assert "No drift" in recount("--poll", str(consistent.pk))
+
+
+# ---------------------------------------------------------------------------------------------
+# Polls whose ballots are stored whole: ranked, score
+
+
+@pytest.fixture
+def method_polls(
+    make_poll: Callable[..., Poll], make_user: Callable[..., Any]
+) -> tuple[Poll, Poll]:
+    """A ranked poll with rankings (A, B) twice and (B) once; a score poll with A:4 B:1 and A:2."""
+    ranked = make_poll(title="Rank", options=("A", "B", "C"), method="ranked")
+    scored = make_poll(title="Score", options=("A", "B", "C"), method="score")
+    a, b, _ = ids(ranked)
+    for ranking in ([a, b], [a, b], [b]):
+        services.cast_ballot(poll_id=ranked.pk, voter=make_user(), data={"ranking": ranking})
+    x, y, _ = ids(scored)
+    for entries in ([(x, 4), (y, 1)], [(x, 2)]):
+        data = {"scores": [{"option": option, "score": score} for option, score in entries]}
+        services.cast_ballot(poll_id=scored.pk, voter=make_user(), data=data)
+    return ranked, scored
+
+
+def test_ranked_and_score_counts_are_checked_against_their_ballots(
+    method_polls: tuple[Poll, Poll],
+) -> None:
+    ranked, scored = method_polls
+    assert recount() == "No drift: every count matches its vote rows.\n"
+    a, b, c = ids(ranked)
+    Option.objects.filter(pk=c).update(votes=3)
+    Tally.objects.filter(poll=ranked, key=f"{a},{b}").update(ballots=5)
+    Tally.objects.filter(poll=scored, key=f"{ids(scored)[0]}:2").delete()
+
+    with pytest.raises(CommandError) as excinfo:
+        recount()
+    assert str(excinfo.value) == "3 count(s) drift; run with --fix to repair."
+
+    output = recount("--fix")
+    assert output.splitlines() == [
+        f"poll {ranked.pk} option {c}: stored 3, ballots 0",
+        f"poll {ranked.pk} count '{a},{b}': stored 5, ballots 2",
+        f"poll {scored.pk} count '{ids(scored)[0]}:2': stored 0, ballots 1",
+        "Repaired 3 count(s).",
+    ]
+    assert counters(ranked) == [2, 3, 0]
+    assert recount() == "No drift: every count matches its vote rows.\n"
+    assert services.results_for(poll=scored).options[0].distribution == [0, 0, 1, 0, 1, 0]
+
+
+def test_secret_polls_say_what_was_checked(
+    make_poll: Callable[..., Poll], make_user: Callable[..., Any]
+) -> None:
+    single = make_poll(anonymity="secret")
+    ranked = make_poll(method="ranked", anonymity="secret")
+    a, b = ids(ranked)
+    for ranking in ([a, b], [b]):
+        services.cast_ballot(poll_id=ranked.pk, voter=make_user(), data={"ranking": ranking})
+
+    assert recount().splitlines() == [
+        f"poll {single.pk} is secret: it keeps no ballots, so its counts cannot be checked.",
+        f"poll {ranked.pk} is secret: it keeps no ballots; its options' votes were checked "
+        "against its tallies, which nothing can check.",
+        "No drift: every count matches its vote rows.",
+    ]
+    # An option's votes that its tallies do not add up to: found, and set from the tallies.
+    Option.objects.filter(pk=a).update(votes=5)
+    with pytest.raises(CommandError):
+        recount()
+    assert recount("--fix").splitlines()[0] == f"poll {ranked.pk} option {a}: stored 5, tallies 1"
+    assert counters(ranked) == [1, 2]

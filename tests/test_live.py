@@ -168,6 +168,25 @@ async def test_a_stream_starts_with_the_results_then_sends_each_vote(make_poll, 
 
 
 @run
+async def test_a_ranked_polls_stream_sends_its_rounds_after_each_ballot(make_poll, alice, bob):
+    poll = await sync_to_async(make_poll)(method="ranked")
+    pizza, soup = await sync_to_async(option_ids)(poll)
+    stream = await opened(poll)
+    first = await stream.next()
+    assert (first["data"]["rounds"], first["data"]["winner"]) == ([], None)
+
+    rank = sync_to_async(services.cast_ballot)
+    await rank(poll_id=poll.pk, voter=alice, data={"ranking": [soup, pizza]})
+    after = await stream.until(lambda results: results["ballots"] == 1)
+    assert after["data"]["winner"] == soup
+    assert after["data"] == await sync_to_async(results_body)(poll)
+    await rank(poll_id=poll.pk, voter=bob, data={"ranking": [pizza]})
+    tied = await stream.until(lambda results: results["ballots"] == 2)
+    assert (tied["data"]["winner"], tied["data"]["tied"]) == (None, [pizza, soup])
+    await stream.close()
+
+
+@run
 async def test_a_stream_opens_for_what_eventsource_sends(make_poll):
     poll = await sync_to_async(make_poll)()
     sent = {"Accept": "text/event-stream", "Cache-Control": "no-cache", "If-None-Match": "*"}

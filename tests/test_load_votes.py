@@ -555,3 +555,45 @@ def test_a_custom_user_model_gets_its_defaults_and_its_own_username_column(
         assert summary["database_filled"] == [[3, 14]]
     assert summary["counters"] == [6, 6]
     assert summary["drift"] == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Ranked and score polls
+
+
+@loads_here
+@pytest.mark.parametrize("method", ["ranked", "score"])
+def test_ranked_and_score_ballots_load_with_exact_counts(
+    make_poll: Callable[..., Poll], method: str
+) -> None:
+    poll = make_poll(method=method, options=("A", "B", "C", "D", "E"), min_choices=2)
+
+    load(poll.pk, 120, "--batch-size", 50)
+    load(poll.pk, 30)
+
+    assert Participation.objects.filter(poll=poll).count() == 150
+    assert services.find_ballot_drift(poll_ids=[poll.pk]) == []
+    results = services.results_for(poll=Poll.objects.for_listing().get(pk=poll.pk))
+    assert results.total_voters == 150
+    if method == "ranked":
+        assert results.ballots == 150
+        assert sum(option.first_choices for option in results.options) == 150
+    else:
+        assert sum(option.count for option in results.options) == results.total_votes
+    held = Participation.objects.filter(poll=poll).values_list("choices", flat=True)
+    assert min(held) >= 2
+
+
+@loads_here
+def test_full_rankings_of_many_options_are_nearly_all_distinct(
+    make_poll: Callable[..., Poll],
+) -> None:
+    texts = [f"Option {n}" for n in range(12)]
+    poll = make_poll(method="ranked", options=texts, min_choices=12)
+
+    load(poll.pk, 200)
+
+    results = services.results_for(poll=Poll.objects.for_listing().get(pk=poll.pk))
+    assert results.ballots == 200
+    assert services.tallies_of(poll_id=poll.pk).keys().__len__() > 190
+    assert results.winner is not None or results.tied

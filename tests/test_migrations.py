@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.db.migrations.exceptions import IrreversibleError
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Sum
 
@@ -133,6 +134,7 @@ def test_v1_polls_keep_their_behaviour_and_their_voters_are_counted(
     )
 
     _migrate("0004_ballot_policies")
+    _migrate("0005_methods")  # the current models' columns: voting methods' too
 
     single, multiple = (Poll.objects.get(pk=polls[flag][0]) for flag in (False, True))
     assert (single.method, multiple.method) == ("single", "multiple")
@@ -145,7 +147,8 @@ def test_v1_polls_keep_their_behaviour_and_their_voters_are_counted(
             poll.voter_group,
             poll.min_choices,
             poll.max_choices,
-        ) == ("always", "anonymous", True, None, None, 1, None)
+            poll.max_score,
+        ) == ("always", "anonymous", True, None, None, 1, None, None)
     held = dict(Participation.objects.filter(poll=multiple).values_list("voter", "choices"))
     assert held == {alice.pk: 3, bob.pk: 1}
     assert Participation.objects.filter(poll=single).count() == 3  # alice, bob, a deleted account
@@ -160,3 +163,37 @@ def test_v1_polls_keep_their_behaviour_and_their_voters_are_counted(
     )
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes("django_polls"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_0005_reverses_only_without_polls_of_the_new_methods(
+    make_user: Callable[..., Any],
+) -> None:
+    """Unapplying the voting methods keeps single and multiple polls, and refuses while a poll
+    uses a method that migration 0004 does not know."""
+    alice = make_user()
+    single = services.create_poll(created_by=alice, title="Lunch?", options=["Pizza", "Soup"])
+    ranked = services.create_poll(
+        created_by=alice, title="Rank", options=["Pizza", "Soup"], method="ranked"
+    )
+    services.cast_ballot(
+        poll_id=ranked.pk,
+        voter=alice,
+        data={"ranking": list(ranked.options.values_list("pk", flat=True))},
+    )
+    with pytest.raises(IrreversibleError):
+        _migrate("0004_ballot_policies")
+    Poll.objects.filter(pk=ranked.pk).delete()
+    _migrate("0004_ballot_policies")
+    assert _rules_in_schema() == _expected_rules()
+    _migrate("0005_methods")
+    assert Poll.objects.get(pk=single.pk).method == "single"
+    assert _rules_in_schema() == _expected_rules()
+    services.cast_vote(poll_id=single.pk, voter=alice, option_ids=[single.options.first().pk])
+
+
+def _expected_rules() -> set[str]:
+    rules = {"postgresql": POSTGRESQL_RULES, "mysql": MYSQL_RULES, "sqlite": SQLITE_RULES}
+    if not connection.features.supports_expression_indexes:
+        rules["mysql"] = MYSQL_RULES | {MYSQL_TEXT_RULE}
+    return rules[connection.vendor]

@@ -73,7 +73,19 @@ def test_the_vote_body_receipt_and_errors(swagger: dict[str, Any]) -> None:
     assert body_schema(swagger, cast)["properties"]["options"]["type"] == "array"
     assert statuses(cast) == {"201", "400", "401", "403", "404", "409", "413", "415", "429", "503"}
     receipt = cast["responses"]["201"]["schema"]["$ref"].rsplit("/", 1)[-1]
-    assert set(swagger["definitions"][receipt]["properties"]) == {"poll", "options", "created_at"}
+    assert set(swagger["definitions"][receipt]["properties"]) == {
+        "poll",
+        "options",
+        "ranking",
+        "scores",
+        "created_at",
+    }
+    # One ballot field per method: none is required by the schema, the poll's method is.
+    ballot = body_schema(swagger, cast)
+    assert set(ballot["properties"]) == {"options", "ranking", "scores"}
+    assert "required" not in ballot
+    entry = ballot["properties"]["scores"]["items"]["$ref"].rsplit("/", 1)[-1]
+    assert swagger["definitions"][entry]["properties"]["score"]["maximum"] == 10
     conflict = cast["responses"]["409"]["schema"]["$ref"].rsplit("/", 1)[-1]
     assert set(swagger["definitions"][conflict]["properties"]) == {"detail", "code"}
 
@@ -113,10 +125,33 @@ def test_results_schema(swagger: dict[str, Any]) -> None:
         "total_votes",
         "total_voters",
         "options",
+        # Each method's own (contract v1.1, "Results by method"), absent from other methods'.
+        "max_score",
+        "ballots",
+        "rounds",
+        "winner",
+        "tied",
+    }
+    assert set(results["required"]) == {
+        "poll",
+        "method",
+        "is_active",
+        "total_votes",
+        "total_voters",
+        "options",
     }
     option = results["properties"]["options"]["items"]
     option_schema = swagger["definitions"][option["$ref"].rsplit("/", 1)[-1]]
     assert option_schema["properties"]["percentage"]["type"] == "number"
+    assert {"first_choices", "count", "sum", "average", "distribution"} <= set(
+        option_schema["properties"]
+    )
+    # Null where the method says so (no scores yet; no winner), absent from other methods.
+    assert option_schema["properties"]["average"]["x-nullable"] is True
+    assert results["properties"]["winner"]["x-nullable"] is True
+    rounds = results["properties"]["rounds"]["items"]
+    round_schema = swagger["definitions"][rounds["$ref"].rsplit("/", 1)[-1]]
+    assert set(round_schema["properties"]) == {"tallies", "exhausted", "eliminated"}
 
 
 def test_public_reads_need_no_authentication(swagger: dict[str, Any]) -> None:
@@ -236,7 +271,8 @@ def test_the_list_documents_its_query_parameters(swagger: dict[str, Any]) -> Non
 
 def test_the_poll_policies_are_described_with_their_values(swagger: dict[str, Any]) -> None:
     poll = swagger["definitions"]["Poll"]["properties"]
-    assert poll["method"]["enum"] == ["single", "multiple"]
+    assert poll["method"]["enum"] == ["single", "multiple", "ranked", "score"]
+    assert poll["max_score"]["maximum"] == 10
     assert poll["results_visibility"]["enum"] == ["always", "after_vote", "after_close", "owner"]
     assert poll["anonymity"]["enum"] == ["anonymous", "public", "secret"]
     assert poll["status"]["enum"] == ["scheduled", "open", "closed"]

@@ -1097,7 +1097,7 @@ def test_create_poll_takes_every_policy(alice: Any) -> None:
 @pytest.mark.parametrize(
     ("fields", "errors"),
     [
-        ({"method": "ranked"}, {"method": ['"ranked" is not a valid choice.']}),
+        ({"method": "approval"}, {"method": ['"approval" is not a valid choice.']}),
         ({"anonymity": "open"}, {"anonymity": ['"open" is not a valid choice.']}),
         (
             {"method": "single", "allow_multiple_votes": True},

@@ -11,18 +11,21 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from django_polls import services
+from django_polls import methods, services
 from django_polls.models import (
     CLOCK_ATTRIBUTE,
     STRICTNESS,
+    Ballot,
     BallotChange,
     ClockTimestamp,
     Option,
     Participation,
     Poll,
     ResultsVisibility,
+    Tally,
     Vote,
 )
 
@@ -49,6 +52,7 @@ POLICY_FIELDS = (
     "anonymity",
     "allow_vote_change",
     "voter_group",
+    "max_score",
 )
 #: Fields a poll with votes keeps as they are (see services.update_poll).
 FROZEN_ONCE_VOTED = ("option_texts", "min_choices", "max_choices", *services.FROZEN_ONCE_VOTED)
@@ -73,10 +77,20 @@ class PollAdminForm(PollFormBase):
                 "Voters may replace or retract a ballot (never on secret polls)."
             ),
             "voter_group": _("Only its members may vote. Empty: any signed-in user."),
+            "max_score": _("Score polls: the top score, 1 to 10. Empty: 5 (score), none (others)."),
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if "method" in self.fields:
+            # The site's methods (DJANGO_POLLS["METHODS"]), read now: the column lists none.
+            self.fields["method"] = forms.ChoiceField(
+                label=_("method"),
+                choices=[
+                    (name, method.label or name) for name, method in methods.registered().items()
+                ],
+                initial=self.fields["method"].initial,
+            )
         poll = self.instance
         if poll.pk is None:
             return
@@ -131,7 +145,7 @@ class PollAdminForm(PollFormBase):
             return
         # As they will be stored (single: 1 and every option; secret: final), so the model's
         # constraints, which the form validates too, see the poll the services will write.
-        for field in ("method", "min_choices", "max_choices", "allow_vote_change"):
+        for field in ("method", "min_choices", "max_choices", "allow_vote_change", "max_score"):
             if field in data:
                 data[field] = policies[field]
 
@@ -191,12 +205,20 @@ class PollAdmin(PollAdminBase):
             fields.remove("voter_group")
         if obj is None:
             return [*fields, "created_by"]
-        return [*fields, "created_by", "created_at", "closed_at"]
+        return [*fields, "created_by", "created_at", "closed_at", "results"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Poll | None = None) -> Any:
         if obj is None:
             return ()
-        return ("created_by", "created_at", "closed_at")
+        return ("created_by", "created_at", "closed_at", "results")
+
+    @admin.display(description=_("results"))
+    def results(self, poll: Poll) -> str:
+        """The poll's results as its method reads them (what results/ answers), read-only."""
+        found = services.results_for(poll=Poll.objects.for_listing().get(pk=poll.pk))
+        return format_html(
+            "<pre>{}</pre>", "\n".join(results_lines(found, poll.options.order_by("order")))
+        )
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         return {"created_by": request.user.pk, **super().get_changeform_initial_data(request)}
@@ -284,6 +306,38 @@ class PollAdmin(PollAdminBase):
         self.message_user(request, _("Closed the selected polls."), messages.SUCCESS)
 
 
+def results_lines(found: Any, options: Any) -> list[str]:
+    """A results body (any method's) as lines of text: each option with its figures, then the
+    rounds and the winner of a ranked poll."""
+    text = {option.pk: option.text for option in options}
+    lines = [f"{found.total_voters} voter(s), {found.total_votes} vote(s)"]
+    for option in found.options:
+        figures = f"{option.votes} vote(s), {option.percentage}%"
+        if hasattr(option, "first_choices"):
+            figures += f", {option.first_choices} first choice(s)"
+        if hasattr(option, "average"):
+            figures += f", average {option.average}, scores {option.distribution}"
+        if hasattr(option, "points"):
+            figures += f", {option.points} point(s)"
+        lines.append(f"{option.text}: {figures}")
+    for number, round_ in enumerate(getattr(found, "rounds", []), start=1):
+        tallies = ", ".join(f"{text.get(t.id, t.id)} {t.votes}" for t in round_.tallies)
+        out = ", ".join(str(text.get(option_id, option_id)) for option_id in round_.eliminated)
+        lines.append(
+            f"Round {number}: {tallies}; exhausted {round_.exhausted}"
+            + (f"; eliminated {out}" if out else "")
+        )
+    if hasattr(found, "winner"):
+        winner = found.winner
+        tied = ", ".join(str(text.get(option_id)) for option_id in getattr(found, "tied", []))
+        lines.append(
+            f"Winner: {text.get(winner, winner)}"
+            if winner
+            else f"No winner{': tied ' + tied if tied else ''}"
+        )
+    return lines
+
+
 class RecordAdmin(RecordAdminBase):
     """Records that the services write (votes, participations, ballot changes): read-only here.
 
@@ -332,3 +386,25 @@ class BallotChangeAdmin(RecordAdmin):
     list_filter = ("action",)
     list_select_related = ("poll", "voter")
     raw_id_fields = ("poll", "voter")
+
+
+@admin.register(Ballot)
+class BallotAdmin(RecordAdmin):
+    """Whole ballots (ranked, score, a site's methods), cast and withdrawn only through the
+    services; secret polls keep none."""
+
+    list_display = ("poll", "voter", "choice", "created_at")
+    list_select_related = ("poll", "voter")
+    raw_id_fields = ("poll", "voter")
+
+
+@admin.register(Tally)
+class TallyAdmin(RecordAdmin):
+    """The counts that results of ranked, score and a site's methods are read from."""
+
+    list_display = ("poll", "key", "ballots")
+    list_select_related = ("poll",)
+    raw_id_fields = ("poll",)
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        return ["poll__title", "key"]

@@ -38,6 +38,7 @@ from rest_framework.throttling import ScopedRateThrottle
 
 from django_polls import services
 from django_polls.authentication import CachedTokenAuthentication, read_token
+from django_polls.models import VOTE_ROW_METHODS
 from django_polls.permissions import IsOwnerOrStaffOrReadOnly
 from django_polls.services import aio
 from django_polls.views import PollViewSet, has_nul, plain_ballot, receipt_answer, signed_in
@@ -132,10 +133,26 @@ async def results(request: HttpRequest, *, sync_view: View, **kwargs: Any) -> Ht
                 raise exceptions.NotFound()
             found = await in_a_thread(view.get_object), []  # a poll without options
         poll, options = found
-        response = view.results_answer(drf_request, poll, options)
+        if poll.method in VOTE_ROW_METHODS:
+            response = view.results_answer(drf_request, poll, options)
+        else:
+            # Ranked, score and a site's methods read their tallies, or only the poll's count of
+            # changes where the rounds of that state were computed already (the memo of
+            # services.results_for): their own queries, in a thread.
+            response = await sync_to_async(_answered, thread_sensitive=False)(
+                view.results_answer, drf_request, poll, options
+            )
     except Exception as exc:
         response = view.handle_exception(exc)
     return _finalized(view, response, kwargs)
+
+
+def _answered(answer: Callable[..., Any], *args: Any) -> Any:
+    """``answer(*args)`` in a thread that then gives its database connection back."""
+    try:
+        return answer(*args)
+    finally:
+        close_old_connections()
 
 
 async def in_thread(

@@ -79,6 +79,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     errors.extend(_check_import_paths())
     errors.extend(_check_callables())
     errors.extend(_check_voter_policy())
+    errors.extend(_check_methods())
     errors.extend(_check_throttle_rates())
     errors.extend(_check_throttle_cache())
     errors.extend(_check_async_pool())
@@ -218,6 +219,79 @@ def _check_voter_policy() -> list[CheckMessage]:
             )
         ]
     return []
+
+
+def _check_methods() -> list[CheckMessage]:
+    """METHODS names VotingMethod subclasses, with distinct names (``options`` ballots for single
+    and multiple alone), single and
+    multiple among them (a poll without a method is single; allow_multiple_votes is multiple)."""
+    from django_polls.methods.base import VotingMethod
+    from django_polls.models import VOTE_ROW_METHODS
+
+    value = conf.get("METHODS")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(p, str) for p in value):
+        return [
+            Error(
+                "DJANGO_POLLS['METHODS'] must be a list of dotted paths.",
+                hint=f"Got {value!r}.",
+                id="django_polls.E013",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    names: dict[str, str] = {}
+    for path in value:
+        try:
+            found = conf.import_setting("METHODS", path)
+        except ImportError as exc:
+            errors.append(Error(str(exc), id="django_polls.E013"))
+            continue
+        if not (isinstance(found, type) and issubclass(found, VotingMethod)):
+            errors.append(
+                Error(
+                    f"DJANGO_POLLS['METHODS'] names {path!r}, which is no subclass of "
+                    "django_polls.methods.base.VotingMethod.",
+                    id="django_polls.E013",
+                )
+            )
+            continue
+        name, field = getattr(found, "name", ""), getattr(found, "ballot_field", "")
+        if not isinstance(name, str) or not 0 < len(name) <= 16:
+            errors.append(
+                Error(
+                    f"The method {path!r} needs a name of 1 to 16 characters (Poll.method).",
+                    hint=f"Got {name!r}.",
+                    id="django_polls.E013",
+                )
+            )
+            continue
+        if name in names:
+            errors.append(
+                Error(
+                    f"The methods {names[name]!r} and {path!r} share the name {name!r}.",
+                    id="django_polls.E013",
+                )
+            )
+        names[name] = path
+        if field == "options" and name not in VOTE_ROW_METHODS:
+            errors.append(
+                Error(
+                    f'The method {path!r} takes its ballot in "options", which belongs to '
+                    "single and multiple choice (their ballots are vote rows).",
+                    hint='Name another ballot field, e.g. "ranking" or "points".',
+                    id="django_polls.E013",
+                )
+            )
+    missing = [name for name in ("single", "multiple") if name not in names]
+    if missing and not errors:
+        errors.append(
+            Error(
+                f"DJANGO_POLLS['METHODS'] lacks {' and '.join(missing)}: API v1's methods must "
+                "stay.",
+                hint="List django_polls.methods.choice.SingleChoice and MultipleChoice.",
+                id="django_polls.E013",
+            )
+        )
+    return errors
 
 
 #: Cache backends that keep their entries in each process: throttle counts there are per worker.

@@ -54,6 +54,15 @@ DEFAULTS: dict[str, Any] = {
     # plan). Called in the service before a ballot is stored, changed or retracted; a refusal is
     # 403 not_eligible.
     "VOTER_POLICY": None,
+    # The voting methods polls may use: dotted paths to subclasses of
+    # django_polls.methods.base.VotingMethod. A site adds its own beside these (single and
+    # multiple must stay: they are API v1's).
+    "METHODS": (
+        "django_polls.methods.choice.SingleChoice",
+        "django_polls.methods.choice.MultipleChoice",
+        "django_polls.methods.ranked.RankedChoice",
+        "django_polls.methods.score.ScoreVoting",
+    ),
     # The vote and results views under ASGI on PostgreSQL with psycopg 3 (see
     # django_polls.async_views): the sizes and wait (seconds) of each event loop's own pool of
     # connections, which takes nothing from Django's. None runs those views synchronously too.

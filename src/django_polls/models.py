@@ -78,10 +78,22 @@ def choice_limits(
 
 
 class Method(models.TextChoices):
-    """How a ballot chooses: one option, or several."""
+    """The built-in voting methods (:mod:`django_polls.methods`); a site may add its own through
+    ``DJANGO_POLLS["METHODS"]``, so ``Poll.method`` holds any registered name."""
 
     SINGLE = "single", _("single choice")
     MULTIPLE = "multiple", _("multiple choice")
+    RANKED = "ranked", _("ranked choice (instant runoff)")
+    SCORE = "score", _("score voting")
+
+
+#: The methods whose ballots are vote rows (one per option chosen, :class:`Vote`), stored by the
+#: one-statement ballot on PostgreSQL; every other method stores a voter's ballot whole
+#: (:class:`Ballot`) and keeps its counts in :class:`Tally` rows.
+VOTE_ROW_METHODS = frozenset({Method.SINGLE.value, Method.MULTIPLE.value})
+
+#: The largest ``max_score`` a poll may set.
+MAX_SCORE_LIMIT = 10
 
 
 class ResultsVisibility(models.TextChoices):
@@ -161,15 +173,17 @@ class Poll(models.Model):
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True, editable=False)
-    method = models.CharField(
-        _("method"), max_length=16, choices=Method.choices, default=Method.SINGLE
-    )
+    # A name of DJANGO_POLLS["METHODS"] (built-in or the site's own): no choices here, since the
+    # site decides which exist; the services and system check django_polls.E013 hold the list.
+    method = models.CharField(_("method"), max_length=16, default=Method.SINGLE)
     # Kept equal to ``method == "multiple"`` (a check constraint): the single-vote rule of Vote
     # is a partial unique index on its copy of this flag.
     allow_multiple_votes = models.BooleanField(_("allow multiple votes"), default=False)
     # How many options one voter's ballot holds, at least and at most (None: every option).
     min_choices = models.PositiveSmallIntegerField(_("min choices"), default=1)
     max_choices = models.PositiveSmallIntegerField(_("max choices"), null=True, blank=True)
+    # The highest score of a score ballot (null on polls whose method takes none).
+    max_score = models.PositiveSmallIntegerField(_("max score"), null=True, blank=True)
     opens_at = models.DateTimeField(_("opens at"), null=True, blank=True)
     results_visibility = models.CharField(
         _("results visibility"),
@@ -212,8 +226,13 @@ class Poll(models.Model):
                 fields=("id", "allow_multiple_votes"), name="django_polls_poll_id_mode"
             ),
             check_constraint(
-                condition=models.Q(method__in=Method.values),
-                name="django_polls_poll_method_known",
+                condition=models.Q(max_score__isnull=True)
+                | models.Q(max_score__gte=1, max_score__lte=MAX_SCORE_LIMIT),
+                name="django_polls_poll_max_score_in_range",
+            ),
+            check_constraint(
+                condition=~models.Q(method=Method.SCORE) | models.Q(max_score__isnull=False),
+                name="django_polls_poll_score_has_max",
             ),
             check_constraint(
                 condition=models.Q(method=Method.MULTIPLE, allow_multiple_votes=True)
@@ -478,3 +497,87 @@ class BallotChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.voter_id} {self.action} on {self.poll_id}"
+
+
+class Ballot(models.Model):
+    """A voter's whole ballot on a poll whose method is not single or multiple (ranked, score, a
+    site's own): ``choice`` as the method stores it (a ranking, a list of scores, ...). One per
+    voter and poll (unique); a secret poll keeps none, only the participation and the counts."""
+
+    poll = models.ForeignKey(
+        Poll,
+        on_delete=models.CASCADE,
+        related_name="ballots",
+        db_index=False,
+        verbose_name=_("poll"),
+    )
+    # A deleted account's ballot stays counted, as its votes do.
+    voter = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="poll_ballots",
+        verbose_name=_("voter"),
+    )
+    choice = models.JSONField(_("choice"))
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("ballot")
+        verbose_name_plural = _("ballots")
+        ordering = ("created_at", "id")
+        constraints = (
+            models.UniqueConstraint(fields=("poll", "voter"), name="django_polls_ballot_once"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.voter_id} on {self.poll_id}"
+
+
+#: The longest key of a :class:`Tally` (a ranking of MAX_OPTIONS ids fits: 20 ids of up to 19
+#: digits and their commas take 399 characters).
+TALLY_KEY_LENGTH = 512
+
+
+#: How many tallies of each poll count its changes (ballots cast, changed, withdrawn, counts
+#: repaired), a change adding one to the tally of its participation's id modulo this number.
+CHANGE_STRIPES = 8
+#: The keys of those tallies. Keys of the app start with "#": no method's keys may.
+CHANGE_KEYS = tuple(f"#changes/{stripe}" for stripe in range(CHANGE_STRIPES))
+
+
+def change_key(stripe_of: int) -> str:
+    """The key of the tally that counts a change by the participation (or stripe) ``stripe_of``."""
+    return CHANGE_KEYS[stripe_of % CHANGE_STRIPES]
+
+
+class Tally(models.Model):
+    """A count kept for a poll as ballots are stored, under a key its method chooses: per
+    distinct ranking (ranked: ``"22,21,23"``), per option and score (score: ``"21:4"``). Kept by
+    the services in the transaction of each ballot, change and retraction, so results read
+    counts, never ballot rows; checked and repaired by ``polls_recount``.
+
+    The app's own keys start with ``#``: :data:`CHANGE_KEYS` count the poll's changes, so their
+    sum names one state of the poll's counts (results computed for it stay true until it
+    moves)."""
+
+    poll = models.ForeignKey(
+        Poll,
+        on_delete=models.CASCADE,
+        related_name="tallies",
+        db_index=False,
+        verbose_name=_("poll"),
+    )
+    key = models.CharField(_("key"), max_length=TALLY_KEY_LENGTH)
+    # A positive integer column: the database refuses a negative count.
+    ballots = models.PositiveIntegerField(_("ballots"), default=0)
+
+    class Meta:
+        verbose_name = _("tally")
+        verbose_name_plural = _("tallies")
+        constraints = (
+            models.UniqueConstraint(fields=("poll", "key"), name="django_polls_tally_once"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.poll_id}/{self.key}: {self.ballots}"

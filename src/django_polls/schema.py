@@ -201,7 +201,12 @@ def page_parameters() -> list[Any]:
 def setting_limits(field: Any) -> dict[str, Any]:
     """The JSON Schema limits of one serializer field that come from ``DJANGO_POLLS``."""
     from django_polls.conf import polls_settings as limits
-    from django_polls.serializers import BallotSerializer, OptionSerializer, PollSerializer
+    from django_polls.serializers import (
+        BallotSerializer,
+        MethodBallotSerializer,
+        OptionSerializer,
+        PollSerializer,
+    )
 
     parent, name = getattr(field, "parent", None), getattr(field, "field_name", None)
     if isinstance(parent, PollSerializer) and name == "title":
@@ -215,7 +220,8 @@ def setting_limits(field: Any) -> dict[str, Any]:
         return {"maximum": limits.MAX_OPTIONS}
     if isinstance(parent, OptionSerializer) and name == "text":
         return {"minLength": 1, "maxLength": limits.MAX_OPTION_LENGTH, "pattern": NOT_BLANK}
-    if isinstance(parent, BallotSerializer) and name == "options":
+    ballot_fields = {"options", "ranking", "scores"}
+    if isinstance(parent, (BallotSerializer, MethodBallotSerializer)) and name in ballot_fields:
         return {"minItems": 1, "maxItems": limits.MAX_OPTIONS, "uniqueItems": True}
     return {}
 

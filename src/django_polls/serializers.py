@@ -7,11 +7,19 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.auth.models import Group
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
+from rest_framework.fields import SkipField, get_attribute
 from rest_framework.settings import api_settings
 
-from django_polls import services
+from django_polls import methods, services
 from django_polls.conf import polls_settings
-from django_polls.models import Anonymity, Method, Option, Poll, ResultsVisibility, Status
+from django_polls.models import (
+    MAX_SCORE_LIMIT,
+    Anonymity,
+    Option,
+    Poll,
+    ResultsVisibility,
+    Status,
+)
 
 # The largest id a BIGINT primary key can hold; anything larger is simply not an option.
 MAX_ID = 2**63 - 1
@@ -120,6 +128,38 @@ class GroupNameField(GroupNameFieldBase):
         return super().to_internal_value(data)
 
 
+class MethodField(serializers.ChoiceField):
+    """A poll's method: a name of ``DJANGO_POLLS["METHODS"]``, read when a value is checked (the
+    site's setting decides which exist)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=[], **kwargs)
+
+    @property
+    def choices(self) -> dict[Any, Any]:
+        return {name: method.label or name for name, method in methods.registered().items()}
+
+    @choices.setter
+    def choices(self, value: Any) -> None:
+        pass  # always the site's methods
+
+    @property
+    def choice_strings_to_values(self) -> dict[str, Any]:
+        return {name: name for name in methods.registered()}
+
+    @choice_strings_to_values.setter
+    def choice_strings_to_values(self, value: Any) -> None:
+        pass
+
+    @property
+    def grouped_choices(self) -> dict[Any, Any]:
+        return self.choices
+
+    @grouped_choices.setter
+    def grouped_choices(self, value: Any) -> None:
+        pass
+
+
 class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
     # No numbers in help texts: the limits are the site's settings (MAX_TITLE_LENGTH,
     # MIN_OPTIONS, MAX_OPTIONS), which the schema carries as maxLength, minItems and maxItems.
@@ -133,11 +173,20 @@ class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
         "single, true: multiple); sent with a method it contradicts, 400. Frozen once the poll "
         "has votes.",
     )
-    method = serializers.ChoiceField(
-        choices=Method.choices,
+    method = MethodField(
         required=False,
-        help_text="How a ballot chooses: one option (single) or several (multiple). Default "
-        "from allow_multiple_votes, else single. Frozen once the poll has votes.",
+        help_text="How a ballot chooses: one option (single), several (multiple), a ranking "
+        "(ranked, counted by instant runoff), a score per option (score), or a method of the "
+        "site's own. Default from allow_multiple_votes, else single. Frozen once the poll has "
+        "votes.",
+    )
+    max_score = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_SCORE_LIMIT,
+        help_text="The highest score of a score ballot (a score is a whole number from 0 to "
+        "it); score polls only, default 5; null on other polls. Frozen once the poll has votes.",
     )
     min_choices = serializers.IntegerField(
         required=False,
@@ -235,6 +284,7 @@ class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
             "anonymity",
             "allow_vote_change",
             "voter_group",
+            "max_score",
         )
         read_only_fields = ("id", "created_at")
         extra_kwargs = {
@@ -312,9 +362,78 @@ class BallotSerializer(FlatOptionErrorsMixin, serializers.Serializer[dict[str, A
         return value
 
 
+class OfMethodMixin:
+    """A field of one method's bodies: nullable where that method says null, and left out of
+    the bodies of other methods (whose objects have no such attribute), not null there."""
+
+    source_attrs: list[str]
+
+    def get_attribute(self, instance: Any) -> Any:
+        try:
+            return get_attribute(instance, self.source_attrs)
+        except (KeyError, AttributeError):
+            raise SkipField() from None
+
+
+class MethodFloatField(OfMethodMixin, serializers.FloatField):
+    pass
+
+
+class MethodIntegerField(OfMethodMixin, serializers.IntegerField):
+    pass
+
+
+class MethodListField(OfMethodMixin, serializers.ListField):
+    pass
+
+
+RANKING_HELP = (
+    "ranked polls: distinct ids of options of the poll, most preferred first, min_choices to "
+    "max_choices of them."
+)
+SCORES_HELP = (
+    "score polls: distinct options of the poll, each with a whole score from 0 to the poll's "
+    "max_score; min_choices to max_choices entries."
+)
+
+
+class ScoreEntrySerializer(serializers.Serializer[dict[str, Any]]):
+    option = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    score = serializers.IntegerField(min_value=0, max_value=MAX_SCORE_LIMIT)
+
+
+class MethodBallotSerializer(serializers.Serializer[dict[str, Any]]):
+    """The body of ``POST``/``PUT vote/`` as the schema shows it: exactly one field, the one of
+    the poll's method (another one, or none, is 400). A site's own method may take another."""
+
+    options = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+        required=False,
+        help_text="single and multiple polls: ids of options of this poll, exactly one on a "
+        "single-vote poll, one or more distinct ids on a multiple-vote poll.",
+    )
+    ranking = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+        required=False,
+        help_text=RANKING_HELP,
+    )
+    scores = ScoreEntrySerializer(many=True, required=False, help_text=SCORES_HELP)
+
+    class Meta:
+        ref_name = "Ballot"  # the schema's name of the vote body since v1
+
+
 class VoteReceiptSerializer(serializers.Serializer[services.Receipt]):
     poll = serializers.IntegerField()
-    options = serializers.ListField(child=serializers.IntegerField())
+    options = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        help_text="single and multiple polls: the options of this ballot.",
+    )
+    ranking = serializers.ListField(
+        child=serializers.IntegerField(), required=False, help_text="ranked polls: the ranking."
+    )
+    scores = ScoreEntrySerializer(many=True, required=False, help_text="score polls: the scores.")
     created_at = serializers.DateTimeField()
 
 
@@ -323,17 +442,66 @@ class MyVoteSerializer(serializers.Serializer[services.MyBallot]):
     options = serializers.ListField(
         child=serializers.IntegerField(),
         allow_null=True,
-        help_text="The option ids the caller voted for; empty when they have not voted; null on "
-        "a secret poll, where nothing links a voter to a choice.",
+        help_text="single and multiple polls: the option ids the caller voted for; empty when "
+        "they have not voted; null on a secret poll, where nothing links a voter to a choice.",
+    )
+    ranking = MethodListField(
+        child=serializers.IntegerField(),
+        required=False,
+        allow_null=True,
+        help_text="ranked polls, in place of options: the caller's ranking (empty, null on a "
+        "secret poll, as options).",
+    )
+    scores = MethodListField(
+        child=ScoreEntrySerializer(),
+        required=False,
+        allow_null=True,
+        help_text="score polls, in place of options: the caller's scores (empty, null on a "
+        "secret poll, as options).",
     )
 
 
 class OptionResultSerializer(serializers.Serializer[services.OptionResult]):
     id = serializers.IntegerField()
     text = serializers.CharField()
-    votes = serializers.IntegerField()
+    votes = serializers.IntegerField(
+        help_text="Ballots that chose the option (ranked: ranked it; score: scored it)."
+    )
     percentage = serializers.FloatField(
         help_text="100 * votes / total_votes, rounded half-up to 2 decimals; 0.0 with no votes."
+    )
+    first_choices = serializers.IntegerField(
+        required=False, help_text="ranked polls: ballots that rank the option first."
+    )
+    count = serializers.IntegerField(
+        required=False, help_text="score polls: ballots that scored the option."
+    )
+    sum = serializers.IntegerField(required=False, help_text="score polls: the sum of its scores.")
+    average = MethodFloatField(
+        required=False,
+        allow_null=True,
+        help_text="score polls: sum / count, rounded half-up to 2 decimals; null when count is 0.",
+    )
+    distribution = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        help_text="score polls: how many ballots gave each score, from 0 to max_score.",
+    )
+
+
+class RoundTallySerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    votes = serializers.IntegerField()
+
+
+class RoundSerializer(serializers.Serializer[Any]):
+    tallies = RoundTallySerializer(
+        many=True, help_text="Each option still in the race, in the poll's order, and its votes."
+    )
+    exhausted = serializers.IntegerField(help_text="Ballots with no option left in the race.")
+    eliminated = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="Options eliminated at the end of the round (empty in the last round).",
     )
 
 
@@ -343,7 +511,29 @@ class ResultsSerializer(serializers.Serializer[services.Results]):
     is_active = serializers.BooleanField()
     total_votes = serializers.IntegerField(help_text="Votes (selections), summed over the options.")
     total_voters = serializers.IntegerField(help_text="Distinct voters.")
+    max_score = serializers.IntegerField(required=False, help_text="score polls: the top score.")
     options = OptionResultSerializer(many=True, help_text="In the options' creation order.")
+    ballots = serializers.IntegerField(required=False, help_text="ranked polls: ballots counted.")
+    rounds = RoundSerializer(
+        many=True,
+        required=False,
+        help_text="ranked polls: the rounds of instant runoff (none without ballots). Each "
+        "counts every ballot for its most preferred option still in the race; an option with "
+        "more than half of the round's non-exhausted ballots wins; else options without votes "
+        "are eliminated together, or the one with the fewest (ties: fewer in the round before, "
+        "back to the first; then the last listed).",
+    )
+    winner = MethodIntegerField(
+        required=False,
+        allow_null=True,
+        help_text="ranked polls: the winning option, or null (no ballots, or a tie).",
+    )
+    tied = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        help_text="ranked polls: the options still tied when the rounds ended without a "
+        "winner (every option in the race with as many votes); else empty.",
+    )
 
 
 class PublicBallotSerializer(serializers.Serializer[dict[str, Any]]):
@@ -353,8 +543,14 @@ class PublicBallotSerializer(serializers.Serializer[dict[str, Any]]):
         help_text="The voter's username (or the name DJANGO_POLLS['USER_DISPLAY'] gives)."
     )
     options = serializers.ListField(
-        child=serializers.IntegerField(), help_text="The option ids chosen, in the poll's order."
+        child=serializers.IntegerField(),
+        required=False,
+        help_text="single and multiple polls: the option ids chosen, in the poll's order.",
     )
+    ranking = serializers.ListField(
+        child=serializers.IntegerField(), required=False, help_text="ranked polls: the ranking."
+    )
+    scores = ScoreEntrySerializer(many=True, required=False, help_text="score polls: the scores.")
     created_at = serializers.DateTimeField(
         allow_null=True, help_text="When the voter's current ballot was stored."
     )

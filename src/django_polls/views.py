@@ -33,7 +33,7 @@ from rest_framework.throttling import BaseThrottle, ScopedRateThrottle
 from rest_framework.views import APIView
 
 from django_polls import exceptions as api_errors
-from django_polls import live, schema, services
+from django_polls import live, methods, schema, services
 from django_polls.conf import polls_settings
 from django_polls.exceptions import (  # noqa: F401 (importable from here as before)
     ConflictError,
@@ -42,6 +42,7 @@ from django_polls.exceptions import (  # noqa: F401 (importable from here as bef
 )
 from django_polls.models import (
     CLOCK_ATTRIBUTE,
+    VOTE_ROW_METHODS,
     ClockTimestamp,
     Option,
     Poll,
@@ -52,6 +53,7 @@ from django_polls.serializers import (
     MAX_ID,
     BallotPageSerializer,
     BallotSerializer,
+    MethodBallotSerializer,
     MyVoteSerializer,
     PollSerializer,
     PublicBallotSerializer,
@@ -106,12 +108,19 @@ def plain_ballot(data: Any) -> list[int] | None:
     options = data.get("options") if isinstance(data, dict) else None
     if (
         type(options) is list
+        # Another method's ballot field beside it is the service's to refuse.
+        and (len(data) == 1 or not other_ballot_fields(data))
         and 0 < len(options) <= polls_settings.MAX_OPTIONS
         and all(type(option_id) is int and 0 < option_id <= MAX_ID for option_id in options)
         and len(set(options)) == len(options)
     ):
         return options
     return None
+
+
+def other_ballot_fields(data: dict[str, Any]) -> set[str]:
+    """The ballot fields of a body other than ``options`` (``ranking``, ``scores``, a site's)."""
+    return (set(data) & methods.ballot_fields()) - {"options"}
 
 
 def has_nul(request: HttpRequest) -> bool:
@@ -124,10 +133,11 @@ def has_nul(request: HttpRequest) -> bool:
 
 
 def receipt_answer(receipt: services.Receipt, answer: int) -> Response:
-    """VoteReceiptSerializer's shape, built directly: this is the hottest write of the API."""
+    """VoteReceiptSerializer's shape, built directly: this is the hottest write of the API. The
+    ballot comes in its method's field (``options``, ``ranking``, ``scores``, ...)."""
     body = {
         "poll": receipt.poll,
-        "options": receipt.options,
+        receipt.ballot_field: receipt.options if receipt.ballot is None else receipt.ballot,
         "created_at": TIMESTAMP.to_representation(receipt.created_at),
     }
     return Response(body, status=answer)
@@ -350,7 +360,7 @@ class PollViewSet(PollViewSetBase):
 
     @schema.document(
         method="post",
-        request_body=BallotSerializer,
+        request_body=MethodBallotSerializer,
         operation_description="Cast a ballot. All of it is stored, or (on any error) nothing. "
         "403 `not_eligible` for a caller outside the poll's voter group (or refused by the "
         "site's voter policy); 409 `poll_not_open` before the poll opens, `poll_closed` after it "
@@ -362,7 +372,7 @@ class PollViewSet(PollViewSetBase):
     )
     @schema.document(
         method="put",
-        request_body=BallotSerializer,
+        request_body=MethodBallotSerializer,
         operation_description="Replace the caller's ballot, in one transaction: the results move "
         "from the old options to the new ones at once. 404 `not_voted` without a ballot; 409 "
         "`vote_final` where ballots are final (`allow_vote_change: false`, secret polls), "
@@ -394,26 +404,28 @@ class PollViewSet(PollViewSetBase):
         voter = signed_in(request)
         if request.method == "GET":
             mine = services.ballot_of(poll_id=poll_id, voter=voter)
+            if mine.ballot_field != "options":
+                return Response({"voted": mine.voted, mine.ballot_field: mine.ballot})
             return Response(MyVoteSerializer(mine).data)
         if request.method == "DELETE":
             services.retract_votes(poll_id=poll_id, voter=voter)
             return Response(status=status.HTTP_204_NO_CONTENT)
-        try:
-            option_ids = plain_ballot(request.data)
-            if option_ids is None:
-                ballot = BallotSerializer(data=request.data)
-                ballot.is_valid(raise_exception=True)
-                option_ids = ballot.validated_data["options"]
-        except exceptions.APIException:
-            # A missing poll is reported before a malformed body; the query runs only on errors.
-            if not Poll.objects.filter(pk=poll_id).exists():
-                raise exceptions.NotFound() from None
-            raise
-        if request.method == "PUT":
+        answer = status.HTTP_200_OK if request.method == "PUT" else status.HTTP_201_CREATED
+        data = self.ballot_body(poll_id)
+        option_ids: Sequence[int] | None = plain_ballot(data)
+        if option_ids is None and not (isinstance(data, dict) and other_ballot_fields(data)):
+            option_ids = self.options_ballot(poll_id, data)
+        if option_ids is None:
+            # Any other ballot field, or a body that the poll's method reads otherwise.
+            if request.method == "PUT":
+                receipt = services.change_ballot(poll_id=poll_id, voter=voter, data=data)
+            else:
+                receipt = services.cast_ballot(poll_id=poll_id, voter=voter, data=data)
+        elif request.method == "PUT":
             receipt = services.change_vote(poll_id=poll_id, voter=voter, option_ids=option_ids)
-            return receipt_answer(receipt, status.HTTP_200_OK)
-        receipt = services.cast_vote(poll_id=poll_id, voter=voter, option_ids=option_ids)
-        return receipt_answer(receipt, status.HTTP_201_CREATED)
+        else:
+            receipt = services.cast_vote(poll_id=poll_id, voter=voter, option_ids=option_ids)
+        return receipt_answer(receipt, answer)
 
     @schema.document(
         operation_description="Counts and percentages per option, exact as of the last "
@@ -499,8 +511,8 @@ class PollViewSet(PollViewSetBase):
         # PublicBallotSerializer's shape, built directly.
         body = [
             {
+                **entry,  # the voter, the ballot in its method's field, when it was stored
                 "voter": str(display(entry["voter"])),
-                "options": entry["options"],
                 "created_at": TIMESTAMP.to_representation(entry["created_at"]),
             }
             for entry in services.public_ballots(
@@ -508,6 +520,33 @@ class PollViewSet(PollViewSetBase):
             )
         ]
         return self.get_paginated_response(body) if paginated else Response(body)
+
+    def ballot_body(self, poll_id: int) -> Any:
+        """The parsed vote body; a body that does not parse is 400, after a missing poll's 404."""
+        try:
+            return self.request.data
+        except exceptions.APIException:
+            if not Poll.objects.filter(pk=poll_id).exists():
+                raise exceptions.NotFound() from None
+            raise
+
+    def options_ballot(self, poll_id: int, data: Any) -> Sequence[int] | None:
+        """The option ids of a body that names no other method's ballot field, checked and
+        explained as in v1 (:class:`BallotSerializer`); None when the body is wrong for v1 but
+        the poll's method is not single or multiple, whose own rules then explain it."""
+        try:
+            ballot = BallotSerializer(data=data)
+            ballot.is_valid(raise_exception=True)
+            option_ids: Sequence[int] = ballot.validated_data["options"]
+            return option_ids
+        except exceptions.APIException:
+            # A missing poll is reported before a malformed body; the query runs only on errors.
+            method = Poll.objects.filter(pk=poll_id).values_list("method", flat=True).first()
+            if method is None:
+                raise exceptions.NotFound() from None
+            if method in VOTE_ROW_METHODS:
+                raise
+            return None
 
     def finds_polls_by_id_alone(self) -> bool:
         """Whether get_object() finds any poll by its id: no filter backend, and none of the

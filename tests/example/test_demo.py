@@ -70,11 +70,9 @@ def test_demo_serves_the_api_and_prints_the_account_token_and_urls(
         )
         assert signed_in.json == {"token": token.group(1)}
         polls = server.request("GET", "/api/v1/polls/").json
-        assert polls["count"] == 4
+        assert polls["count"] == 6
         open_poll = next(
-            poll
-            for poll in polls["results"]
-            if poll["is_active"] and not poll["allow_multiple_votes"]
+            poll for poll in polls["results"] if poll["is_active"] and poll["method"] == "single"
         )
         voted = server.request(
             "POST",
@@ -95,7 +93,7 @@ def test_demo_serves_the_api_and_prints_the_account_token_and_urls(
         assert key_file.stat().st_mode & 0o077 == 0
         assert "(0 added now)" in printed
         polls = server.request("GET", "/api/v1/polls/").json
-        assert polls["count"] == 4
+        assert polls["count"] == 6
         results = server.request("GET", f"/api/v1/polls/{open_poll['id']}/results/").json
         assert results["total_votes"] == open_poll["total_votes"] + 1
     finally:

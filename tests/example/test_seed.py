@@ -50,16 +50,19 @@ def test_seed_polls_loads_demo_data_once_and_prints_working_credentials(
     assert token, first
     loaded = summary(fresh, "demo")
     assert loaded["demo_signs_in"] is True
-    # A mix a frontend needs to see: open and closed, single and multiple choice, no votes yet.
+    # A mix a frontend needs to see: open and closed, single and multiple choice, ranked and
+    # score (whose selections count in total_votes, not as vote rows), no votes yet.
     assert loaded["polls"] == [
         # title, is_active, allow_multiple_votes, total_votes
         ["Best pizza topping?", False, False, 6],
+        ["How were the talks?", True, False, 12],
+        ["Where should next year's conference be?", True, False, 19],
         ["Where should the launch party be?", True, False, 0],
         ["Which days suit you for the team offsite?", True, True, 15],
         ["Which language should the next workshop cover?", True, False, 12],
     ]
     assert loaded["votes"] == 6 + 15 + 12
-    assert loaded["counted"] == loaded["votes"]
+    assert loaded["counted"] == loaded["votes"] + 12 + 19
 
     again = fresh.manage("seed_polls").stdout
     assert "(0 added now)" in again

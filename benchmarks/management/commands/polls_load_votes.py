@@ -19,12 +19,23 @@ Numbering starts at the poll's total of votes, which is above every number an ea
 should a username be taken all the same (real voters retracted votes since that load), the batch
 is retried once, numbered past the highest number in use.
 No ``vote_cast`` signals are sent.
+
+On a ranked or score poll each synthetic voter casts one ballot, drawn at random (seeded by the
+poll and the voter's number, so a load is repeatable): a ranking of ``min_choices`` to
+``max_choices`` options in random order, or that many options with random scores from 0 to
+``max_score``. The voters are inserted in SQL as above; their ballots, participations, the
+options' votes and the poll's tallies (one upsert per thousand keys) are written in the same
+transaction, so ``polls_recount`` finds no drift. A poll with every option required
+(``min_choices`` = the number of options) gives full rankings: with many options nearly every
+ballot is a distinct ranking, the worst case for ranked results.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import random
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,16 +45,22 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Count, F, Field, Max, Model, Value, When
 from django.utils import timezone
 
+from django_polls import methods
 from django_polls.models import (
+    VOTE_ROW_METHODS,
     VOTER_COUNT_STRIPES,
     Anonymity,
+    Ballot,
+    Method,
     Option,
     Participation,
     Poll,
     Vote,
     VoterCount,
+    change_key,
+    choice_limits,
 )
-from django_polls.services import locks
+from django_polls.services import locks, method_ballots
 
 DEFAULT_BATCH_SIZE = 100_000
 VENDORS = ("postgresql", "sqlite")
@@ -274,6 +291,10 @@ class Command(BaseCommand):
             option_ids = [pk for pk, _ in rows]
             first = max(sum(count for _, count in rows), floor)
             last_participation = Participation.objects.aggregate(last=Max("pk"))["last"] or 0
+            if poll.method not in VOTE_ROW_METHODS:
+                _load_ballots(poll, voters, option_ids, first, size, now, done=done)
+                _count_new_voters(poll.pk, after=last_participation)
+                return first
             inserted = self._insert(poll, voters, option_ids, first, size, now)
             if inserted != size:
                 raise CommandError(f"Inserted {inserted} votes instead of {size}.{done}")
@@ -345,6 +366,100 @@ class Command(BaseCommand):
                 [*bounds, *vote_values, prefix],
             )
             return int(cursor.rowcount)
+
+
+BALLOT_METHODS = (Method.RANKED, Method.SCORE)
+
+
+def _load_ballots(
+    poll: Poll,
+    voters: VoterTemplate,
+    option_ids: Sequence[int],
+    first: int,
+    size: int,
+    now: Any,
+    *,
+    done: str,
+) -> None:
+    """Voters ``first`` .. ``first + size - 1`` of a ranked or score poll, each with a random
+    ballot, and every count those ballots move."""
+    if poll.method not in BALLOT_METHODS:
+        raise CommandError(
+            f"Poll {poll.pk} uses the method {poll.method!r}: polls_load_votes makes ballots of "
+            f"single, multiple, ranked and score polls.{done}"
+        )
+    method = methods.get_method(poll.method)
+    low, high = choice_limits(
+        poll.method, poll.min_choices, poll.max_choices, lambda: len(option_ids)
+    )
+    rng = random.Random(f"{poll.pk}:{first}")
+    choices: list[Any] = []
+    for _ in range(size):
+        chosen = rng.sample(list(option_ids), rng.randint(low, high))
+        if poll.method == Method.SCORE:
+            top = poll.max_score or 5
+            choices.append([{"option": pk, "score": rng.randint(0, top)} for pk in chosen])
+        else:
+            choices.append(chosen)
+    voter_ids = _insert_voters(voters, voter_prefix(poll.pk), first, size)
+    limits = {"min_choices": low, "max_choices": high}
+    Participation.objects.bulk_create(
+        (
+            Participation(
+                poll_id=poll.pk,
+                voter_id=voter_id,
+                choices=len(method.options_named(choice)),
+                **limits,
+            )
+            for voter_id, choice in zip(voter_ids, choices, strict=True)
+        ),
+        batch_size=5000,
+    )
+    Ballot.objects.bulk_create(
+        (
+            Ballot(poll_id=poll.pk, voter_id=voter_id, choice=choice, created_at=now)
+            for voter_id, choice in zip(voter_ids, choices, strict=True)
+        ),
+        batch_size=5000,
+    )
+    added: Counter[int] = Counter()
+    keys: Counter[str] = Counter()
+    for choice in choices:
+        added.update(method.options_named(choice))
+        keys.update(method.tally_keys(choice))
+    if added:
+        Option.objects.filter(pk__in=list(added)).update(
+            votes=F("votes")
+            + Case(*(When(pk=pk, then=Value(n)) for pk, n in added.items()), default=0)
+        )
+    keys[change_key(0)] += 1  # a new state of the poll's counts
+    method_ballots.add_tally_counts(poll.pk, keys)
+
+
+def _insert_voters(voters: VoterTemplate, prefix: str, first: int, size: int) -> list[Any]:
+    """Insert voters ``first`` .. ``first + size - 1``; returns their keys, in number order."""
+    username = _q(voters.username_column)
+    if connection.vendor == "postgresql":
+        series = "generate_series(%s, %s) AS series(n)"
+        head = ""
+    else:
+        series = "series"
+        head = (
+            "WITH RECURSIVE series(n) AS"
+            " (SELECT %s UNION ALL SELECT n + 1 FROM series WHERE n < %s) "
+        )
+    sql = (
+        f"INSERT INTO {_q(voters.table)}"
+        f" ({', '.join(_q(c) for c in [*voters.columns, voters.username_column])})"
+        f" {head if head else ''}SELECT {voters.select_list()} FROM {series}"
+        f" RETURNING {_q(voters.pk_column)}, {username}"
+    )
+    bounds = [first, first + size - 1]
+    params = [*bounds, *voters.values, prefix] if head else [*voters.values, prefix, *bounds]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+    return [pk for pk, _ in sorted(found, key=lambda row: int(str(row[1])[len(prefix) :]))]
 
 
 def _count_new_voters(poll_id: int, *, after: int) -> None:

@@ -4,7 +4,9 @@ Every write that matters (create, update, close and delete a poll; cast and retr
 counters) is a function here, run in a transaction. Views, serializers, the admin and management
 commands call these functions and never write votes or counters themselves. One module per idea:
 :mod:`~django_polls.services.polls` (a poll's lifecycle), :mod:`~django_polls.services.ballots`
-(cast, retract, read one's own), :mod:`~django_polls.services.results` (results and counters),
+(cast, retract, read one's own; the one-statement ``options`` ballot),
+:mod:`~django_polls.services.method_ballots` (ballots of every method, the whole-ballot ones),
+:mod:`~django_polls.services.results` (results and counters),
 :mod:`~django_polls.services.visibility` (who sees results and ballots),
 :mod:`~django_polls.services.locks` (the lock order) and :mod:`~django_polls.services.errors`;
 this package exports their public names.
@@ -63,6 +65,15 @@ from django_polls.services.errors import (
     VoteFinal,
 )
 from django_polls.services.locks import ADVISORY_LOCK_NAMESPACE
+from django_polls.services.method_ballots import (
+    BallotDrift,
+    cast_ballot,
+    change_ballot,
+    find_ballot_drift,
+    move_tallies,
+    repair_ballot_counts,
+    unchecked_polls,
+)
 from django_polls.services.polls import (
     DUPLICATE_OPTIONS,
     FROZEN_ONCE_VOTED,
@@ -93,6 +104,7 @@ from django_polls.services.results import (
     poll_with_options,
     repair_counts,
     results_for,
+    tallies_of,
     total_voters,
     voters_subquery,
 )
@@ -119,6 +131,7 @@ __all__ = [
     "VOTED_ATTRIBUTE",
     "VOTERS_ATTRIBUTE",
     "AlreadyVoted",
+    "BallotDrift",
     "BallotsHidden",
     "Conflict",
     "Drift",
@@ -145,7 +158,9 @@ __all__ = [
     "ballot_history",
     "ballot_of",
     "ballot_voters",
+    "cast_ballot",
     "cast_vote",
+    "change_ballot",
     "change_vote",
     "check_ballots_visible",
     "check_option_count",
@@ -158,21 +173,26 @@ __all__ = [
     "close_poll",
     "create_poll",
     "delete_poll",
+    "find_ballot_drift",
     "find_drift",
     "has_voted",
     "has_votes",
     "judge_ballot",
     "may_see_results",
+    "move_tallies",
     "percentage",
     "poll_with_options",
     "public_ballots",
+    "repair_ballot_counts",
     "repair_counts",
     "results_for",
     "results_visible_to_each",
     "retract_votes",
     "runs_alone",
+    "tallies_of",
     "took_part",
     "total_voters",
+    "unchecked_polls",
     "update_poll",
     "voter_groups_supported",
     "voters_subquery",

@@ -27,10 +27,12 @@ from django_polls import changes, signals
 from django_polls.changes import announce_change
 from django_polls.conf import polls_settings
 from django_polls.models import (
+    VOTE_ROW_METHODS,
     VOTER_COUNT_STRIPES,
     Anonymity,
     BallotChange,
     ClockTimestamp,
+    Method,
     Option,
     Participation,
     Poll,
@@ -69,18 +71,26 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class Receipt:
+    """A stored ballot: its options and, for methods whose ballot is not a list of options
+    (ranked, score, ...), the ballot as its field (``ballot_field``) shows it."""
+
     poll: int
     options: list[int]
     created_at: datetime
+    ballot_field: str = "options"
+    ballot: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
 class MyBallot:
     """What ``GET vote/`` tells a voter: whether they voted, and (except on a secret poll,
-    where nothing says it) the options they chose."""
+    where nothing says it) the options they chose, or for methods whose ballot is not a list of
+    options, the ballot in its field (``ballot_field``)."""
 
     voted: bool
     options: list[int] | None
+    ballot_field: str = "options"
+    ballot: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +100,8 @@ class Verdict:
     ``known``: the ballot's ids that are options of the poll; ``limits``: how many options one
     voter's ballot holds, at least and at most; ``status`` of the poll at the ballot's timestamp;
     ``prior``: how many options the voter holds already (None before their first ballot);
-    ``repeated``: whether the ballot names an option the voter holds already.
+    ``repeated``: whether the ballot names an option the voter holds already; ``method``: the
+    poll's (only single and multiple take ``options`` ballots).
     """
 
     known: Collection[int]
@@ -101,6 +112,7 @@ class Verdict:
     secret: bool
     prior: int | None
     repeated: bool
+    method: str = Method.SINGLE
 
 
 def cast_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) -> Receipt:
@@ -175,6 +187,8 @@ def judge_ballot(ids: Sequence[int], verdict: Verdict) -> None:
 
     :data:`BALLOT_SQL` applies the same rules in its ``WHERE``.
     """
+    if verdict.method not in VOTE_ROW_METHODS:
+        raise wrong_ballot_field(verdict.method)
     if not verdict.eligible:
         raise NotEligible()
     unknown = [option_id for option_id in ids if option_id not in verdict.known]
@@ -189,6 +203,13 @@ def judge_ballot(ids: Sequence[int], verdict: Verdict) -> None:
         verdict.secret or verdict.repeated or verdict.prior + len(ids) > verdict.limits[1]
     ):
         raise AlreadyVoted()
+
+
+def wrong_ballot_field(method: str) -> InvalidInput:
+    """An ``options`` ballot on a poll whose method takes another field (ranked, score, ...)."""
+    return InvalidInput(
+        {"options": [f'This poll ({method}) takes its ballot in another field than "options".']}
+    )
 
 
 def judge_size(
@@ -226,6 +247,7 @@ def _cast_vote_in_steps(poll_id: int, voter: User, ids: list[int]) -> tuple[Poll
             prior=None if participation is None else participation.choices,
             repeated=participation is not None
             and Vote.objects.filter(poll_id=poll.pk, voter=voter, option_id__in=ids).exists(),
+            method=poll.method,
         )
         judge_ballot(ids, verdict)
         if participation is None:
@@ -353,11 +375,12 @@ BALLOT_SQL = """WITH poll AS (
         EXISTS (SELECT FROM {vote} WHERE {vote_poll} = stamped.id
             AND {vote_voter} = %(voter)s AND {vote_option} IN (SELECT id FROM chosen))
             AS repeated,
-        ARRAY(SELECT id FROM chosen ORDER BY id) AS known
+        ARRAY(SELECT id FROM chosen ORDER BY id) AS known,
+        method
     FROM stamped
 ), accepted AS MATERIALIZED (
     SELECT * FROM verdict
-    WHERE status = 'open' AND eligible
+    WHERE status = 'open' AND eligible AND method IN ('single', 'multiple')
         AND cardinality(known) = %(count)s
         AND (allow_multiple_votes OR %(count)s = 1)
         AND %(count)s <= max_choices
@@ -401,7 +424,7 @@ BALLOT_SQL = """WITH poll AS (
 )
 SELECT verdict.stamp, verdict.allow_multiple_votes, verdict.status, verdict.eligible,
     verdict.secret, verdict.min_choices, verdict.max_choices, verdict.prior, verdict.repeated,
-    verdict.known, (SELECT count(*) FROM counted){poll_row}
+    verdict.known, verdict.method, (SELECT count(*) FROM counted){poll_row}
 FROM verdict{poll_join}
 """
 
@@ -510,7 +533,7 @@ def _ballot_outcome(row: Sequence[Any] | None, ids: Sequence[int]) -> tuple[date
     if row is None:
         raise Poll.DoesNotExist()
     (stamp, allows_multiple, status, eligible, secret, low, high, prior, repeated, known) = row[:10]
-    counted, *poll_values = row[10:]
+    method, counted, *poll_values = row[10:]
     if counted != len(ids):
         verdict = Verdict(
             known=set(known),
@@ -521,6 +544,7 @@ def _ballot_outcome(row: Sequence[Any] | None, ids: Sequence[int]) -> tuple[date
             secret=secret,
             prior=prior,
             repeated=repeated,
+            method=method,
         )
         judge_ballot(ids, verdict)
         # The rules passed on the statement's snapshot, and another ballot of the voter's,
@@ -581,6 +605,8 @@ def change_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) -> Rece
 def _change_vote(poll_id: int, voter: User, ids: list[int]) -> tuple[list[int], Poll, datetime]:
     with transaction.atomic():
         poll = lock_poll(poll_id, exclusive=False)
+        if poll.method not in VOTE_ROW_METHODS:
+            raise wrong_ballot_field(poll.method)
         now = read_poll_clock()
         # Every option of the poll, locked in id order, then the voter's participation: the lock
         # order of every ballot, and whatever the old ballot holds (another ballot of the voter's
@@ -649,6 +675,10 @@ def retract_votes(*, poll_id: int, voter: User) -> list[int]:
 def _retract_votes(poll_id: int, voter: User) -> tuple[Poll, list[int]]:
     with transaction.atomic():
         poll = lock_poll(poll_id, exclusive=False)
+        if poll.method not in VOTE_ROW_METHODS:  # a ballot stored whole (ranked, score, ...)
+            from django_polls.services.method_ballots import retract_ballot
+
+            return poll, retract_ballot(poll=poll, voter=voter)
         # The clock is read, after the locks, by the query of the caller's options: by the
         # clock of ballots and closing (the database's on PostgreSQL), and no extra round trip.
         now, candidates = _clock_and_options(poll.pk, voter)
@@ -716,12 +746,19 @@ def ballot_of(*, poll_id: int, voter: User) -> MyBallot:
     found = (
         Poll.objects.filter(pk=poll_id)
         .annotate(voted=took_part(voter))
-        .values_list("anonymity", "voted")
+        .values_list("anonymity", "voted", "method")
         .first()
     )
     if found is None:
         raise Poll.DoesNotExist()
-    anonymity, voted = found
+    anonymity, voted, method = found
+    if method not in VOTE_ROW_METHODS:  # a ballot stored whole (ranked, score, ...)
+        from django_polls.services.method_ballots import ballot_of_method
+
+        if anonymity == Anonymity.SECRET:
+            mine = ballot_of_method(poll_id=poll_id, voter=voter, method=method, voted=False)
+            return dataclasses.replace(mine, voted=voted, ballot=None)
+        return ballot_of_method(poll_id=poll_id, voter=voter, method=method, voted=voted)
     if anonymity == Anonymity.SECRET:
         return MyBallot(voted=voted, options=None)
     return MyBallot(voted=voted, options=votes_of(poll_id=poll_id, voter=voter) if voted else [])

@@ -13,10 +13,12 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import IntegrityError, transaction
 from django.db.models import ManyToManyField
 
-from django_polls import signals
+from django_polls import methods, signals
 from django_polls.changes import announce_change
 from django_polls.conf import polls_settings
+from django_polls.methods.score import DEFAULT_MAX_SCORE
 from django_polls.models import (
+    MAX_SCORE_LIMIT,
     STRICTNESS,
     Anonymity,
     Method,
@@ -24,6 +26,7 @@ from django_polls.models import (
     Participation,
     Poll,
     ResultsVisibility,
+    Tally,
     choice_limits,
     poll_clock,
     read_poll_clock,
@@ -109,9 +112,10 @@ POLICY_DEFAULTS: dict[str, Any] = {
     "anonymity": Anonymity.ANONYMOUS,
     "allow_vote_change": True,
     "voter_group_id": None,
+    "max_score": None,
 }
 #: What voters were told when they voted: fixed once the poll has votes, like its options.
-FROZEN_ONCE_VOTED = ("method", "anonymity", "allow_vote_change", "opens_at")
+FROZEN_ONCE_VOTED = ("method", "anonymity", "allow_vote_change", "opens_at", "max_score")
 
 
 def user_groups_field() -> ManyToManyField[Any, Any] | None:
@@ -154,22 +158,25 @@ def clean_policies(
     sent = dict(sent)
     policies = {**current, **sent}
     for field, choices in (
-        ("method", Method),
         ("results_visibility", ResultsVisibility),
         ("anonymity", Anonymity),
     ):
         if field in sent:
             _choice(field, sent[field], choices)
+    if "method" in sent and sent["method"] not in methods.registered():
+        raise InvalidInput({"method": [f'"{sent["method"]}" is not a valid choice.']})
     multiple = sent.pop("allow_multiple_votes", None)
     policies.pop("allow_multiple_votes", None)
     if multiple is not None:
-        implied = Method.MULTIPLE if multiple else Method.SINGLE
-        if "method" in sent and sent["method"] != implied:
-            raise InvalidInput(
-                {"allow_multiple_votes": [f'Contradicts method "{sent["method"]}".']}
-            )
-        policies["method"] = implied
+        if "method" in sent:
+            if multiple != (sent["method"] == Method.MULTIPLE):
+                raise InvalidInput(
+                    {"allow_multiple_votes": [f'Contradicts method "{sent["method"]}".']}
+                )
+        else:
+            policies["method"] = Method.MULTIPLE if multiple else Method.SINGLE
     _clean_choice_limits(policies, sent, option_count=option_count, options_sent=options_sent)
+    _clean_max_score(policies, sent)
     if policies["anonymity"] == Anonymity.SECRET:
         if sent.get("allow_vote_change") is True:
             raise InvalidInput(
@@ -185,6 +192,23 @@ def clean_policies(
             {"voter_group": ["This site's user model has no groups: voter groups cannot work."]}
         )
     return policies
+
+
+def _clean_max_score(policies: dict[str, Any], sent: dict[str, Any]) -> None:
+    """``max_score`` belongs to the methods that take one (score: 1 to 10, 5 by default) and is
+    null on every other poll."""
+    takes = methods.get_method(policies["method"]).takes_max_score
+    value = sent.get("max_score")
+    if not takes:
+        if value is not None:
+            raise InvalidInput({"max_score": [f"A {policies['method']} poll takes no max_score."]})
+        policies["max_score"] = None
+        return
+    if value is None:
+        policies["max_score"] = policies.get("max_score") or DEFAULT_MAX_SCORE
+        return
+    if type(value) is not int or not 1 <= value <= MAX_SCORE_LIMIT:
+        raise InvalidInput({"max_score": [f"Ensure this value is from 1 to {MAX_SCORE_LIMIT}."]})
 
 
 def _clean_choice_limits(
@@ -269,6 +293,7 @@ def create_poll(
     anonymity: str = Anonymity.ANONYMOUS,
     allow_vote_change: bool | None = None,
     voter_group: Group | None = None,
+    max_score: int | None = None,
 ) -> Poll:
     """Create a poll with its options. Policies left out (None) take v1's behaviour: the method
     from ``allow_multiple_votes`` (single by default), 1 to every option, open at once, results
@@ -291,6 +316,7 @@ def create_poll(
         allow_vote_change=allow_vote_change,
         voter_group=voter_group,
         allow_multiple_votes=allow_multiple_votes,
+        max_score=max_score,
     )
     policies = clean_policies(
         POLICY_DEFAULTS,
@@ -308,6 +334,7 @@ def create_poll(
             **policies,
         )
         _add_options(poll, texts)
+        _prepare_tallies(poll)
         transaction.on_commit(
             lambda: signals.poll_created.send(sender=Poll, poll=poll, created_by=created_by),
             robust=True,
@@ -331,6 +358,7 @@ def update_poll(
     anonymity: Any = UNCHANGED,
     allow_vote_change: Any = UNCHANGED,
     voter_group: Any = UNCHANGED,
+    max_score: Any = UNCHANGED,
 ) -> Poll:
     """Change the given fields, under the poll's exclusive lock.
 
@@ -357,19 +385,22 @@ def update_poll(
         allow_vote_change=allow_vote_change,
         voter_group=voter_group,
         allow_multiple_votes=allow_multiple_votes,
+        max_score=max_score,
     )
     with transaction.atomic():
         locked = lock_poll(poll.pk, exclusive=True)
         if expires_at is not UNCHANGED:
             clean_expiry(expires_at, current=locked.expires_at)
             changes["expires_at"] = expires_at
-        # The options matter to a multiple-choice poll's limits, and to a poll with votes.
-        multiple = Method.MULTIPLE in (locked.method, sent.get("method")) or sent.get(
-            "allow_multiple_votes"
+        # The options matter to the limits of every method but single, and to a poll with votes.
+        counted = (
+            locked.method != Method.SINGLE
+            or sent.get("method", Method.SINGLE) != Method.SINGLE
+            or sent.get("allow_multiple_votes")
         )
         current_texts = (
             list(locked.options.values_list("text", flat=True))
-            if multiple or texts is not None
+            if counted or texts is not None
             else []
         )
         old = {field: getattr(locked, field) for field in POLICY_DEFAULTS}
@@ -397,6 +428,9 @@ def update_poll(
         if texts is not None and replace_options:
             locked.options.all().delete()
             _add_options(locked, texts)
+        if replace_options or {"method", "max_score"} & set(changed):
+            locked.refresh_from_db(fields=["method", "max_score"])
+            _prepare_tallies(locked)  # the poll has no votes: its counts start again
         if changed or replace_options:
             announce_change(poll_id=locked.pk)
     locked.refresh_from_db()
@@ -439,6 +473,24 @@ def delete_poll(*, poll: Poll) -> None:
         lock_poll(poll.pk, exclusive=True)
         Poll.objects.filter(pk=poll.pk).delete()
         announce_change(poll_id=poll.pk)
+
+
+def _prepare_tallies(poll: Poll) -> None:
+    """The poll's counts at 0 under its method's initial keys (score: each option and score),
+    those of an earlier method or set of options gone; the count of changes (keys ``#...``)
+    stays. Called on a poll without votes, whose counts are all 0."""
+    try:
+        method = methods.get_method(poll.method)
+    except methods.UnknownMethod:
+        return
+    Tally.objects.filter(poll_id=poll.pk, ballots=0).exclude(key__startswith="#").delete()
+    option_ids = list(
+        Option.objects.filter(poll_id=poll.pk).order_by("pk").values_list("pk", flat=True)
+    )
+    keys = method.initial_tally_keys(poll=poll, option_ids=option_ids)
+    Tally.objects.bulk_create(
+        (Tally(poll_id=poll.pk, key=key, ballots=0) for key in keys), ignore_conflicts=True
+    )
 
 
 def _add_options(poll: Poll, texts: Iterable[str]) -> None:

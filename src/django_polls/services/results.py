@@ -3,23 +3,32 @@ and repair those counters."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 from collections.abc import Iterable, Sequence
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Count, F, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
+from django_polls import methods
 from django_polls.changes import announce_change
+
+# Results' shapes and rounding live with the methods; importable from here as before.
+from django_polls.methods.base import OptionResult as OptionResult
+from django_polls.methods.base import Results as Results
+from django_polls.methods.base import percentage as percentage
 from django_polls.models import (
+    CHANGE_KEYS,
     CLOCK_ATTRIBUTE,
+    VOTE_ROW_METHODS,
     Anonymity,
     Option,
     Participation,
     Poll,
+    Tally,
     Vote,
     VoterCount,
 )
@@ -33,24 +42,6 @@ VOTERS_ATTRIBUTE = "total_voters_read"
 
 
 @dataclasses.dataclass(frozen=True)
-class OptionResult:
-    id: int
-    text: str
-    votes: int
-    percentage: float
-
-
-@dataclasses.dataclass(frozen=True)
-class Results:
-    poll: int
-    method: str
-    is_active: bool
-    total_votes: int
-    total_voters: int
-    options: list[OptionResult]
-
-
-@dataclasses.dataclass(frozen=True)
 class Drift:
     poll_id: int
     option_id: int
@@ -58,35 +49,71 @@ class Drift:
     actual: int
 
 
-def results_for(*, poll: Poll, options: Sequence[Option] | None = None) -> Results:
-    """Per-option counts and percentages from the stored counters: O(options), never O(votes).
+def results_for(*, poll: Poll, options: Sequence[Option] | None = None) -> Any:
+    """The poll's results body (a dataclass), read by its method from the stored counts:
+    O(options) for single and multiple, O(counts) for the others, never O(ballots).
 
     ``options`` are the poll's options in their order; by default ``poll.options``, which should
     then be prefetched (``Poll.objects.for_listing()``). The number of voters is the one read
-    with the poll (:func:`poll_with_options`), else read here from its voter counts.
+    with the poll (:func:`poll_with_options`), else read here from its voter counts. Single and
+    multiple answer :class:`Results`; other methods add their own fields (see
+    :meth:`django_polls.methods.base.VotingMethod.results`), from the poll's tallies, read here
+    when the method asks for them (or, for a state of the counts already computed, only the
+    poll's count of changes).
 
     Who may see them is :func:`~django_polls.services.visibility.may_see_results`' to say.
     """
     if options is None:
         options = list(poll.options.all())
-    total = sum(option.votes for option in options)
     voters = getattr(poll, VOTERS_ATTRIBUTE, None)
-    return Results(
-        poll=poll.pk,
-        method=poll.method,
-        is_active=poll.is_active,
-        total_votes=total,
+    counts = methods.Counts(
+        poll=poll,
+        options=options,
         total_voters=total_voters(poll_id=poll.pk) if voters is None else int(voters),
-        options=[
-            OptionResult(
-                id=option.pk,
-                text=option.text,
-                votes=option.votes,
-                percentage=percentage(option.votes, total),
-            )
-            for option in options
-        ],
+        read_tallies=functools.partial(tallies_of, poll_id=poll.pk),
+        read_version=functools.partial(changes_of, poll_id=poll.pk),
+        memo=RESULTS_MEMO,
     )
+    try:
+        method = methods.get_method(poll.method)
+    except methods.UnknownMethod:
+        # A method the site no longer lists: what every method keeps, the options' votes.
+        return counts.summary
+    return method.results(counts)
+
+
+class Memo(collections.OrderedDict[Any, Any]):
+    """What methods computed for a state of a poll's counts (:meth:`Counts.memoized`), the
+    newest ``size`` entries. Per process, yet never out of date: an entry is found only by the
+    state it was computed for (the poll's count of changes, read with the counts), so every
+    process answers a state alike."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+#: The memo of this process's results.
+RESULTS_MEMO = Memo(256)
+
+
+def changes_of(*, poll_id: int) -> int:
+    """The poll's count of changes to its tallies (:data:`~django_polls.models.CHANGE_KEYS`):
+    one query through the unique (poll, key) index, a few rows."""
+    found = Tally.objects.filter(poll_id=poll_id, key__in=CHANGE_KEYS).aggregate(n=Sum("ballots"))
+    return int(found["n"] or 0)
+
+
+def tallies_of(*, poll_id: int) -> dict[str, int]:
+    """The poll's counts by key (:class:`~django_polls.models.Tally`), the app's own (``#``)
+    among them: one query."""
+    return dict(Tally.objects.filter(poll_id=poll_id).values_list("key", "ballots"))
 
 
 def total_voters(*, poll_id: int) -> int:
@@ -190,14 +217,6 @@ def _poll_with_options_sql() -> str:
     )
 
 
-def percentage(votes: int, total: int) -> float:
-    """100 * votes / total, rounded half-up to 2 decimals; 0.0 when there are no votes."""
-    if not total:
-        return 0.0
-    exact = Decimal(100 * votes) / Decimal(total)
-    return float(exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
-
-
 def find_drift(*, poll_ids: Iterable[int] | None = None) -> list[Drift]:
     """Options whose stored counter differs from their vote rows (on every poll but secret ones,
     which keep no vote rows)."""
@@ -212,8 +231,11 @@ def find_drift(*, poll_ids: Iterable[int] | None = None) -> list[Drift]:
         Value(0),
     )
     # A secret poll keeps counts and no vote rows: nothing to check them against.
+    # Polls of other methods keep no vote rows: their counts are checked against their ballots
+    # (:func:`find_ballot_drift`).
     options = (
         Option.objects.exclude(poll__anonymity=Anonymity.SECRET)
+        .filter(poll__method__in=VOTE_ROW_METHODS)
         .annotate(actual=actual)
         .exclude(votes=F("actual"))
     )

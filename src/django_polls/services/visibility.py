@@ -16,8 +16,11 @@ from typing import Any, TypeVar
 
 from django.db.models import Exists, OuterRef, QuerySet
 
+from django_polls import methods
 from django_polls.models import (
+    VOTE_ROW_METHODS,
     Anonymity,
+    Ballot,
     Participation,
     Poll,
     ResultsVisibility,
@@ -139,7 +142,12 @@ def ballot_voters(*, poll: Poll) -> QuerySet[Participation]:
 def public_ballots(*, poll: Poll, participations: Sequence[Participation]) -> list[dict[str, Any]]:
     """Each of ``participations`` (a page of :func:`ballot_voters`) as ``{"voter": <user>,
     "options": [ids in the poll's order], "created_at": <when the current ballot was stored>}``,
-    their votes read in one query. Call :func:`check_ballots_visible` first."""
+    their votes read in one query. Call :func:`check_ballots_visible` first.
+
+    On a poll whose ballots are stored whole (ranked, score, ...) each entry carries the ballot
+    in its method's field (``"ranking"``, ``"scores"``, ...) in place of ``"options"``."""
+    if poll.method not in VOTE_ROW_METHODS:
+        return _whole_ballots(poll=poll, participations=participations)
     chosen: dict[Any, list[int]] = {entry.voter_id: [] for entry in participations}
     stored: dict[Any, Any] = {}
     votes = (
@@ -160,3 +168,24 @@ def public_ballots(*, poll: Poll, participations: Sequence[Participation]) -> li
         }
         for entry in participations
     ]
+
+
+def _whole_ballots(*, poll: Poll, participations: Sequence[Participation]) -> list[dict[str, Any]]:
+    method = methods.get_method(poll.method)
+    stored: dict[Any, tuple[Any, Any]] = {
+        voter_id: (choice, created_at)
+        for voter_id, choice, created_at in Ballot.objects.filter(
+            poll=poll, voter_id__in=[entry.voter_id for entry in participations]
+        ).values_list("voter_id", "choice", "created_at")
+    }
+    entries = []
+    for entry in participations:
+        choice, created_at = stored.get(entry.voter_id, (None, None))
+        entries.append(
+            {
+                "voter": entry.voter,
+                method.ballot_field: None if choice is None else method.to_json(choice),
+                "created_at": created_at,
+            }
+        )
+    return entries

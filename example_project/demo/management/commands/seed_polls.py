@@ -27,8 +27,12 @@ class DemoPoll:
     allow_multiple_votes: bool = False
     expires_in_days: int | None = None
     closed: bool = False
-    # ballots[i] is the option indexes voter i+1 picks; an empty list abstains.
+    method: str | None = None
+    # ballots[i] is the option indexes voter i+1 picks (in order of preference on a ranked
+    # poll); an empty list abstains.
     ballots: list[list[int]] = field(default_factory=list)
+    # On a score poll, scores[i] is voter i+1's score for each option (None: not scored).
+    scores: list[list[int | None]] = field(default_factory=list)
 
 
 DEMO_POLLS = [
@@ -52,6 +56,31 @@ DEMO_POLLS = [
         options=["Margherita", "Mushroom", "Pineapple"],
         closed=True,
         ballots=[[0], [0], [2], [1], [0], [2]],
+    ),
+    DemoPoll(
+        title="Where should next year's conference be?",
+        description="Rank the cities you would travel to, favourite first.",
+        options=["Lisbon", "Berlin", "Kraków", "Dublin"],
+        method="ranked",
+        expires_in_days=14,
+        ballots=[
+            [0, 1],
+            [1, 0, 2],
+            [2, 1],
+            [0],
+            [3, 2, 1],
+            [1, 2],
+            [2, 0],
+            [0, 3],
+            [3, 1],
+        ],
+    ),
+    DemoPoll(
+        title="How were the talks?",
+        description="Give each talk you saw 0 to 5 stars.",
+        options=["Keynote", "Databases at scale", "Typing Python"],
+        method="score",
+        scores=[[5, 3, None], [4, None, 2], [5, 4, 3], [3, 5, None], [4, 4, 1]],
     ),
     DemoPoll(
         title="Where should the launch party be?",
@@ -119,6 +148,7 @@ class Command(BaseCommand):
             description=demo.description,
             options=demo.options,
             allow_multiple_votes=demo.allow_multiple_votes,
+            method=demo.method,
             expires_at=(
                 timezone.now() + timedelta(days=demo.expires_in_days)
                 if demo.expires_in_days
@@ -127,9 +157,18 @@ class Command(BaseCommand):
         )
         option_ids = list(poll.options.order_by("order").values_list("id", flat=True))
         for voter, picks in zip(voters, demo.ballots, strict=False):
-            services.cast_vote(
-                poll_id=poll.pk, voter=voter, option_ids=[option_ids[i] for i in picks]
-            )
+            chosen = [option_ids[i] for i in picks]
+            if demo.method == "ranked":
+                services.cast_ballot(poll_id=poll.pk, voter=voter, data={"ranking": chosen})
+            else:
+                services.cast_vote(poll_id=poll.pk, voter=voter, option_ids=chosen)
+        for voter, stars in zip(voters, demo.scores, strict=False):
+            entries = [
+                {"option": option_id, "score": score}
+                for option_id, score in zip(option_ids, stars, strict=True)
+                if score is not None
+            ]
+            services.cast_ballot(poll_id=poll.pk, voter=voter, data={"scores": entries})
         if demo.closed:
             services.close_poll(poll=poll)
         return 1

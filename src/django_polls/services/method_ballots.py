@@ -1,0 +1,546 @@
+"""Ballots of every method, by the field of the vote body: cast, change and retract a ballot that
+is stored whole (ranked, score, a site's own method), and the counts its method keeps.
+
+``{"options": [...]}`` ballots of single and multiple polls are the API's hottest path and keep
+theirs (:mod:`django_polls.services.ballots`: one statement on PostgreSQL). Every other ballot
+runs here, in one transaction per ballot that takes the locks in the app's one order: the poll
+(shared), the options the ballot names (in id order; a change or retraction locks every option of
+the poll), the voter's participation, then the ballot, the tallies and the count of voters. Each
+tally key of the built-in methods names options (a ranking, an option and a score), so the option
+locks already queue every transaction that moves a tally; keys are written in sorted order all
+the same.
+
+The rules are those of v1 ballots, in the same order: the ballot's shape (400), who may vote
+(403), the ballot's options and size (400), the method's own rules (400), the poll's state
+(409), then one ballot per voter (409 ``already_voted``), which the unique participation enforces
+under any concurrency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, QuerySet
+
+from django_polls import methods, signals
+from django_polls.changes import announce_change
+from django_polls.methods.base import APP_KEY_PREFIX, InvalidBallot, VotingMethod
+from django_polls.models import (
+    TALLY_KEY_LENGTH,
+    VOTE_ROW_METHODS,
+    Anonymity,
+    Ballot,
+    BallotChange,
+    Option,
+    Participation,
+    Poll,
+    Status,
+    Tally,
+    change_key,
+    read_poll_clock,
+)
+from django_polls.services import ballots
+from django_polls.services.ballots import (
+    PARTICIPATION_LIMITS,
+    SECRET_LIMITS,
+    MyBallot,
+    Receipt,
+    check_voter_policy,
+    count_voter,
+    judge_change,
+)
+from django_polls.services.errors import (
+    AlreadyVoted,
+    InvalidInput,
+    NotEligible,
+    NotVoted,
+    PollChanged,
+    PollClosed,
+    PollNotOpen,
+)
+from django_polls.services.locks import (
+    is_unique_violation,
+    lock_options,
+    lock_poll,
+    retrying_deadlocks,
+)
+from django_polls.services.sql import column
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+
+def cast_ballot(*, poll_id: int, voter: User, data: Any) -> Receipt:
+    """Store one ballot from a vote body (``{"ranking": [...]}``, ``{"scores": [...]}``,
+    ``{"options": [...]}``, a site's method's field): all of it, or nothing.
+
+    Raises ``Poll.DoesNotExist``, :class:`InvalidInput` (the wrong ballot field, a malformed
+    ballot, unknown options, too few or too many, a method's own rule), :class:`NotEligible`,
+    :class:`PollClosed`, :class:`PollNotOpen` or :class:`AlreadyVoted`.
+    """
+    method, choice = _ballot_of_body(poll_id, data)
+    if method.name in VOTE_ROW_METHODS:
+        return ballots.cast_vote(poll_id=poll_id, voter=voter, option_ids=choice)
+    named = method.options_named(choice)
+    check_voter_policy(poll_id, voter)
+    try:
+        poll, now = retrying_deadlocks(lambda: _cast(poll_id, method, voter, choice, named))
+    except IntegrityError as exc:
+        # Two first ballots of one voter at once: the unique participation (or its limits).
+        if is_unique_violation(exc) or PARTICIPATION_LIMITS in str(exc):
+            raise AlreadyVoted() from exc
+        raise PollChanged() from exc
+    if signals.vote_cast.has_listeners(Poll):
+        chosen = None if poll.anonymity == Anonymity.SECRET else sorted(named)
+        transaction.on_commit(
+            lambda: signals.vote_cast.send(sender=Poll, poll=poll, voter=voter, option_ids=chosen),
+            robust=True,
+        )
+    return _receipt(poll_id, method, choice, now)
+
+
+def change_ballot(*, poll_id: int, voter: User, data: Any) -> Receipt:
+    """Replace the voter's ballot with the one of the vote body, in one transaction: the counts
+    move from the old ballot to the new one at once.
+
+    Raises ``Poll.DoesNotExist``, :class:`InvalidInput`, :class:`NotEligible`,
+    :class:`VoteFinal`, :class:`PollClosed`, :class:`PollNotOpen` or :class:`NotVoted`.
+    """
+    method, choice = _ballot_of_body(poll_id, data)
+    if method.name in VOTE_ROW_METHODS:
+        return ballots.change_vote(poll_id=poll_id, voter=voter, option_ids=choice)
+    named = method.options_named(choice)
+    check_voter_policy(poll_id, voter)
+    previous, poll, now = retrying_deadlocks(lambda: _change(poll_id, method, voter, choice, named))
+    if signals.vote_changed.has_listeners(Poll):
+        transaction.on_commit(
+            lambda: signals.vote_changed.send(
+                sender=Poll,
+                poll=poll,
+                voter=voter,
+                previous_option_ids=previous,
+                option_ids=sorted(named),
+            ),
+            robust=True,
+        )
+    return _receipt(poll_id, method, choice, now)
+
+
+def _receipt(poll_id: int, method: VotingMethod, choice: Any, now: datetime) -> Receipt:
+    return Receipt(
+        poll=poll_id,
+        options=sorted(method.options_named(choice)),
+        created_at=now,
+        ballot_field=method.ballot_field,
+        ballot=method.to_json(choice),
+    )
+
+
+def _ballot_of_body(poll_id: int, data: Any) -> tuple[VotingMethod, Any]:
+    """The poll's method and the ballot of the body, its shape checked (one query, for the
+    method): exactly the method's ballot field, and no other method's."""
+    name = Poll.objects.filter(pk=poll_id).values_list("method", flat=True).first()
+    if name is None:
+        raise Poll.DoesNotExist()
+    method = method_of(name)
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise InvalidInput(
+            {"non_field_errors": [f"Invalid data. Expected a dictionary, but got {kind}."]}
+        )
+    others = sorted((set(data) & methods.ballot_fields()) - {method.ballot_field})
+    if others:
+        raise InvalidInput(
+            {
+                others[0]: [
+                    f'This poll ({method.name}) takes a ballot in "{method.ballot_field}", '
+                    f'not in "{others[0]}".'
+                ]
+            }
+        )
+    if method.ballot_field not in data:
+        raise InvalidInput({method.ballot_field: ["This field is required."]})
+    try:
+        choice = method.parse(data[method.ballot_field])
+    except InvalidBallot as exc:
+        raise InvalidInput(exc.errors) from exc
+    if method.name not in VOTE_ROW_METHODS and any(
+        len(key) > TALLY_KEY_LENGTH or key.startswith(APP_KEY_PREFIX)
+        for key in method.tally_keys(choice)
+    ):
+        # Only ids far beyond any poll's options make a key this long (see TALLY_KEY_LENGTH).
+        raise InvalidInput({method.ballot_field: ["This ballot names ids of no option here."]})
+    return method, choice
+
+
+def method_of(name: str) -> VotingMethod:
+    """The site's method of that name; a poll whose method the site no longer lists takes no
+    ballots (:class:`InvalidInput`)."""
+    try:
+        return methods.get_method(name)
+    except methods.UnknownMethod:
+        raise InvalidInput(
+            {"non_field_errors": [f'This poll\'s method "{name}" is not available on this site.']}
+        ) from None
+
+
+def _judge(
+    method: VotingMethod,
+    choice: Any,
+    named: Sequence[int],
+    *,
+    poll: Poll,
+    voter: User,
+    known: set[int],
+    now: datetime | None,
+) -> None:
+    """The rules of a ballot on ``poll``, in the order their errors are reported (as
+    :func:`~django_polls.services.ballots.judge_ballot`): who may vote, the ballot's options and
+    size, the method's own rules, the poll's state at ``now`` (a change judges it itself, after
+    whether ballots are final: None)."""
+    if not ballots._is_member(voter, poll.voter_group_id):
+        raise NotEligible()
+    field = method.ballot_field
+    unknown = [option_id for option_id in named if option_id not in known]
+    if unknown:
+        raise InvalidInput({field: [f"{unknown[0]} is not an option of this poll."]})
+    low, high = ballots._limits(poll)
+    if len(named) > high:
+        raise InvalidInput({field: [f"A ballot on this poll holds at most {high} options."]})
+    if len(named) < low:
+        raise InvalidInput({field: [f"A ballot on this poll holds at least {low} options."]})
+    try:
+        method.check(choice, poll=poll)
+    except InvalidBallot as exc:
+        raise InvalidInput(exc.errors) from exc
+    if now is None:
+        return
+    status = poll.status_at(now)
+    if status == Status.CLOSED:
+        raise PollClosed()
+    if status == Status.SCHEDULED:
+        raise PollNotOpen()
+
+
+def _locked_poll(poll_id: int, method: VotingMethod) -> Poll:
+    poll = lock_poll(poll_id, exclusive=False)
+    if poll.method != method.name:  # edited (it had no votes) since the body was read
+        raise PollChanged()
+    return poll
+
+
+def _cast(
+    poll_id: int, method: VotingMethod, voter: User, choice: Any, named: Sequence[int]
+) -> tuple[Poll, datetime]:
+    with transaction.atomic():
+        poll = _locked_poll(poll_id, method)
+        now = read_poll_clock()  # after the locks, by the clock of ballots and closing
+        known = set(lock_options(Option.objects.filter(poll_id=poll.pk, pk__in=list(named))))
+        participation = ballots._lock_participation(poll.pk, voter)
+        _judge(method, choice, named, poll=poll, voter=voter, known=known, now=now)
+        if participation is not None:
+            raise AlreadyVoted()
+        secret = poll.anonymity == Anonymity.SECRET
+        low, high = ballots._limits(poll)
+        held = {"choices": len(named), "min_choices": low, "max_choices": high}
+        participation = Participation.objects.create(
+            poll_id=poll.pk, voter=voter, **(SECRET_LIMITS if secret else held)
+        )
+        count_voter(poll.pk, participation.pk, +1)
+        if not secret:  # a secret poll keeps the counts alone
+            Ballot.objects.create(poll_id=poll.pk, voter=voter, choice=choice, created_at=now)
+        Option.objects.filter(pk__in=list(named)).update(votes=F("votes") + 1)
+        move_tallies(poll.pk, method.tally_keys(choice), +1, change=participation.pk)
+        announce_change(poll_id=poll.pk)
+    return poll, now
+
+
+def _change(
+    poll_id: int, method: VotingMethod, voter: User, choice: Any, named: Sequence[int]
+) -> tuple[list[int], Poll, datetime]:
+    with transaction.atomic():
+        poll = _locked_poll(poll_id, method)
+        now = read_poll_clock()
+        # Every option of the poll, in id order: whatever the old ballot names is among them.
+        known = set(lock_options(Option.objects.filter(poll_id=poll.pk)))
+        _judge(method, choice, named, poll=poll, voter=voter, known=known, now=None)
+        judge_change(poll, now)  # vote_final, then the poll's state, as for v1 ballots
+        participation = ballots._lock_participation(poll.pk, voter)
+        stored = Ballot.objects.filter(poll_id=poll.pk, voter=voter).first()
+        if participation is None or stored is None:
+            raise NotVoted()
+        previous = method.options_named(stored.choice)
+        _uncount(poll.pk, method, stored.choice)
+        Option.objects.filter(pk__in=list(named)).update(votes=F("votes") + 1)
+        move_tallies(poll.pk, method.tally_keys(choice), +1, change=participation.pk)
+        Ballot.objects.filter(pk=stored.pk).update(choice=choice, created_at=now)
+        Participation.objects.filter(pk=participation.pk).update(choices=len(named))
+        BallotChange.objects.create(
+            poll_id=poll.pk,
+            voter=voter,
+            action=BallotChange.Action.REPLACED,
+            previous=method.to_json(stored.choice),
+            current=method.to_json(choice),
+            created_at=now,
+        )
+        announce_change(poll_id=poll.pk)
+    return sorted(previous), poll, now
+
+
+def retract_ballot(*, poll: Poll, voter: User) -> list[int]:
+    """Withdraw the voter's whole ballot on ``poll``, which the caller's transaction holds under
+    its shared lock; returns the options that lost a vote. Raises :class:`VoteFinal`,
+    :class:`PollClosed`, :class:`PollNotOpen` or :class:`NotVoted`."""
+    method = method_of(poll.method)
+    judge_change(poll, read_poll_clock())
+    lock_options(Option.objects.filter(poll_id=poll.pk))
+    participation = ballots._lock_participation(poll.pk, voter)
+    stored = Ballot.objects.filter(poll_id=poll.pk, voter=voter).first()
+    if participation is None or stored is None:
+        raise NotVoted()
+    _uncount(poll.pk, method, stored.choice, change=participation.pk)
+    Ballot.objects.filter(pk=stored.pk).delete()
+    Participation.objects.filter(pk=participation.pk).delete()
+    count_voter(poll.pk, participation.pk, -1)
+    BallotChange.objects.create(
+        poll_id=poll.pk,
+        voter=voter,
+        action=BallotChange.Action.RETRACTED,
+        previous=method.to_json(stored.choice),
+        current=[],
+        created_at=read_poll_clock(),
+    )
+    announce_change(poll_id=poll.pk)
+    return sorted(method.options_named(stored.choice))
+
+
+def _uncount(poll_id: int, method: VotingMethod, choice: Any, *, change: int | None = None) -> None:
+    """Take a stored ballot out of the counts: its options' votes and its tallies."""
+    Option.objects.filter(pk__in=method.options_named(choice)).update(votes=F("votes") - 1)
+    move_tallies(poll_id, method.tally_keys(choice), -1, change=change)
+
+
+def move_tallies(
+    poll_id: int, keys: Sequence[str], delta: int, *, change: int | None = None
+) -> None:
+    """Add ``delta`` (+1 or -1) to the poll's count under each key, in key order, and, with
+    ``change`` (the participation's id), one to the poll's count of changes in that
+    participation's stripe. Adding is one upsert (the rows need not exist); taking away leaves
+    rows at 0, which results skip."""
+    keys = sorted(set(keys))
+    added: dict[str, int] = {} if change is None else {change_key(change): 1}
+    if delta < 0:
+        if keys:
+            Tally.objects.filter(poll_id=poll_id, key__in=keys).update(ballots=F("ballots") + delta)
+    else:
+        added.update(dict.fromkeys(keys, delta))
+    if added:
+        add_tally_counts(poll_id, added)
+
+
+#: Rows per upsert of :func:`add_tally_counts` (three parameters each: within SQLite's limit).
+TALLY_ROWS_PER_STATEMENT = 1000
+
+
+def add_tally_counts(poll_id: int, counts: Mapping[str, int]) -> None:
+    """Add ``counts[key]`` (positive) to the poll's count under each key, in key order: upserts
+    of many rows each (a ballot's few keys, or a bulk load's many)."""
+    table = connection.ops.quote_name(Tally._meta.db_table)
+    poll_column, key_column = column(Tally, "poll"), column(Tally, "key")
+    count = column(Tally, "ballots")
+    if connection.vendor == "mysql":
+        conflict = f"ON DUPLICATE KEY UPDATE {count} = {count} + VALUES({count})"
+    else:
+        conflict = (
+            f"ON CONFLICT ({poll_column}, {key_column}) DO UPDATE"
+            f" SET {count} = {table}.{count} + excluded.{count}"
+        )
+    keys = sorted(key for key, added in counts.items() if added)
+    with connection.cursor() as cursor:
+        for start in range(0, len(keys), TALLY_ROWS_PER_STATEMENT):
+            chunk = keys[start : start + TALLY_ROWS_PER_STATEMENT]
+            params: list[Any] = []
+            for key in chunk:
+                params.extend([poll_id, key, counts[key]])
+            rows = ", ".join(["(%s, %s, %s)"] * len(chunk))
+            cursor.execute(
+                f"INSERT INTO {table} ({poll_column}, {key_column}, {count})"
+                f" VALUES {rows} {conflict}",
+                params,
+            )
+
+
+def ballot_of_method(*, poll_id: int, voter: User, method: str, voted: bool) -> MyBallot:
+    """``GET vote/`` on a poll whose ballots are stored whole: the ballot as its method shows it,
+    empty (``[]``) without one."""
+    found = method_of(method)
+    stored = None
+    if voted:
+        stored = Ballot.objects.filter(poll_id=poll_id, voter=voter).values_list(
+            "choice", flat=True
+        )
+    choice = stored.first() if stored is not None else None
+    return MyBallot(
+        voted=voted,
+        options=None,
+        ballot_field=found.ballot_field,
+        ballot=[] if choice is None else found.to_json(choice),
+    )
+
+
+# -- checking and repairing the counts ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class BallotDrift:
+    """A count of a poll whose ballots are stored whole that differs from what it counts: an
+    option's ``votes`` (``option`` set) or a tally (``key`` set), against the poll's ballots, or
+    on a secret poll (``source`` "tallies") an option's votes against its tallies."""
+
+    poll_id: int
+    stored: int
+    actual: int
+    option_id: int | None = None
+    key: str | None = None
+    source: str = "ballots"
+
+
+def _method_polls(poll_ids: Iterable[int] | None) -> QuerySet[Poll]:
+    polls = Poll.objects.exclude(method__in=VOTE_ROW_METHODS).order_by("pk")
+    return polls if poll_ids is None else polls.filter(pk__in=list(poll_ids))
+
+
+def unchecked_polls(*, poll_ids: Iterable[int] | None = None) -> list[tuple[int, bool]]:
+    """Secret polls of every method, each with whether its options' votes are checked against
+    its tallies: they keep the counts and no ballots, so nothing checks the tallies themselves
+    (a secret poll's participations say only that a voter took part), nor a single or multiple
+    poll's counters."""
+    polls = Poll.objects.filter(anonymity=Anonymity.SECRET).order_by("pk")
+    if poll_ids is not None:
+        polls = polls.filter(pk__in=list(poll_ids))
+    return [
+        (poll_id, _keys_tell_options(name)) for poll_id, name in polls.values_list("pk", "method")
+    ]
+
+
+def _keys_tell_options(name: str) -> bool:
+    """Whether the method's tally keys say which options they count (on a probe key)."""
+    if name in VOTE_ROW_METHODS:
+        return False
+    try:
+        method = methods.get_method(name)
+    except methods.UnknownMethod:
+        return False
+    return type(method).options_of_key is not VotingMethod.options_of_key
+
+
+def find_ballot_drift(*, poll_ids: Iterable[int] | None = None) -> list[BallotDrift]:
+    """The counts of polls whose ballots are stored whole that differ from what their ballots
+    add up to (each option's votes, and each tally of the poll's method), and on secret polls,
+    which keep no ballots, the options' votes that differ from their tallies (where the method's
+    keys say which options they count). Reads every ballot of those polls, once (it is a check,
+    not a request's path)."""
+    found: list[BallotDrift] = []
+    for poll_id, name, anonymity in _method_polls(poll_ids).values_list(
+        "pk", "method", "anonymity"
+    ):
+        try:
+            method = methods.get_method(name)
+        except methods.UnknownMethod:
+            continue  # the site no longer lists it: nothing says what its ballots count
+        if anonymity == Anonymity.SECRET:
+            found.extend(_votes_against_tallies(poll_id, method))
+        else:
+            found.extend(_drift_of(poll_id, method))
+    return found
+
+
+def _votes_against_tallies(poll_id: int, method: VotingMethod) -> list[BallotDrift]:
+    votes: Counter[int] = Counter()
+    for key, count in Tally.objects.filter(poll_id=poll_id).values_list("key", "ballots"):
+        if key.startswith(APP_KEY_PREFIX):
+            continue
+        named = method.options_of_key(key)
+        if named is None:
+            return []  # the keys do not say: nothing to check
+        for option_id in set(named):
+            votes[option_id] += count
+    return [
+        BallotDrift(
+            poll_id=poll_id,
+            option_id=option_id,
+            stored=stored,
+            actual=votes[option_id],
+            source="tallies",
+        )
+        for option_id, stored in Option.objects.filter(poll_id=poll_id)
+        .order_by("order", "pk")
+        .values_list("pk", "votes")
+        if stored != votes[option_id]
+    ]
+
+
+def _drift_of(poll_id: int, method: VotingMethod) -> list[BallotDrift]:
+    votes: Counter[int] = Counter()
+    keys: Counter[str] = Counter()
+    for choice in (
+        Ballot.objects.filter(poll_id=poll_id).values_list("choice", flat=True).iterator()
+    ):
+        votes.update(set(method.options_named(choice)))
+        keys.update(set(method.tally_keys(choice)))
+    drift = [
+        BallotDrift(poll_id=poll_id, option_id=option_id, stored=stored, actual=votes[option_id])
+        for option_id, stored in Option.objects.filter(poll_id=poll_id)
+        .order_by("order", "pk")
+        .values_list("pk", "votes")
+        if stored != votes[option_id]
+    ]
+    stored_keys = {
+        key: count
+        for key, count in Tally.objects.filter(poll_id=poll_id).values_list("key", "ballots")
+        if not key.startswith(APP_KEY_PREFIX)  # the app's own, counting changes
+    }
+    for key in sorted(set(stored_keys) | set(keys)):
+        if stored_keys.get(key, 0) != keys[key]:
+            drift.append(
+                BallotDrift(
+                    poll_id=poll_id, key=key, stored=stored_keys.get(key, 0), actual=keys[key]
+                )
+            )
+    return drift
+
+
+def repair_ballot_counts(*, poll_ids: Iterable[int] | None = None) -> list[BallotDrift]:
+    """Set every drifting count of polls whose ballots are stored whole to what their ballots
+    add up to, each poll under its exclusive lock (no ballot in flight); returns what was
+    repaired."""
+    repaired: list[BallotDrift] = []
+    for poll_id in sorted({drift.poll_id for drift in find_ballot_drift(poll_ids=poll_ids)}):
+        with transaction.atomic():
+            try:
+                poll = lock_poll(poll_id, exclusive=True)
+            except Poll.DoesNotExist:
+                continue
+            method = methods.get_method(poll.method)
+            drifts = (
+                _votes_against_tallies(poll_id, method)
+                if poll.anonymity == Anonymity.SECRET
+                else _drift_of(poll_id, method)
+            )
+            for drift in drifts:
+                if drift.option_id is not None:
+                    Option.objects.filter(pk=drift.option_id).update(votes=drift.actual)
+                else:
+                    Tally.objects.update_or_create(
+                        poll_id=poll_id, key=drift.key, defaults={"ballots": drift.actual}
+                    )
+            if drifts:
+                add_tally_counts(poll_id, {change_key(0): 1})  # a new state of the counts
+                announce_change(poll_id=poll_id)
+            repaired.extend(drifts)
+    return repaired
