@@ -139,20 +139,10 @@ async def results(request: HttpRequest, *, sync_view: View, **kwargs: Any) -> Ht
             # Ranked, score and a site's methods read their tallies, or only the poll's count of
             # changes where the rounds of that state were computed already (the memo of
             # services.results_for): their own queries, in a thread.
-            response = await sync_to_async(_answered, thread_sensitive=False)(
-                view.results_answer, drf_request, poll, options
-            )
+            response = await in_a_thread(view.results_answer, drf_request, poll, options)
     except Exception as exc:
         response = view.handle_exception(exc)
     return _finalized(view, response, kwargs)
-
-
-def _answered(answer: Callable[..., Any], *args: Any) -> Any:
-    """``answer(*args)`` in a thread that then gives its database connection back."""
-    try:
-        return answer(*args)
-    finally:
-        close_old_connections()
 
 
 async def in_thread(
