@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test import Client, override_settings
 from django.utils.deprecation import MiddlewareMixin
 from rest_framework.authtoken.models import Token
@@ -141,9 +143,34 @@ class Site:
     def close(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_until_complete(aio.close())
+        executors = [self.handler.threads, self.threaded.threads]
+        default = getattr(self.loop, "_default_executor", None)  # sync_to_async's threads
+        executors += [default] if default is not None else []
+        for executor in executors:
+            close_connections_of_threads(executor)
+            executor.shutdown()
         self.loop.close()
-        self.handler.threads.shutdown()
-        self.threaded.threads.shutdown()
+
+
+def close_connections_of_threads(executor: ThreadPoolExecutor) -> None:
+    """Close the database connection of every thread of ``executor``. Django leaves an
+    in-memory SQLite database's connections open (closing one would drop the database for that
+    thread), so the threads' own would be left for the garbage collector, which warns."""
+    if connection.vendor != "sqlite":
+        return
+    threads = len(getattr(executor, "_threads", ()))
+    if not threads:
+        return
+    everyone = threading.Barrier(threads)
+
+    def close() -> None:
+        everyone.wait(timeout=30)  # one task per thread
+        raw = connections["default"].connection
+        if raw is not None:
+            raw.close()
+
+    for done in [executor.submit(close) for _ in range(threads)]:
+        done.result(timeout=30)
 
 
 @pytest.fixture

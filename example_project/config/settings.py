@@ -277,6 +277,10 @@ DJANGO_POLLS: dict[str, object] = {
     "ASYNC_POOL": {
         "min_size": 1,
         "max_size": config("DATABASE_ASYNC_POOL_SIZE", default=4, cast=int),
+        # As Django's pool above: a second's wait at most, and no background retries past a
+        # second, so ballots succeed within about a second of the database coming back.
+        "timeout": 1,
+        "reconnect_timeout": 1,
     },
     # Where live results LISTEN (see DATABASE_LISTEN_URL above).
     "LISTEN_DATABASE": "listen" if "listen" in DATABASES else None,

@@ -37,7 +37,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.conf import settings
 from django.core import signals
 from django.core.exceptions import MiddlewareNotUsed, RequestAborted
-from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
 from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest
@@ -209,7 +209,7 @@ class Handler(ASGIHandler):
         self, scope: dict[str, Any], body_file: Any, send: Any, match: ResolverMatch | None
     ) -> None:
         assert self.inline is not None and self.inline.chain is not None
-        set_script_prefix(get_script_prefix(scope))
+        set_script_prefix(script_prefix(scope))
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, error = self.create_request(scope, body_file)
         if request is not None:
@@ -234,7 +234,7 @@ class Handler(ASGIHandler):
 
     def respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
         """The whole request but sending the answer, in one thread of the pool."""
-        set_script_prefix(get_script_prefix(scope))
+        set_script_prefix(script_prefix(scope))
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, error = self.create_request(scope, body_file)
         response = error if request is None else self.synchronous.get_response(request)
@@ -243,6 +243,12 @@ class Handler(ASGIHandler):
             # request_finished, in this thread: its database connection goes back to the pool.
             response.close()
         return response
+
+
+def script_prefix(scope: dict[str, Any]) -> str:
+    """The script prefix of a request, as Django's ASGI handler takes it (its own function from
+    Django 5.0, a method before)."""
+    return str(settings.FORCE_SCRIPT_NAME or scope.get("root_path", "") or "")
 
 
 def get_asgi_application() -> Handler:

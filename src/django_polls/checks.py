@@ -110,25 +110,27 @@ def _check_async_pool() -> list[CheckMessage]:
         return []
     known = set(conf.DEFAULTS["ASYNC_POOL"])
     sizes = {**conf.DEFAULTS["ASYNC_POOL"], **value} if isinstance(value, dict) else {}
-    timeout = sizes.get("timeout")
     if (
         not isinstance(value, dict)
         or set(value) - known
         or not all(_is_positive_int(sizes[key]) for key in ("min_size", "max_size"))
         or sizes["min_size"] > sizes["max_size"]
-        or not isinstance(timeout, (int, float))
-        or isinstance(timeout, bool)
-        or timeout <= 0
+        or not all(_is_positive_number(sizes[key]) for key in ("timeout", "reconnect_timeout"))
     ):
         return [
             Error(
                 "DJANGO_POLLS['ASYNC_POOL'] must be None or a dict of positive integers "
-                "'min_size' <= 'max_size' and a positive number 'timeout' (seconds).",
+                "'min_size' <= 'max_size' and positive numbers 'timeout' and "
+                "'reconnect_timeout' (seconds).",
                 hint=f"Got {value!r}; the default is {conf.DEFAULTS['ASYNC_POOL']!r}.",
                 id="django_polls.E014",
             )
         ]
     return []
+
+
+def _is_positive_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 def _is_positive_int(value: object) -> bool:

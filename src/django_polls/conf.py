@@ -64,9 +64,11 @@ DEFAULTS: dict[str, Any] = {
         "django_polls.methods.score.ScoreVoting",
     ),
     # The vote and results views under ASGI on PostgreSQL with psycopg 3 (see
-    # django_polls.async_views): the sizes and wait (seconds) of each event loop's own pool of
-    # connections, which takes nothing from Django's. None runs those views synchronously too.
-    "ASYNC_POOL": {"min_size": 1, "max_size": 8, "timeout": 5.0},
+    # django_polls.async_views): the sizes of each event loop's own pool of connections, which
+    # takes nothing from Django's, how long a request waits for one (seconds) and how long the
+    # pool keeps reconnecting in the background after the database went away. None runs those
+    # views synchronously too.
+    "ASYNC_POOL": {"min_size": 1, "max_size": 8, "timeout": 5.0, "reconnect_timeout": 5.0},
     # The DATABASES alias whose server the live results listener connects to for LISTEN, which
     # needs a session of its own: None is the default database. Behind a pooler that hands out
     # connections per transaction (PgBouncer's transaction mode), name an alias that reaches

@@ -95,6 +95,7 @@ async def pool() -> Any:
             min_size=sizes["min_size"],
             max_size=sizes["max_size"],
             timeout=sizes["timeout"],
+            reconnect_timeout=sizes["reconnect_timeout"],
             configure=_configure,
             open=False,
             name="django_polls",
