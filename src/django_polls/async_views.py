@@ -91,9 +91,12 @@ async def vote(request: HttpRequest, *, sync_view: View, **kwargs: Any) -> HttpR
     drf_request = view.request
     try:
         # Read before anything is counted (throttles): a ballot that is not a plain list of
-        # ids goes to the synchronous view, which explains it (or answers 404 first).
+        # ids, or a body that cannot be read, goes to the synchronous view, which explains it
+        # (or answers 404 first). Django reads the body first, so that the viewset can read it
+        # again (DRF before 3.15 would take the stream itself).
+        request.body  # noqa: B018
         option_ids = plain_ballot(drf_request.data)
-    except exceptions.APIException:
+    except Exception:
         option_ids = None
     if option_ids is None:
         return await in_thread(sync_view, request, kwargs)
