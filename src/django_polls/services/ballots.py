@@ -588,6 +588,12 @@ def change_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) -> Rece
     ids = sorted(distinct_ids(option_ids))
     check_voter_policy(poll_id, voter)
     previous, poll, now = retrying_deadlocks(lambda: _change_vote(poll_id, voter, ids))
+    announce_vote_changed(poll, voter, previous, list(option_ids))
+    return Receipt(poll=poll_id, options=list(option_ids), created_at=now)
+
+
+def announce_vote_changed(poll: Poll, voter: User, previous: Any, option_ids: Any) -> None:
+    """Send ``vote_changed`` once the transaction commits, where anybody listens."""
     if signals.vote_changed.has_listeners(Poll):
         transaction.on_commit(
             lambda: signals.vote_changed.send(
@@ -595,11 +601,10 @@ def change_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) -> Rece
                 poll=poll,
                 voter=voter,
                 previous_option_ids=previous,
-                option_ids=list(option_ids),
+                option_ids=option_ids,
             ),
             robust=True,
         )
-    return Receipt(poll=poll_id, options=list(option_ids), created_at=now)
 
 
 def _change_vote(poll_id: int, voter: User, ids: list[int]) -> tuple[list[int], Poll, datetime]:

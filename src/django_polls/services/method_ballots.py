@@ -117,17 +117,7 @@ def change_ballot(*, poll_id: int, voter: User, data: Any) -> Receipt:
     named = method.options_named(choice)
     check_voter_policy(poll_id, voter)
     previous, poll, now = retrying_deadlocks(lambda: _change(poll_id, method, voter, choice, named))
-    if signals.vote_changed.has_listeners(Poll):
-        transaction.on_commit(
-            lambda: signals.vote_changed.send(
-                sender=Poll,
-                poll=poll,
-                voter=voter,
-                previous_option_ids=previous,
-                option_ids=sorted(named),
-            ),
-            robust=True,
-        )
+    ballots.announce_vote_changed(poll, voter, previous, sorted(named))
     return _receipt(poll_id, method, choice, now)
 
 
