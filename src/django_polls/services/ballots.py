@@ -42,7 +42,7 @@ from django_polls.models import (
     choice_limits,
     read_poll_clock,
 )
-from django_polls.services import aio
+from django_polls.services.aio import fetchone
 from django_polls.services.errors import (
     AlreadyVoted,
     InvalidInput,
@@ -502,7 +502,7 @@ async def acast_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) ->
 
     ids = distinct_ids(option_ids)
     try:
-        row = await aio.fetchone(_ballot_sql(), _ballot_params(poll_id, voter, ids, Int8))
+        row = await fetchone(_ballot_sql(), _ballot_params(poll_id, voter, ids, Int8))
     except IntegrityError as exc:
         raise _ballot_refusal(exc, ids) from exc
     stamp, _ = _ballot_outcome(row, ids)

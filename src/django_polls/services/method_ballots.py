@@ -44,12 +44,17 @@ from django_polls.models import (
     change_key,
     read_poll_clock,
 )
-from django_polls.services import ballots
 from django_polls.services.ballots import (
     PARTICIPATION_LIMITS,
     SECRET_LIMITS,
     MyBallot,
     Receipt,
+    _is_member,
+    _limits,
+    _lock_participation,
+    announce_vote_changed,
+    cast_vote,
+    change_vote,
     check_voter_policy,
     count_voter,
     judge_change,
@@ -85,7 +90,7 @@ def cast_ballot(*, poll_id: int, voter: User, data: Any) -> Receipt:
     """
     method, choice = _ballot_of_body(poll_id, data)
     if method.name in VOTE_ROW_METHODS:
-        return ballots.cast_vote(poll_id=poll_id, voter=voter, option_ids=choice)
+        return cast_vote(poll_id=poll_id, voter=voter, option_ids=choice)
     named = method.options_named(choice)
     check_voter_policy(poll_id, voter)
     try:
@@ -113,11 +118,11 @@ def change_ballot(*, poll_id: int, voter: User, data: Any) -> Receipt:
     """
     method, choice = _ballot_of_body(poll_id, data)
     if method.name in VOTE_ROW_METHODS:
-        return ballots.change_vote(poll_id=poll_id, voter=voter, option_ids=choice)
+        return change_vote(poll_id=poll_id, voter=voter, option_ids=choice)
     named = method.options_named(choice)
     check_voter_policy(poll_id, voter)
     previous, poll, now = retrying_deadlocks(lambda: _change(poll_id, method, voter, choice, named))
-    ballots.announce_vote_changed(poll, voter, previous, sorted(named))
+    announce_vote_changed(poll, voter, previous, sorted(named))
     return _receipt(poll_id, method, choice, now)
 
 
@@ -190,16 +195,16 @@ def _judge(
     now: datetime | None,
 ) -> None:
     """The rules of a ballot on ``poll``, in the order their errors are reported (as
-    :func:`~django_polls.services.ballots.judge_ballot`): who may vote, the ballot's options and
+    :func:`~django_polls.services.judge_ballot`): who may vote, the ballot's options and
     size, the method's own rules, the poll's state at ``now`` (a change judges it itself, after
     whether ballots are final: None)."""
-    if not ballots._is_member(voter, poll.voter_group_id):
+    if not _is_member(voter, poll.voter_group_id):
         raise NotEligible()
     field = method.ballot_field
     unknown = [option_id for option_id in named if option_id not in known]
     if unknown:
         raise InvalidInput({field: [f"{unknown[0]} is not an option of this poll."]})
-    low, high = ballots._limits(poll)
+    low, high = _limits(poll)
     if len(named) > high:
         raise InvalidInput({field: [f"A ballot on this poll holds at most {high} options."]})
     if len(named) < low:
@@ -231,12 +236,12 @@ def _cast(
         poll = _locked_poll(poll_id, method)
         now = read_poll_clock()  # after the locks, by the clock of ballots and closing
         known = set(lock_options(Option.objects.filter(poll_id=poll.pk, pk__in=list(named))))
-        participation = ballots._lock_participation(poll.pk, voter)
+        participation = _lock_participation(poll.pk, voter)
         _judge(method, choice, named, poll=poll, voter=voter, known=known, now=now)
         if participation is not None:
             raise AlreadyVoted()
         secret = poll.anonymity == Anonymity.SECRET
-        low, high = ballots._limits(poll)
+        low, high = _limits(poll)
         held = {"choices": len(named), "min_choices": low, "max_choices": high}
         participation = Participation.objects.create(
             poll_id=poll.pk, voter=voter, **(SECRET_LIMITS if secret else held)
@@ -260,7 +265,7 @@ def _change(
         known = set(lock_options(Option.objects.filter(poll_id=poll.pk)))
         _judge(method, choice, named, poll=poll, voter=voter, known=known, now=None)
         judge_change(poll, now)  # vote_final, then the poll's state, as for v1 ballots
-        participation = ballots._lock_participation(poll.pk, voter)
+        participation = _lock_participation(poll.pk, voter)
         stored = Ballot.objects.filter(poll_id=poll.pk, voter=voter).first()
         if participation is None or stored is None:
             raise NotVoted()
@@ -289,7 +294,7 @@ def retract_ballot(*, poll: Poll, voter: User) -> list[int]:
     method = method_of(poll.method)
     judge_change(poll, read_poll_clock())
     lock_options(Option.objects.filter(poll_id=poll.pk))
-    participation = ballots._lock_participation(poll.pk, voter)
+    participation = _lock_participation(poll.pk, voter)
     stored = Ballot.objects.filter(poll_id=poll.pk, voter=voter).first()
     if participation is None or stored is None:
         raise NotVoted()

@@ -32,7 +32,7 @@ from django_polls.models import (
     Vote,
     VoterCount,
 )
-from django_polls.services import aio
+from django_polls.services.aio import fetchall, fetchone, model_from_row
 from django_polls.services.locks import lock_poll
 from django_polls.services.sql import column, poll_columns, voter_param
 from django_polls.services.visibility import VOTED_ATTRIBUTE
@@ -157,11 +157,11 @@ async def apoll_with_options(
 ) -> tuple[Poll, list[Option]] | None:
     """:func:`poll_with_options` on PostgreSQL for the async views: the same query, on a
     connection of the event loop's pool (:mod:`~django_polls.services.aio`)."""
-    rows = await aio.fetchall(_poll_with_options_sql(), _poll_with_options_params(poll_id, voter))
+    rows = await fetchall(_poll_with_options_sql(), _poll_with_options_params(poll_id, voter))
     if not rows:
         return None
     width = len(Poll._meta.concrete_fields)
-    poll = aio.model_from_row(Poll, rows[0][:width])
+    poll = model_from_row(Poll, rows[0][:width])
     extra = [CLOCK_ATTRIBUTE, VOTERS_ATTRIBUTE, VOTED_ATTRIBUTE]
     for name, value in zip(extra, rows[0][width:], strict=False):
         setattr(poll, name, value)
@@ -172,7 +172,7 @@ async def apoll_with_options(
 async def apoll_exists(*, poll_id: int) -> bool:
     """Whether the poll exists, read on the event loop's pool."""
     table = connection.ops.quote_name(Poll._meta.db_table)
-    return await aio.fetchone(f"SELECT 1 FROM {table} WHERE id = %s", [poll_id]) is not None
+    return await fetchone(f"SELECT 1 FROM {table} WHERE id = %s", [poll_id]) is not None
 
 
 def _poll_with_options_params(poll_id: int, voter: Any) -> list[Any]:
