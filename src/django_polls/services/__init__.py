@@ -40,11 +40,9 @@ from django_polls.services.ballots import (
     Verdict,
     acast_vote,
     ballot_history,
-    ballot_of,
     cast_vote,
     change_vote,
     judge_ballot,
-    retract_votes,
     runs_alone,
     votes_of,
 )
@@ -67,11 +65,13 @@ from django_polls.services.errors import (
 from django_polls.services.locks import ADVISORY_LOCK_NAMESPACE
 from django_polls.services.method_ballots import (
     BallotDrift,
+    ballot_of,
     cast_ballot,
     change_ballot,
     find_ballot_drift,
     move_tallies,
     repair_ballot_counts,
+    retract_votes,
     unchecked_polls,
 )
 from django_polls.services.polls import (
