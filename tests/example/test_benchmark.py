@@ -59,6 +59,8 @@ def assert_the_method_rows(table: str) -> None:
         rf"\| score, 5 options, random scores 0-10 \| 500 \| {n} \| {n} \|",
         rf"ranked: p50 at 500 / p50 at 50: {n}",
         rf"score: p50 at 500 / p50 at 50: {n}",
+        rf"\| ranked \| {n} \| {n} \| {n} \|",
+        rf"\| score \| {n} \| {n} \| {n} \|",
         rf"7\. The worst case of ranked results: 20 options, 300 full random rankings "
         rf"\({n} distinct\)",
         rf"\| repeated reads of the unchanged poll [^|]*\| 10 \| {n} \| {n} \| {n} \|",
