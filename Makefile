@@ -32,8 +32,9 @@ help:
 	@echo "            MariaDB/MySQL (where they answer);"
 	@echo "            the example project over HTTP, fuzzed; faults (workers killed, PostgreSQL"
 	@echo "            restarted); Swagger UI in Chromium (where installed)"
-	@echo "make bench  the benchmark against a tutorial-style baseline and raw PostgreSQL (about"
-	@echo "            20 minutes; PostgreSQL on 127.0.0.1:5432 or DATABASE_URL; BENCH_ARGS=--help)"
+	@echo "make bench  the benchmark against a tutorial-style baseline and raw PostgreSQL, and the"
+	@echo "            voting methods (about 30 minutes; PostgreSQL on 127.0.0.1:5432 or"
+	@echo "            DATABASE_URL; BENCH_ARGS=--help)"
 	@echo "make tox    every tox environment (the whole support matrix)"
 	@echo "make clean  remove the virtual environment, tox environments and build output"
 

@@ -76,7 +76,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a few minutes instead of about 20: --votes 1500 --rounds 2 --reads 200 "
+        help="a few minutes instead of about 30: --votes 1500 --rounds 2 --reads 200 "
         "--sizes 1000,100000 --throughput-size 100000 --method-sizes 1000,100000 "
         "--worst-size 100000 (explicit options still apply)",
     )
