@@ -284,6 +284,8 @@ DJANGO_POLLS: dict[str, object] = {
     },
     # Where live results LISTEN (see DATABASE_LISTEN_URL above).
     "LISTEN_DATABASE": "listen" if "listen" in DATABASES else None,
+    # Every poll's audit trail, read by its owner at polls/{id}/audit/ (docs/audit.md).
+    "AUDIT_TRAIL": True,
 }
 
 SWAGGER_SETTINGS = {

@@ -18,6 +18,7 @@ from django_polls import methods, services
 from django_polls.models import (
     CLOCK_ATTRIBUTE,
     STRICTNESS,
+    AuditRecord,
     Ballot,
     BallotChange,
     ClockTimestamp,
@@ -247,6 +248,7 @@ class PollAdmin(PollAdminBase):
                     options=form.option_list()
                     if "option_texts" in form.changed_data
                     else services.UNCHANGED,
+                    actor=request.user,
                     **policies,
                 )
             else:
@@ -293,16 +295,16 @@ class PollAdmin(PollAdminBase):
         return super().log_change(request, obj, message)
 
     def delete_model(self, request: HttpRequest, obj: Poll) -> None:
-        services.delete_poll(poll=obj)
+        services.delete_poll(poll=obj, actor=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Poll]) -> None:
         for poll in queryset:
-            services.delete_poll(poll=poll)
+            services.delete_poll(poll=poll, actor=request.user)
 
     @admin.action(description=_("Close the selected polls"))
     def close_polls(self, request: HttpRequest, queryset: QuerySet[Poll]) -> None:
         for poll in queryset:
-            services.close_poll(poll=poll)
+            services.close_poll(poll=poll, actor=request.user)
         self.message_user(request, _("Closed the selected polls."), messages.SUCCESS)
 
 
@@ -386,6 +388,21 @@ class BallotChangeAdmin(RecordAdmin):
     list_filter = ("action",)
     list_select_related = ("poll", "voter")
     raw_id_fields = ("poll", "voter")
+
+
+@admin.register(AuditRecord)
+class AuditRecordAdmin(RecordAdmin):
+    """Every poll's audit trail (DJANGO_POLLS["AUDIT_TRAIL"]), deleted polls' included:
+    append-only, so nobody deletes an entry here, not even with its poll."""
+
+    list_display = ("poll_id", "seq", "action", "actor", "at", "hash")
+    list_filter = ("action",)
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        return ["=poll_id", "=actor"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Ballot)

@@ -15,6 +15,7 @@ from django_polls.conf import polls_settings
 from django_polls.models import (
     MAX_SCORE_LIMIT,
     Anonymity,
+    AuditRecord,
     Option,
     Poll,
     ResultsVisibility,
@@ -321,7 +322,9 @@ class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
         if "options" in validated_data:
             validated_data["options"] = [option["text"] for option in validated_data["options"]]
         try:
-            services.update_poll(poll=instance, **validated_data)
+            services.update_poll(
+                poll=instance, actor=self.context["request"].user, **validated_data
+            )
         except services.InvalidInput as exc:
             raise serializers.ValidationError(exc.errors) from exc
         return Poll.objects.for_listing().get(pk=instance.pk)
@@ -563,6 +566,41 @@ class BallotPageSerializer(serializers.Serializer[dict[str, Any]]):
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
     results = PublicBallotSerializer(many=True)
+
+
+class AuditRecordSerializer(serializers.Serializer[dict[str, Any]]):
+    """One entry of a poll's audit trail (``audit/``)."""
+
+    seq = serializers.IntegerField(help_text="The entry's number in the poll's trail: 1, 2, ...")
+    action = serializers.ChoiceField(choices=AuditRecord.Action.choices)
+    at = serializers.DateTimeField()
+    actor = serializers.CharField(
+        allow_null=True,
+        help_text="Who did it, named as DJANGO_POLLS['USER_DISPLAY'] names users; null for the "
+        "app itself (a poll that opened or expired at its time) or a user since deleted.",
+    )
+    # The metaclass takes declared fields out of the class: Serializer.data stays a property.
+    data = serializers.DictField(  # type: ignore[assignment]
+        help_text="created: the poll's fields and options; edited: each field changed, as "
+        "[old, new]; closed: {expired: true} when by its expiry; deleted: its title; "
+        "ballot_changed and ballot_retracted: on public polls only, the previous and current "
+        "ballot."
+    )
+    prev_hash = serializers.CharField(
+        help_text="The hash of the entry before (empty for the first)."
+    )
+    hash = serializers.CharField(
+        help_text="SHA-256 of the entry's content and prev_hash: polls_verify_audit checks it."
+    )
+
+
+class AuditPageSerializer(serializers.Serializer[dict[str, Any]]):
+    """A page of ``audit/``."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = AuditRecordSerializer(many=True)
 
 
 class ErrorSerializer(serializers.Serializer[dict[str, Any]]):

@@ -52,6 +52,8 @@ from django_polls.models import (
 )
 from django_polls.serializers import (
     MAX_ID,
+    AuditPageSerializer,
+    AuditRecordSerializer,
     BallotPageSerializer,
     BallotSerializer,
     MethodBallotSerializer,
@@ -312,7 +314,7 @@ class PollViewSet(PollViewSetBase):
         return super().get_object()
 
     def perform_destroy(self, instance: Poll) -> None:
-        services.delete_poll(poll=instance)
+        services.delete_poll(poll=instance, actor=signed_in(self.request))
 
     def once(self, request: Request, handler: Callable[[], Response]) -> Response:
         """``handler()``'s answer; with an ``Idempotency-Key`` header, at most once per user and
@@ -404,7 +406,7 @@ class PollViewSet(PollViewSetBase):
     @action(detail=True, methods=["post"])
     def close(self, request: Request, pk: str | None = None) -> Response:
         poll = self.get_object()
-        services.close_poll(poll=poll)
+        services.close_poll(poll=poll, actor=signed_in(request))
         return Response(self.get_serializer(poll).data)
 
     @schema.document(
@@ -576,6 +578,45 @@ class PollViewSet(PollViewSetBase):
         ]
         return self.get_paginated_response(body) if paginated else Response(body)
 
+    @schema.document(
+        operation_description="The poll's audit trail, first entry first: its creation, edits "
+        "(each field changed, old and new), opening, closing and every changed or withdrawn "
+        "ballot (the choices on public polls only), each entry chained to the one before by "
+        "its hash. For the poll's owner and staff (`403 permission_denied` for others); kept "
+        "where the site turns on `DJANGO_POLLS['AUDIT_TRAIL']`. Paginated as the poll list.",
+        manual_parameters=schema.page_parameters(),
+        responses={
+            200: schema.described("A page of the trail.", AuditPageSerializer),
+            **schema.errors(401, 403, 404),
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def audit(self, request: Request, pk: str | None = None) -> Response:
+        user = signed_in(request)
+        poll = self.get_object()
+        if not services.sees_everything(poll=poll, user=user):
+            raise exceptions.PermissionDenied(
+                "Only the poll's creator or a staff user may read it."
+            )
+        entries = services.audit_trail(poll.pk)
+        page = self.paginator.paginate_queryset(entries, request, view=self)
+        paginated = page is not None
+        shown = list(page if paginated else entries)
+        names = services.actor_names([entry.actor for entry in shown])
+        body = [
+            {
+                "seq": entry.seq,
+                "action": entry.action,
+                "at": TIMESTAMP.to_representation(entry.at),
+                "actor": names.get(entry.actor),
+                "data": entry.data,
+                "prev_hash": entry.prev_hash,
+                "hash": entry.hash,
+            }
+            for entry in shown
+        ]
+        return self.get_paginated_response(body) if paginated else Response(body)
+
     def ballot_body(self, poll_id: int) -> Any:
         """The parsed vote body; a body that does not parse is 400, after a missing poll's 404."""
         try:
@@ -620,6 +661,7 @@ class PollViewSet(PollViewSetBase):
             "vote": BallotSerializer,
             "results": ResultsSerializer,
             "ballots": PublicBallotSerializer,
+            "audit": AuditRecordSerializer,
         }
         return by_action.get(self.action, PollSerializer)
 

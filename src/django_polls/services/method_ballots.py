@@ -45,6 +45,7 @@ from django_polls.models import (
     change_key,
     read_poll_clock,
 )
+from django_polls.services import audit
 from django_polls.services.ballots import (
     PARTICIPATION_LIMITS,
     SECRET_LIMITS,
@@ -279,8 +280,8 @@ def _change(
         move_tallies(poll.pk, method.tally_keys(choice), +1, change=participation.pk)
         Ballot.objects.filter(pk=stored.pk).update(choice=choice, created_at=now)
         Participation.objects.filter(pk=participation.pk).update(choices=len(named))
-        BallotChange.objects.create(
-            poll_id=poll.pk,
+        audit.ballot_changed(
+            poll=poll,
             voter=voter,
             action=BallotChange.Action.REPLACED,
             previous=method.to_json(stored.choice),
@@ -306,8 +307,8 @@ def retract_ballot(*, poll: Poll, voter: User) -> list[int]:
     Ballot.objects.filter(pk=stored.pk).delete()
     Participation.objects.filter(pk=participation.pk).delete()
     count_voter(poll.pk, participation.pk, -1)
-    BallotChange.objects.create(
-        poll_id=poll.pk,
+    audit.ballot_changed(
+        poll=poll,
         voter=voter,
         action=BallotChange.Action.RETRACTED,
         previous=method.to_json(stored.choice),

@@ -31,6 +31,7 @@ from django_polls.models import (
     poll_clock,
     read_poll_clock,
 )
+from django_polls.services import audit
 from django_polls.services.errors import InvalidInput, PollHasVotes
 from django_polls.services.locks import is_unique_violation, lock_poll
 
@@ -335,6 +336,7 @@ def create_poll(
         )
         _add_options(poll, texts)
         _prepare_tallies(poll)
+        audit.poll_created(poll, actor=created_by)
         transaction.on_commit(
             lambda: signals.poll_created.send(sender=Poll, poll=poll, created_by=created_by),
             robust=True,
@@ -359,8 +361,10 @@ def update_poll(
     allow_vote_change: Any = UNCHANGED,
     voter_group: Any = UNCHANGED,
     max_score: Any = UNCHANGED,
+    actor: Any = None,
 ) -> Poll:
-    """Change the given fields, under the poll's exclusive lock.
+    """Change the given fields, under the poll's exclusive lock; ``actor`` is who did it (for
+    the audit trail).
 
     ``options`` replaces the list (new ids) on a poll without votes. Once the poll has votes its
     options, method, choice limits, anonymity, vote changes and opening time are frozen (the same
@@ -432,6 +436,10 @@ def update_poll(
             locked.refresh_from_db(fields=["method", "max_score"])
             _prepare_tallies(locked)  # the poll has no votes: its counts start again
         if changed or replace_options:
+            edits = {field: (getattr(locked, field), value) for field, value in changed.items()}
+            if replace_options and texts != current_texts:
+                edits["options"] = (current_texts, texts)
+            audit.edited(locked.pk, edits, actor=actor)
             announce_change(poll_id=locked.pk)
     locked.refresh_from_db()
     return locked
@@ -447,7 +455,7 @@ def _touches_the_terms(old: dict[str, Any], new: dict[str, Any], texts: list[str
     )
 
 
-def close_poll(*, poll: Poll) -> Poll:
+def close_poll(*, poll: Poll, actor: Any = None) -> Poll:
     """Close the poll for good. Closing a closed poll changes nothing."""
     with transaction.atomic():
         locked = lock_poll(poll.pk, exclusive=True)
@@ -455,6 +463,7 @@ def close_poll(*, poll: Poll) -> Poll:
             # Stamped once the ballots in flight have committed, so none is dated after it, by
             # the clock that stamps them.
             Poll.objects.filter(pk=poll.pk).update(closed_at=_now_by_ballot_clock())
+            audit.poll_closed(poll.pk, actor=actor)
             announce_change(poll_id=poll.pk)
             transaction.on_commit(
                 lambda: signals.poll_closed.send(sender=Poll, poll=poll), robust=True
@@ -467,10 +476,11 @@ def close_poll(*, poll: Poll) -> Poll:
 _now_by_ballot_clock = poll_clock
 
 
-def delete_poll(*, poll: Poll) -> None:
+def delete_poll(*, poll: Poll, actor: Any = None) -> None:
     with transaction.atomic():
         # Lock first so no ballot is in flight while the rows go.
-        lock_poll(poll.pk, exclusive=True)
+        locked = lock_poll(poll.pk, exclusive=True)
+        audit.record(poll.pk, audit.Action.DELETED, actor=actor, data={"title": locked.title})
         Poll.objects.filter(pk=poll.pk).delete()
         announce_change(poll_id=poll.pk)
 
