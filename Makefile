@@ -24,7 +24,7 @@ export PYENV_ROOT := $(shell pyenv root)
 export PYENV_VERSION := $(shell (pyenv version-name; pyenv versions --bare) 2>/dev/null | grep -E '^3\.[0-9]+\.[0-9]+$$' | awk '!seen[$$0]++' | paste -sd: -)
 endif
 
-.PHONY: help demo test bench tox lint types venv clean
+.PHONY: help demo test bench tox lint types venv clean screenshots diagrams
 
 help:
 	@echo "make demo   run the example project on http://127.0.0.1:8000 (SQLite, or DATABASE_URL)"
@@ -35,6 +35,8 @@ help:
 	@echo "make bench  the benchmark against a tutorial-style baseline and raw PostgreSQL (about"
 	@echo "            20 minutes; PostgreSQL on 127.0.0.1:5432 or DATABASE_URL; BENCH_ARGS=--help)"
 	@echo "make tox    every tox environment (the whole support matrix)"
+	@echo "make screenshots  the README's pictures, taken again in Chromium (docs/images/*.png)"
+	@echo "make diagrams     the docs' diagrams, drawn again from docs/diagrams/*.dot (Graphviz)"
 	@echo "make clean  remove the virtual environment, tox environments and build output"
 
 $(BIN)/python:
@@ -98,6 +100,18 @@ bench: $(VENV)/.example-installed
 
 tox: $(BIN)/tox
 	$(BIN)/tox run --skip-missing-interpreters true
+
+# The live results page and Swagger UI as the browser tests see them (tests/example/browser/
+# test_pictures.py), into docs/images; needs Chromium (CHROMIUM=path).
+screenshots: $(BIN)/tox
+	SCREENSHOTS_DIR=$(CURDIR)/docs/images $(BIN)/tox run -e browser -- -k test_pictures
+
+# docs/diagrams/*.dot drawn as docs/images/*.svg; needs Graphviz (Debian: apt-get install graphviz).
+diagrams:
+	@command -v dot >/dev/null || { echo "Graphviz's dot is missing (Debian: apt-get install graphviz)."; exit 1; }
+	for source in docs/diagrams/*.dot; do \
+		dot -Tsvg "$$source" -o "docs/images/$$(basename "$${source%.dot}").svg"; \
+	done
 
 lint: $(BIN)/tox
 	$(BIN)/tox run -e lint
