@@ -561,22 +561,20 @@ class PollViewSet(PollViewSetBase):
     def ballots(self, request: Request, pk: str | None = None) -> Response:
         poll = self.get_object()
         services.check_ballots_visible(poll=poll, user=request.user)
-        voters = services.ballot_voters(poll=poll)
-        page = self.paginator.paginate_queryset(voters, request, view=self)
-        paginated = page is not None  # a site's paginator may leave some requests whole
         display = polls_settings.USER_DISPLAY
-        # PublicBallotSerializer's shape, built directly.
-        body = [
-            {
-                **entry,  # the voter, the ballot in its method's field, when it was stored
-                "voter": str(display(entry["voter"])),
-                "created_at": TIMESTAMP.to_representation(entry["created_at"]),
-            }
-            for entry in services.public_ballots(
-                poll=poll, participations=page if paginated else list(voters)
-            )
-        ]
-        return self.get_paginated_response(body) if paginated else Response(body)
+
+        def shown(participations: Sequence[Any]) -> list[dict[str, Any]]:
+            # PublicBallotSerializer's shape, built directly.
+            return [
+                {
+                    **entry,  # the voter, the ballot in its method's field, when it was stored
+                    "voter": str(display(entry["voter"])),
+                    "created_at": TIMESTAMP.to_representation(entry["created_at"]),
+                }
+                for entry in services.public_ballots(poll=poll, participations=participations)
+            ]
+
+        return self.paged(services.ballot_voters(poll=poll), shown)
 
     @schema.document(
         operation_description="The poll's audit trail, first entry first: its creation, edits "
@@ -596,26 +594,33 @@ class PollViewSet(PollViewSetBase):
         poll = self.get_object()
         if not services.sees_everything(poll=poll, user=user):
             raise exceptions.PermissionDenied(
-                "Only the poll's creator or a staff user may read it."
+                "Only the poll's creator or a staff user may read its audit trail."
             )
-        entries = services.audit_trail(poll.pk)
-        page = self.paginator.paginate_queryset(entries, request, view=self)
-        paginated = page is not None
-        shown = list(page if paginated else entries)
-        names = services.actor_names([entry.actor for entry in shown])
-        body = [
-            {
-                "seq": entry.seq,
-                "action": entry.action,
-                "at": TIMESTAMP.to_representation(entry.at),
-                "actor": names.get(entry.actor),
-                "data": entry.data,
-                "prev_hash": entry.prev_hash,
-                "hash": entry.hash,
-            }
-            for entry in shown
-        ]
-        return self.get_paginated_response(body) if paginated else Response(body)
+
+        def shown(entries: Sequence[Any]) -> list[dict[str, Any]]:
+            names = services.actor_names([entry.actor for entry in entries])
+            return [
+                {
+                    "seq": entry.seq,
+                    "action": entry.action,
+                    "at": TIMESTAMP.to_representation(entry.at),
+                    "actor": names.get(entry.actor),
+                    "data": entry.data,
+                    "prev_hash": entry.prev_hash,
+                    "hash": entry.hash,
+                }
+                for entry in entries
+            ]
+
+        return self.paged(services.audit_trail(poll.pk), shown)
+
+    def paged(self, rows: Any, shown: Callable[[Sequence[Any]], Any]) -> Response:
+        """``rows`` a page at a time, as the poll list, each page as ``shown`` makes it; whole
+        where a site's paginator leaves the request whole."""
+        page = self.paginator.paginate_queryset(rows, self.request, view=self)
+        if page is None:
+            return Response(shown(list(rows)))
+        return self.get_paginated_response(shown(page))
 
     def ballot_body(self, poll_id: int) -> Any:
         """The parsed vote body; a body that does not parse is 400, after a missing poll's 404."""
