@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 # tox environments that `make test` runs: lint, types, the migrations check, the package build,
-# the docs site, the tests on SQLite, on PostgreSQL for the oldest and newest supported Django
-# and on MySQL/MariaDB; the tests again in a host site whose users have UUID keys and sign in by
+# the translation catalogs (complete and compiled; GNU gettext), the docs site, the tests on
+# SQLite, on PostgreSQL for the oldest and newest supported Django and on MySQL/MariaDB; the tests again in a host site whose users have UUID keys and sign in by
 # e-mail, on PostgreSQL and MySQL/MariaDB; the app on psycopg2 instead of psycopg 3; the example
 # project under Gunicorn on SQLite and PostgreSQL (and through PgBouncer), fuzzed by
 # Schemathesis; faults (workers killed, PostgreSQL restarted) on a private PostgreSQL cluster.
 # The newest Django and the host site on SQLite (py313-django61, host-uuid), which repeat cells
 # run on PostgreSQL, are left to `make tox`, to keep `make test` within about half an hour here.
-CI_ENVS := lint,types,migrations,build,docs,py311-django52,py311-django52-noyasg,example,faults
+CI_ENVS := lint,types,migrations,build,catalogs,docs,py311-django52,py311-django52-noyasg,example,faults
 PG_ENVS := py310-django42-drf314-pg,py313-django61-pg,py311-django52-psycopg2-pg,host-uuid-pg,example-pg
 # The tests on MySQL/MariaDB (MYSQL_URL, else 127.0.0.1:3306 as root without a password).
 MYSQL_ENVS := py311-django52-mysql,host-uuid-mysql
@@ -24,7 +24,7 @@ export PYENV_ROOT := $(shell pyenv root)
 export PYENV_VERSION := $(shell (pyenv version-name; pyenv versions --bare) 2>/dev/null | grep -E '^3\.[0-9]+\.[0-9]+$$' | awk '!seen[$$0]++' | paste -sd: -)
 endif
 
-.PHONY: help demo test bench tox lint types venv clean
+.PHONY: help demo test bench tox lint types messages venv clean
 
 help:
 	@echo "make demo   run the example project on http://127.0.0.1:8000 (SQLite, or DATABASE_URL)"
@@ -35,6 +35,7 @@ help:
 	@echo "make bench  the benchmark against a tutorial-style baseline and raw PostgreSQL (about"
 	@echo "            20 minutes; PostgreSQL on 127.0.0.1:5432 or DATABASE_URL; BENCH_ARGS=--help)"
 	@echo "make tox    every tox environment (the whole support matrix)"
+	@echo "make messages  the translation catalogs updated from the code and compiled"
 	@echo "make clean  remove the virtual environment, tox environments and build output"
 
 $(BIN)/python:
@@ -104,6 +105,13 @@ lint: $(BIN)/tox
 
 types: $(BIN)/tox
 	$(BIN)/tox run -e types
+
+# The translation catalogs (src/django_polls/locale) brought up to date with the code and
+# compiled; new entries are then translated by hand (tox -e catalogs fails until they are).
+# Needs GNU gettext (Debian: apt-get install gettext).
+messages: $(VENV)/.example-installed
+	cd src/django_polls && $(abspath $(BIN)/django-admin) makemessages --no-location --no-obsolete -l de -l es -l fr -l pt_BR
+	cd src/django_polls && $(abspath $(BIN)/django-admin) compilemessages
 
 clean:
 	rm -rf $(VENV) .tox dist build .coverage .coverage.* htmlcov
