@@ -12,6 +12,7 @@ import dj_database_url
 from decouple import Csv
 from django.core.exceptions import ImproperlyConfigured
 
+from config import serving
 from config.env import config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -224,6 +225,10 @@ SECURE_HSTS_PRELOAD = config("SECURE_HSTS_PRELOAD", default=False, cast=bool)
 # check --deploy would ask for both (security.W005, W021); off is this project's documented
 # default (docs/configuration.md), not an oversight.
 SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
+# django_polls.W001 (throttle counts in a cache of each process) matters with several worker
+# processes, each counting on its own; one worker, as `make demo` runs on SQLite, counts them all.
+if not REDIS_URL and serving.worker_processes() == 1:
+    SILENCED_SYSTEM_CHECKS.append("django_polls.W001")
 # Load balancers probe the health endpoint over plain HTTP.
 SECURE_REDIRECT_EXEMPT = [r"^api/health/$"]
 # Behind a proxy that terminates TLS and sets X-Forwarded-Proto (and strips it from clients).
