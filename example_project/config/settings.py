@@ -1,7 +1,7 @@
 """Settings of the example project, read from the environment or a `.env` file (config/env.py).
 
-`.env.example` documents each variable. Production needs at least `SECRET_KEY` and
-`ALLOWED_HOSTS`; `DEBUG` is off unless asked for.
+`.env.example` documents each variable. Production needs at least `SECRET_KEY`, `ALLOWED_HOSTS`,
+`DATABASE_URL` and `REDIS_URL`; `DEBUG` is off unless asked for, and `HTTPS` on unless `DEBUG`.
 """
 
 from __future__ import annotations
