@@ -5,13 +5,14 @@ BIN := $(VENV)/bin
 
 # tox environments that `make test` runs: lint, types, the migrations check, the package build,
 # the translation catalogs (complete and compiled; GNU gettext), the docs site, the tests on
-# SQLite, on PostgreSQL for the oldest and newest supported Django and on MySQL/MariaDB; the tests again in a host site whose users have UUID keys and sign in by
-# e-mail, on PostgreSQL and MySQL/MariaDB; the app on psycopg2 instead of psycopg 3; the example
-# project under Gunicorn on SQLite and PostgreSQL (and through PgBouncer), fuzzed by
-# Schemathesis; faults (workers killed, PostgreSQL restarted) on a private PostgreSQL cluster.
-# The newest Django and the host site on SQLite (py313-django61, host-uuid), which repeat cells
-# run on PostgreSQL, are left to `make tox`, to keep `make test` within about half an hour here.
-CI_ENVS := lint,types,migrations,build,catalogs,docs,py311-django52,py311-django52-noyasg,example,faults
+# SQLite, on PostgreSQL for the oldest and newest supported Django and on MySQL/MariaDB; the tests
+# again in a host site whose users have UUID keys and sign in by e-mail, on SQLite, PostgreSQL and
+# MySQL/MariaDB; the app on psycopg2 instead of psycopg 3; the example project under Gunicorn on
+# SQLite and PostgreSQL (and through PgBouncer), fuzzed by Schemathesis; faults (workers killed,
+# PostgreSQL restarted) on a private PostgreSQL cluster. The host site runs on SQLite too. The
+# newest Django on SQLite (py313-django61), which a cell on PostgreSQL repeats, is left to
+# `make tox`, to keep `make test` within about half an hour.
+CI_ENVS := lint,types,migrations,build,catalogs,docs,py311-django52,py311-django52-noyasg,host-uuid,example,faults
 PG_ENVS := py310-django42-drf314-pg,py313-django61-pg,py311-django52-psycopg2-pg,host-uuid-pg,example-pg
 # The tests on MySQL/MariaDB (MYSQL_URL, else 127.0.0.1:3306 as root without a password).
 MYSQL_ENVS := py311-django52-mysql,host-uuid-mysql

@@ -30,6 +30,7 @@ __all__ = [
     "ConflictError",
     "DatabaseUnavailable",
     "RequestTooLarge",
+    "Unprocessable",
     "database_unavailable",
     "raised_while_parsing",
     "to_api_exception",
@@ -41,6 +42,12 @@ class ConflictError(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = gettext_lazy("Conflict.")
     default_code = "conflict"
+
+
+class Unprocessable(exceptions.APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_detail = gettext_lazy("The request cannot be processed.")
+    default_code = "unprocessable"
 
 
 class DatabaseUnavailable(exceptions.APIException):
@@ -107,6 +114,10 @@ def to_api_exception(exc: Exception) -> Exception:
     exception as it is (DRF's own answer, or a 500 for the host's handlers and logs)."""
     if isinstance(exc, services.InvalidInput):
         return exceptions.ValidationError(exc.errors)
+    if isinstance(exc, services.IdempotencyKeyInvalid):
+        return exceptions.ParseError(exc.message, code=exc.code)
+    if isinstance(exc, services.IdempotencyKeyReused):
+        return Unprocessable(exc.message, code=exc.code)
     if isinstance(exc, services.NotVoted):
         return exceptions.NotFound(exc.message, code=exc.code)
     if isinstance(exc, services.NotEligible):

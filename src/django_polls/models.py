@@ -581,3 +581,43 @@ class Tally(models.Model):
 
     def __str__(self) -> str:
         return f"{self.poll_id}/{self.key}: {self.ballots}"
+
+
+#: The longest ``Idempotency-Key`` header the API takes (as Stripe's).
+IDEMPOTENCY_KEY_LENGTH = 255
+
+
+class IdempotencyKey(models.Model):
+    """A request a user sent with an ``Idempotency-Key`` header, and the answer kept for it: a
+    repeat of the request with the key gets that answer again instead of acting twice. Written
+    by :mod:`django_polls.services.idempotency`, in the transaction of the request's own
+    changes, so an answer is kept exactly when what it reports was stored."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        db_index=False,  # the unique (user, key) index serves lookups by user
+        verbose_name=_("user"),
+    )
+    key = models.CharField(_("key"), max_length=IDEMPOTENCY_KEY_LENGTH)
+    #: SHA-256 of the request (method, path and body), to tell a repeat from another request.
+    fingerprint = models.CharField(_("fingerprint"), max_length=64)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    #: When the key may be used again for another request (``IDEMPOTENCY_KEY_TTL`` after it was
+    #: first sent).
+    expires_at = models.DateTimeField(_("expires at"), db_index=True)
+    #: The answer kept: its status (None until one is kept), body and headers. The body is the
+    #: JSON text as it was rendered (a JSON column would reorder its keys), empty for none.
+    status = models.PositiveSmallIntegerField(_("status"), null=True, blank=True)
+    body = models.TextField(_("body"), blank=True, default="")
+    headers = models.JSONField(_("headers"), default=dict, blank=True)
+
+    class Meta:
+        verbose_name = _("idempotency key")
+        verbose_name_plural = _("idempotency keys")
+        constraints = (
+            models.UniqueConstraint(fields=("user", "key"), name="django_polls_idempotency_key"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.user_id}/{self.key}"

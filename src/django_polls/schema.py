@@ -128,7 +128,14 @@ CODE_DESCRIPTIONS = {
     "results_visibility (`results_hidden`)",
     "ballots_hidden": "the poll does not list who chose what: only public polls do "
     "(`ballots_hidden`)",
+    "invalid_idempotency_key": "an Idempotency-Key header that is not 1 to 255 printable ASCII "
+    "characters (`invalid_idempotency_key`)",
+    "idempotency_key_in_progress": "a request with the same Idempotency-Key is still running "
+    "(`idempotency_key_in_progress`)",
 }
+
+#: The codes of the operations that take an Idempotency-Key header, for :func:`errors`.
+IDEMPOTENCY_CODES = {400: ["invalid_idempotency_key"], 409: ["idempotency_key_in_progress"]}
 
 
 def errors(*statuses: int, codes: dict[int, list[str]] | None = None) -> dict[int, Any]:
@@ -164,6 +171,11 @@ def errors(*statuses: int, codes: dict[int, list[str]] | None = None) -> dict[in
             "`poll_not_open`, `vote_final`, `poll_has_votes`, `poll_changed`).",
         ),
         413: (ErrorSerializer, "The body is too large (`request_too_large`)."),
+        422: (
+            ErrorSerializer,
+            "The Idempotency-Key was sent before with another request: another method, path or "
+            "body (`idempotency_key_reused`).",
+        ),
         415: (
             ErrorSerializer,
             "The body is not JSON, form or multipart data (`unsupported_media_type`).",
@@ -184,6 +196,29 @@ def errors(*statuses: int, codes: dict[int, list[str]] | None = None) -> dict[in
         for status, (schema, description) in described.items()
         if status in statuses
     }
+
+
+def idempotency_parameters() -> list[Any]:
+    """The ``Idempotency-Key`` header of the operations that create something."""
+    if _swagger_auto_schema is None:
+        return []
+    return [
+        openapi.Parameter(
+            "Idempotency-Key",
+            openapi.IN_HEADER,
+            "Optional; a unique value per request (a UUID, say), 1 to 255 printable ASCII "
+            "characters. A repeat of the request with the same key by the same user, within "
+            "24 hours (`IDEMPOTENCY_KEY_TTL`), acts no more and gets the first answer again, "
+            "with the header `Idempotent-Replayed: true`. The same key with another request is "
+            "422 `idempotency_key_reused`; a repeat while the first still runs is 409 "
+            "`idempotency_key_in_progress`.",
+            type=openapi.TYPE_STRING,
+            required=False,
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e]+$",
+        )
+    ]
 
 
 def page_parameters() -> list[Any]:

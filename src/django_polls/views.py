@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import warnings
 from collections.abc import Callable, Coroutine, Sequence
@@ -163,6 +164,25 @@ def signed_in(request: Request) -> User:
     return user
 
 
+#: The request header that makes a request act at most once, and the header of an answer given
+#: again for a repeat (Stripe's names).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+#: The headers of an answer given again with it.
+KEPT_HEADERS = ("Location",)
+
+
+def kept_answer(response: Response) -> services.IdempotentAnswer | None:
+    """What to keep of an answer for a repeat of its request: every answer the request itself
+    decided, as JSON renders it; none for a 5xx or 429, after which a retry should run again."""
+    code = response.status_code
+    if code >= 500 or code == status.HTTP_429_TOO_MANY_REQUESTS:
+        return None
+    body = "" if response.data is None else JSONRenderer().render(response.data).decode()
+    headers = {name: response[name] for name in KEPT_HEADERS if response.has_header(name)}
+    return services.IdempotentAnswer(status=code, body=body, headers=headers)
+
+
 @csrf_exempt
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """JSON 404 for any other path under ``polls/`` (non-integer ids included)."""
@@ -304,6 +324,34 @@ class PollViewSet(PollViewSetBase):
     def perform_destroy(self, instance: Poll) -> None:
         services.delete_poll(poll=instance)
 
+    def once(self, request: Request, handler: Callable[[], Response]) -> Response:
+        """``handler()``'s answer; with an ``Idempotency-Key`` header, at most once per user and
+        key (:func:`django_polls.services.run_once`): a repeat gets the first answer again."""
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is None:
+            return handler()
+
+        def run() -> Response:
+            # Errors are answered here, so that the answer of a refused ballot is kept too.
+            try:
+                return handler()
+            except Exception as exc:
+                return self.handle_exception(exc)
+
+        outcome = services.run_once(
+            user=signed_in(request),
+            key=key,
+            request=services.fingerprint(request.method or "", request.path, request.data),
+            run=run,
+            answer_of=kept_answer,
+        )
+        if isinstance(outcome, services.IdempotentAnswer):
+            headers = {**outcome.headers, REPLAYED_HEADER: "true"}
+            # Parsed in its own order, so that it renders as it did the first time.
+            body = json.loads(outcome.body) if outcome.body else None
+            return Response(body, status=outcome.status, headers=headers)
+        return outcome
+
     # -- documented actions ---------------------------------------------------------------------
 
     @schema.document(
@@ -316,14 +364,15 @@ class PollViewSet(PollViewSetBase):
         return super().list(request, *args, **kwargs)
 
     @schema.document(
+        manual_parameters=schema.idempotency_parameters(),
         responses={
             201: schema.described("The new poll.", PollSerializer),
-            **schema.errors(400, 401, 429),
-        }
+            **schema.errors(400, 401, 409, 422, 429, codes=schema.IDEMPOTENCY_CODES),
+        },
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         signed_in(request)
-        return super().create(request, *args, **kwargs)
+        return self.once(request, lambda: super(PollViewSet, self).create(request, *args, **kwargs))
 
     @schema.document(
         responses={200: schema.described("The poll.", PollSerializer), **schema.errors(401, 404)},
@@ -375,9 +424,10 @@ class PollViewSet(PollViewSetBase):
         "403 `not_eligible` for a caller outside the poll's voter group (or refused by the "
         "site's voter policy); 409 `poll_not_open` before the poll opens, `poll_closed` after it "
         "closed, `already_voted` past what the poll allows the caller.",
+        manual_parameters=schema.idempotency_parameters(),
         responses={
             201: schema.described("The ballot was stored.", VoteReceiptSerializer),
-            **schema.errors(400, 401, 403, 404, 409, 429),
+            **schema.errors(400, 401, 403, 404, 409, 422, 429, codes=schema.IDEMPOTENCY_CODES),
         },
     )
     @schema.document(
@@ -387,9 +437,10 @@ class PollViewSet(PollViewSetBase):
         "from the old options to the new ones at once. 404 `not_voted` without a ballot; 409 "
         "`vote_final` where ballots are final (`allow_vote_change: false`, secret polls), "
         "`poll_closed` or `poll_not_open` while the poll takes no votes.",
+        manual_parameters=schema.idempotency_parameters(),
         responses={
             200: schema.described("The new ballot was stored.", VoteReceiptSerializer),
-            **schema.errors(400, 401, 403, 404, 409, 429),
+            **schema.errors(400, 401, 403, 404, 409, 422, 429, codes=schema.IDEMPOTENCY_CODES),
         },
     )
     @schema.document(
@@ -420,6 +471,10 @@ class PollViewSet(PollViewSetBase):
         if request.method == "DELETE":
             services.retract_votes(poll_id=poll_id, voter=voter)
             return Response(status=status.HTTP_204_NO_CONTENT)
+        return self.once(request, lambda: self.ballot(request, poll_id, voter))
+
+    def ballot(self, request: Request, poll_id: int, voter: User) -> Response:
+        """``POST`` and ``PUT vote/``: store the ballot of the body, or replace the caller's."""
         answer = status.HTTP_200_OK if request.method == "PUT" else status.HTTP_201_CREATED
         data = self.ballot_body(poll_id)
         option_ids: Sequence[int] | None = plain_ballot(data)

@@ -105,3 +105,29 @@ class VoteFinal(Conflict):
 class NotEligible(PollRuleError):
     code = "not_eligible"
     default_message = gettext_lazy("You may not vote on this poll.")
+
+
+class IdempotencyKeyInvalid(PollRuleError):
+    """An ``Idempotency-Key`` header the API does not take (HTTP 400)."""
+
+    code = "invalid_idempotency_key"
+    default_message = gettext_lazy(
+        "The Idempotency-Key header must be 1 to 255 printable ASCII characters without spaces."
+    )
+
+
+class IdempotencyKeyInProgress(Conflict):
+    code = "idempotency_key_in_progress"
+    default_message = gettext_lazy(
+        "A request with this Idempotency-Key is still being processed; retry once it is done."
+    )
+
+
+class IdempotencyKeyReused(PollRuleError):
+    """The key of an answer kept for another request (HTTP 422)."""
+
+    code = "idempotency_key_reused"
+    default_message = gettext_lazy(
+        "This Idempotency-Key was used with another request (method, path or body); use a new "
+        "key for a new request."
+    )
