@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import Group
+from django.utils.translation import gettext, gettext_lazy
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.fields import SkipField, get_attribute
@@ -12,6 +13,7 @@ from rest_framework.settings import api_settings
 
 from django_polls import methods, services
 from django_polls.conf import polls_settings
+from django_polls.methods.base import VotingMethod
 from django_polls.models import (
     MAX_SCORE_LIMIT,
     Anonymity,
@@ -94,7 +96,7 @@ class OptionSerializer(serializers.ModelSerializer[Option]):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # A PATCH makes nested fields optional too; an option without its text means nothing.
         if "text" not in attrs:
-            raise serializers.ValidationError({"text": ["This field is required."]})
+            raise serializers.ValidationError({"text": [gettext("This field is required.")]})
         return attrs
 
 
@@ -113,8 +115,8 @@ class GroupNameField(GroupNameFieldBase):
     """A Django auth group by its name; null for none. Only text is looked up."""
 
     default_error_messages = {
-        "does_not_exist": 'There is no group named "{value}".',
-        "invalid": "A group name (a string) or null is required.",
+        "does_not_exist": gettext_lazy('There is no group named "{value}".'),
+        "invalid": gettext_lazy("A group name (a string) or null is required."),
     }
 
     def __init__(self, **kwargs: Any) -> None:
@@ -333,7 +335,7 @@ class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
 class StrictIntegerField(serializers.IntegerField):
     """An integer that arrived as a JSON integer: no strings, floats or booleans."""
 
-    default_error_messages = {"invalid": "A valid integer is required."}
+    default_error_messages = {"invalid": gettext_lazy("A valid integer is required.")}
 
     def to_internal_value(self, data: Any) -> int:
         if isinstance(data, bool) or not isinstance(data, int):
@@ -347,7 +349,7 @@ class BallotListField(serializers.ListField):
     def to_internal_value(self, data: Any) -> list[Any]:
         limit = polls_settings.MAX_OPTIONS
         if isinstance(data, list) and len(data) > limit:
-            raise serializers.ValidationError(f"A ballot names at most {limit} options.")
+            raise serializers.ValidationError(VotingMethod.too_long(limit))
         return super().to_internal_value(data)
 
 
@@ -361,7 +363,7 @@ class BallotSerializer(FlatOptionErrorsMixin, serializers.Serializer[dict[str, A
 
     def validate_options(self, value: list[int]) -> list[int]:
         if len(set(value)) != len(value):
-            raise serializers.ValidationError("Option ids must not repeat.")
+            raise serializers.ValidationError(gettext("Option ids must not repeat."))
         return value
 
 

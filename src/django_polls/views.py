@@ -21,6 +21,7 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.utils.http import parse_etags
+from django.utils.translation import gettext
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
@@ -187,7 +188,7 @@ def kept_answer(response: Response) -> services.IdempotentAnswer | None:
 @csrf_exempt
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """JSON 404 for any other path under ``polls/`` (non-integer ids included)."""
-    return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+    return JsonResponse({"detail": gettext("Not found."), "code": "not_found"}, status=404)
 
 
 class PollViewSet(PollViewSetBase):
@@ -205,7 +206,7 @@ class PollViewSet(PollViewSetBase):
         # token or session lookup would hand it to PostgreSQL, which refuses it (DataError).
         # Django unquotes cookies, so "\000" in a cookie is a NUL too.
         if has_nul(request._request):
-            raise exceptions.ParseError("A request header holds a NUL character.")
+            raise exceptions.ParseError(gettext("A request header holds a NUL character."))
         super().initial(request, *args, **kwargs)
         # Once the caller may go on (401 and 403 come first), read the body through Django,
         # which holds it to DATA_UPLOAD_MAX_MEMORY_SIZE (413): DRF before 3.15 streams it to
@@ -278,7 +279,7 @@ class PollViewSet(PollViewSetBase):
         if "is_active" in params:
             wanted = BOOLEAN_VALUES.get(params["is_active"])
             if wanted is None:
-                raise exceptions.ValidationError({"is_active": ["Must be true or false."]})
+                raise exceptions.ValidationError({"is_active": [gettext("Must be true or false.")]})
             # The clock of ballots and closing, read by the query itself (see models.poll_clock).
             polls = polls.open() if wanted else polls.finished()
         if "status" in params:
@@ -289,16 +290,25 @@ class PollViewSet(PollViewSetBase):
             }
             wanted_status = statuses.get(params["status"])
             if wanted_status is None:
-                raise exceptions.ValidationError({"status": ["Must be scheduled, open or closed."]})
+                raise exceptions.ValidationError(
+                    {"status": [gettext("Must be scheduled, open or closed.")]}
+                )
             polls = wanted_status()
         search = params.get("search", "").strip()
         if search:
             if len(search) > MAX_SEARCH_LENGTH:
                 raise exceptions.ValidationError(
-                    {"search": [f"Ensure this value has at most {MAX_SEARCH_LENGTH} characters."]}
+                    {
+                        "search": [
+                            gettext("Ensure this value has at most %(limit)d characters.")
+                            % {"limit": MAX_SEARCH_LENGTH}
+                        ]
+                    }
                 )
             if "\x00" in search:
-                raise exceptions.ValidationError({"search": ["Null characters are not allowed."]})
+                raise exceptions.ValidationError(
+                    {"search": [gettext("Null characters are not allowed.")]}
+                )
             polls = polls.search(search)
         return polls.order_by(*ORDERINGS.get(params.get("ordering", ""), ()), "-created_at", "-id")
 
@@ -744,24 +754,31 @@ def results_stream_view(
     async def results_stream(request: HttpRequest, pk: str) -> HttpResponseBase:
         if request.method != "GET":
             return JsonResponse(
-                {"detail": f'Method "{request.method}" not allowed.', "code": "method_not_allowed"},
+                {
+                    "detail": gettext('Method "{method}" not allowed.').format(
+                        method=request.method
+                    ),
+                    "code": "method_not_allowed",
+                },
                 status=405,
                 headers={"Allow": "GET"},
             )
         if not isinstance(request, ASGIRequest):
             # Under WSGI each stream would hold a worker for as long as it is open.
-            return unavailable("Live results need an ASGI server.", "streams_need_asgi")
+            return unavailable(gettext("Live results need an ASGI server."), "streams_need_asgi")
         if live.listener_unavailable() is not None:
             # No driver to LISTEN with (system check django_polls.W002 names it); retrying
             # does not help, so no Retry-After.
             return unavailable(
-                "Live results are not available on this server.",
+                gettext("Live results are not available on this server."),
                 "streams_unavailable",
                 retry_after=None,
             )
         if not live.take_slot(polls_settings.MAX_STREAMS):
             return unavailable(
-                "This server serves as many live results streams as it may; retry shortly.",
+                gettext(
+                    "This server serves as many live results streams as it may; retry shortly."
+                ),
                 "too_many_streams",
                 retry_after=5,
             )
@@ -780,7 +797,7 @@ def results_stream_view(
             if isinstance(exc, OperationalError) and (
                 exc.__cause__ is None or api_errors.database_unavailable(exc)
             ):
-                return unavailable(DatabaseUnavailable.default_detail, "service_unavailable")
+                return unavailable(str(DatabaseUnavailable.default_detail), "service_unavailable")
             raise
         if response.status_code != status.HTTP_200_OK or not isinstance(response, Response):
             broker.unsubscribe(subscriber)
@@ -794,8 +811,9 @@ def results_stream_view(
             live.release_slot()
             return JsonResponse(
                 {
-                    "detail": "This client holds as many live results streams as it may; close "
-                    "one first.",
+                    "detail": gettext(
+                        "This client holds as many live results streams as it may; close one first."
+                    ),
                     "code": "too_many_client_streams",
                 },
                 status=status.HTTP_429_TOO_MANY_REQUESTS,
