@@ -604,7 +604,7 @@ class PollViewSet(PollViewSetBase):
         poll = self.get_object()
         if not services.sees_everything(poll=poll, user=user):
             raise exceptions.PermissionDenied(
-                "Only the poll's creator or a staff user may read its audit trail."
+                gettext("Only the poll's creator or a staff user may read its audit trail.")
             )
 
         def shown(entries: Sequence[Any]) -> list[dict[str, Any]]:
