@@ -19,6 +19,7 @@ import json
 import os
 import pickle
 import platform
+import random
 import socket
 import statistics
 import subprocess
@@ -75,8 +76,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a few minutes instead of about 20: --votes 1500 --rounds 2 --reads 200 "
-        "--sizes 1000,100000 --throughput-size 100000 (explicit options still apply)",
+        help="a few minutes instead of about 30: --votes 1500 --rounds 2 --reads 200 "
+        "--sizes 1000,100000 --throughput-size 100000 --method-sizes 1000,100000 "
+        "--worst-size 100000 (explicit options still apply)",
     )
     parser.add_argument(
         "--votes-only",
@@ -99,6 +101,37 @@ def arguments() -> argparse.Namespace:
         help="votes in the polls whose results are timed (the first and last are compared)",
     )
     parser.add_argument("--reads", type=int, default=400, help="results requests per size")
+    parser.add_argument(
+        "--method-sizes",
+        default="1000,1000000",
+        help="ballots in the ranked and in the score polls (5 options) whose results are timed "
+        "(the first and last are compared)",
+    )
+    parser.add_argument(
+        "--worst-size",
+        type=int,
+        default=1_000_000,
+        help="full random rankings of 20 options in the worst case of ranked results",
+    )
+    parser.add_argument(
+        "--first-reads",
+        type=int,
+        default=3,
+        help="worst case: how many times a ballot is cast and the results read right after",
+    )
+    parser.add_argument(
+        "--cached-reads",
+        type=int,
+        default=40,
+        help="worst case: results requests of the unchanged poll, one at a time",
+    )
+    parser.add_argument(
+        "--methods-only",
+        action="store_true",
+        help="only the voting methods: votes at concurrency 32 on single-choice, ranked and score "
+        "polls, ranked and score results, the worst case of ranked results; on the shipped "
+        "deployment alone, without the baseline and raw PostgreSQL",
+    )
     parser.add_argument("--throughput-size", type=int, default=1_000_000)
     parser.add_argument("--database", default="django_polls_bench", help="made afresh, dropped")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
@@ -112,7 +145,10 @@ def arguments() -> argparse.Namespace:
             if f"--{flag.replace('_', '-')}" not in given:
                 setattr(options, flag, value)
     options.servers = servers(options.server)
-    options.concurrencies = (32,) if options.votes_only else (8, 32)
+    if options.methods_only:
+        options.servers = {DEFAULT: options.servers[DEFAULT]}
+    options.concurrencies = (32,) if options.votes_only or options.methods_only else (8, 32)
+    options.method_sizes_list = [int(size) for size in options.method_sizes.split(",")]
     return options
 
 
@@ -123,6 +159,8 @@ QUICK: dict[str, Any] = {
     "reads": 200,
     "sizes": "1000,100000",
     "throughput_size": 100_000,
+    "method_sizes": "1000,100000",
+    "worst_size": 100_000,
 }
 
 #: The deployment `make demo` ships (uvicorn workers, ASGI), then the sync workers beside it, on
@@ -410,6 +448,56 @@ def vote_requests(prefix: str, spread: Sequence[tuple[str, int, int]]) -> list[t
     ]
 
 
+#: The voting methods whose ballots and results are measured beside single choice.
+METHODS = ("ranked", "score")
+#: The score polls' highest score: 66 tallies for five options.
+MAX_SCORE = 10
+
+
+def method_polls(
+    count: int, method: str, *, options: int = 4, min_choices: int | None = None
+) -> list[tuple[int, list[int]]]:
+    """New ranked or score polls of django_polls: (poll id, option ids)."""
+    from django_polls import services
+
+    made = []
+    for index in range(count):
+        poll = services.create_poll(
+            created_by=owner(),
+            title=f"Benchmark {method} poll {index}",
+            options=[f"Option {n}" for n in range(options)],
+            method=method,
+            min_choices=min_choices,
+            max_score=MAX_SCORE if method == "score" else None,
+        )
+        made.append((poll.pk, list(poll.options.order_by("order").values_list("pk", flat=True))))
+    return made
+
+
+def method_ballot(method: str, options: Sequence[int], rng: random.Random) -> dict[str, Any]:
+    """A random ballot: a ranking of random length, or random scores of a random number of
+    options (as ``polls_load_votes`` draws them)."""
+    chosen = rng.sample(list(options), rng.randint(1, len(options)))
+    if method == "ranked":
+        return {"ranking": chosen}
+    return {"scores": [{"option": pk, "score": rng.randint(0, MAX_SCORE)} for pk in chosen]}
+
+
+def method_vote_requests(
+    method: str, polls: Sequence[tuple[int, list[int]]], tokens: Sequence[str], seed: int
+) -> list[tuple[str, bytes]]:
+    """One random ballot per voter, the voters spread over the polls."""
+    rng = random.Random(seed)
+    made = []
+    for index, token in enumerate(tokens):
+        poll, options = polls[index % len(polls)]
+        body = json.dumps(method_ballot(method, options, rng)).encode()
+        made.append(
+            ("vote", request("POST", f"/api/v1/polls/{poll}/vote/", token=token, body=body))
+        )
+    return made
+
+
 # ---------------------------------------------------------------------------------------------
 # Load
 
@@ -570,6 +658,37 @@ def count_statements(tokens: Sequence[str]) -> dict[str, tuple[int, int]]:
     return {kind: (ours, naive) for kind, (ours, naive) in counts.items()}
 
 
+def count_method_statements(tokens: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+    """Statements of a ranked and of a score poll (4 options, a ballot naming 3): per ballot,
+    per results read of a new state of the counts (the tallies read, the rounds computed) and
+    per results read of a state this process computed already."""
+    from django.test import Client
+
+    counts = {}
+    for method, token in zip(METHODS, tokens[2:], strict=False):
+        ((poll, options),) = method_polls(1, method)
+        ballot: dict[str, Any]
+        if method == "ranked":
+            ballot = {"ranking": options[:3]}
+        else:
+            ballot = {"scores": [{"option": pk, "score": 5} for pk in options[:3]]}
+        client = Client(HTTP_AUTHORIZATION=f"Token {token}")
+        made = []
+        for call in (
+            functools.partial(
+                client.post, f"/api/v1/polls/{poll}/vote/", ballot, "application/json"
+            ),
+            functools.partial(Client().get, f"/api/v1/polls/{poll}/results/"),
+            functools.partial(Client().get, f"/api/v1/polls/{poll}/results/"),
+        ):
+            answer, count = statements_on_the_wire(call)
+            if answer.status_code not in (200, 201):
+                sys.exit(f"{method} poll failed: {answer.status_code} {answer.content!r}")
+            made.append(count)
+        counts[method] = (made[0], made[1], made[2])
+    return counts
+
+
 # ---------------------------------------------------------------------------------------------
 # The run
 
@@ -619,14 +738,16 @@ def benchmark(
 ) -> dict[str, Any]:
     import django
     from django.core.management import call_command
-    from django.db import connection
 
     # WhiteNoise's note that collectstatic has not run: no static file is served here.
     warnings.filterwarnings("ignore", "No directory at", UserWarning)
     django.setup()
     call_command("migrate", verbosity=0)
     tokens = make_voters(options.votes)
-    out: dict[str, Any] = {"statements": count_statements(tokens)}
+    out: dict[str, Any] = {
+        "statements": count_statements(tokens),
+        "method_statements": count_method_statements(tokens),
+    }
 
     with contextlib.ExitStack() as stack:
         running = [
@@ -646,28 +767,64 @@ def benchmark(
         if options.votes_only:
             out["server"] = server_facts()
             return out
-
-        print("Loading the polls whose results are timed ...", flush=True)
-        loaded = {}
-        for size in sorted({*sizes, options.throughput_size}):
-            ((poll, _),) = our_polls(1)
-            started = time.perf_counter()
-            call_command("polls_load_votes", poll, size, stdout=io.StringIO())
-            seconds = time.perf_counter() - started
-            loaded[size] = poll
-            print(f"  {size:>12,} votes in {seconds:6.1f} s", flush=True)
-            out.setdefault("load", {})[size] = seconds
-        naive_big = copy_to_naive(loaded[options.throughput_size])
-        with connection.cursor() as cursor:
-            cursor.execute("VACUUM ANALYZE")
-
-        print("Results ...", flush=True)
-        out["latency"] = results_latency(options, running, sizes, loaded)
-        out["throughput"] = results_throughput(
-            running, loaded[options.throughput_size], naive_big, meter
-        )
+        if not options.methods_only:
+            single_choice_results(options, sizes, running, meter, out)
+        method_results(options, running, tokens, out)
     out["server"] = server_facts()
     return out
+
+
+def single_choice_results(
+    options: argparse.Namespace,
+    sizes: list[int],
+    running: list[Server],
+    meter: CpuMeter,
+    out: dict[str, Any],
+) -> None:
+    """Results latency and throughput of single-choice polls loaded in bulk, and of the
+    baseline."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    print("Loading the polls whose results are timed ...", flush=True)
+    loaded = {}
+    for size in sorted({*sizes, options.throughput_size}):
+        ((poll, _),) = our_polls(1)
+        started = time.perf_counter()
+        call_command("polls_load_votes", poll, size, stdout=io.StringIO())
+        seconds = time.perf_counter() - started
+        loaded[size] = poll
+        print(f"  {size:>12,} votes in {seconds:6.1f} s", flush=True)
+        out.setdefault("load", {})[size] = seconds
+    naive_big = copy_to_naive(loaded[options.throughput_size])
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+
+    print("Results ...", flush=True)
+    out["latency"] = results_latency(options, running, sizes, loaded)
+    out["throughput"] = results_throughput(
+        running, loaded[options.throughput_size], naive_big, meter
+    )
+
+
+def method_results(
+    options: argparse.Namespace, running: list[Server], tokens: Sequence[str], out: dict[str, Any]
+) -> None:
+    """Ranked and score results at the method sizes, and the worst case of ranked results, on
+    the deployment that is shipped."""
+    from django.db import connection
+
+    shipped = next(server for server in running if server.name == DEFAULT)
+    sizes = options.method_sizes_list
+    print("Loading the ranked and score polls ...", flush=True)
+    loaded = load_method_polls(options, sizes)
+    out["method_load"] = loaded
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+    print("Ranked and score results ...", flush=True)
+    out["method_latency"] = method_results_latency(options, shipped, loaded, sizes)
+    print("The worst case of ranked results ...", flush=True)
+    out["worst"] = worst_case(options, shipped, loaded["worst"], tokens)
 
 
 def copy_to_naive(poll_id: int) -> int:
@@ -702,6 +859,10 @@ def warm_up(server: Server, tokens: Sequence[str]) -> None:
     )
     for prefix, polls in (("/api/v1", ours), ("/naive/api/v1", naive)):
         requests += [("results", request("GET", f"{prefix}/polls/{polls[0][0]}/results/"))] * 100
+    for method in METHODS:
+        polls = method_polls(1, method)
+        requests += method_vote_requests(method, polls, tokens[:100], seed=0)
+        requests += [("results", request("GET", f"/api/v1/polls/{polls[0][0]}/results/"))] * 50
     drive(server, requests, 8)
 
 
@@ -717,34 +878,48 @@ def vote_runs(
     other (so a machine that changes speed between rounds moves both sides of a ratio).
 
     django_polls runs on every server; the baseline, as the tutorial deploys it, on the sync
-    workers; the hot poll on the deployment that is shipped."""
+    workers; the hot poll, and the ranked and score polls, on the deployment that is shipped, at
+    concurrency 32. With ``--methods-only``: single choice, ranked and score alone."""
     by_name = {server.name: server for server in running}
-    designs = [(f"ours {server.name}", "/api/v1", server, False) for server in running] + [
-        ("naive", "/naive/api/v1", by_name[SYNC], False),
-        ("ours hot", "/api/v1", by_name[DEFAULT], True),
-        ("naive hot", "/naive/api/v1", by_name[SYNC], True),
-    ]
+    # (label, prefix, server, kind): kind is "spread", "hot" or a voting method.
+    designs = [(f"ours {server.name}", "/api/v1", server, "spread") for server in running]
+    if not options.methods_only:
+        designs += [
+            ("naive", "/naive/api/v1", by_name[SYNC], "spread"),
+            ("ours hot", "/api/v1", by_name[DEFAULT], "hot"),
+            ("naive hot", "/naive/api/v1", by_name[SYNC], "hot"),
+        ]
+    designs += [(f"ours {method}", "/api/v1", by_name[DEFAULT], method) for method in METHODS]
     runs: dict[str, list[Measure]] = {}
     ratios: dict[str, list[float]] = {}
     for round_ in range(options.rounds):
         for concurrency in options.concurrencies:
             measured: dict[str, Measure] = {}
-            for label, prefix, server, hot in designs if round_ % 2 == 0 else designs[::-1]:
-                if hot and concurrency != 32:
+            for label, prefix, server, kind in designs if round_ % 2 == 0 else designs[::-1]:
+                if kind != "spread" and concurrency != 32:
                     continue
-                make = naive_polls if prefix.startswith("/naive") else our_polls
-                spread = ballots(make(1 if hot else 50), tokens, hot=hot)
-                result = drive(server, vote_requests(prefix, spread), concurrency, meter)
+                if kind in METHODS:
+                    polls = method_polls(50, kind)
+                    requests = method_vote_requests(kind, polls, tokens, seed=round_)
+                else:
+                    hot = kind == "hot"
+                    make = naive_polls if prefix.startswith("/naive") else our_polls
+                    requests = vote_requests(
+                        prefix, ballots(make(1 if hot else 50), tokens, hot=hot)
+                    )
+                result = drive(server, requests, concurrency, meter)
                 expect_only(result, "201", f"{label} votes at {concurrency}")
                 measured[label] = measure(result)
-            if not (options.no_raw and options.votes_only):
+            if not (options.no_raw and options.votes_only) and not options.methods_only:
                 measured["raw"] = raw_ballots(url, ballots(our_polls(50), tokens), concurrency)
             for label, each in measured.items():
                 runs.setdefault(f"{label} {concurrency}", []).append(each)
-            naive = measured["naive"].per_second
             for server in running:
                 ours = measured[f"ours {server.name}"].per_second
-                ratios.setdefault(f"{server.name}/naive {concurrency}", []).append(ours / naive)
+                if "naive" in measured:
+                    ratios.setdefault(f"{server.name}/naive {concurrency}", []).append(
+                        ours / measured["naive"].per_second
+                    )
                 if "raw" in measured:
                     ratios.setdefault(f"{server.name}/raw {concurrency}", []).append(
                         ours / measured["raw"].per_second
@@ -754,8 +929,13 @@ def vote_runs(
                 ratios.setdefault(f"{DEFAULT}/{server.name} {concurrency}", []).append(
                     default / measured[f"ours {server.name}"].per_second
                 )
-            if concurrency == 32:
+            if "ours hot" in measured:
                 ratios.setdefault("hot", []).append(measured["ours hot"].per_second / default)
+            for method in METHODS:
+                if f"ours {method}" in measured:
+                    ratios.setdefault(f"{method}/single {concurrency}", []).append(
+                        measured[f"ours {method}"].per_second / default
+                    )
         shown = ", ".join(
             f"{key} {values[-1]:.2f}" for key, values in ratios.items() if key.endswith(" 32")
         )
@@ -809,6 +989,107 @@ def results_throughput(
     return measured
 
 
+@dataclass
+class Loaded:
+    """A poll loaded with ``polls_load_votes``: its id, options, ballots and loading time."""
+
+    poll: int
+    options: list[int]
+    ballots: int
+    seconds: float
+
+
+#: The worst case of ranked results: every option ranked, so nearly every ballot is a ranking of
+#: its own.
+WORST_OPTIONS = 20
+
+
+def load_method_polls(options: argparse.Namespace, sizes: list[int]) -> dict[str, Loaded]:
+    """The ranked and score polls whose results are timed (5 options; ``"ranked 1000"``, ...)
+    and the worst case (``"worst"``: full rankings of 20 options), loaded in bulk."""
+    from django.core.management import call_command
+
+    wanted: list[tuple[str, str, int, int | None, int]] = [
+        (f"{method} {size}", method, 5, None, size) for method in METHODS for size in sizes
+    ]
+    wanted.append(("worst", "ranked", WORST_OPTIONS, WORST_OPTIONS, options.worst_size))
+    loaded = {}
+    for label, method, count, min_choices, size in wanted:
+        ((poll, option_ids),) = method_polls(1, method, options=count, min_choices=min_choices)
+        started = time.perf_counter()
+        call_command("polls_load_votes", poll, size, stdout=io.StringIO())
+        seconds = time.perf_counter() - started
+        loaded[label] = Loaded(poll, option_ids, size, seconds)
+        shown = "ranked, 20 options, full rankings" if label == "worst" else f"{method}, 5 options"
+        print(f"  {size:>12,} ballots ({shown}) in {seconds:6.1f} s", flush=True)
+    return loaded
+
+
+def distinct_rankings(poll: int) -> int:
+    """The poll's tallies other than the app's own (``#...``): one per distinct ranking."""
+    from django_polls.models import Tally
+
+    return Tally.objects.filter(poll_id=poll).exclude(key__startswith="#").count()
+
+
+def method_results_latency(
+    options: argparse.Namespace, server: Server, loaded: dict[str, Loaded], sizes: list[int]
+) -> dict[str, Measure]:
+    """Results of the ranked and score polls, one request at a time, the polls taking turns."""
+    labels = [f"{method} {size}" for method in METHODS for size in sizes]
+    requests = [
+        (label, request("GET", f"/api/v1/polls/{loaded[label].poll}/results/"))
+        for _ in range(options.reads)
+        for label in labels
+    ]
+    result = drive(server, requests, 1)
+    expect_only(result, "200", f"ranked and score results on {server.name}")
+    return {label: percentiles(result["latencies"][label]) for label in labels}
+
+
+def percentiles(latencies: Sequence[float]) -> Measure:
+    """p50 and p99 in milliseconds of latencies in seconds (the rate left out)."""
+    if len(latencies) == 1:
+        return Measure(0.0, 1000 * latencies[0], 1000 * latencies[0])
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    return Measure(0.0, 1000 * cuts[49], 1000 * cuts[98])
+
+
+def worst_case(
+    options: argparse.Namespace, server: Server, worst: Loaded, tokens: Sequence[str]
+) -> dict[str, Any]:
+    """Ranked results with nearly one tally per ballot: repeated reads of the unchanged poll, one
+    at a time (each worker computes the rounds on its first read of the state, then answers from
+    its memo); then, ``--first-reads`` times, a fresh ballot and the read right after it, which
+    computes the rounds of the new state."""
+    path = f"/api/v1/polls/{worst.poll}/results/"
+    distinct = distinct_rankings(worst.poll)
+    cached = drive(server, [("results", request("GET", path))] * options.cached_reads, 1)
+    expect_only(cached, "200", "worst case: repeated results reads")
+    rng = random.Random(worst.poll)
+    first: list[float] = []
+    for token in tokens[: options.first_reads]:
+        ranking = rng.sample(worst.options, len(worst.options))
+        body = json.dumps({"ranking": ranking}).encode()
+        vote = drive(
+            server,
+            [("vote", request("POST", path[: -len("results/")] + "vote/", token=token, body=body))],
+            1,
+        )
+        expect_only(vote, "201", "worst case: a ballot")
+        read = drive(server, [("results", request("GET", path))], 1)
+        expect_only(read, "200", "worst case: the read after a ballot")
+        first += read["latencies"]["results"]
+    latencies = cached["latencies"]["results"]
+    return {
+        "distinct": distinct,
+        "cached": percentiles(latencies),
+        "cached_max_ms": 1000 * max(latencies),
+        "cached_slow": sum(1 for latency in latencies if latency >= 1.0),
+        "first": [1000 * latency for latency in first],
+    }
+
+
 def server_facts() -> dict[str, str]:
     import django
     import rest_framework
@@ -853,7 +1134,7 @@ def describe(name: str, options: argparse.Namespace) -> str:
 
 
 def report(options: argparse.Namespace, sizes: list[int], out: dict[str, Any]) -> int:
-    votes, latency, throughput = out["votes"], out.get("latency"), out.get("throughput")
+    votes = out["votes"]
     facts = out["server"]
     names = list(options.servers)
     lines = [
@@ -872,9 +1153,12 @@ def report(options: argparse.Namespace, sizes: list[int], out: dict[str, Any]) -
         "|---|---|---|---|---|---|---|",
     ]
     ratios = out["ratios"]
+    shipped = describe(DEFAULT, options).removeprefix("django_polls, ")
     rows = [(describe(name, options), f"ours {name}") for name in names] + [
         ("naive (check, then insert; COUNT), sync workers", "naive"),
         ("raw PostgreSQL (psycopg, the same ballot statement)", "raw"),
+        (f"django_polls ranked (4 options, rankings of random length), {shipped}", "ours ranked"),
+        (f"django_polls score (4 options, random scores 0-{MAX_SCORE}), {shipped}", "ours score"),
     ]
     for concurrency in options.concurrencies:
         for label, key in rows:
@@ -897,28 +1181,66 @@ def report(options: argparse.Namespace, sizes: list[int], out: dict[str, Any]) -
 
     for concurrency in options.concurrencies:
         for name in names:
-            lines.append(
-                ratio(
-                    f"{name}/naive {concurrency}",
-                    f"{name} / the naive design at concurrency {concurrency}",
+            if f"{name}/naive {concurrency}" in ratios:
+                lines.append(
+                    ratio(
+                        f"{name}/naive {concurrency}",
+                        f"{name} / the naive design at concurrency {concurrency}",
+                    )
                 )
-            )
         for name in names[1:]:
             lines.append(
                 ratio(f"{DEFAULT}/{name} {concurrency}", f"{DEFAULT} / {name} at {concurrency}")
             )
+        if f"{DEFAULT}/raw {concurrency}" in ratios:
+            lines.append(
+                ratio(
+                    f"{DEFAULT}/raw {concurrency}",
+                    f"{DEFAULT} / raw PostgreSQL at concurrency {concurrency}",
+                    "{:.0%}",
+                )
+            )
+    for method in METHODS:
         lines.append(
-            ""
-            if f"{DEFAULT}/raw {concurrency}" not in ratios
-            else ratio(
-                f"{DEFAULT}/raw {concurrency}",
-                f"{DEFAULT} / raw PostgreSQL at concurrency {concurrency}",
+            ratio(
+                f"{method}/single 32",
+                f"{method} / single-choice votes/s on {DEFAULT} at concurrency 32",
                 "{:.0%}",
             )
         )
     if options.votes_only:
         print("\n".join(lines))
         return 0
+    targets: list[tuple[str, float, float, str]] = []
+    if not options.methods_only:
+        targets += single_choice_report(options, sizes, out, lines)
+    targets += methods_report(options, out, lines)
+    lines += ["", "Targets:"]
+    missed = 0
+    for text, value, bound, shown in targets:
+        if " >= " in text:
+            ok = value >= bound
+        elif " < " in text:
+            ok = value < bound
+        else:
+            ok = value <= bound
+        missed += not ok
+        lines.append(f"  [{'met' if ok else 'MISSED'}] {text}: {shown.format(value)}")
+    print("\n".join(lines))
+    return 1 if missed else 0
+
+
+def single_choice_report(
+    options: argparse.Namespace, sizes: list[int], out: dict[str, Any], lines: list[str]
+) -> list[tuple[str, float, float, str]]:
+    """Sections 2 to 5 of the table (added to ``lines``); their targets."""
+    votes, latency, throughput, ratios = (
+        out["votes"],
+        out["latency"],
+        out["throughput"],
+        out["ratios"],
+    )
+    names = list(options.servers)
     lines += [
         "",
         f"2. Results latency, one poll, one request at a time ({options.reads} per size and "
@@ -1021,14 +1343,111 @@ def report(options: argparse.Namespace, sizes: list[int], out: dict[str, Any]) -
                 "{:.1f} s",
             )
         )
-    lines += ["", "Targets:"]
-    missed = 0
-    for text, value, bound, shown in targets:
-        ok = value >= bound if " >= " in text else value <= bound
-        missed += not ok
-        lines.append(f"  [{'met' if ok else 'MISSED'}] {text}: {shown.format(value)}")
-    print("\n".join(lines))
-    return 1 if missed else 0
+    return targets
+
+
+def methods_report(
+    options: argparse.Namespace, out: dict[str, Any], lines: list[str]
+) -> list[tuple[str, float, float, str]]:
+    """The voting methods' sections of the table (added to ``lines``); their targets."""
+    sizes = options.method_sizes_list
+    latency, loaded, worst = out["method_latency"], out["method_load"], out["worst"]
+    small, large = sizes[0], sizes[-1]
+    describe_poll = {
+        "ranked": "ranked, 5 options, rankings of random length",
+        "score": f"score, 5 options, random scores 0-{MAX_SCORE}",
+    }
+    lines += [
+        "",
+        f"6. Voting methods: results latency on {DEFAULT}, one request at a time "
+        f"({options.reads} per poll, the polls taking turns)",
+        "| poll | ballots | p50 ms | p99 ms |",
+        "|---|---|---|---|",
+        *(
+            f"| {describe_poll[method]} | {size:,} | {latency[f'{method} {size}'].p50_ms:.2f} "
+            f"| {latency[f'{method} {size}'].p99_ms:.2f} |"
+            for method in METHODS
+            for size in sizes
+        ),
+    ]
+    flat = {
+        method: latency[f"{method} {large}"].p50_ms / latency[f"{method} {small}"].p50_ms
+        for method in METHODS
+    }
+    lines += [
+        f"{method}: p50 at {large:,} / p50 at {small:,}: {flat[method]:.2f}" for method in METHODS
+    ]
+    lines += [
+        "SQL statements on the wire (4 options, a ballot naming 3; a vote with its token lookup, "
+        "results read anonymously)",
+        "| poll | vote | results, first read of a state | results, state computed already |",
+        "|---|---|---|---|",
+        *(
+            f"| {method} | {vote} | {first} | {memo} |"
+            for method, (vote, first, memo) in out["method_statements"].items()
+        ),
+    ]
+    first = worst["first"]
+    cached = worst["cached"]
+    first_shown = (
+        f"{statistics.median(first):,.0f} ms (each: "
+        + ", ".join(f"{value:,.0f}" for value in first)
+        + ")"
+        if first
+        else "-"
+    )
+    lines += [
+        "",
+        f"7. The worst case of ranked results: {WORST_OPTIONS} options, "
+        f"{options.worst_size:,} full random rankings ({worst['distinct']:,} distinct), on "
+        f"{DEFAULT}",
+        "| read | reads | p50 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|",
+        f"| repeated reads of the unchanged poll (each worker computes on its first) "
+        f"| {options.cached_reads} | {cached.p50_ms:,.2f} | {cached.p99_ms:,.2f} "
+        f"| {worst['cached_max_ms']:,.2f} |",
+        f"| the first read after a change (a fresh ballot, then a read) | {len(first)} "
+        f"| {statistics.median(first) if first else float('nan'):,.2f} | - "
+        f"| {max(first) if first else float('nan'):,.2f} |",
+        f"worst case, first read after a change: {first_shown}; repeated reads p50 "
+        f"{cached.p50_ms:,.2f} ms ({worst['cached_slow']} of {options.cached_reads} took 1 s "
+        "or more)",
+        "",
+        "Bulk loading of ballots (polls_load_votes): "
+        + ", ".join(
+            f"{each.ballots:,} {kind} in {each.seconds:.1f} s"
+            for label, each in loaded.items()
+            for kind in [label.split()[0] if label != "worst" else "full rankings (worst case)"]
+        ),
+    ]
+    targets = [
+        (
+            f"{method} results p50 at {large:,} <= 1.2x p50 at {small:,}",
+            flat[method],
+            1.2,
+            "{:.2f}x",
+        )
+        for method in METHODS
+    ]
+    targets.append(
+        (
+            f"worst case ranked results ({options.worst_size:,} full rankings of "
+            f"{WORST_OPTIONS} options), repeated reads p50 < 1000 ms",
+            cached.p50_ms,
+            1000,
+            "{:,.2f} ms",
+        )
+    )
+    targets += [
+        (
+            f"{method} votes/s at concurrency 32 >= 80% of single-choice",
+            statistics.median(out["ratios"][f"{method}/single 32"]),
+            0.8,
+            "{:.0%}",
+        )
+        for method in METHODS
+    ]
+    return targets
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """`make bench` works: a small run of the benchmark starts the example under Gunicorn on a fresh
 PostgreSQL database, drives every kind of load and prints its whole table. The figures of a run
-this small mean nothing; the statement counts, which do not depend on size, are checked."""
+this small mean nothing; the statement counts, which do not depend on size, are checked, and every
+row of the voting methods is printed with its figures."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -17,17 +19,18 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_a_small_benchmark_run_prints_the_whole_table() -> None:
+#: A number as the table prints it: 1,234 or 5.67 (a dash would be a figure not measured).
+NUMBER = r"\d[\d,]*(?:\.\d+)?"
+
+#: The voting methods' sizes: tiny, for a run that only proves the rows come out.
+METHOD_SIZES = ("--method-sizes", "50,500", "--worst-size", "300", "--cached-reads", "10")
+
+
+def run_benchmark(*arguments: str) -> str:
+    """The benchmark's output, run to the end with these options on a database of its own."""
     database = f"django_polls_bench_check_{os.getpid()}"
     finished = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.run",
-            *("--votes", "60", "--rounds", "1", "--workers", "2", "--reads", "20"),
-            *("--sizes", "100,2000", "--throughput-size", "2000", "--database", database),
-            "--no-targets",
-        ],
+        [sys.executable, "-m", "benchmarks.run", *arguments, "--database", database],
         cwd=EXAMPLE_DIR.parent,
         env=example_env(DATABASE_URL=os.environ["DATABASE_URL"]),
         capture_output=True,
@@ -37,7 +40,54 @@ def test_a_small_benchmark_run_prints_the_whole_table() -> None:
     )
 
     assert finished.returncode == 0, finished.stdout + finished.stderr
-    table = finished.stdout
+    return finished.stdout
+
+
+def assert_the_method_rows(table: str) -> None:
+    """Every row of the voting methods is printed, with numbers; so are their targets."""
+    n = NUMBER
+    for row in (
+        rf"\| django_polls ranked \(4 options, rankings of random length\), uvicorn workers "
+        rf"\(as shipped\) \| 32 \| {n} \| {n} \| {n} \| {n} \| {n} \|",
+        rf"\| django_polls score \(4 options, random scores 0-10\), uvicorn workers "
+        rf"\(as shipped\) \| 32 \| {n} \| {n} \| {n} \| {n} \| {n} \|",
+        rf"ranked / single-choice votes/s on asgi at concurrency 32: {n}% \(rounds: {n}%\)",
+        rf"score / single-choice votes/s on asgi at concurrency 32: {n}% \(rounds: {n}%\)",
+        rf"\| ranked, 5 options, rankings of random length \| 50 \| {n} \| {n} \|",
+        rf"\| ranked, 5 options, rankings of random length \| 500 \| {n} \| {n} \|",
+        rf"\| score, 5 options, random scores 0-10 \| 50 \| {n} \| {n} \|",
+        rf"\| score, 5 options, random scores 0-10 \| 500 \| {n} \| {n} \|",
+        rf"ranked: p50 at 500 / p50 at 50: {n}",
+        rf"score: p50 at 500 / p50 at 50: {n}",
+        rf"\| ranked \| {n} \| {n} \| {n} \|",
+        rf"\| score \| {n} \| {n} \| {n} \|",
+        rf"7\. The worst case of ranked results: 20 options, 300 full random rankings "
+        rf"\({n} distinct\)",
+        rf"\| repeated reads of the unchanged poll [^|]*\| 10 \| {n} \| {n} \| {n} \|",
+        rf"\| the first read after a change \(a fresh ballot, then a read\) \| 3 \| {n} "
+        rf"\| - \| {n} \|",
+        rf"worst case, first read after a change: {n} ms \(each: {n}, {n}, {n}\); "
+        rf"repeated reads p50 {n} ms",
+        rf"Bulk loading of ballots \(polls_load_votes\): 50 ranked in {n} s, 500 ranked in "
+        rf"{n} s, 50 score in {n} s, 500 score in {n} s, 300 full rankings \(worst case\) "
+        rf"in {n} s",
+        rf"\[(met|MISSED)\] ranked results p50 at 500 <= 1\.2x p50 at 50: {n}x",
+        rf"\[(met|MISSED)\] score results p50 at 500 <= 1\.2x p50 at 50: {n}x",
+        rf"\[(met|MISSED)\] worst case ranked results \(300 full rankings of 20 options\), "
+        rf"repeated reads p50 < 1000 ms: {n} ms",
+        rf"\[(met|MISSED)\] ranked votes/s at concurrency 32 >= 80% of single-choice: {n}%",
+        rf"\[(met|MISSED)\] score votes/s at concurrency 32 >= 80% of single-choice: {n}%",
+    ):
+        assert re.search(row, table), f"{row}\n{table}"
+
+
+def test_a_small_benchmark_run_prints_the_whole_table() -> None:
+    table = run_benchmark(
+        *("--votes", "60", "--rounds", "1", "--workers", "2", "--reads", "20"),
+        *("--sizes", "100,2000", "--throughput-size", "2000", *METHOD_SIZES),
+        "--no-targets",
+    )
+
     for heading in (
         "1. Votes: 60 ballots per run",
         # The deployment make demo ships and the sync workers, side by side, with their CPU.
@@ -60,4 +110,21 @@ def test_a_small_benchmark_run_prints_the_whole_table() -> None:
     # A ballot is its token lookup and one statement; results one query; the baseline 5 and 2.
     assert "| vote | 2 | 5 |" in table, table
     assert "| results | 1 | 2 |" in table, table
-    assert table.count("[met]") + table.count("[MISSED]") == 8, table
+    assert_the_method_rows(table)
+    assert table.count("[met]") + table.count("[MISSED]") == 8 + 5, table
+
+
+def test_the_methods_alone() -> None:
+    """--methods-only: the shipped deployment alone, single choice beside ranked and score,
+    without the baseline, raw PostgreSQL or the single-choice results."""
+    table = run_benchmark(
+        *("--methods-only", "--votes", "60", "--rounds", "1", "--workers", "2", "--reads", "20"),
+        *METHOD_SIZES,
+        "--no-targets",
+    )
+
+    assert "| django_polls, uvicorn workers (as shipped) | 32 |" in table, table
+    for left_out in ("sync workers", "naive", "raw PostgreSQL", "2. Results latency"):
+        assert left_out not in table, table
+    assert_the_method_rows(table)
+    assert table.count("[met]") + table.count("[MISSED]") == 5, table
