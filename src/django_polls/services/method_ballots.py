@@ -217,11 +217,11 @@ def _judge(
     voter: User,
     known: set[int],
     now: datetime | None,
-) -> None:
+) -> tuple[int, int]:
     """The rules of a ballot on ``poll``, in the order their errors are reported (as
     :func:`~django_polls.services.judge_ballot`): who may vote, the ballot's options and
     size, the method's own rules, the poll's state at ``now`` (a change judges it itself, after
-    whether ballots are final: None)."""
+    whether ballots are final: None). Returns the poll's choice limits, which it read."""
     if not is_member(voter, poll.voter_group_id):
         raise NotEligible()
     field = method.ballot_field
@@ -237,13 +237,13 @@ def _judge(
         method.check(choice, poll=poll)
     except InvalidBallot as exc:
         raise InvalidInput(exc.errors) from exc
-    if now is None:
-        return
-    status = poll.status_at(now)
-    if status == Status.CLOSED:
-        raise PollClosed()
-    if status == Status.SCHEDULED:
-        raise PollNotOpen()
+    if now is not None:
+        status = poll.status_at(now)
+        if status == Status.CLOSED:
+            raise PollClosed()
+        if status == Status.SCHEDULED:
+            raise PollNotOpen()
+    return low, high
 
 
 def _locked_poll(poll_id: int, method: VotingMethod) -> Poll:
@@ -261,11 +261,10 @@ def _cast(
         now = read_poll_clock()  # after the locks, by the clock of ballots and closing
         known = set(lock_options(Option.objects.filter(poll_id=poll.pk, pk__in=list(named))))
         participation = lock_participation(poll.pk, voter)
-        _judge(method, choice, named, poll=poll, voter=voter, known=known, now=now)
+        low, high = _judge(method, choice, named, poll=poll, voter=voter, known=known, now=now)
         if participation is not None:
             raise AlreadyVoted()
         secret = poll.anonymity == Anonymity.SECRET
-        low, high = limits_of(poll)
         held = {"choices": len(named), "min_choices": low, "max_choices": high}
         participation = Participation.objects.create(
             poll_id=poll.pk, voter=voter, **(SECRET_LIMITS if secret else held)
