@@ -108,7 +108,7 @@ test: $(BIN)/tox
 # The example project under Gunicorn on a fresh PostgreSQL database, load from another process;
 # prints one table and checks the targets (docs/performance.md). BENCH_ARGS=--help for options.
 bench: $(VENV)/.example-installed
-	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.run --charts docs/images $(BENCH_ARGS)
 
 tox: $(BIN)/tox
 	$(BIN)/tox run --skip-missing-interpreters true

@@ -102,6 +102,19 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument("--reads", type=int, default=400, help="results requests per size")
     parser.add_argument(
+        "--naive-reads",
+        type=int,
+        default=5,
+        help="results requests per size on the naive design (its COUNT reads every vote)",
+    )
+    parser.add_argument(
+        "--charts",
+        default="",
+        metavar="DIRECTORY",
+        help="draw the headline figures there as SVG, bench-results-latency.svg and "
+        "bench-votes.svg (make bench: docs/images)",
+    )
+    parser.add_argument(
         "--method-sizes",
         default="1000,1000000",
         help="ballots in the ranked and in the score polls (5 options) whose results are timed "
@@ -796,12 +809,14 @@ def single_choice_results(
         loaded[size] = poll
         print(f"  {size:>12,} votes in {seconds:6.1f} s", flush=True)
         out.setdefault("load", {})[size] = seconds
-    naive_big = copy_to_naive(loaded[options.throughput_size])
+    naive = {size: copy_to_naive(loaded[size]) for size in sorted(loaded)}
+    naive_big = naive[options.throughput_size]
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
 
     print("Results ...", flush=True)
     out["latency"] = results_latency(options, running, sizes, loaded)
+    out["naive_latency"] = naive_results_latency(options, running, sizes, naive)
     out["throughput"] = results_throughput(
         running, loaded[options.throughput_size], naive_big, meter
     )
@@ -970,6 +985,29 @@ def results_latency(
             for size in sizes
         }
         for name, by_size in latencies.items()
+    }
+
+
+def naive_results_latency(
+    options: argparse.Namespace, running: list[Server], sizes: list[int], naive: dict[int, int]
+) -> dict[int, Measure]:
+    """The baseline's results (its COUNT over every vote), one request at a time on the sync
+    workers, a few per size."""
+    sync = next(server for server in running if server.name == SYNC)
+    paths = [
+        (str(size), request("GET", f"/naive/api/v1/polls/{naive[size]}/results/"))
+        for _ in range(options.naive_reads)
+        for size in sizes
+    ]
+    result = drive(sync, paths, 1)
+    expect_only(result, "200", "naive results latency")
+    return {
+        size: Measure(
+            0.0,
+            1000 * statistics.median(result["latencies"][str(size)]),
+            1000 * max(result["latencies"][str(size)]),
+        )
+        for size in sizes
     }
 
 
@@ -1227,7 +1265,49 @@ def report(options: argparse.Namespace, sizes: list[int], out: dict[str, Any]) -
         missed += not ok
         lines.append(f"  [{'met' if ok else 'MISSED'}] {text}: {shown.format(value)}")
     print("\n".join(lines))
+    if options.charts and not options.methods_only:
+        draw(options, sizes, out, Path(options.charts))
     return 1 if missed else 0
+
+
+def draw(options: argparse.Namespace, sizes: list[int], out: dict[str, Any], where: Path) -> None:
+    """The headline figures as SVG: results latency by the size of the poll against the naive
+    design, and votes/s of each design at the highest concurrency."""
+    from benchmarks import charts
+
+    latency = out["latency"]
+    series = {
+        describe(name, options): [(size, latency[name][size].p50_ms) for size in sizes]
+        for name in options.servers
+    }
+    series["naive (COUNT), sync workers"] = [
+        (size, out["naive_latency"][size].p50_ms) for size in sizes
+    ]
+    charts.line_chart(
+        where / "bench-results-latency.svg",
+        title="Results: p50 latency by the votes in the poll",
+        x_label="votes in the poll",
+        y_label="milliseconds per request",
+        series=series,
+    )
+    top = max(options.concurrencies)
+    votes = out["votes"]
+    bars = [
+        (label, votes[f"{key} {top}"].per_second)
+        for label, key in [
+            *((f"django_polls, {name}", f"ours {name}") for name in options.servers),
+            ("naive design", "naive"),
+            ("raw PostgreSQL", "raw"),
+        ]
+        if f"{key} {top}" in votes
+    ]
+    charts.bar_chart(
+        where / "bench-votes.svg",
+        title=f"Votes per second at concurrency {top}",
+        unit="votes/s",
+        bars=bars,
+    )
+    print(f"Charts: {where / 'bench-results-latency.svg'}, {where / 'bench-votes.svg'}")
 
 
 def single_choice_report(

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -81,10 +82,11 @@ def assert_the_method_rows(table: str) -> None:
         assert re.search(row, table), f"{row}\n{table}"
 
 
-def test_a_small_benchmark_run_prints_the_whole_table() -> None:
+def test_a_small_benchmark_run_prints_the_whole_table(tmp_path: Path) -> None:
     table = run_benchmark(
         *("--votes", "60", "--rounds", "1", "--workers", "2", "--reads", "20"),
         *("--sizes", "100,2000", "--throughput-size", "2000", *METHOD_SIZES),
+        *("--naive-reads", "2", "--charts", str(tmp_path)),
         "--no-targets",
     )
 
@@ -112,6 +114,15 @@ def test_a_small_benchmark_run_prints_the_whole_table() -> None:
     assert "| results | 1 | 2 |" in table, table
     assert_the_method_rows(table)
     assert table.count("[met]") + table.count("[MISSED]") == 8 + 5, table
+    # The headline figures drawn: a line per design over the sizes, a bar per design.
+    latency = (tmp_path / "bench-results-latency.svg").read_text()
+    for design in ("uvicorn workers (as shipped)", "sync workers", "naive (COUNT)"):
+        assert design in latency
+    assert latency.count("<polyline") == 3
+    assert latency.count("<circle") == 3 * 2
+    votes = (tmp_path / "bench-votes.svg").read_text()
+    assert votes.count("<rect") == 1 + 4  # the background, then the asgi, sync, naive, raw bars
+    assert re.search(rf"{NUMBER} votes/s", votes)
 
 
 def test_the_methods_alone() -> None:
