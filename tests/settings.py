@@ -3,6 +3,7 @@ SQLite in memory."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import dj_database_url
@@ -80,3 +81,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
 }
+# The app's drf-spectacular hints apply where drf-spectacular describes the views.
+if importlib.util.find_spec("drf_spectacular") is not None:
+    REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
+SPECTACULAR_SETTINGS = {"OAS_VERSION": "3.1.0"}
