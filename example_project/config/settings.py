@@ -320,6 +320,9 @@ SPECTACULAR_SETTINGS = {
     # The token alone, as in the Swagger 2.0 document (its USE_SESSION_AUTH is off).
     "AUTHENTICATION_WHITELIST": ["django_polls.authentication.CachedTokenAuthentication"],
     "APPEND_COMPONENTS": {"securitySchemes": {"Token": TOKEN_SCHEME}},
+    # Request bodies of their own (PollRequest, without the read-only fields): what generated
+    # clients send.
+    "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PUBLIC": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
