@@ -28,6 +28,7 @@ __all__ = [
     "NO_BODY",
     "PAGE_PARAMETERS",
     "POLL_ID",
+    "DescribedResponses",
     "Operation",
     "Parameter",
     "Response",
@@ -53,6 +54,8 @@ spectacular = _generator("spectacular")
 
 #: drf-yasg's inspector of the app's views, when drf-yasg is installed (``swagger_schema``).
 AUTO_SCHEMA: Any = yasg.DescribedResponses if yasg is not None else None
+#: Its name before the generators had modules of their own, in sites' SWAGGER_SETTINGS.
+DescribedResponses = AUTO_SCHEMA
 
 
 def generators() -> list[ModuleType]:

@@ -100,20 +100,19 @@ FIELD_ERRORS: dict[str, Any] = {
     "additionalProperties": {"type": "array", "items": {"type": "string"}},
 }
 
-#: A live results stream, as the sequence of its events (OpenAPI 3.2's ``itemSchema`` says so
-#: directly; Swagger 2.0 and OpenAPI 3.1 have no word for a stream).
-EVENTS: dict[str, Any] = {
-    "type": "array",
-    "items": {
-        "type": "object",
-        "properties": {
-            "event": {"type": "string", "enum": ["results", "deleted", "hidden"]},
-            "id": {"type": "string"},
-            "data": {"type": "string", "description": "The results body, as JSON."},
-            "retry": {"type": "integer"},
-        },
+#: One event of a live results stream. OpenAPI 3 describes a ``text/event-stream`` body by its
+#: event (as 3.2's ``itemSchema`` does, and as tools such as Schemathesis read 3.1); Swagger 2.0
+#: has no word for a stream, and its document describes the body as the array of events.
+EVENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["results", "deleted", "hidden"]},
+        "id": {"type": "string"},
+        "data": {"type": "string", "description": "The results body, as JSON."},
+        "retry": {"type": "integer"},
     },
 }
+EVENT_STREAM = "text/event-stream"
 
 #: The statuses any operation may answer with, besides those it documents: the database busy
 #: or down; for a body, one too large or of a type no parser reads.
@@ -139,8 +138,8 @@ def errors(*statuses: int, codes: dict[int, list[str]] | None = None) -> dict[in
 
 
 def event_stream(description: str) -> Response:
-    """A ``text/event-stream`` answer, described as its sequence of events."""
-    return Response(description, EVENTS, media_type="text/event-stream")
+    """A ``text/event-stream`` answer, described by its events."""
+    return Response(description, EVENT, media_type=EVENT_STREAM)
 
 
 #: The poll list's query parameters (the pagination ones come from the paginator).

@@ -146,8 +146,12 @@ def document(operation: Operation) -> Callable[[F], F]:
             kwargs["request"] = None
         elif operation.request is not None:
             kwargs["request"] = operation.request
-        if operation.parameters:
-            kwargs["parameters"] = [spectacular_parameter(p) for p in operation.parameters]
+        parameters = [spectacular_parameter(p) for p in operation.parameters]
+        if media_types:
+            # Its media types are negotiated by Accept (the stream's): no ?format= to choose one.
+            parameters.append(OpenApiParameter("format", exclude=True))
+        if parameters:
+            kwargs["parameters"] = parameters
         if operation.public:
             # No requirement: anyone may call it (the document sets none for the whole API).
             kwargs["auth"] = []

@@ -15,6 +15,7 @@ from drf_yasg.utils import no_body, swagger_auto_schema
 from django_polls.schema.hints import (
     ANY_BODY,
     ANY_OPERATION,
+    EVENT_STREAM,
     NO_BODY,
     Operation,
     Parameter,
@@ -105,7 +106,11 @@ def yasg_schema(schema: dict[str, Any]) -> openapi.Schema:
 def yasg_response(response: Response) -> Any:
     if response.body is None or response.page:  # drf-yasg pages the list's answer itself
         return response.description
-    body = yasg_schema(response.body) if isinstance(response.body, dict) else response.body
+    body = response.body
+    if response.media_type == EVENT_STREAM:  # Swagger 2.0: the array of the stream's events
+        body = {"type": "array", "items": body}
+    if isinstance(body, dict):
+        body = yasg_schema(body)
     return openapi.Response(response.description, body)
 
 
