@@ -74,7 +74,7 @@ TEMPLATES = [
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-REST_FRAMEWORK = {
+REST_FRAMEWORK: dict[str, object] = {
     # Token first, so an anonymous write gets 401 with WWW-Authenticate, as in the example project.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
