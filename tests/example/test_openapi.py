@@ -102,3 +102,51 @@ def test_error_bodies_are_the_contracts_shapes(openapi: dict[str, Any]) -> None:
     assert set(schemas[conflict["$ref"].rsplit("/", 1)[-1]]["properties"]) == {"detail", "code"}
     invalid = vote["400"]["content"]["application/json"]["schema"]
     assert invalid["additionalProperties"]["type"] == "array"
+
+
+def shape(document: dict[str, Any], schema: dict[str, Any], writing: bool = False) -> Any:
+    """What a body holds, in either document: the names of an object's properties (those a
+    client sends, when ``writing``), an array of shapes, or a plain type."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        found = document.get("definitions", {}).get(name)
+        if found is None:
+            found = document["components"]["schemas"][name]
+        return shape(document, found, writing)
+    if len(schema.get("allOf", [])) == 1:
+        return shape(document, schema["allOf"][0], writing)
+    if schema.get("type") == "array":
+        return ("array", shape(document, schema["items"], writing))
+    if "properties" in schema:
+        return frozenset(
+            name
+            for name, part in schema["properties"].items()
+            if not (writing and part.get("readOnly"))
+        )
+    return schema.get("type")
+
+
+def test_every_body_has_the_shape_it_has_in_the_swagger_document(
+    openapi: dict[str, Any], swagger: dict[str, Any]
+) -> None:
+    three, two = operations(openapi), swagger_operations(swagger)
+    compared = 0
+    for key, operation in three.items():
+        other = two[key]
+        for status, response in operation["responses"].items():
+            if "schema" not in other["responses"][status]:
+                assert "content" not in response, (key, status)
+                continue
+            expected = shape(swagger, other["responses"][status]["schema"])
+            (media_type, content), *more = response["content"].items()
+            assert not more, (key, status)
+            if media_type == "text/event-stream":  # Swagger 2.0: the array of its events
+                expected = expected[1]
+            assert shape(openapi, content["schema"]) == expected, (key, status)
+            compared += 1
+        (body, *_) = [p for p in other.get("parameters", []) if p["in"] == "body"] or [None]
+        if body is not None:
+            sent = operation["requestBody"]["content"]["application/json"]["schema"]
+            assert shape(openapi, sent) == shape(swagger, body["schema"], writing=True), key
+            compared += 1
+    assert compared > 100
