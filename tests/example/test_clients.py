@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -110,55 +111,60 @@ def test_the_generated_python_client_votes_changes_the_vote_and_reads_results(
     results = module(client_package, "api.polls.polls_results")
     base_url = f"http://127.0.0.1:{server.port}"
 
-    anonymous: Any = client.Client(base_url=base_url)
-    account = register.sync(
-        client=anonymous, body=models.RegisterRequest(username="generated", password=PASSWORD)
-    )
-    assert isinstance(account, models.Account), account
-    signed_in: Any = client.AuthenticatedClient(
-        base_url=base_url, token=account.token, prefix="Token"
-    )
-    options = [models.OptionRequest(text=text) for text in ("Pizza", "Soup", "Salad")]
-    poll = create.sync(client=signed_in, body=models.PollRequest(title="Lunch?", options=options))
-    assert isinstance(poll, models.Poll), poll
-    pizza, soup, salad = (option.id for option in poll.options)
+    with ExitStack() as clients:  # each client closes its connections at the end
+        anonymous: Any = clients.enter_context(client.Client(base_url=base_url))
+        account = register.sync(
+            client=anonymous, body=models.RegisterRequest(username="generated", password=PASSWORD)
+        )
+        assert isinstance(account, models.Account), account
+        signed_in: Any = clients.enter_context(
+            client.AuthenticatedClient(base_url=base_url, token=account.token, prefix="Token")
+        )
+        options = [models.OptionRequest(text=text) for text in ("Pizza", "Soup", "Salad")]
+        poll = create.sync(
+            client=signed_in, body=models.PollRequest(title="Lunch?", options=options)
+        )
+        assert isinstance(poll, models.Poll), poll
+        pizza, soup, salad = (option.id for option in poll.options)
 
-    receipt = cast.sync(poll.id, client=signed_in, body=models.BallotRequest(options=[pizza]))
-    assert isinstance(receipt, models.VoteReceipt), receipt
-    assert receipt.options == [pizza]
-    # A second ballot is refused with the contract's error body.
-    refused = cast.sync_detailed(
-        poll.id, client=signed_in, body=models.BallotRequest(options=[soup])
-    )
-    assert refused.status_code == 409
-    assert isinstance(refused.parsed, models.Error)
-    assert refused.parsed.code == "already_voted"
+        receipt = cast.sync(poll.id, client=signed_in, body=models.BallotRequest(options=[pizza]))
+        assert isinstance(receipt, models.VoteReceipt), receipt
+        assert receipt.options == [pizza]
+        # A second ballot is refused with the contract's error body.
+        refused = cast.sync_detailed(
+            poll.id, client=signed_in, body=models.BallotRequest(options=[soup])
+        )
+        assert refused.status_code == 409
+        assert isinstance(refused.parsed, models.Error)
+        assert refused.parsed.code == "already_voted"
 
-    changed = change.sync(poll.id, client=signed_in, body=models.BallotRequest(options=[soup]))
-    assert isinstance(changed, models.VoteReceipt), changed
-    ballot = mine.sync(poll.id, client=signed_in)
-    assert isinstance(ballot, models.MyVote)
-    assert (ballot.voted, ballot.options) == (True, [soup])
+        changed = change.sync(poll.id, client=signed_in, body=models.BallotRequest(options=[soup]))
+        assert isinstance(changed, models.VoteReceipt), changed
+        ballot = mine.sync(poll.id, client=signed_in)
+        assert isinstance(ballot, models.MyVote)
+        assert (ballot.voted, ballot.options) == (True, [soup])
 
-    read = results.sync(poll.id, client=anonymous)
-    assert isinstance(read, models.Results), read
-    assert [(option.id, option.votes) for option in read.options] == [
-        (pizza, 0),
-        (soup, 1),
-        (salad, 0),
-    ]
-    assert (read.total_votes, read.total_voters) == (1, 1)
+        read = results.sync(poll.id, client=anonymous)
+        assert isinstance(read, models.Results), read
+        assert [(option.id, option.votes) for option in read.options] == [
+            (pizza, 0),
+            (soup, 1),
+            (salad, 0),
+        ]
+        assert (read.total_votes, read.total_voters) == (1, 1)
 
-    # A ranked poll: the ballot and the results of another method, through the same models.
-    ranked = create.sync(
-        client=signed_in,
-        body=models.PollRequest(title="Dinner?", options=options, method=models.MethodEnum.RANKED),
-    )
-    assert isinstance(ranked, models.Poll), ranked
-    first, second, _ = (option.id for option in ranked.options)
-    ranking = models.BallotRequest(ranking=[second, first])
-    assert isinstance(cast.sync(ranked.id, client=signed_in, body=ranking), models.VoteReceipt)
-    outcome = results.sync(ranked.id, client=anonymous)
-    assert isinstance(outcome, models.Results), outcome
-    assert outcome.winner == second
-    assert [option.first_choices for option in outcome.options] == [0, 1, 0]
+        # A ranked poll: the ballot and the results of another method, through the same models.
+        ranked = create.sync(
+            client=signed_in,
+            body=models.PollRequest(
+                title="Dinner?", options=options, method=models.MethodEnum.RANKED
+            ),
+        )
+        assert isinstance(ranked, models.Poll), ranked
+        first, second, _ = (option.id for option in ranked.options)
+        ranking = models.BallotRequest(ranking=[second, first])
+        assert isinstance(cast.sync(ranked.id, client=signed_in, body=ranking), models.VoteReceipt)
+        outcome = results.sync(ranked.id, client=anonymous)
+        assert isinstance(outcome, models.Results), outcome
+        assert outcome.winner == second
+        assert [option.first_choices for option in outcome.options] == [0, 1, 0]
