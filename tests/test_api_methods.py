@@ -5,7 +5,10 @@ DJANGO_POLLS["METHODS"]."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -17,8 +20,10 @@ from rest_framework.renderers import JSONRenderer
 
 from django_polls import services
 from django_polls.conf import DEFAULTS
+from django_polls.methods.base import Counts
 from django_polls.models import Ballot, BallotChange, Option, Participation, Poll, Tally, Vote
 from django_polls.serializers import ResultsSerializer
+from django_polls.services.results import Memo
 from tests.conftest import assert_error, expire, option_ids
 
 POLLS = "/api/v1/polls/"
@@ -608,6 +613,40 @@ def test_the_rounds_are_computed_once_per_state_of_the_counts(
     # And polls_recount --fix is a new state too.
     services.repair_ballot_counts(poll_ids=[ranked.pk])
     assert anon.get(results_url(ranked)).json()["ballots"] == 4
+
+
+def test_readers_of_a_new_state_at_once_wait_for_one_count() -> None:
+    """Eight readers of a state nobody has computed yet, at once in one process: the rounds are
+    computed once, and every reader gets them."""
+    poll = Poll(pk=10**9, created_at=timezone.now(), method="ranked")
+    options = [Option(pk=pk, poll=poll, text=str(pk), votes=0) for pk in (1, 2, 3)]
+    computed: list[int] = []
+    gate = threading.Barrier(8)
+
+    def count(tallies: Any) -> int:
+        computed.append(len(tallies))
+        time.sleep(0.2)  # long enough for every other reader to be waiting
+        return len(computed)
+
+    memo = Memo(8)
+
+    def read(_: int) -> int:
+        counts = Counts(
+            poll=poll,
+            options=options,
+            total_voters=3,
+            read_tallies=lambda: {"1,2": 2, "3": 1, "#changes/0": 3},
+            read_version=lambda: 3,
+            memo=memo,
+        )
+        gate.wait()
+        return counts.memoized("count", count)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(read, range(8)))
+
+    assert computed == [2]
+    assert answers == [1] * 8
 
 
 # ---------------------------------------------------------------------------------------------

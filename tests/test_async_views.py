@@ -419,6 +419,22 @@ def test_a_session_is_served_by_the_synchronous_view(
     assert site.connections_taken() == before
 
 
+def test_a_keyed_ballot_is_stored_once_and_answered_again(
+    site: Site, make_poll: Callable[..., Poll], make_user: Callable[..., Any], token_of: Any
+) -> None:
+    poll = make_poll()
+    token = token_of(make_user())
+    ballot = {"options": [option_ids(poll)[0]]}
+
+    first = site.request("POST", vote_path(poll), body=ballot, token=token, idempotency_key="k")
+    again = site.request("POST", vote_path(poll), body=ballot, token=token, idempotency_key="k")
+
+    assert (first.status, again.status) == (201, 201)
+    assert again.body == first.body
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert sum(Option.objects.filter(poll=poll).values_list("votes", flat=True)) == 1
+
+
 def test_a_voter_policy_and_signal_receivers_still_apply(
     site: Site, make_poll: Callable[..., Poll], make_user: Callable[..., Any], token_of: Any
 ) -> None:

@@ -34,6 +34,7 @@ OPERATION_IDS = {
     ("/polls/{id}/results/", "get"): "polls_results",
     ("/polls/{id}/results/stream/", "get"): "polls_results_stream",
     ("/polls/{id}/ballots/", "get"): "polls_ballots",
+    ("/polls/{id}/audit/", "get"): "polls_audit",
 }.values()
 
 
@@ -91,7 +92,9 @@ def test_the_results_stream_is_described_as_server_sent_events(swagger: dict[str
 def test_the_vote_body_receipt_and_errors(swagger: dict[str, Any]) -> None:
     cast = swagger["paths"]["/polls/{id}/vote/"]["post"]
     assert body_schema(swagger, cast)["properties"]["options"]["type"] == "array"
-    assert statuses(cast) == {"201", "400", "401", "403", "404", "409", "413", "415", "429", "503"}
+    assert statuses(cast) == {
+        *("201", "400", "401", "403", "404", "409", "413", "415", "422", "429", "503")
+    }
     receipt = cast["responses"]["201"]["schema"]["$ref"].rsplit("/", 1)[-1]
     assert set(swagger["definitions"][receipt]["properties"]) == {
         "poll",
@@ -113,7 +116,8 @@ def test_the_vote_body_receipt_and_errors(swagger: dict[str, Any]) -> None:
 def test_every_operation_lists_its_error_statuses(swagger: dict[str, Any]) -> None:
     paths = swagger["paths"]
     assert statuses(paths["/polls/"]["get"]) == {"200", "400", "401", "404", "503"}
-    assert statuses(paths["/polls/"]["post"]) == {"201", "400", "401", "413", "415", "429", "503"}
+    create = paths["/polls/"]["post"]
+    assert statuses(create) == {"201", "400", "401", "409", "413", "415", "422", "429", "503"}
     assert statuses(paths["/polls/{id}/"]["get"]) == {"200", "401", "404", "503"}
     for method in ("put", "patch"):
         expected = {"200", "400", "401", "403", "404", "409", "413", "415", "503"}
@@ -132,6 +136,17 @@ def test_every_operation_lists_its_error_statuses(swagger: dict[str, Any]) -> No
     for operation in (paths["/polls/{id}/results/"]["get"], stream, ballots):
         assert "`results_hidden`" in operation["responses"]["403"]["description"]
     assert "`ballots_hidden`" in ballots["responses"]["403"]["description"]
+    # The operations that take an Idempotency-Key say so, with the codes it brings.
+    for operation in (
+        create,
+        paths["/polls/{id}/vote/"]["post"],
+        paths["/polls/{id}/vote/"]["put"],
+    ):
+        header = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
+        assert header and header[0]["in"] == "header" and not header[0]["required"]
+        assert "`idempotency_key_in_progress`" in operation["responses"]["409"]["description"]
+        assert "`invalid_idempotency_key`" in operation["responses"]["400"]["description"]
+        assert "`idempotency_key_reused`" in operation["responses"]["422"]["description"]
 
 
 def test_results_schema(swagger: dict[str, Any]) -> None:

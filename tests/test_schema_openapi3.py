@@ -83,7 +83,7 @@ def test_operation_ids_are_those_of_the_swagger_document(openapi: dict[str, Any]
 def test_every_operation_lists_its_statuses(openapi: dict[str, Any]) -> None:
     expected = {
         ("/polls/", "get"): {"200", "400", "401", "404", "503"},
-        ("/polls/", "post"): {"201", "400", "401", "413", "415", "429", "503"},
+        ("/polls/", "post"): {"201", "400", "401", "409", "413", "415", "422", "429", "503"},
         ("/polls/{id}/", "get"): {"200", "401", "404", "503"},
         ("/polls/{id}/", "put"): {"200", "400", "401", "403", "404", "409", "413", "415", "503"},
         ("/polls/{id}/", "patch"): {"200", "400", "401", "403", "404", "409", "413", "415", "503"},
@@ -91,15 +91,16 @@ def test_every_operation_lists_its_statuses(openapi: dict[str, Any]) -> None:
         ("/polls/{id}/close/", "post"): {"200", "401", "403", "404", "503"},
         ("/polls/{id}/vote/", "get"): {"200", "401", "404", "503"},
         ("/polls/{id}/vote/", "post"): {
-            *("201", "400", "401", "403", "404", "409", "413", "415", "429", "503")
+            *("201", "400", "401", "403", "404", "409", "413", "415", "422", "429", "503")
         },
         ("/polls/{id}/vote/", "put"): {
-            *("200", "400", "401", "403", "404", "409", "413", "415", "429", "503")
+            *("200", "400", "401", "403", "404", "409", "413", "415", "422", "429", "503")
         },
         ("/polls/{id}/vote/", "delete"): {"204", "401", "404", "409", "503"},
         ("/polls/{id}/results/", "get"): {"200", "304", "401", "403", "404", "429", "503"},
         ("/polls/{id}/results/stream/", "get"): {"200", "401", "403", "404", "429", "503"},
         ("/polls/{id}/ballots/", "get"): {"200", "401", "403", "404", "429", "503"},
+        ("/polls/{id}/audit/", "get"): {"200", "401", "403", "404", "503"},
     }
     found = {key: set(op["responses"]) for key, op in operations(openapi)}
     assert found == expected
@@ -205,6 +206,19 @@ def test_the_list_is_paged_and_documents_its_query_parameters(openapi: dict[str,
     assert {"count", "next", "previous", "results"} <= set(page["properties"])
     ballots = operation(openapi, "/polls/{id}/ballots/", "get")
     assert {p["name"] for p in ballots["parameters"]} == {"id", "page", "page_size"}
+
+
+def test_the_operations_that_create_take_an_idempotency_key(openapi: dict[str, Any]) -> None:
+    for path, method in [("/polls/", "post"), ("/polls/{id}/vote/", "post")]:
+        created = operation(openapi, path, method)
+        (header,) = [p for p in created["parameters"] if p["name"] == "Idempotency-Key"]
+        assert header["in"] == "header"
+        assert not header.get("required")
+        assert (header["schema"]["minLength"], header["schema"]["maxLength"]) == (1, 255)
+        responses = created["responses"]
+        assert "`idempotency_key_in_progress`" in responses["409"]["description"]
+        assert "`invalid_idempotency_key`" in responses["400"]["description"]
+        assert "`idempotency_key_reused`" in responses["422"]["description"]
 
 
 def test_the_limits_of_the_settings_are_in_the_schema(settings: Any) -> None:

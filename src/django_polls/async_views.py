@@ -41,7 +41,14 @@ from django_polls.authentication import CachedTokenAuthentication, read_token
 from django_polls.models import VOTE_ROW_METHODS
 from django_polls.permissions import IsOwnerOrStaffOrReadOnly
 from django_polls.services import aio
-from django_polls.views import PollViewSet, has_nul, plain_ballot, receipt_answer, signed_in
+from django_polls.views import (
+    IDEMPOTENCY_HEADER,
+    PollViewSet,
+    has_nul,
+    plain_ballot,
+    receipt_answer,
+    signed_in,
+)
 
 #: Permission classes that decide from the request's user and the poll alone, so they run on the
 #: event loop.
@@ -86,7 +93,12 @@ def with_async_variants(patterns: Iterable[Any]) -> list[Any]:
 async def vote(request: HttpRequest, *, sync_view: View, **kwargs: Any) -> HttpResponseBase:
     """``POST polls/{id}/vote/``: the ballot statement awaited on the loop's pool."""
     view = _prepared(request, sync_view, kwargs)
-    if view is None or request.method != "POST" or not services.runs_alone():
+    if (
+        view is None
+        or request.method != "POST"
+        or not services.runs_alone()
+        or IDEMPOTENCY_HEADER in request.headers  # its answer kept in the ballot's transaction
+    ):
         return await in_thread(sync_view, request, kwargs)
     drf_request = view.request
     try:

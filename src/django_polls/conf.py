@@ -74,6 +74,13 @@ DEFAULTS: dict[str, Any] = {
     # connections per transaction (PgBouncer's transaction mode), name an alias that reaches
     # PostgreSQL directly.
     "LISTEN_DATABASE": None,
+    # How long (seconds) the answer to a request sent with an Idempotency-Key header is kept:
+    # within it, a repeat of the request with the key gets that answer again, and the key with
+    # another request gets 422 idempotency_key_reused.
+    "IDEMPOTENCY_KEY_TTL": 24 * 60 * 60,
+    # Whether to keep an audit trail: every poll's creation, edits, opening, closing and
+    # deletion and every changed or withdrawn ballot, hash-chained (polls_verify_audit).
+    "AUDIT_TRAIL": False,
 }
 
 # The columns behind the length settings: a setting above these would let text reach the database
@@ -91,6 +98,7 @@ INTEGER_KEYS = (
     "MAX_STREAMS",
     "STREAM_HEARTBEAT",
     "MAX_STREAMS_PER_CLIENT",
+    "IDEMPOTENCY_KEY_TTL",
 )
 CLASS_LIST_KEYS = ("POLL_PERMISSION_CLASSES", "VOTE_PERMISSION_CLASSES", "THROTTLE_CLASSES")
 CLASS_KEYS = ("PAGINATION_CLASS",)
@@ -180,6 +188,14 @@ class PollsSettings:
     @property
     def MAX_STREAMS_PER_CLIENT(self) -> int:
         return int(get("MAX_STREAMS_PER_CLIENT"))
+
+    @property
+    def IDEMPOTENCY_KEY_TTL(self) -> int:
+        return int(get("IDEMPOTENCY_KEY_TTL"))
+
+    @property
+    def AUDIT_TRAIL(self) -> bool:
+        return bool(get("AUDIT_TRAIL"))
 
     @property
     def VOTER_POLICY(self) -> Callable[[Any, Any], bool] | None:

@@ -26,19 +26,34 @@ ballot whole and keeps :class:`~django_polls.models.Tally` rows.
 from __future__ import annotations
 
 import dataclasses
+import threading
+import weakref
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar, cast
 
-from django_polls.models import Option, Poll
+from django.utils.translation import gettext, ngettext
+
+from django_polls.models import CHANGE_KEYS, Option, Poll
 
 T = TypeVar("T")
 
-#: Tally keys of the app's own start with this; no method's may.
+#: Tally keys of the app's own start with this (one character); no method's may.
 APP_KEY_PREFIX = "#"
-#: The keys of the tallies that count a poll's changes (:data:`django_polls.models.CHANGE_KEYS`).
-CHANGE_PREFIX = "#changes/"
+
+
+_LOCKS: weakref.WeakValueDictionary[Any, threading.Lock] = weakref.WeakValueDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+def _computing(identity: tuple[Any, ...]) -> threading.Lock:
+    """The lock held while this process computes something for ``identity`` (a poll's state)."""
+    with _LOCKS_LOCK:
+        lock = _LOCKS.get(identity)
+        if lock is None:
+            lock = _LOCKS[identity] = threading.Lock()
+        return lock
 
 
 class InvalidBallot(Exception):
@@ -105,10 +120,11 @@ class Counts:
     @cached_property
     def tallies(self) -> Mapping[str, int]:
         """The poll's counts by key (see :meth:`VotingMethod.tally_keys`), zeros left out."""
+        # key[:1], not key.startswith(): twice as fast over a million distinct rankings.
         return {
             key: count
             for key, count in self._all_tallies.items()
-            if count and not key.startswith(APP_KEY_PREFIX)
+            if count and key[:1] != APP_KEY_PREFIX
         }
 
     def memoized(self, name: str, compute: Callable[[Mapping[str, int]], T]) -> T:
@@ -126,16 +142,30 @@ class Counts:
             name,
             tuple(option.pk for option in self.options),
         )
-        if "_all_tallies" not in self.__dict__:
-            found = self._memo.get((*identity, self._read_version()))
-            if found is not None:
-                return cast("T", found)
+        if "_all_tallies" in self.__dict__:
+            return self._compute(identity, compute)
+        found = self._memo.get((*identity, self._read_version()))
+        if found is not None:
+            return cast("T", found)
+        # One reader of a poll computes at a time in this process; the others wait for it and
+        # then find what it computed, unless the counts moved meanwhile.
+        lock = _computing(identity)
+        waited = not lock.acquire(blocking=False) and lock.acquire()
+        try:
+            if waited:
+                found = self._memo.get((*identity, self._read_version()))
+                if found is not None:
+                    return cast("T", found)
+            return self._compute(identity, compute)
+        finally:
+            lock.release()
+
+    def _compute(self, identity: tuple[Any, ...], compute: Callable[[Mapping[str, int]], T]) -> T:
         # The state the tallies were read in: their own change tallies, read with them.
-        version = sum(
-            count for key, count in self._all_tallies.items() if key.startswith(CHANGE_PREFIX)
-        )
+        version = sum(self._all_tallies.get(key, 0) for key in CHANGE_KEYS)
         value = compute(self.tallies)
-        self._memo[(*identity, version)] = value
+        if self._memo is not None:
+            self._memo[(*identity, version)] = value
         return value
 
     @cached_property
@@ -229,6 +259,20 @@ class VotingMethod:
         return choice
 
     # -- helpers for subclasses -------------------------------------------------------------------
+
+    @staticmethod
+    def too_long(limit: int) -> str:
+        """The message of a ballot that names more than ``limit`` options."""
+        return ngettext(
+            "A ballot names at most %(count)d option.",
+            "A ballot names at most %(count)d options.",
+            limit,
+        ) % {"count": limit}
+
+    @staticmethod
+    def item_error(index: int, message: str) -> str:
+        """``message`` about the item at ``index`` of a ballot's list."""
+        return gettext("Item %(index)d: %(message)s") % {"index": index, "message": message}
 
     def invalid(self, message: str) -> InvalidBallot:
         """An :class:`InvalidBallot` about this method's ballot field."""

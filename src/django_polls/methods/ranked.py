@@ -23,9 +23,10 @@ The rounds (:func:`instant_runoff`):
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from django.utils.translation import gettext
 
 from django_polls.conf import polls_settings
 from django_polls.methods.base import Counts, OptionResult, VotingMethod, is_id
@@ -56,7 +57,7 @@ class Runoff:
 
 @dataclasses.dataclass(frozen=True)
 class RankedOptionResult(OptionResult):
-    #: The ballots that rank this option first.
+    #: The ballots that rank this option first (first among the poll's options: round 1).
     first_choices: int
 
 
@@ -78,78 +79,111 @@ class RankedResults:
 
 def instant_runoff(rankings: Mapping[tuple[int, ...], int], order: Sequence[int]) -> Runoff:
     """Instant runoff over ``rankings`` (each distinct ranking with its number of ballots) among
-    the options ``order`` (ids, in the poll's order); the rules are in this module's docstring.
+    the options ``order`` (ids, in the poll's order); the rules are in this module's docstring."""
+    return count_rankings({ranking_key(ranking): n for ranking, n in rankings.items()}, order)[1]
 
-    Each distinct ranking is read once to find its first choice, and again only when the option
-    it counts for is eliminated (it moves down to its next option still in the race): the work
-    is about the number of distinct rankings times their length, whatever the number of ballots
-    and of rounds.
+
+def count_rankings(tallies: Mapping[str, int], order: Sequence[int]) -> tuple[int, Runoff]:
+    """The number of ballots and their instant runoff, from the count of each distinct ranking
+    (keyed as :func:`ranking_key` writes it) among the options ``order``.
+
+    Each distinct ranking is read up to its first option still in the race, and further only
+    when that option is eliminated (it moves down to its next option still in the race): the
+    work is about the number of distinct rankings times their length, whatever the number of
+    ballots and of rounds. A ranking stays the string it is stored as, read from one comma to
+    the next, since a million of them split into lists of numbers would take several times as
+    long to build as the whole count. Ids that are not (or no longer) options of the poll are
+    skipped: a ranking counts for its options alone.
     """
-    position = {option_id: index for index, option_id in enumerate(order)}
-    # Ids that are not (or no longer) options of the poll are skipped: a ranking counts for its
-    # options alone.
-    groups = [
-        ([option_id for option_id in ranking if option_id in position], count)
-        for ranking, count in rankings.items()
-        if count > 0
-    ]
-    if not groups:
-        return Runoff(rounds=[], winner=None, tied=[])
-    standing = list(order)
-    votes = dict.fromkeys(standing, 0)
-    holders: dict[int, list[int]] = {option_id: [] for option_id in standing}
-    # Where each distinct ranking stands: the index of the option it counts for now.
-    cursor = [0] * len(groups)
-    exhausted = 0
-    for index, (ranking, count) in enumerate(groups):
-        if ranking:
-            votes[ranking[0]] += count
-            holders[ranking[0]].append(index)
-        else:
+    ids = {str(option_id): option_id for option_id in order}
+    votes = dict.fromkeys(ids, 0)
+    holders: dict[str, list[int]] = {option: [] for option in ids}
+    # The rankings that count for an option still in the race, their ballots, and where each
+    # stands: the end of the option it counts for.
+    keys: list[str] = []
+    weights: list[int] = []
+    ends: list[int] = []
+    ballots = exhausted = 0
+    for key, count in tallies.items():
+        if count <= 0:
+            continue
+        ballots += count
+        option, end = _next_in_race(key, -1, votes)
+        if option is None:
             exhausted += count
-    history: list[dict[int, int]] = []
+            continue
+        votes[option] += count
+        holders[option].append(len(keys))
+        keys.append(key)
+        weights.append(count)
+        ends.append(end)
+    if not ballots:
+        return 0, Runoff(rounds=[], winner=None, tied=[])
+    standing = list(ids)
+    position = {option: index for index, option in enumerate(standing)}
+    history: list[dict[str, int]] = []
     rounds: list[Round] = []
+
+    def finish(eliminated: list[str]) -> None:
+        tallies = [Tally(id=ids[option], votes=votes[option]) for option in standing]
+        out = [ids[option] for option in eliminated]
+        rounds.append(Round(tallies=tallies, exhausted=exhausted, eliminated=out))
+
     while True:
         history.append(dict(votes))
-        tallies = [Tally(id=option_id, votes=votes[option_id]) for option_id in standing]
         live = sum(votes.values())
-        leader = max(standing, key=lambda option_id: votes[option_id])
+        leader = max(standing, key=votes.__getitem__)
         if live and 2 * votes[leader] > live:
-            rounds.append(Round(tallies=tallies, exhausted=exhausted, eliminated=[]))
-            return Runoff(rounds=rounds, winner=leader, tied=[])
+            finish([])
+            return ballots, Runoff(rounds=rounds, winner=ids[leader], tied=[])
         if len(set(votes.values())) == 1:
-            rounds.append(Round(tallies=tallies, exhausted=exhausted, eliminated=[]))
-            return Runoff(rounds=rounds, winner=None, tied=list(standing))
-        eliminated = [option_id for option_id in standing if votes[option_id] == 0]
+            finish([])
+            return ballots, Runoff(
+                rounds=rounds, winner=None, tied=[ids[option] for option in standing]
+            )
+        eliminated = [option for option in standing if votes[option] == 0]
         if not eliminated:
             eliminated = [_last_of(standing, history, position)]
-        rounds.append(Round(tallies=tallies, exhausted=exhausted, eliminated=eliminated))
-        standing = [option_id for option_id in standing if option_id not in eliminated]
-        for option_id in eliminated:
-            del votes[option_id]
+        finish(eliminated)
+        standing = [option for option in standing if option not in eliminated]
+        for option in eliminated:
+            del votes[option]
         # The ballots of the eliminated options move to their next option still in the race.
-        for option_id in eliminated:
-            for index in holders.pop(option_id):
-                ranking, count = groups[index]
-                step = cursor[index] + 1
-                while step < len(ranking) and ranking[step] not in votes:
-                    step += 1
-                cursor[index] = step
-                if step < len(ranking):
-                    votes[ranking[step]] += count
-                    holders[ranking[step]].append(index)
+        for option in eliminated:
+            for index in holders.pop(option):
+                option_next, end = _next_in_race(keys[index], ends[index], votes)
+                if option_next is None:
+                    exhausted += weights[index]
                 else:
-                    exhausted += count
+                    votes[option_next] += weights[index]
+                    holders[option_next].append(index)
+                    ends[index] = end
+
+
+def _next_in_race(key: str, end: int, votes: Mapping[str, int]) -> tuple[str | None, int]:
+    """The first option of the ranking ``key`` after position ``end`` (-1: from its start) that
+    is still in the race (in ``votes``), and where that option ends (at a comma, or at the end of
+    the key); None once the ranking has no more."""
+    size = len(key)
+    while end < size:
+        start = end + 1
+        end = key.find(",", start)
+        if end < 0:
+            end = size
+        option = key[start:end]
+        if option in votes:
+            return option, end
+    return None, end
 
 
 def _last_of(
-    standing: Sequence[int], history: Sequence[Mapping[int, int]], position: Mapping[int, int]
-) -> int:
+    standing: Sequence[str], history: Sequence[Mapping[str, int]], position: Mapping[str, int]
+) -> str:
     """The option to eliminate: the fewest votes this round; among those tied, the fewest in the
     round before, and so on back to the first; then the last in the poll's order."""
 
-    def weakness(option_id: int) -> tuple[Any, ...]:
-        return (*(votes[option_id] for votes in reversed(history)), -position[option_id])
+    def weakness(option: str) -> tuple[Any, ...]:
+        return (*(votes[option] for votes in reversed(history)), -position[option])
 
     return min(standing, key=weakness)
 
@@ -175,17 +209,19 @@ class RankedChoice(VotingMethod):
 
     def parse(self, value: Any) -> list[int]:
         if not isinstance(value, list):
-            raise self.invalid("Give a list of option ids, most preferred first.")
+            raise self.invalid(gettext("Give a list of option ids, most preferred first."))
         if not value:
-            raise self.invalid("Rank at least one option.")
+            raise self.invalid(gettext("Rank at least one option."))
         limit = polls_settings.MAX_OPTIONS
         if len(value) > limit:
-            raise self.invalid(f"A ballot names at most {limit} options.")
+            raise self.invalid(self.too_long(limit))
         for index, item in enumerate(value, start=1):
             if not is_id(item):
-                raise self.invalid(f"Item {index}: A valid option id is required.")
+                raise self.invalid(
+                    self.item_error(index, gettext("A valid option id is required."))
+                )
         if len(set(value)) != len(value):
-            raise self.invalid("An option may be ranked only once.")
+            raise self.invalid(gettext("An option may be ranked only once."))
         return list(value)
 
     def options_named(self, choice: list[int]) -> list[int]:
@@ -202,7 +238,10 @@ class RankedChoice(VotingMethod):
         order = [option.id for option in summary.options]
         # The rounds cost about the number of distinct rankings: computed once per state of the
         # poll's counts, not once per reader.
-        first, ballots, runoff = counts.memoized("runoff", lambda tallies: _count(tallies, order))
+        ballots, runoff = counts.memoized("runoff", lambda tallies: count_rankings(tallies, order))
+        first = (
+            {tally.id: tally.votes for tally in runoff.rounds[0].tallies} if runoff.rounds else {}
+        )
         return RankedResults(
             poll=summary.poll,
             method=summary.method,
@@ -220,16 +259,3 @@ class RankedChoice(VotingMethod):
             winner=runoff.winner,
             tied=runoff.tied,
         )
-
-
-def _count(tallies: Mapping[str, int], order: Sequence[int]) -> tuple[dict[int, int], int, Runoff]:
-    """First choices per option, the number of ballots and the runoff, from the count of each
-    distinct ranking."""
-    rankings: Counter[tuple[int, ...]] = Counter()
-    for key, count in tallies.items():
-        rankings[parse_ranking_key(key)] += count
-    first: Counter[int] = Counter()
-    for ranking, count in rankings.items():
-        if ranking:
-            first[ranking[0]] += count
-    return dict(first), sum(rankings.values()), instant_runoff(rankings, order)

@@ -11,6 +11,8 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from django_polls.schema.hints import (
+    IDEMPOTENCY_CODES,
+    IDEMPOTENCY_KEY,
     LIST_PARAMETERS,
     NO_BODY,
     PAGE_PARAMETERS,
@@ -24,6 +26,8 @@ from django_polls.schema.hints import (
 
 __all__ = [
     "AUTO_SCHEMA",
+    "IDEMPOTENCY_CODES",
+    "IDEMPOTENCY_KEY",
     "LIST_PARAMETERS",
     "NO_BODY",
     "PAGE_PARAMETERS",

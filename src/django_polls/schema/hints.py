@@ -30,13 +30,14 @@ class Response:
 
 @dataclass(frozen=True)
 class Parameter:
-    """A query (or path) parameter, a string or an integer."""
+    """A query (or path, or header) parameter, a string or an integer."""
 
     name: str
     description: str
     type: str = "string"
     location: str = "query"
     enum: tuple[str, ...] | None = None
+    min_length: int | None = None
     max_length: int | None = None
     pattern: str | None = None
 
@@ -44,6 +45,8 @@ class Parameter:
         schema: dict[str, Any] = {"type": self.type}
         if self.enum is not None:
             schema["enum"] = list(self.enum)
+        if self.min_length is not None:
+            schema["minLength"] = self.min_length
         if self.max_length is not None:
             schema["maxLength"] = self.max_length
         if self.pattern is not None:
@@ -78,6 +81,8 @@ ERROR_DESCRIPTIONS = {
     "`poll_not_open`, `vote_final`, `poll_has_votes`, `poll_changed`).",
     413: "The body is too large (`request_too_large`).",
     415: "The body is not JSON, form or multipart data (`unsupported_media_type`).",
+    422: "The Idempotency-Key was sent before with another request: another method, path or "
+    "body (`idempotency_key_reused`).",
     429: "Too many requests (`throttled`); see Retry-After.",
     503: "The database is busy or unavailable (`service_unavailable`); retry after the seconds "
     "in Retry-After.",
@@ -89,7 +94,14 @@ CODE_DESCRIPTIONS = {
     "results_visibility (`results_hidden`)",
     "ballots_hidden": "the poll does not list who chose what: only public polls do "
     "(`ballots_hidden`)",
+    "invalid_idempotency_key": "an Idempotency-Key header that is not 1 to 255 printable ASCII "
+    "characters (`invalid_idempotency_key`)",
+    "idempotency_key_in_progress": "a request with the same Idempotency-Key is still running "
+    "(`idempotency_key_in_progress`)",
 }
+
+#: The codes of the operations that take an Idempotency-Key header, for :func:`errors`.
+IDEMPOTENCY_CODES = {400: ["invalid_idempotency_key"], 409: ["idempotency_key_in_progress"]}
 
 #: The body of a 400: the messages of each invalid field, or ``{detail, code}``.
 FIELD_ERRORS: dict[str, Any] = {
@@ -163,6 +175,21 @@ LIST_PARAMETERS = (
         "Sort order; default newest first. Polls without expiry come last.",
         enum=("created_at", "-created_at", "expires_at", "-expires_at"),
     ),
+)
+
+#: The ``Idempotency-Key`` header of the operations that create something.
+IDEMPOTENCY_KEY = Parameter(
+    "Idempotency-Key",
+    "Optional; a unique value per request (a UUID, say), 1 to 255 printable ASCII characters. A "
+    "repeat of the request with the same key by the same user, within 24 hours "
+    "(`IDEMPOTENCY_KEY_TTL`), acts no more and gets the first answer again, with the header "
+    "`Idempotent-Replayed: true`. The same key with another request is 422 "
+    "`idempotency_key_reused`; a repeat while the first still runs is 409 "
+    "`idempotency_key_in_progress`.",
+    location="header",
+    min_length=1,
+    max_length=255,
+    pattern=r"^[\x21-\x7e]+$",
 )
 
 #: The poll of a path (drf-yasg tells its type from the model; others from the URL pattern).

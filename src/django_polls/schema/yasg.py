@@ -117,10 +117,12 @@ def yasg_response(response: Response) -> Any:
 def yasg_parameter(parameter: Parameter) -> openapi.Parameter:
     return openapi.Parameter(
         parameter.name,
-        openapi.IN_QUERY,
+        {"query": openapi.IN_QUERY, "header": openapi.IN_HEADER}[parameter.location],
         parameter.description,
         type=parameter.type,
+        required=False,
         enum=list(parameter.enum) if parameter.enum is not None else None,
+        min_length=parameter.min_length,
         max_length=parameter.max_length,
         pattern=parameter.pattern,
     )
@@ -144,7 +146,7 @@ def document(operation: Operation) -> Callable[[F], F]:
     elif operation.request is not None:
         kwargs["request_body"] = operation.request
     # drf-yasg tells the path's parameters from the model.
-    query = [yasg_parameter(p) for p in operation.parameters if p.location == "query"]
+    query = [yasg_parameter(p) for p in operation.parameters if p.location != "path"]
     if query:
         kwargs["manual_parameters"] = query
     if operation.public:

@@ -33,6 +33,9 @@ Concurrency, in short (docs/architecture.md has the whole story):
 from __future__ import annotations
 
 from django_polls.changes import announce_change
+from django_polls.services.audit import Tampering, actor_names, record_transitions
+from django_polls.services.audit import trail as audit_trail
+from django_polls.services.audit import verify as verify_audit
 from django_polls.services.ballots import (
     BALLOT_SQL,
     MyBallot,
@@ -40,11 +43,9 @@ from django_polls.services.ballots import (
     Verdict,
     acast_vote,
     ballot_history,
-    ballot_of,
     cast_vote,
     change_vote,
     judge_ballot,
-    retract_votes,
     runs_alone,
     votes_of,
 )
@@ -53,6 +54,9 @@ from django_polls.services.errors import (
     BallotsHidden,
     Conflict,
     Hidden,
+    IdempotencyKeyInProgress,
+    IdempotencyKeyInvalid,
+    IdempotencyKeyReused,
     InvalidInput,
     NotEligible,
     NotVoted,
@@ -64,14 +68,22 @@ from django_polls.services.errors import (
     ResultsHidden,
     VoteFinal,
 )
+from django_polls.services.idempotency import (
+    IdempotentAnswer,
+    fingerprint,
+    purge_expired_keys,
+    run_once,
+)
 from django_polls.services.locks import ADVISORY_LOCK_NAMESPACE
 from django_polls.services.method_ballots import (
     BallotDrift,
+    ballot_of,
     cast_ballot,
     change_ballot,
     find_ballot_drift,
     move_tallies,
     repair_ballot_counts,
+    retract_votes,
     unchecked_polls,
 )
 from django_polls.services.polls import (
@@ -117,6 +129,7 @@ from django_polls.services.visibility import (
     may_see_results,
     public_ballots,
     results_visible_to_each,
+    sees_everything,
     took_part,
     with_caller_voted,
 )
@@ -136,6 +149,10 @@ __all__ = [
     "Conflict",
     "Drift",
     "Hidden",
+    "IdempotencyKeyInProgress",
+    "IdempotencyKeyInvalid",
+    "IdempotencyKeyReused",
+    "IdempotentAnswer",
     "InvalidInput",
     "MyBallot",
     "NotEligible",
@@ -149,12 +166,15 @@ __all__ = [
     "Receipt",
     "Results",
     "ResultsHidden",
+    "Tampering",
     "Verdict",
     "VoteFinal",
     "acast_vote",
+    "actor_names",
     "announce_change",
     "apoll_exists",
     "apoll_with_options",
+    "audit_trail",
     "ballot_history",
     "ballot_of",
     "ballot_voters",
@@ -175,6 +195,7 @@ __all__ = [
     "delete_poll",
     "find_ballot_drift",
     "find_drift",
+    "fingerprint",
     "has_voted",
     "has_votes",
     "judge_ballot",
@@ -183,17 +204,22 @@ __all__ = [
     "percentage",
     "poll_with_options",
     "public_ballots",
+    "purge_expired_keys",
+    "record_transitions",
     "repair_ballot_counts",
     "repair_counts",
     "results_for",
     "results_visible_to_each",
     "retract_votes",
+    "run_once",
     "runs_alone",
+    "sees_everything",
     "tallies_of",
     "took_part",
     "total_voters",
     "unchecked_polls",
     "update_poll",
+    "verify_audit",
     "voter_groups_supported",
     "voters_subquery",
     "votes_of",

@@ -1,4 +1,6 @@
-"""Ballots: cast, retract, and read one's own; the hot path of the API.
+"""Ballots of single and multiple polls, kept as vote rows: cast, change, retract, and read
+one's own; the hot path of the API. :mod:`~django_polls.services.method_ballots` hands them here
+and keeps every other method's ballots, and it answers for any method.
 
 On PostgreSQL a ballot is one statement (:data:`BALLOT_SQL`); elsewhere a transaction of a few
 statements that takes the same locks in the same order (:mod:`django_polls.services.locks`) and
@@ -22,6 +24,7 @@ from django.db.models import (
     QuerySet,
 )
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 
 from django_polls import changes, signals
 from django_polls.changes import announce_change
@@ -42,6 +45,7 @@ from django_polls.models import (
     choice_limits,
     read_poll_clock,
 )
+from django_polls.services import audit
 from django_polls.services.aio import fetchone
 from django_polls.services.errors import (
     AlreadyVoted,
@@ -63,7 +67,6 @@ from django_polls.services.locks import (
 )
 from django_polls.services.polls import user_groups_field
 from django_polls.services.sql import column, poll_columns, voter_param
-from django_polls.services.visibility import took_part
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -151,7 +154,7 @@ def distinct_ids(option_ids: Sequence[int]) -> list[int]:
     """The ballot's ids, which must be some, and none twice (:class:`InvalidInput`)."""
     ids = list(option_ids)
     if not ids or len(set(ids)) != len(ids):
-        raise InvalidInput({"options": ["Give a non-empty list of distinct option ids."]})
+        raise InvalidInput({"options": [gettext("Give a non-empty list of distinct option ids.")]})
     return ids
 
 
@@ -193,7 +196,7 @@ def judge_ballot(ids: Sequence[int], verdict: Verdict) -> None:
         raise NotEligible()
     unknown = [option_id for option_id in ids if option_id not in verdict.known]
     if unknown:
-        raise InvalidInput({"options": [f"{unknown[0]} is not an option of this poll."]})
+        raise InvalidInput({"options": [not_an_option(unknown[0])]})
     judge_size(ids, verdict.allows_multiple, verdict.limits, first=verdict.prior is None)
     if verdict.status == Status.CLOSED:
         raise PollClosed()
@@ -205,10 +208,35 @@ def judge_ballot(ids: Sequence[int], verdict: Verdict) -> None:
         raise AlreadyVoted()
 
 
+def not_an_option(option_id: int) -> str:
+    return gettext("%(id)s is not an option of this poll.") % {"id": option_id}
+
+
+def too_many_options(high: int) -> str:
+    return ngettext(
+        "A ballot on this poll holds at most %(count)d option.",
+        "A ballot on this poll holds at most %(count)d options.",
+        high,
+    ) % {"count": high}
+
+
+def too_few_options(low: int) -> str:
+    return ngettext(
+        "A ballot on this poll holds at least %(count)d option.",
+        "A ballot on this poll holds at least %(count)d options.",
+        low,
+    ) % {"count": low}
+
+
 def wrong_ballot_field(method: str) -> InvalidInput:
     """An ``options`` ballot on a poll whose method takes another field (ranked, score, ...)."""
     return InvalidInput(
-        {"options": [f'This poll ({method}) takes its ballot in another field than "options".']}
+        {
+            "options": [
+                gettext('This poll (%(method)s) takes its ballot in another field than "options".')
+                % {"method": method}
+            ]
+        }
     )
 
 
@@ -219,11 +247,11 @@ def judge_size(
     and on a voter's first (or replacing) ballot at least the minimum."""
     low, high = limits
     if len(ids) > 1 and not allows_multiple:
-        raise InvalidInput({"options": ["This poll takes exactly one option per voter."]})
+        raise InvalidInput({"options": [gettext("This poll takes exactly one option per voter.")]})
     if len(ids) > high:
-        raise InvalidInput({"options": [f"A ballot on this poll holds at most {high} options."]})
+        raise InvalidInput({"options": [too_many_options(high)]})
     if first and len(ids) < low:
-        raise InvalidInput({"options": [f"A ballot on this poll holds at least {low} options."]})
+        raise InvalidInput({"options": [too_few_options(low)]})
 
 
 def _cast_vote_in_steps(poll_id: int, voter: User, ids: list[int]) -> tuple[Poll, datetime]:
@@ -234,15 +262,15 @@ def _cast_vote_in_steps(poll_id: int, voter: User, ids: list[int]) -> tuple[Poll
         now = timezone.now()
         # Checks the ids and locks the chosen options' rows, in id order (see above).
         known = set(lock_options(Option.objects.filter(poll_id=poll.pk, pk__in=ids)))
-        participation = _lock_participation(poll.pk, voter)
+        participation = lock_participation(poll.pk, voter)
         secret = poll.anonymity == Anonymity.SECRET
-        limits = _limits(poll)
+        limits = limits_of(poll)
         verdict = Verdict(
             known=known,
             allows_multiple=poll.allow_multiple_votes,
             limits=limits,
             status=poll.status_at(now),
-            eligible=_is_member(voter, poll.voter_group_id),
+            eligible=is_member(voter, poll.voter_group_id),
             secret=secret,
             prior=None if participation is None else participation.choices,
             repeated=participation is not None
@@ -287,7 +315,7 @@ def _store_votes(poll: Poll, voter: User, ids: Sequence[int], now: datetime) -> 
 SECRET_LIMITS = {"choices": 1, "min_choices": 1, "max_choices": 1}
 
 
-def _limits(poll: Poll) -> tuple[int, int]:
+def limits_of(poll: Poll) -> tuple[int, int]:
     """The poll's choice limits, counting its options (a query) where it sets no maximum."""
     return choice_limits(
         poll.method,
@@ -297,12 +325,13 @@ def _limits(poll: Poll) -> tuple[int, int]:
     )
 
 
-def _lock_participation(poll_id: int, voter: User) -> Participation | None:
+def lock_participation(poll_id: int, voter: User) -> Participation | None:
     """The voter's participation in the poll, locked (after the options: see the lock order)."""
     return Participation.objects.select_for_update().filter(poll_id=poll_id, voter=voter).first()
 
 
-def _is_member(voter: User, group_id: int | None) -> bool:
+def is_member(voter: User, group_id: int | None) -> bool:
+    """Whether the voter belongs to the poll's voter group (every voter, where it has none)."""
     if group_id is None:
         return True
     groups = getattr(voter, "groups", None)
@@ -618,14 +647,14 @@ def _change_vote(poll_id: int, voter: User, ids: list[int]) -> tuple[list[int], 
         # may commit until the participation is locked) is among the options locked.
         locked = lock_options(Option.objects.filter(poll_id=poll.pk))
         known = set(ids) & set(locked)
-        if not _is_member(voter, poll.voter_group_id):
+        if not is_member(voter, poll.voter_group_id):
             raise NotEligible()
         unknown = [option_id for option_id in ids if option_id not in known]
         if unknown:
-            raise InvalidInput({"options": [f"{unknown[0]} is not an option of this poll."]})
-        judge_size(ids, poll.allow_multiple_votes, _limits(poll), first=True)
+            raise InvalidInput({"options": [not_an_option(unknown[0])]})
+        judge_size(ids, poll.allow_multiple_votes, limits_of(poll), first=True)
         judge_change(poll, now)
-        participation = _lock_participation(poll.pk, voter)
+        participation = lock_participation(poll.pk, voter)
         if participation is None:
             raise NotVoted()
         rows = dict(
@@ -637,8 +666,8 @@ def _change_vote(poll_id: int, voter: User, ids: list[int]) -> tuple[list[int], 
         _store_votes(poll, voter, ids, now)
         Option.objects.filter(pk__in=ids).update(votes=F("votes") + 1)
         Participation.objects.filter(pk=participation.pk).update(choices=len(ids))
-        BallotChange.objects.create(
-            poll_id=poll.pk,
+        audit.ballot_changed(
+            poll=poll,
             voter=voter,
             action=BallotChange.Action.REPLACED,
             previous=previous,
@@ -661,65 +690,46 @@ def judge_change(poll: Poll, now: datetime) -> None:
         raise PollNotOpen()
 
 
-def retract_votes(*, poll_id: int, voter: User) -> list[int]:
-    """Remove every vote of ``voter`` on the poll; returns the options that lost a vote.
-
-    Raises ``Poll.DoesNotExist``, :class:`VoteFinal`, :class:`PollClosed`,
-    :class:`PollNotOpen` or :class:`NotVoted`.
-    """
-    poll, option_ids = retrying_deadlocks(lambda: _retract_votes(poll_id, voter))
-    transaction.on_commit(
-        lambda: signals.vote_retracted.send(
-            sender=Poll, poll=poll, voter=voter, option_ids=option_ids
-        ),
-        robust=True,
+def retract_vote_rows(*, poll: Poll, voter: User) -> list[int]:
+    """Withdraw the voter's votes on ``poll`` (single or multiple), which the caller's
+    transaction holds under its shared lock; returns the options that lost a vote. Raises
+    :class:`VoteFinal`, :class:`PollClosed`, :class:`PollNotOpen` or :class:`NotVoted`."""
+    # The clock is read, after the locks, by the query of the caller's options: by the clock of
+    # ballots and closing (the database's on PostgreSQL), and no extra round trip.
+    now, candidates = _clock_and_options(poll.pk, voter)
+    judge_change(poll, now)
+    if not candidates:
+        raise NotVoted()
+    # With the options locked, no ballot or retraction of theirs can change these rows, so what
+    # is read next is exactly what is deleted and uncounted.
+    lock_options(Option.objects.filter(pk__in=candidates))
+    participation = lock_participation(poll.pk, voter)
+    rows = dict(
+        Vote.objects.filter(poll_id=poll.pk, voter=voter, option_id__in=candidates)
+        .order_by()
+        .values_list("pk", "option_id")
     )
+    if not rows or participation is None:
+        raise NotVoted()
+    option_ids = sorted(rows.values())
+    Vote.objects.filter(pk__in=list(rows)).delete()
+    Option.objects.filter(pk__in=option_ids).update(votes=F("votes") - 1)
+    remaining = participation.choices - len(option_ids)
+    if remaining > 0:  # votes of a ballot stored meanwhile, outside the options locked
+        Participation.objects.filter(pk=participation.pk).update(choices=remaining)
+    else:
+        Participation.objects.filter(pk=participation.pk).delete()
+        count_voter(poll.pk, participation.pk, -1)
+    audit.ballot_changed(
+        poll=poll,
+        voter=voter,
+        action=BallotChange.Action.RETRACTED,
+        previous=option_ids,
+        current=[],
+        created_at=now,
+    )
+    announce_change(poll_id=poll.pk)
     return option_ids
-
-
-def _retract_votes(poll_id: int, voter: User) -> tuple[Poll, list[int]]:
-    with transaction.atomic():
-        poll = lock_poll(poll_id, exclusive=False)
-        if poll.method not in VOTE_ROW_METHODS:  # a ballot stored whole (ranked, score, ...)
-            from django_polls.services.method_ballots import retract_ballot
-
-            return poll, retract_ballot(poll=poll, voter=voter)
-        # The clock is read, after the locks, by the query of the caller's options: by the
-        # clock of ballots and closing (the database's on PostgreSQL), and no extra round trip.
-        now, candidates = _clock_and_options(poll.pk, voter)
-        judge_change(poll, now)
-        if not candidates:
-            raise NotVoted()
-        # With the options locked, no ballot or retraction of theirs can change these rows, so
-        # what is read next is exactly what is deleted and uncounted.
-        lock_options(Option.objects.filter(pk__in=candidates))
-        participation = _lock_participation(poll.pk, voter)
-        rows = dict(
-            Vote.objects.filter(poll_id=poll.pk, voter=voter, option_id__in=candidates)
-            .order_by()
-            .values_list("pk", "option_id")
-        )
-        if not rows or participation is None:
-            raise NotVoted()
-        option_ids = sorted(rows.values())
-        Vote.objects.filter(pk__in=list(rows)).delete()
-        Option.objects.filter(pk__in=option_ids).update(votes=F("votes") - 1)
-        remaining = participation.choices - len(option_ids)
-        if remaining > 0:  # votes of a ballot stored meanwhile, outside the options locked
-            Participation.objects.filter(pk=participation.pk).update(choices=remaining)
-        else:
-            Participation.objects.filter(pk=participation.pk).delete()
-            count_voter(poll.pk, participation.pk, -1)
-        BallotChange.objects.create(
-            poll_id=poll.pk,
-            voter=voter,
-            action=BallotChange.Action.RETRACTED,
-            previous=option_ids,
-            current=[],
-            created_at=now,
-        )
-        announce_change(poll_id=poll.pk)
-    return poll, option_ids
 
 
 def _clock_and_options(poll_id: int, voter: User) -> tuple[datetime, list[int]]:
@@ -743,30 +753,6 @@ def ballot_history(*, poll_id: int, voter: User | None = None) -> QuerySet[Ballo
     if voter is not None:
         changes = changes.filter(voter=voter)
     return changes.order_by("created_at", "id")
-
-
-def ballot_of(*, poll_id: int, voter: User) -> MyBallot:
-    """Whether the voter voted on the poll and, except on a secret poll, for which options;
-    ``Poll.DoesNotExist`` when there is no such poll. One query."""
-    found = (
-        Poll.objects.filter(pk=poll_id)
-        .annotate(voted=took_part(voter))
-        .values_list("anonymity", "voted", "method")
-        .first()
-    )
-    if found is None:
-        raise Poll.DoesNotExist()
-    anonymity, voted, method = found
-    if method not in VOTE_ROW_METHODS:  # a ballot stored whole (ranked, score, ...)
-        from django_polls.services.method_ballots import ballot_of_method
-
-        if anonymity == Anonymity.SECRET:
-            mine = ballot_of_method(poll_id=poll_id, voter=voter, method=method, voted=False)
-            return dataclasses.replace(mine, voted=voted, ballot=None)
-        return ballot_of_method(poll_id=poll_id, voter=voter, method=method, voted=voted)
-    if anonymity == Anonymity.SECRET:
-        return MyBallot(voted=voted, options=None)
-    return MyBallot(voted=voted, options=votes_of(poll_id=poll_id, voter=voter) if voted else [])
 
 
 def votes_of(*, poll_id: int, voter: User) -> list[int]:

@@ -1,14 +1,15 @@
-"""Ballots of every method, by the field of the vote body: cast, change and retract a ballot that
-is stored whole (ranked, score, a site's own method), and the counts its method keeps.
+"""Ballots of every method: cast, change, retract and read a voter's ballot whatever the poll's
+method; a ballot stored whole (ranked, score, a site's own method) is handled here, with the
+counts its method keeps.
 
-``{"options": [...]}`` ballots of single and multiple polls are the API's hottest path and keep
-theirs (:mod:`django_polls.services.ballots`: one statement on PostgreSQL). Every other ballot
-runs here, in one transaction per ballot that takes the locks in the app's one order: the poll
-(shared), the options the ballot names (in id order; a change or retraction locks every option of
-the poll), the voter's participation, then the ballot, the tallies and the count of voters. Each
-tally key of the built-in methods names options (a ranking, an option and a score), so the option
-locks already queue every transaction that moves a tally; keys are written in sorted order all
-the same.
+``{"options": [...]}`` ballots of single and multiple polls are the API's hottest path: this
+module hands them to :mod:`django_polls.services.ballots` (one statement on PostgreSQL), which
+knows nothing of other methods. Every other ballot runs here, in one transaction per ballot that
+takes the locks in the app's one order: the poll (shared), the options the ballot names (in id
+order; a change or retraction locks every option of the poll), the voter's participation, then
+the ballot, the tallies and the count of voters. Each tally key of the built-in methods names
+options (a ranking, an option and a score), so the option locks already queue every transaction
+that moves a tally; keys are written in sorted order all the same.
 
 The rules are those of v1 ballots, in the same order: the ballot's shape (400), who may vote
 (403), the ballot's options and size (400), the method's own rules (400), the poll's state
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, QuerySet
+from django.utils.translation import gettext
 
 from django_polls import methods, signals
 from django_polls.changes import announce_change
@@ -44,20 +46,26 @@ from django_polls.models import (
     change_key,
     read_poll_clock,
 )
+from django_polls.services import audit
 from django_polls.services.ballots import (
     PARTICIPATION_LIMITS,
     SECRET_LIMITS,
     MyBallot,
     Receipt,
-    _is_member,
-    _limits,
-    _lock_participation,
     announce_vote_changed,
     cast_vote,
     change_vote,
     check_voter_policy,
     count_voter,
+    is_member,
     judge_change,
+    limits_of,
+    lock_participation,
+    not_an_option,
+    retract_vote_rows,
+    too_few_options,
+    too_many_options,
+    votes_of,
 )
 from django_polls.services.errors import (
     AlreadyVoted,
@@ -75,6 +83,7 @@ from django_polls.services.locks import (
     retrying_deadlocks,
 )
 from django_polls.services.sql import column
+from django_polls.services.visibility import took_part
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -146,20 +155,28 @@ def _ballot_of_body(poll_id: int, data: Any) -> tuple[VotingMethod, Any]:
     if not isinstance(data, dict):
         kind = type(data).__name__
         raise InvalidInput(
-            {"non_field_errors": [f"Invalid data. Expected a dictionary, but got {kind}."]}
+            {
+                "non_field_errors": [
+                    gettext("Invalid data. Expected a dictionary, but got {datatype}.").format(
+                        datatype=kind
+                    )
+                ]
+            }
         )
     others = sorted((set(data) & methods.ballot_fields()) - {method.ballot_field})
     if others:
         raise InvalidInput(
             {
                 others[0]: [
-                    f'This poll ({method.name}) takes a ballot in "{method.ballot_field}", '
-                    f'not in "{others[0]}".'
+                    gettext(
+                        'This poll (%(method)s) takes a ballot in "%(field)s", not in "%(sent)s".'
+                    )
+                    % {"method": method.name, "field": method.ballot_field, "sent": others[0]}
                 ]
             }
         )
     if method.ballot_field not in data:
-        raise InvalidInput({method.ballot_field: ["This field is required."]})
+        raise InvalidInput({method.ballot_field: [gettext("This field is required.")]})
     try:
         choice = method.parse(data[method.ballot_field])
     except InvalidBallot as exc:
@@ -169,7 +186,9 @@ def _ballot_of_body(poll_id: int, data: Any) -> tuple[VotingMethod, Any]:
         for key in method.tally_keys(choice)
     ):
         # Only ids far beyond any poll's options make a key this long (see TALLY_KEY_LENGTH).
-        raise InvalidInput({method.ballot_field: ["This ballot names ids of no option here."]})
+        raise InvalidInput(
+            {method.ballot_field: [gettext("This ballot names ids of no option here.")]}
+        )
     return method, choice
 
 
@@ -180,7 +199,12 @@ def method_of(name: str) -> VotingMethod:
         return methods.get_method(name)
     except methods.UnknownMethod:
         raise InvalidInput(
-            {"non_field_errors": [f'This poll\'s method "{name}" is not available on this site.']}
+            {
+                "non_field_errors": [
+                    gettext('This poll\'s method "%(method)s" is not available on this site.')
+                    % {"method": name}
+                ]
+            }
         ) from None
 
 
@@ -198,17 +222,17 @@ def _judge(
     :func:`~django_polls.services.judge_ballot`): who may vote, the ballot's options and
     size, the method's own rules, the poll's state at ``now`` (a change judges it itself, after
     whether ballots are final: None)."""
-    if not _is_member(voter, poll.voter_group_id):
+    if not is_member(voter, poll.voter_group_id):
         raise NotEligible()
     field = method.ballot_field
     unknown = [option_id for option_id in named if option_id not in known]
     if unknown:
-        raise InvalidInput({field: [f"{unknown[0]} is not an option of this poll."]})
-    low, high = _limits(poll)
+        raise InvalidInput({field: [not_an_option(unknown[0])]})
+    low, high = limits_of(poll)
     if len(named) > high:
-        raise InvalidInput({field: [f"A ballot on this poll holds at most {high} options."]})
+        raise InvalidInput({field: [too_many_options(high)]})
     if len(named) < low:
-        raise InvalidInput({field: [f"A ballot on this poll holds at least {low} options."]})
+        raise InvalidInput({field: [too_few_options(low)]})
     try:
         method.check(choice, poll=poll)
     except InvalidBallot as exc:
@@ -236,12 +260,12 @@ def _cast(
         poll = _locked_poll(poll_id, method)
         now = read_poll_clock()  # after the locks, by the clock of ballots and closing
         known = set(lock_options(Option.objects.filter(poll_id=poll.pk, pk__in=list(named))))
-        participation = _lock_participation(poll.pk, voter)
+        participation = lock_participation(poll.pk, voter)
         _judge(method, choice, named, poll=poll, voter=voter, known=known, now=now)
         if participation is not None:
             raise AlreadyVoted()
         secret = poll.anonymity == Anonymity.SECRET
-        low, high = _limits(poll)
+        low, high = limits_of(poll)
         held = {"choices": len(named), "min_choices": low, "max_choices": high}
         participation = Participation.objects.create(
             poll_id=poll.pk, voter=voter, **(SECRET_LIMITS if secret else held)
@@ -265,7 +289,7 @@ def _change(
         known = set(lock_options(Option.objects.filter(poll_id=poll.pk)))
         _judge(method, choice, named, poll=poll, voter=voter, known=known, now=None)
         judge_change(poll, now)  # vote_final, then the poll's state, as for v1 ballots
-        participation = _lock_participation(poll.pk, voter)
+        participation = lock_participation(poll.pk, voter)
         stored = Ballot.objects.filter(poll_id=poll.pk, voter=voter).first()
         if participation is None or stored is None:
             raise NotVoted()
@@ -275,8 +299,8 @@ def _change(
         move_tallies(poll.pk, method.tally_keys(choice), +1, change=participation.pk)
         Ballot.objects.filter(pk=stored.pk).update(choice=choice, created_at=now)
         Participation.objects.filter(pk=participation.pk).update(choices=len(named))
-        BallotChange.objects.create(
-            poll_id=poll.pk,
+        audit.ballot_changed(
+            poll=poll,
             voter=voter,
             action=BallotChange.Action.REPLACED,
             previous=method.to_json(stored.choice),
@@ -294,7 +318,7 @@ def retract_ballot(*, poll: Poll, voter: User) -> list[int]:
     method = method_of(poll.method)
     judge_change(poll, read_poll_clock())
     lock_options(Option.objects.filter(poll_id=poll.pk))
-    participation = _lock_participation(poll.pk, voter)
+    participation = lock_participation(poll.pk, voter)
     stored = Ballot.objects.filter(poll_id=poll.pk, voter=voter).first()
     if participation is None or stored is None:
         raise NotVoted()
@@ -302,8 +326,8 @@ def retract_ballot(*, poll: Poll, voter: User) -> list[int]:
     Ballot.objects.filter(pk=stored.pk).delete()
     Participation.objects.filter(pk=participation.pk).delete()
     count_voter(poll.pk, participation.pk, -1)
-    BallotChange.objects.create(
-        poll_id=poll.pk,
+    audit.ballot_changed(
+        poll=poll,
         voter=voter,
         action=BallotChange.Action.RETRACTED,
         previous=method.to_json(stored.choice),
@@ -312,6 +336,31 @@ def retract_ballot(*, poll: Poll, voter: User) -> list[int]:
     )
     announce_change(poll_id=poll.pk)
     return sorted(method.options_named(stored.choice))
+
+
+def retract_votes(*, poll_id: int, voter: User) -> list[int]:
+    """Withdraw the voter's ballot on the poll, whatever its method; returns the options that
+    lost a vote.
+
+    Raises ``Poll.DoesNotExist``, :class:`VoteFinal`, :class:`PollClosed`,
+    :class:`PollNotOpen` or :class:`NotVoted`.
+    """
+    poll, option_ids = retrying_deadlocks(lambda: _retract(poll_id, voter))
+    transaction.on_commit(
+        lambda: signals.vote_retracted.send(
+            sender=Poll, poll=poll, voter=voter, option_ids=option_ids
+        ),
+        robust=True,
+    )
+    return option_ids
+
+
+def _retract(poll_id: int, voter: User) -> tuple[Poll, list[int]]:
+    with transaction.atomic():
+        poll = lock_poll(poll_id, exclusive=False)
+        if poll.method in VOTE_ROW_METHODS:
+            return poll, retract_vote_rows(poll=poll, voter=voter)
+        return poll, retract_ballot(poll=poll, voter=voter)
 
 
 def _uncount(poll_id: int, method: VotingMethod, choice: Any, *, change: int | None = None) -> None:
@@ -368,6 +417,29 @@ def add_tally_counts(poll_id: int, counts: Mapping[str, int]) -> None:
                 f" VALUES {rows} {conflict}",
                 params,
             )
+
+
+def ballot_of(*, poll_id: int, voter: User) -> MyBallot:
+    """Whether the voter voted on the poll and, except on a secret poll, their ballot: the
+    options of a single or multiple poll, else the ballot in its method's field.
+    ``Poll.DoesNotExist`` when there is no such poll."""
+    found = (
+        Poll.objects.filter(pk=poll_id)
+        .annotate(voted=took_part(voter))
+        .values_list("anonymity", "voted", "method")
+        .first()
+    )
+    if found is None:
+        raise Poll.DoesNotExist()
+    anonymity, voted, method = found
+    secret = anonymity == Anonymity.SECRET
+    if method in VOTE_ROW_METHODS:
+        options = None if secret else votes_of(poll_id=poll_id, voter=voter) if voted else []
+        return MyBallot(voted=voted, options=options)
+    if secret:
+        mine = ballot_of_method(poll_id=poll_id, voter=voter, method=method, voted=False)
+        return dataclasses.replace(mine, voted=voted, ballot=None)
+    return ballot_of_method(poll_id=poll_id, voter=voter, method=method, voted=voted)
 
 
 def ballot_of_method(*, poll_id: int, voter: User, method: str, voted: bool) -> MyBallot:

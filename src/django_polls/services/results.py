@@ -112,8 +112,21 @@ def changes_of(*, poll_id: int) -> int:
 
 def tallies_of(*, poll_id: int) -> dict[str, int]:
     """The poll's counts by key (:class:`~django_polls.models.Tally`), the app's own (``#``)
-    among them: one query."""
-    return dict(Tally.objects.filter(poll_id=poll_id).values_list("key", "ballots"))
+    among them: one query, fetched whole (a million distinct rankings take half the time they
+    take through the ORM, which fetches 100 rows at a time)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_tallies_sql(), [poll_id])
+        return dict(cursor.fetchall())
+
+
+@functools.cache
+def _tallies_sql() -> str:
+    return "SELECT {key}, {ballots} FROM {table} WHERE {poll} = %s".format(
+        key=column(Tally, "key"),
+        ballots=column(Tally, "ballots"),
+        table=connection.ops.quote_name(Tally._meta.db_table),
+        poll=column(Tally, "poll"),
+    )
 
 
 def total_voters(*, poll_id: int) -> int:
