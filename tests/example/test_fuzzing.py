@@ -45,6 +45,10 @@ POLL_OPERATIONS = {
     "DELETE /api/v1/polls/{id}/vote/",
 }
 EXAMPLES_PER_OPERATION = 40
+#: The stateful phase links a poll it created to DELETE vote/ of that poll, and takes the
+#: contract's 404 `not_voted` for a created resource gone missing: the caller's vote is not the
+#: poll. Whether a run walks that link varies, so the check is off there alone.
+NOT_CREATED = "checks = { ensure_resource_availability = { enabled = false } }"
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ def configuration(
 [[operations]]
 include-name = "{operation}"
 parameters = {{ "path.id" = {polls[operation]} }}
-"""
+{NOT_CREATED if operation.startswith("DELETE") and operation.endswith("/vote/") else ""}"""
         for operation in polls
     )
     config = directory / "schemathesis.toml"
