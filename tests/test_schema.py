@@ -376,3 +376,11 @@ def test_the_list_takes_a_status_filter(swagger: dict[str, Any]) -> None:
     ]
     assert status["in"] == "query"
     assert status["enum"] == ["scheduled", "open", "closed"]
+
+
+def test_an_import_error_of_the_apps_own_hints_is_not_taken_for_a_missing_generator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "django_polls.schema.yasg", None)
+    with pytest.raises(ImportError):
+        schema._generator("yasg", "drf_yasg")

@@ -45,16 +45,19 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _generator(name: str) -> ModuleType | None:
-    """The app's module for one generator; None where the generator is not installed."""
+def _generator(name: str, library: str) -> ModuleType | None:
+    """The app's module for one generator; None where the generator's library is not installed
+    (any other import error is the module's own, and shows)."""
     try:
         return importlib.import_module(f"django_polls.schema.{name}")
-    except ImportError:
+    except ImportError as error:
+        if (error.name or library).split(".")[0] != library:
+            raise
         return None
 
 
-yasg = _generator("yasg")
-spectacular = _generator("spectacular")
+yasg = _generator("yasg", "drf_yasg")
+spectacular = _generator("spectacular", "drf_spectacular")
 
 #: drf-yasg's inspector of the app's views, when drf-yasg is installed (``swagger_schema``).
 AUTO_SCHEMA: Any = yasg.DescribedResponses if yasg is not None else None
