@@ -7,12 +7,14 @@ BIN := $(VENV)/bin
 # the translation catalogs (complete and compiled; GNU gettext), the docs site, the tests on
 # SQLite, on PostgreSQL for the oldest and newest supported Django and on MySQL/MariaDB; the tests
 # again in a host site whose users have UUID keys and sign in by e-mail, on SQLite, PostgreSQL and
-# MySQL/MariaDB; the app on psycopg2 instead of psycopg 3; the example project under Gunicorn on
-# SQLite and PostgreSQL (and through PgBouncer), fuzzed by Schemathesis; faults (workers killed,
-# PostgreSQL restarted) on a private PostgreSQL cluster. The host site runs on SQLite too. The
-# newest Django on SQLite (py313-django61), which a cell on PostgreSQL repeats, is left to
-# `make tox`, to keep `make test` within about half an hour.
-CI_ENVS := lint,types,migrations,build,catalogs,docs,py311-django52,py311-django52-noyasg,host-uuid,example,faults
+# MySQL/MariaDB; the app on psycopg2 instead of psycopg 3; the schema hints without drf-yasg,
+# without drf-spectacular and without either; the example project under Gunicorn on SQLite and
+# PostgreSQL (and through PgBouncer), fuzzed by Schemathesis over its Swagger 2.0 and OpenAPI 3.1
+# documents, with clients generated from the latter (TypeScript with Node.js and npm); faults
+# (workers killed, PostgreSQL restarted) on a private PostgreSQL cluster. The host site runs on
+# SQLite too. The newest Django on SQLite (py313-django61), which a cell on PostgreSQL repeats,
+# is left to `make tox`, to keep `make test` within about half an hour.
+CI_ENVS := lint,types,migrations,build,catalogs,docs,py311-django52,py311-django52-noyasg,py311-django52-nospectacular,py311-django52-noyasg-nospectacular,host-uuid,example,faults
 PG_ENVS := py310-django42-drf314-pg,py313-django61-pg,py311-django52-psycopg2-pg,host-uuid-pg,example-pg
 # The tests on MySQL/MariaDB (MYSQL_URL, else 127.0.0.1:3306 as root without a password).
 MYSQL_ENVS := py311-django52-mysql,host-uuid-mysql
@@ -79,6 +81,13 @@ test: $(BIN)/tox
 		echo "MySQL/MariaDB is required (REQUIRE_MYSQL) but 127.0.0.1:3306 does not answer and MYSQL_URL is unset."; exit 1; \
 	else \
 		echo "NOTE: no MySQL/MariaDB (MYSQL_URL unset, 127.0.0.1:3306 does not answer): the MySQL/MariaDB environment $(MYSQL_ENVS) DOES NOT RUN."; \
+	fi; \
+	if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+		echo "Node.js: $$(node --version)"; \
+	elif [ -n "$$REQUIRE_NODE" ]; then \
+		echo "Node.js and npm are required (REQUIRE_NODE) but are not on PATH (Debian: apt-get install nodejs npm)."; exit 1; \
+	else \
+		echo "NOTE: no Node.js/npm (Debian: apt-get install nodejs npm): the TypeScript types generated from the OpenAPI 3.1 document ARE NOT CHECKED (skipped in the example environment)."; \
 	fi; \
 	if $(BIN)/python -c "import socket; socket.create_connection(('github.com', 443), 2)" 2>/dev/null; then \
 		envs="$$(echo "$$envs" | sed 's/^lint,/lint-actionlint,/')"; echo "actionlint: the workflows in .github/workflows are checked"; \

@@ -1,4 +1,5 @@
-"""The schema hints: drf-yasg renders every body and error; without drf-yasg they vanish."""
+"""The schema hints: drf-yasg renders every body and error in Swagger 2.0; without drf-yasg
+(or drf-spectacular) their hints vanish. The OpenAPI 3 document: test_schema_openapi3.py."""
 
 from __future__ import annotations
 
@@ -15,6 +16,26 @@ from django_polls import schema
 from django_polls.conf import DEFAULTS
 
 HAS_YASG = importlib.util.find_spec("drf_yasg") is not None
+HAS_SPECTACULAR = importlib.util.find_spec("drf_spectacular") is not None
+#: Every operation of the app, by its operationId in both documents: readable, and the same
+#: wherever the site mounts the app.
+OPERATION_IDS = {
+    ("/polls/", "get"): "polls_list",
+    ("/polls/", "post"): "polls_create",
+    ("/polls/{id}/", "get"): "polls_read",
+    ("/polls/{id}/", "put"): "polls_update",
+    ("/polls/{id}/", "patch"): "polls_partial_update",
+    ("/polls/{id}/", "delete"): "polls_delete",
+    ("/polls/{id}/close/", "post"): "polls_close",
+    ("/polls/{id}/vote/", "get"): "polls_vote_read",
+    ("/polls/{id}/vote/", "post"): "polls_vote_create",
+    ("/polls/{id}/vote/", "put"): "polls_vote_update",
+    ("/polls/{id}/vote/", "delete"): "polls_vote_delete",
+    ("/polls/{id}/results/", "get"): "polls_results",
+    ("/polls/{id}/results/stream/", "get"): "polls_results_stream",
+    ("/polls/{id}/ballots/", "get"): "polls_ballots",
+    ("/polls/{id}/audit/", "get"): "polls_audit",
+}.values()
 
 
 def generate() -> dict[str, Any]:
@@ -183,33 +204,73 @@ def test_the_poll_schema_marks_server_fields_read_only(swagger: dict[str, Any]) 
         assert poll[field]["readOnly"] is True, field
 
 
-def test_hints_vanish_without_drf_yasg(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "drf_yasg", None)
-    monkeypatch.setitem(sys.modules, "drf_yasg.utils", None)
+#: The app's module of each generator, by the library it needs.
+GENERATOR_MODULES = {"drf_yasg": "yasg", "drf_spectacular": "spectacular"}
+
+
+@pytest.mark.parametrize("library", sorted(GENERATOR_MODULES))
+def test_hints_vanish_without_their_generator(
+    monkeypatch: pytest.MonkeyPatch, library: str
+) -> None:
+    for name in [name for name in sys.modules if name.startswith(library)]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, library, None)
+    module = GENERATOR_MODULES[library]
+    monkeypatch.delitem(sys.modules, f"django_polls.schema.{module}", raising=False)
     try:
         bare = importlib.reload(schema)
+        assert getattr(bare, module) is None
+        assert all(generator.__name__ != module for generator in bare.generators())
 
         def view() -> str:
             return "unchanged"
 
-        assert bare.document(responses={200: "ok"})(view) is view
-        assert bare.errors(400, 404) == {}
-        assert not hasattr(view, "_swagger_auto_schema")
+        hinted = bare.operation("polls_view", responses={200: bare.Response("ok")})(view)
+        assert hinted is view
+        if library == "drf_yasg":
+            assert not hasattr(view, "_swagger_auto_schema")
+            assert bare.AUTO_SCHEMA is None
+        else:
+            assert not hasattr(view, "kwargs")
     finally:
         monkeypatch.undo()
         importlib.reload(schema)
 
 
 def test_hints_follow_what_is_installed() -> None:
-    """In the -noyasg environment this runs with drf-yasg really absent; the API tests there
-    prove the views work without it."""
-    assert (schema._swagger_auto_schema is not None) == HAS_YASG
-    if not HAS_YASG:
+    """In the -noyasg and -nospectacular environments this runs with the library really absent;
+    the API tests there prove the views work without it."""
+    assert (schema.yasg is not None) == HAS_YASG
+    assert (schema.spectacular is not None) == HAS_SPECTACULAR
+    installed = {generator.__name__.rsplit(".", 1)[-1] for generator in schema.generators()}
+    assert installed == {
+        name for name, found in [("yasg", HAS_YASG), ("spectacular", HAS_SPECTACULAR)] if found
+    }
 
-        def view() -> None: ...
+    def view() -> None: ...
 
-        assert schema.document(responses={200: "ok"})(view) is view
-        assert schema.errors(400) == {}
+    hinted = schema.operation("polls_view", responses={200: schema.Response("ok")})(view)
+    assert hinted is view  # each generator notes its hints on the view itself
+    assert hasattr(view, "_swagger_auto_schema") == HAS_YASG
+    assert hasattr(view, "kwargs") == HAS_SPECTACULAR
+
+
+def test_errors_name_the_codes_of_each_status() -> None:
+    answers = schema.errors(400, 403, 409, codes={403: ["results_hidden"]})
+    assert set(answers) == {400, 403, 409}
+    assert answers[400].body["additionalProperties"]["type"] == "array"
+    assert "`results_hidden`" in answers[403].description
+    assert "`poll_closed`" in answers[409].description
+
+
+def test_operation_ids_are_the_apps_own(swagger: dict[str, Any]) -> None:
+    ids = [
+        operation["operationId"]
+        for item in swagger["paths"].values()
+        for method, operation in item.items()
+        if method != "parameters"
+    ]
+    assert sorted(ids) == sorted(OPERATION_IDS)
 
 
 def test_field_errors_are_described_as_lists_of_messages(swagger: dict[str, Any]) -> None:
@@ -315,3 +376,11 @@ def test_the_list_takes_a_status_filter(swagger: dict[str, Any]) -> None:
     ]
     assert status["in"] == "query"
     assert status["enum"] == ["scheduled", "open", "closed"]
+
+
+def test_an_import_error_of_the_apps_own_hints_is_not_taken_for_a_missing_generator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "django_polls.schema.yasg", None)
+    with pytest.raises(ImportError):
+        schema._generator("yasg", "drf_yasg")

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from django.db import IntegrityError
-from drf_yasg import openapi
 from rest_framework import generics, serializers
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.permissions import AllowAny
@@ -26,11 +25,11 @@ if TYPE_CHECKING:
 else:
     RegisterViewBase = generics.CreateAPIView
 
-_token_body = openapi.Schema(
-    type=openapi.TYPE_OBJECT,
-    properties={"token": openapi.Schema(type=openapi.TYPE_STRING)},
-    required=["token"],
-)
+_token_body = {
+    "type": "object",
+    "properties": {"token": {"type": "string"}},
+    "required": ["token"],
+}
 
 
 class RegisterView(RegisterViewBase):
@@ -39,15 +38,15 @@ class RegisterView(RegisterViewBase):
     permission_classes = [AllowAny]
     throttle_scope = "auth"
 
-    @schema.document(
-        operation_id="auth_register",
-        operation_description="Create an account and its API token. Does not start a session.",
+    @schema.operation(
+        "auth_register",
+        description="Create an account and its API token. Does not start a session.",
         responses={
-            201: openapi.Response("The new account and its API token.", AccountSerializer),
+            201: schema.Response("The new account and its API token.", AccountSerializer),
             **schema.errors(400, 429),
         },
-        security=[],
-        tags=["auth"],
+        public=True,
+        tags=("auth",),
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().post(request, *args, **kwargs)
@@ -72,13 +71,13 @@ class TokenView(ObtainAuthToken):
         classes = cast("list[type[BaseThrottle]]", api_settings.DEFAULT_THROTTLE_CLASSES)
         return [throttle() for throttle in classes]
 
-    @schema.document(
-        operation_id="auth_token",
-        operation_description="The API token of an existing account (created on first use).",
-        request_body=SignInSerializer,
-        responses={200: openapi.Response("The token.", _token_body), **schema.errors(400, 429)},
-        security=[],
-        tags=["auth"],
+    @schema.operation(
+        "auth_token",
+        description="The API token of an existing account (created on first use).",
+        request=SignInSerializer,
+        responses={200: schema.Response("The token.", _token_body), **schema.errors(400, 429)},
+        public=True,
+        tags=("auth",),
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().post(request, *args, **kwargs)

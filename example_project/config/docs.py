@@ -1,5 +1,6 @@
 """The API documentation: the Swagger 2.0 document, Swagger UI and ReDoc (drf-yasg), served
-with their assets by the project itself, so they work offline."""
+with their assets by the project itself, so they work offline; the OpenAPI 3.1 document
+(drf-spectacular) for client generators."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from functools import wraps
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularYAMLAPIView
 from drf_yasg import openapi
 from drf_yasg.views import get_schema_view
 from rest_framework.permissions import AllowAny
@@ -69,3 +71,16 @@ def documentation_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpR
 schema = schema_view.without_ui(cache_timeout=0)
 swagger_ui = documentation_page(schema_view.with_ui("swagger", cache_timeout=0))
 redoc = documentation_page(schema_view.with_ui("redoc", cache_timeout=0))
+
+
+class OpenAPIJSON(SpectacularJSONAPIView):
+    swagger_schema = None  # a document, not an operation of the API
+
+
+class OpenAPIYAML(SpectacularYAMLAPIView):
+    swagger_schema = None
+
+
+# OpenAPI 3.1, as JSON and YAML (SPECTACULAR_SETTINGS).
+openapi_json = OpenAPIJSON.as_view()
+openapi_yaml = OpenAPIYAML.as_view()

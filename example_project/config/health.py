@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.db import DatabaseError, connection
-from drf_yasg import openapi
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -12,13 +11,13 @@ from rest_framework.views import APIView
 
 from django_polls import schema
 
-_body = openapi.Schema(
-    type=openapi.TYPE_OBJECT,
-    properties={
-        "status": openapi.Schema(type=openapi.TYPE_STRING, enum=["ok", "unavailable"]),
-        "database": openapi.Schema(type=openapi.TYPE_STRING, enum=["ok", "unavailable"]),
+_body = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+        "database": {"type": "string", "enum": ["ok", "unavailable"]},
     },
-)
+}
 
 
 class HealthView(APIView):
@@ -28,15 +27,15 @@ class HealthView(APIView):
     permission_classes = [AllowAny]
     throttle_classes: list[type] = []
 
-    @schema.document(
-        operation_id="health",
-        operation_description="The service and its database answer. No authentication.",
+    @schema.operation(
+        "health",
+        description="The service and its database answer. No authentication.",
         responses={
-            200: openapi.Response("Healthy.", _body),
-            503: openapi.Response("The database does not answer; see Retry-After.", _body),
+            200: schema.Response("Healthy.", _body),
+            503: schema.Response("The database does not answer; see Retry-After.", _body),
         },
-        security=[],
-        tags=["health"],
+        public=True,
+        tags=("health",),
     )
     def get(self, request: Request) -> Response:
         try:

@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from accounts.views import RegisterView, TokenView
-from config.docs import redoc, schema, swagger_ui
+from config.docs import openapi_json, openapi_yaml, redoc, schema, swagger_ui
 from config.health import HealthView
 from demo.views import live_results
 from django_polls.views import not_found
@@ -20,6 +20,8 @@ urlpatterns = [
     path("api/docs/", swagger_ui, name="swagger-ui"),
     path("api/redoc/", redoc, name="redoc"),
     re_path(r"^api/swagger(?P<format>\.json|\.yaml)$", schema, name="schema"),
+    path("api/openapi.json", openapi_json, name="openapi-json"),
+    path("api/openapi.yaml", openapi_yaml, name="openapi-yaml"),
     path("admin/", admin.site.urls),
     path("polls/<int:poll_id>/live/", live_results, name="live-results"),
     # Anything else under /api/ is the app's JSON 404 (newlines included), not an HTML page.

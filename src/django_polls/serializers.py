@@ -582,14 +582,15 @@ class AuditRecordSerializer(serializers.Serializer[dict[str, Any]]):
         "app itself (a poll that opened or expired at its time) or a user since deleted.",
     )
     # The metaclass takes declared fields out of the class: Serializer.data stays a property.
-    data = serializers.DictField(  # type: ignore[assignment]
+    # An object whose values are any JSON (numbers, lists, objects), not strings alone.
+    data = serializers.JSONField(  # type: ignore[assignment]
         help_text="created: the poll's fields and options; edited: each field changed, as "
         "[old, new]; closed: {expired: true} when by its expiry; deleted: its title; "
         "ballot_changed and ballot_retracted: on public polls only, the previous and current "
         "ballot."
     )
     prev_hash = serializers.CharField(
-        help_text="The hash of the entry before (empty for the first)."
+        allow_blank=True, help_text="The hash of the entry before (empty for the first)."
     )
     hash = serializers.CharField(
         help_text="SHA-256 of the entry's content and prev_hash: polls_verify_audit checks it."

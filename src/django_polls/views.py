@@ -75,6 +75,8 @@ logger = logging.getLogger("django_polls")
 
 BOOLEAN_VALUES = {"true": True, "false": False}
 MAX_SEARCH_LENGTH = 200
+#: The documents' group of the app's operations, whatever path the site mounts it under.
+TAGS = ("polls",)
 
 #: Names that moved to :mod:`django_polls.exceptions`, still importable from here (with a
 #: DeprecationWarning) until the next major version.
@@ -257,6 +259,11 @@ class PollViewSet(PollViewSetBase):
         return None
 
     @property
+    def pagination_class(self) -> Any:  # type: ignore[override]
+        # For schema generators that page the list by the class (drf-spectacular).
+        return polls_settings.PAGINATION_CLASS
+
+    @property
     def paginator(self) -> Any:
         if not hasattr(self, "_polls_paginator"):
             self._polls_paginator = polls_settings.PAGINATION_CLASS()
@@ -356,62 +363,86 @@ class PollViewSet(PollViewSetBase):
 
     # -- documented actions ---------------------------------------------------------------------
 
-    @schema.document(
-        operation_description="Polls, newest first. Public.",
-        manual_parameters=schema.list_parameters(),
-        responses=schema.errors(400, 401, 404),
-        security=[],
+    @schema.operation(
+        "polls_list",
+        description="Polls, newest first. Public.",
+        parameters=schema.LIST_PARAMETERS,
+        responses={
+            200: schema.Response("A page of polls.", PollSerializer, page=True),
+            **schema.errors(400, 401, 404),
+        },
+        public=True,
+        tags=TAGS,
     )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
-    @schema.document(
-        manual_parameters=schema.idempotency_parameters(),
+    @schema.operation(
+        "polls_create",
+        parameters=(schema.IDEMPOTENCY_KEY,),
         responses={
-            201: schema.described("The new poll.", PollSerializer),
+            201: schema.Response("The new poll.", PollSerializer),
             **schema.errors(400, 401, 409, 422, 429, codes=schema.IDEMPOTENCY_CODES),
         },
+        tags=TAGS,
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         signed_in(request)
         return self.once(request, lambda: super(PollViewSet, self).create(request, *args, **kwargs))
 
-    @schema.document(
-        responses={200: schema.described("The poll.", PollSerializer), **schema.errors(401, 404)},
-        security=[],
+    @schema.operation(
+        "polls_read",
+        parameters=(schema.POLL_ID,),
+        responses={200: schema.Response("The poll.", PollSerializer), **schema.errors(401, 404)},
+        public=True,
+        tags=TAGS,
     )
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().retrieve(request, *args, **kwargs)
 
-    @schema.document(
+    @schema.operation(
+        "polls_update",
+        parameters=(schema.POLL_ID,),
         responses={
-            200: schema.described("The updated poll.", PollSerializer),
+            200: schema.Response("The updated poll.", PollSerializer),
             **schema.errors(400, 401, 403, 404, 409),
-        }
+        },
+        tags=TAGS,
     )
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().update(request, *args, **kwargs)
 
-    @schema.document(
+    @schema.operation(
+        "polls_partial_update",
+        parameters=(schema.POLL_ID,),
         responses={
-            200: schema.described("The updated poll.", PollSerializer),
+            200: schema.Response("The updated poll.", PollSerializer),
             **schema.errors(400, 401, 403, 404, 409),
-        }
+        },
+        tags=TAGS,
     )
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().partial_update(request, *args, **kwargs)
 
-    @schema.document(responses={204: "Deleted.", **schema.errors(401, 403, 404)})
+    @schema.operation(
+        "polls_delete",
+        parameters=(schema.POLL_ID,),
+        responses={204: schema.Response("Deleted."), **schema.errors(401, 403, 404)},
+        tags=TAGS,
+    )
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().destroy(request, *args, **kwargs)
 
-    @schema.document(
-        request_body=schema.NO_BODY,
-        operation_description="Close the poll for good. Closing a closed poll changes nothing.",
+    @schema.operation(
+        "polls_close",
+        parameters=(schema.POLL_ID,),
+        request=schema.NO_BODY,
+        description="Close the poll for good. Closing a closed poll changes nothing.",
         responses={
-            200: schema.described("The closed poll.", PollSerializer),
+            200: schema.Response("The closed poll.", PollSerializer),
             **schema.errors(401, 403, 404),
         },
+        tags=TAGS,
     )
     @action(detail=True, methods=["post"])
     def close(self, request: Request, pk: str | None = None) -> Response:
@@ -419,47 +450,57 @@ class PollViewSet(PollViewSetBase):
         services.close_poll(poll=poll, actor=signed_in(request))
         return Response(self.get_serializer(poll).data)
 
-    @schema.document(
+    @schema.operation(
+        "polls_vote_create",
+        parameters=(schema.POLL_ID, schema.IDEMPOTENCY_KEY),
         method="post",
-        request_body=MethodBallotSerializer,
-        operation_description="Cast a ballot. All of it is stored, or (on any error) nothing. "
+        request=MethodBallotSerializer,
+        tags=TAGS,
+        description="Cast a ballot. All of it is stored, or (on any error) nothing. "
         "403 `not_eligible` for a caller outside the poll's voter group (or refused by the "
         "site's voter policy); 409 `poll_not_open` before the poll opens, `poll_closed` after it "
         "closed, `already_voted` past what the poll allows the caller.",
-        manual_parameters=schema.idempotency_parameters(),
         responses={
-            201: schema.described("The ballot was stored.", VoteReceiptSerializer),
+            201: schema.Response("The ballot was stored.", VoteReceiptSerializer),
             **schema.errors(400, 401, 403, 404, 409, 422, 429, codes=schema.IDEMPOTENCY_CODES),
         },
     )
-    @schema.document(
+    @schema.operation(
+        "polls_vote_update",
+        parameters=(schema.POLL_ID, schema.IDEMPOTENCY_KEY),
         method="put",
-        request_body=MethodBallotSerializer,
-        operation_description="Replace the caller's ballot, in one transaction: the results move "
+        request=MethodBallotSerializer,
+        tags=TAGS,
+        description="Replace the caller's ballot, in one transaction: the results move "
         "from the old options to the new ones at once. 404 `not_voted` without a ballot; 409 "
         "`vote_final` where ballots are final (`allow_vote_change: false`, secret polls), "
         "`poll_closed` or `poll_not_open` while the poll takes no votes.",
-        manual_parameters=schema.idempotency_parameters(),
         responses={
-            200: schema.described("The new ballot was stored.", VoteReceiptSerializer),
+            200: schema.Response("The new ballot was stored.", VoteReceiptSerializer),
             **schema.errors(400, 401, 403, 404, 409, 422, 429, codes=schema.IDEMPOTENCY_CODES),
         },
     )
-    @schema.document(
+    @schema.operation(
+        "polls_vote_read",
+        parameters=(schema.POLL_ID,),
         method="get",
-        operation_description="Whether the caller voted on the poll, and for which options "
+        tags=TAGS,
+        description="Whether the caller voted on the poll, and for which options "
         "(null on a secret poll, where nothing links a voter to a choice).",
         responses={
-            200: schema.described("The caller's ballot.", MyVoteSerializer),
+            200: schema.Response("The caller's ballot.", MyVoteSerializer),
             **schema.errors(401, 404),
         },
     )
-    @schema.document(
+    @schema.operation(
+        "polls_vote_delete",
+        parameters=(schema.POLL_ID,),
         method="delete",
-        operation_description="Withdraw all of the caller's votes on the poll (409 `vote_final` "
+        tags=TAGS,
+        description="Withdraw all of the caller's votes on the poll (409 `vote_final` "
         "where ballots are final, else 409 `poll_closed` when it no longer takes votes, else 404 "
         "`not_voted` when there are none).",
-        responses={204: "Withdrawn.", **schema.errors(401, 404, 409)},
+        responses={204: schema.Response("Withdrawn."), **schema.errors(401, 404, 409)},
     )
     @action(detail=True, methods=["get", "post", "put", "delete"])
     def vote(self, request: Request, pk: str | None = None) -> Response:
@@ -494,19 +535,24 @@ class PollViewSet(PollViewSetBase):
             receipt = services.cast_vote(poll_id=poll_id, voter=voter, option_ids=option_ids)
         return receipt_answer(receipt, answer)
 
-    @schema.document(
-        operation_description="Counts and percentages per option, exact as of the last "
+    @schema.operation(
+        "polls_results",
+        parameters=(schema.POLL_ID,),
+        public=True,
+        tags=TAGS,
+        description="Counts and percentages per option, exact as of the last "
         "acknowledged vote. Who may read them: the poll's `results_visibility` (`always` anyone; "
         "`after_vote` callers who voted; `after_close` anyone once the poll is closed; `owner` "
         "its owner), and its owner and staff always; others get `403 results_hidden`. The `ETag` "
         "changes with the results: send it back in `If-None-Match` to get `304` while nothing "
         "changed (only where the results may be read: a refusal carries no ETag).",
         responses={
-            200: schema.described("The results.", ResultsSerializer),
-            304: "Not modified: the results are those of the ETag sent in If-None-Match.",
+            200: schema.Response("The results.", ResultsSerializer),
+            304: schema.Response(
+                "Not modified: the results are those of the ETag sent in If-None-Match."
+            ),
             **schema.errors(401, 403, 404, 429, codes={403: ["results_hidden"]}),
         },
-        security=[],
     )
     @action(detail=True, methods=["get"])
     def results(self, request: Request, pk: str | None = None) -> Response:
@@ -554,18 +600,20 @@ class PollViewSet(PollViewSetBase):
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
         return Response(body, headers=headers)
 
-    @schema.document(
-        operation_description="Who chose what, on a `public` poll: one entry per voter, in the "
+    @schema.operation(
+        "polls_ballots",
+        public=True,
+        tags=TAGS,
+        description="Who chose what, on a `public` poll: one entry per voter, in the "
         "order they first voted, with the options of their current ballot (in the poll's "
         "order) and when it was stored. Paginated as the poll list. Other polls list nobody's "
         "ballot, for anybody (`403 ballots_hidden`); on a public poll, the caller must be "
         "allowed to see the results (`403 results_hidden`).",
-        manual_parameters=schema.page_parameters(),
+        parameters=(schema.POLL_ID, *schema.PAGE_PARAMETERS),
         responses={
-            200: schema.described("A page of ballots.", BallotPageSerializer),
+            200: schema.Response("A page of ballots.", BallotPageSerializer),
             **schema.errors(401, 403, 404, 429, codes={403: ["ballots_hidden", "results_hidden"]}),
         },
-        security=[],
     )
     @action(detail=True, methods=["get"])
     def ballots(self, request: Request, pk: str | None = None) -> Response:
@@ -586,15 +634,17 @@ class PollViewSet(PollViewSetBase):
 
         return self.paged(services.ballot_voters(poll=poll), shown)
 
-    @schema.document(
-        operation_description="The poll's audit trail, first entry first: its creation, edits "
+    @schema.operation(
+        "polls_audit",
+        parameters=(schema.POLL_ID, *schema.PAGE_PARAMETERS),
+        tags=TAGS,
+        description="The poll's audit trail, first entry first: its creation, edits "
         "(each field changed, old and new), opening, closing and every changed or withdrawn "
         "ballot (the choices on public polls only), each entry chained to the one before by "
         "its hash. For the poll's owner and staff (`403 permission_denied` for others); kept "
         "where the site turns on `DJANGO_POLLS['AUDIT_TRAIL']`. Paginated as the poll list.",
-        manual_parameters=schema.page_parameters(),
         responses={
-            200: schema.described("A page of the trail.", AuditPageSerializer),
+            200: schema.Response("A page of the trail.", AuditPageSerializer),
             **schema.errors(401, 403, 404),
         },
     )
@@ -701,9 +751,12 @@ class ResultsStreamSchema(APIView):
     # The events, or a JSON error.
     renderer_classes = [EventStreamRenderer, JSONRenderer]
 
-    @schema.document(
-        operation_id="polls_results_stream",
-        operation_description="Server-sent events (`text/event-stream`, for `EventSource`): at "
+    @schema.operation(
+        "polls_results_stream",
+        parameters=(schema.POLL_ID,),
+        public=True,
+        tags=TAGS,
+        description="Server-sent events (`text/event-stream`, for `EventSource`): at "
         "once an event `results` with the results body, then one after each committed change to "
         "the poll's results or state (at most a few per second), each with an `id:`; a comment "
         "line every 15 s while nothing changes. A client that reconnects gets the current state "
@@ -720,8 +773,6 @@ class ResultsStreamSchema(APIView):
             ),
             **schema.errors(401, 403, 404, 429, 503, codes={403: ["results_hidden"]}),
         },
-        security=[],
-        tags=["v1"],
     )
     def get(self, request: Request, pk: str) -> Response:
         raise exceptions.MethodNotAllowed("GET")  # never routed: see results_stream_view
