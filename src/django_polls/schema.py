@@ -122,6 +122,52 @@ def event_stream(description: str) -> Any:
     return openapi.Response(description, openapi.Schema(type=openapi.TYPE_ARRAY, items=event))
 
 
+def export_body(description: str) -> Any:
+    """The 200 entry of ``export/``: a CSV table, or the JSON document described here (Swagger
+    2.0 gives one schema to every media type an operation produces)."""
+    if _swagger_auto_schema is None:
+        return None
+    anything = openapi.Schema(type=openapi.TYPE_OBJECT, additional_properties=True)
+    document = openapi.Schema(
+        type=openapi.TYPE_OBJECT,
+        description="format=json: the poll, its results (the body of `results/`) and, on a "
+        "`public` poll, its ballots (the entries of `ballots/`; null on other polls).",
+        properties={
+            "poll": anything,
+            "results": anything,
+            "ballots": openapi.Schema(type=openapi.TYPE_ARRAY, items=anything, x_nullable=True),
+        },
+        required=["poll", "results", "ballots"],
+    )
+    return openapi.Response(description, document)
+
+
+def export_parameters() -> list[Any]:
+    """``format`` and ``table``, the query parameters of ``export/``."""
+    if _swagger_auto_schema is None:
+        return []
+    query, string = openapi.IN_QUERY, openapi.TYPE_STRING
+    return [
+        openapi.Parameter(
+            "format",
+            query,
+            "`csv`: one table (see `table`), UTF-8 with a header row; `json`: one document "
+            "with the poll, its results and (public polls) its ballots.",
+            type=string,
+            enum=["csv", "json"],
+            required=True,
+        ),
+        openapi.Parameter(
+            "table",
+            query,
+            "CSV only: `results` (default), one row per option; `ballots`, one row per voter "
+            "(public polls only, else `403 ballots_hidden`). The JSON document holds both.",
+            type=string,
+            enum=["results", "ballots"],
+        ),
+    ]
+
+
 #: What the codes that only some operations answer with mean, for :func:`errors`' ``codes``.
 CODE_DESCRIPTIONS = {
     "results_hidden": "the poll's results are not shown to the caller, by its "
