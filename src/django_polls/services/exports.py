@@ -2,8 +2,8 @@
 method and, on a public poll, one row per ballot, as CSV or as one JSON document.
 
 An export is written chunk by chunk as it is sent: the ballots are read :data:`CHUNK_SIZE`
-voters at a time by keyset pagination (``id > last ORDER BY id LIMIT n``), each chunk a query of
-its own. Memory stays constant whatever the number of ballots, on every database, without a
+voters at a time by keyset pagination (``voter > last ORDER BY voter LIMIT n``, through the
+unique (poll, voter) index), each chunk a few queries of its own. Memory stays constant whatever the number of ballots, on every database, without a
 server-side cursor (which PgBouncer's transaction mode would break). The price: a long export is
 not one snapshot; a ballot cast, changed or withdrawn while it runs may show or not.
 
@@ -30,12 +30,11 @@ from rest_framework.settings import api_settings
 
 from django_polls import conf
 from django_polls.conf import polls_settings
-from django_polls.models import Anonymity, Option, Poll
+from django_polls.models import Anonymity, Option, Participation, Poll
 from django_polls.services.errors import ExportRefused, InvalidInput
 from django_polls.services.results import results_for
 from django_polls.services.visibility import (
     ballot_field_of,
-    ballot_voters,
     ballots_by_voter,
     check_ballots_visible,
     sees_everything,
@@ -191,7 +190,7 @@ def results_table(results: Any) -> tuple[list[str], list[list[Any]]]:
 
 
 def ballot_table(export: Export, chunk_size: int = CHUNK_SIZE) -> Iterator[list[list[Any]]]:
-    """The ballots of a public poll, one row per voter, in the order they first voted:
+    """The ballots of a public poll, one row per voter, in the order of :func:`ballot_pages`:
     ``voter``, ``voted_at`` (when the current ballot was stored), then one column per option in
     the poll's order, headed by its text: ``1`` where a single or multiple choice ballot chose
     it, the rank on a ranked ballot (1: most preferred), the score on a score ballot, empty
@@ -235,41 +234,48 @@ BALLOT_CELLS: dict[str, Any] = {"options": _chosen, "ranking": _ranks, "scores":
 def ballot_pages(poll: Poll, chunk_size: int = CHUNK_SIZE) -> Iterator[list[tuple[str, Any, Any]]]:
     """The public poll's ballots as ``(voter, ballot, stored at)``, the voter named as
     ``DJANGO_POLLS["USER_DISPLAY"]`` names them and the ballot as ``ballots/`` shows it,
-    ``chunk_size`` voters at a time in the order they first voted (as ``ballots/``, whose
-    voters these are). Read by keyset pagination: each page is one query for the voters after
-    the last one read (with their names, where the site names users by their username) and one
-    for their ballots, so no page costs more than the first and nothing is held between them
-    (nor a cursor, nor a transaction)."""
+    ``chunk_size`` voters at a time in the order of their accounts (their ids).
+
+    Keyset pagination over the unique (poll, voter) index of participations: each page is one
+    range scan of that index for the voters after the last one read, one lookup of their users
+    by primary key (only their usernames, where the site names users by them) and one of their
+    ballots through the (poll, voter) index of votes or ballots. Each query reads a chunk's
+    index entries on every database, whatever the number of ballots and without statistics to
+    plan by; nothing is held between pages (nor a cursor, nor a transaction). Deleted accounts'
+    ballots are nobody's: they are counted in the results and not listed, as in ``ballots/``."""
     _, empty = ballot_field_of(poll)
-    name_column = _name_column()
-    last = 0
+    users = get_user_model()._default_manager
+    by_username = conf.get("USER_DISPLAY") == conf.DEFAULTS["USER_DISPLAY"]
+    display = polls_settings.USER_DISPLAY
+    last = None
     while True:
-        voters = ballot_voters(poll=poll).filter(pk__gt=last)
-        if name_column is None:
-            page = [
-                (participation.pk, participation.voter_id, participation.voter)
-                for participation in voters[:chunk_size]
-            ]
-            display = polls_settings.USER_DISPLAY
-            names = {voter_id: str(display(user)) for _, voter_id, user in page}
+        voters = Participation.objects.filter(poll=poll, voter__isnull=False)
+        if last is not None:
+            voters = voters.filter(voter_id__gt=last)
+        voter_ids = list(
+            voters.order_by("voter_id").values_list("voter_id", flat=True)[:chunk_size]
+        )
+        if not voter_ids:
+            return
+        if by_username:
+            # The default USER_DISPLAY, read as a column: no user is built.
+            names = {
+                pk: str(name)
+                for pk, name in users.filter(pk__in=voter_ids).values_list(
+                    "pk", users.model.USERNAME_FIELD
+                )
+            }
         else:
-            page = list(voters.values_list("pk", "voter_id", name_column)[:chunk_size])
-            names = {voter_id: str(name) for _, voter_id, name in page}
-        if not page:
+            names = {user.pk: str(display(user)) for user in users.filter(pk__in=voter_ids)}
+        found = ballots_by_voter(poll=poll, voter_ids=voter_ids)
+        yield [
+            (names[voter_id], *found.get(voter_id, (empty, None)))
+            for voter_id in voter_ids
+            if voter_id in names  # an account deleted since the page was read
+        ]
+        if len(voter_ids) < chunk_size:
             return
-        found = ballots_by_voter(poll=poll, voter_ids=list(names))
-        yield [(names[voter_id], *found.get(voter_id, (empty, None))) for _, voter_id, _ in page]
-        if len(page) < chunk_size:
-            return
-        last = page[-1][0]
-
-
-def _name_column() -> str | None:
-    """Where the site names users by their username (the default ``USER_DISPLAY``), the lookup
-    of that column from a participation: read with the voters, no user is built."""
-    if conf.get("USER_DISPLAY") != conf.DEFAULTS["USER_DISPLAY"]:
-        return None
-    return f"voter__{get_user_model().USERNAME_FIELD}"
+        last = voter_ids[-1]
 
 
 def timestamps() -> Callable[[Any], Any]:
