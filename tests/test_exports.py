@@ -519,20 +519,22 @@ def add_voters(poll: Poll, count: int) -> None:
     )
 
 
-#: Voters per chunk in the memory test: 2 chunks, then 8.
+#: Voters per chunk in the memory test: 4 chunks, then 16.
 CHUNK = 500
 
 
 @pytest.mark.parametrize("format", ["csv", "json"])
 def test_memory_stays_the_same_as_ballots_grow(public: Poll, owner: Any, format: str) -> None:
-    add_voters(public, 2 * CHUNK)
+    add_voters(public, 4 * CHUNK)
     small, small_peak = exported(public, owner, format, CHUNK)
-    add_voters(public, 6 * CHUNK)
+    add_voters(public, 12 * CHUNK)
     large, large_peak = exported(public, owner, format, CHUNK)
 
     assert large > 3.5 * small
-    # A chunk's worth, whatever the number of chunks (what one more chunk of slack allows).
-    assert large_peak < 1.25 * small_peak, (small_peak, large_peak)
+    # A chunk's worth of rows and objects, whatever the number of chunks: four times the
+    # ballots would take four times the memory if the export were held (the measure varies by
+    # a tenth from run to run).
+    assert large_peak < 1.5 * small_peak, (small_peak, large_peak)
 
 
 @on_postgresql

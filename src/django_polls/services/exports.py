@@ -3,9 +3,10 @@ method and, on a public poll, one row per ballot, as CSV or as one JSON document
 
 An export is written chunk by chunk as it is sent: the ballots are read :data:`CHUNK_SIZE`
 voters at a time by keyset pagination (``voter > last ORDER BY voter LIMIT n``, through the
-unique (poll, voter) index), each chunk a few queries of its own. Memory stays constant whatever the number of ballots, on every database, without a
-server-side cursor (which PgBouncer's transaction mode would break). The price: a long export is
-not one snapshot; a ballot cast, changed or withdrawn while it runs may show or not.
+unique (poll, voter) index), each chunk a few queries of its own. Memory stays constant whatever
+the number of ballots, on every database, without a server-side cursor (which PgBouncer's
+transaction mode would break). The price: a long export is not one snapshot; a ballot cast,
+changed or withdrawn while it runs may show or not.
 
 CSV cells that a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``, ``@``, a
 tab or a carriage return) get a leading apostrophe, as OWASP advises against CSV injection. The
@@ -203,7 +204,7 @@ def ballot_table(export: Export, chunk_size: int = CHUNK_SIZE) -> Iterator[list[
     texts = [option.text for option in export.options]
     yield [["voter", "voted_at", *(texts if cells_of else ["ballot"])]]
     timestamp = timestamps()
-    for page in ballot_pages(export.poll, chunk_size):
+    for page in ballot_pages(export.poll, export.options, chunk_size):
         rows = []
         for voter, ballot, created_at in page:
             if cells_of is None:
@@ -231,7 +232,9 @@ def _scores(ballot: Sequence[dict[str, int]]) -> dict[int, Any]:
 BALLOT_CELLS: dict[str, Any] = {"options": _chosen, "ranking": _ranks, "scores": _scores}
 
 
-def ballot_pages(poll: Poll, chunk_size: int = CHUNK_SIZE) -> Iterator[list[tuple[str, Any, Any]]]:
+def ballot_pages(
+    poll: Poll, options: Sequence[Option], chunk_size: int = CHUNK_SIZE
+) -> Iterator[list[tuple[str, Any, Any]]]:
     """The public poll's ballots as ``(voter, ballot, stored at)``, the voter named as
     ``DJANGO_POLLS["USER_DISPLAY"]`` names them and the ballot as ``ballots/`` shows it,
     ``chunk_size`` voters at a time in the order of their accounts (their ids).
@@ -247,6 +250,7 @@ def ballot_pages(poll: Poll, chunk_size: int = CHUNK_SIZE) -> Iterator[list[tupl
     users = get_user_model()._default_manager
     by_username = conf.get("USER_DISPLAY") == conf.DEFAULTS["USER_DISPLAY"]
     display = polls_settings.USER_DISPLAY
+    order = [option.pk for option in options]
     last = None
     while True:
         voters = Participation.objects.filter(poll=poll, voter__isnull=False)
@@ -267,7 +271,7 @@ def ballot_pages(poll: Poll, chunk_size: int = CHUNK_SIZE) -> Iterator[list[tupl
             }
         else:
             names = {user.pk: str(display(user)) for user in users.filter(pk__in=voter_ids)}
-        found = ballots_by_voter(poll=poll, voter_ids=voter_ids)
+        found = ballots_by_voter(poll=poll, voter_ids=voter_ids, option_order=order)
         yield [
             (names[voter_id], *found.get(voter_id, (empty, None)))
             for voter_id in voter_ids
@@ -344,7 +348,7 @@ def _json_chunks(export: Export, chunk_size: int) -> Iterator[bytes]:
     field, _ = ballot_field_of(poll)
     timestamp = timestamps()
     first = True
-    for page in ballot_pages(poll, chunk_size):
+    for page in ballot_pages(poll, export.options, chunk_size):
         body = ",".join(
             _json({"voter": voter, field: ballot, "created_at": timestamp(created_at)})
             for voter, ballot, created_at in page

@@ -163,11 +163,17 @@ def ballot_field_of(poll: Poll) -> tuple[str, Any]:
     return methods.get_method(poll.method).ballot_field, None
 
 
-def ballots_by_voter(*, poll: Poll, voter_ids: Sequence[Any]) -> dict[Any, tuple[Any, Any]]:
+def ballots_by_voter(
+    *, poll: Poll, voter_ids: Sequence[Any], option_order: Sequence[int] | None = None
+) -> dict[Any, tuple[Any, Any]]:
     """The current ballots of these voters of the poll, by voter id, read in one query: the
     ballot as its method's field shows it (the option ids in the poll's order, a ranking, ...)
     and when it was stored. Voters without a ballot are left out. Call
-    :func:`check_ballots_visible` first."""
+    :func:`check_ballots_visible` first.
+
+    ``option_order``, the poll's option ids in its order where the caller has them, puts the
+    options of single and multiple choice ballots in that order here rather than by a join in
+    the query, which then reads the (poll, voter) index alone."""
     if poll.method not in VOTE_ROW_METHODS:
         method = methods.get_method(poll.method)
         return {
@@ -176,16 +182,21 @@ def ballots_by_voter(*, poll: Poll, voter_ids: Sequence[Any]) -> dict[Any, tuple
                 poll=poll, voter_id__in=list(voter_ids)
             ).values_list("voter_id", "choice", "created_at")
         }
+    votes = Vote.objects.filter(poll=poll, voter_id__in=list(voter_ids))
+    if option_order is None:
+        votes = votes.order_by("option__order", "option_id")
+    else:
+        votes = votes.order_by()
     found: dict[Any, tuple[list[int], Any]] = {}
-    votes = (
-        Vote.objects.filter(poll=poll, voter_id__in=list(voter_ids))
-        .order_by("option__order", "option_id")
-        .values_list("voter_id", "option_id", "created_at")
-    )
-    for voter_id, option_id, created_at in votes:
+    for voter_id, option_id, created_at in votes.values_list("voter_id", "option_id", "created_at"):
         chosen, stored = found.setdefault(voter_id, ([], created_at))
         chosen.append(option_id)
         # A ballot added to over several requests is complete as of its latest vote.
         if created_at > stored:
             found[voter_id] = (chosen, created_at)
+    if option_order is not None:
+        position = {option_id: index for index, option_id in enumerate(option_order)}
+        for chosen, _ in found.values():
+            if len(chosen) > 1:
+                chosen.sort(key=lambda option_id: position.get(option_id, len(position)))
     return found
