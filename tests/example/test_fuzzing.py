@@ -36,6 +36,7 @@ POLL_OPERATIONS = {
     "POST /api/v1/polls/{id}/close/",
     "GET /api/v1/polls/{id}/results/",
     "GET /api/v1/polls/{id}/results/stream/",
+    "GET /api/v1/polls/{id}/export/",
     "GET /api/v1/polls/{id}/vote/",
     "DELETE /api/v1/polls/{id}/vote/",
 }
@@ -121,6 +122,8 @@ def test_fuzzing_finds_no_server_error_and_nothing_beyond_the_baseline(
             "PATCH /v1/polls/{id}/": edited,
             "POST /v1/polls/{id}/close/": closed,
             "DELETE /v1/polls/{id}/": deleted,
+            # alice's, so that her exports answer 200 with a file.
+            "GET /v1/polls/{id}/export/": edited,
             **{
                 f"{method} /v1/polls/{{id}}/vote/": ballots["id"]
                 for method in ("GET", "POST", "PUT", "DELETE")
