@@ -16,16 +16,17 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
-from django.test import override_settings
+from django.test import AsyncRequestFactory, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from rest_framework.test import force_authenticate
 
 from benchmarks.management.commands import polls_load_votes
 from django_polls import services
 from django_polls.conf import polls_settings
 from django_polls.models import Participation, Poll, Vote
 from django_polls.services import exports
-from django_polls.views import in_thread
+from django_polls.views import PollViewSet, in_thread
 from tests.conftest import assert_error, login_of, on_postgresql, option_ids
 from tests.taking_part import cast, with_policy
 
@@ -461,6 +462,18 @@ def test_an_asgi_server_gets_the_chunks_one_by_one() -> None:
         return [chunk async for chunk in in_thread(chunks())]
 
     assert asyncio.run(read()) == [b"a", b"b"]
+
+
+def test_under_asgi_the_body_is_an_async_iterator(public: Poll, owner: Any) -> None:
+    """Django reads a synchronous iterator whole before an ASGI server sends it."""
+    request = AsyncRequestFactory().get(export_url(public))
+    force_authenticate(request, user=owner)
+
+    response = PollViewSet.as_view({"get": "export"})(request, pk=str(public.pk))
+
+    assert response.status_code == 200
+    assert response.is_async
+    response.close()
 
 
 def peak_while_reading(chunks: Iterator[bytes]) -> tuple[int, int]:
