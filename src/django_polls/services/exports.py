@@ -145,7 +145,11 @@ def neutralised(value: Any) -> str:
 def _csv_chunks(tables: Iterator[list[list[Any]]]) -> Iterator[bytes]:
     writer = csv.writer(_Line())
     for rows in tables:
-        yield "".join(writer.writerow([neutralised(cell) for cell in row]) for row in rows).encode()
+        yield "".join(
+            # Whole numbers as they are: most cells of a ballot table, never a formula.
+            writer.writerow([cell if type(cell) is int else neutralised(cell) for cell in row])
+            for row in rows
+        ).encode()
 
 
 def results_table(results: Any) -> tuple[list[str], list[list[Any]]]:
@@ -271,7 +275,11 @@ def ballot_pages(
             }
         else:
             names = {user.pk: str(display(user)) for user in users.filter(pk__in=voter_ids)}
-        found = ballots_by_voter(poll=poll, voter_ids=voter_ids, option_order=order)
+        # The page is every voter of the poll from its first to its last: a range of the
+        # (poll, voter) index of votes or ballots.
+        found = ballots_by_voter(
+            poll=poll, voter_ids=voter_ids, option_order=order, contiguous=True
+        )
         yield [
             (names[voter_id], *found.get(voter_id, (empty, None)))
             for voter_id in voter_ids
