@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 # The host site runs on SQLite too. The newest Django on SQLite (py313-django61), which a cell
 # on PostgreSQL repeats, is left to `make tox`, to keep `make test` within about half an hour.
 CI_ENVS := lint,types,migrations,build,docs,py311-django52,py311-django52-noyasg,host-uuid,example,faults
-PG_ENVS := py310-django42-drf314-pg,py313-django61-pg,py311-django52-psycopg2-pg,host-uuid-pg,example-pg
+PG_ENVS := py310-django42-drf314-pg,py313-django61-pg,py311-django52-psycopg2-pg,host-uuid-pg,example-pg,exports-million
 # The tests on MySQL/MariaDB (MYSQL_URL, else 127.0.0.1:3306 as root without a password).
 MYSQL_ENVS := py311-django52-mysql,host-uuid-mysql
 # Pages in headless Chromium (Swagger UI), when the machine has Chromium.

@@ -7,6 +7,7 @@ import asyncio
 import csv
 import io
 import json
+import os
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -554,6 +555,10 @@ def test_memory_stays_the_same_as_ballots_grow(public: Poll, owner: Any, format:
 @pytest.mark.skipif(
     get_user_model()._meta.pk.get_internal_type() not in polls_load_votes.AUTO_FIELDS,
     reason="polls_load_votes makes users with integer keys",
+)
+@pytest.mark.skipif(
+    not os.environ.get("POLLS_MILLION_BALLOTS"),
+    reason="a few minutes: set POLLS_MILLION_BALLOTS=1 (tox -e exports-million)",
 )
 def test_a_million_ballots_export_in_constant_memory(
     public: Poll, owner: Any, capsys: pytest.CaptureFixture[str]

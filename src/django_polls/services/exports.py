@@ -72,14 +72,14 @@ class Export:
     def filename(self) -> str:
         """``poll-7-lunch-results.csv``: the poll's id, its title as ASCII (Loomio's way, so a
         folder of exports reads), the table and the format."""
-        slug = slugify(unidecode_ascii(self.poll.title))[:50].strip("-")
+        slug = slugify(ascii_of(self.poll.title))[:50].strip("-")
         name = f"poll-{self.poll.pk}-{slug}" if slug else f"poll-{self.poll.pk}"
         if self.format == "json":
             return f"{name}.json"
         return f"{name}-{self.table}.csv"
 
 
-def unidecode_ascii(text: str) -> str:
+def ascii_of(text: str) -> str:
     """``text`` without its accents (``Crème`` → ``Creme``); other letters are dropped by
     :func:`~django.utils.text.slugify`."""
     return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
