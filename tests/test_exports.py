@@ -115,6 +115,24 @@ def test_an_unknown_format_is_400_whatever_the_client_accepts(
     assert response.json() == {"format": ["Must be csv or json."]}
 
 
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete", "trace"])
+def test_other_methods_are_405_in_json_whatever_the_format(
+    public: Poll, owner: Any, client_for: Callable[..., Any], method: str
+) -> None:
+    response = getattr(client_for(owner), method)(export_url(public, "format=csv"))
+
+    assert_error(response, 405, "method_not_allowed")
+
+
+def test_options_describes_the_export_in_json(
+    public: Poll, owner: Any, client_for: Callable[..., Any]
+) -> None:
+    response = client_for(owner).options(export_url(public, "format=csv"))
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+
+
 @pytest.mark.parametrize("anonymity", ["anonymous", "secret"])
 def test_the_ballot_table_of_a_poll_that_is_not_public_is_403(
     make_poll: Callable[..., Poll], owner: Any, client_for: Callable[..., Any], anonymity: str

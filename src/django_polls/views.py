@@ -275,9 +275,10 @@ class PollViewSet(PollViewSetBase):
         return api_errors.with_error_codes(super().get_exception_handler())
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
-        if self.action == "export":
-            # ``format`` names the export's format (checked by the action, 400 when unknown),
-            # not a renderer; what the action renders itself is an error, in JSON.
+        # On export/ (whatever the method: OPTIONS, a 405 for TRACE) ``format`` names the
+        # export's format (checked by the action, 400 when unknown), not a renderer: what DRF
+        # renders there is an error or the metadata, in JSON.
+        if "export" in getattr(self, "action_map", {}).values():
             renderer = JSONRenderer()
             return renderer, renderer.media_type
         return super().perform_content_negotiation(request, force)
