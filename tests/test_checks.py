@@ -151,6 +151,12 @@ def test_e015_when_the_listen_database_is_not_an_alias_of_postgresql(value: obje
     assert ids(DJANGO_POLLS={"LISTEN_DATABASE": value}) == ["django_polls.E015"]
 
 
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_e016_when_the_audit_trail_setting_is_not_a_boolean(value: object) -> None:
+    assert ids(DJANGO_POLLS={"AUDIT_TRAIL": value}) == ["django_polls.E016"]
+    assert ids(DJANGO_POLLS={"AUDIT_TRAIL": True}) == []
+
+
 def test_e015_unless_the_listen_database_is_postgresql() -> None:
     # The test database's own alias: an error unless it is PostgreSQL.
     expected = [] if connection.vendor == "postgresql" else ["django_polls.E015"]

@@ -5,6 +5,7 @@ stating another default."""
 from __future__ import annotations
 
 import ast
+import html
 import re
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,26 @@ def test_the_checker_finds_a_wrong_default() -> None:
     )
     wrong = {key for key, value in stated_defaults(text) if parse(value) != DEFAULTS[key]}
     assert wrong == {"MAX_STREAMS", "MAX_TITLE_LENGTH", "MAX_OPTIONS", "PAGE_SIZE"}
+
+
+DIAGRAMS = sorted((REPO / "docs" / "diagrams").glob("*.dot"))
+
+
+@pytest.mark.parametrize("source", DIAGRAMS, ids=[path.stem for path in DIAGRAMS])
+def test_each_diagram_is_drawn_from_its_source(source: Path) -> None:
+    """``make diagrams`` was run after the source last changed: the SVG has every node and every
+    first line of a label of its ``.dot``."""
+    drawn = html.unescape(read(REPO / "docs" / "images" / f"{source.stem}.svg"))
+    dot = read(source)
+    nodes = re.findall(r"^\s*(\w+) \[label=", dot, flags=re.MULTILINE)
+    assert nodes
+    for node in nodes:
+        assert f"<title>{node}</title>" in drawn, node
+    for label in re.findall(r'label="([^"]+)"', dot):
+        assert label.split("\\n")[0] in drawn, label
+
+
+@pytest.mark.parametrize("path", PAGES, ids=[path.name for path in PAGES])
+def test_every_picture_a_page_shows_exists(path: Path) -> None:
+    for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", read(path)):
+        assert (path.parent / target).is_file(), (path.name, target)

@@ -1,7 +1,7 @@
 """Settings of the example project, read from the environment or a `.env` file (config/env.py).
 
-`.env.example` documents each variable. Production needs at least `SECRET_KEY` and
-`ALLOWED_HOSTS`; `DEBUG` is off unless asked for.
+`.env.example` documents each variable. Production needs at least `SECRET_KEY`, `ALLOWED_HOSTS`,
+`DATABASE_URL` and `REDIS_URL`; `DEBUG` is off unless asked for, and `HTTPS` on unless `DEBUG`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import dj_database_url
 from decouple import Csv
 from django.core.exceptions import ImproperlyConfigured
 
+from config import serving
 from config.env import config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -52,6 +53,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The API's messages (and the admin) in the caller's language, from Accept-Language: the
+    # app ships Spanish, French, German and Brazilian Portuguese; the error codes stay as they are.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -221,6 +225,10 @@ SECURE_HSTS_PRELOAD = config("SECURE_HSTS_PRELOAD", default=False, cast=bool)
 # check --deploy would ask for both (security.W005, W021); off is this project's documented
 # default (docs/configuration.md), not an oversight.
 SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
+# django_polls.W001 (throttle counts in a cache of each process) matters with several worker
+# processes, each counting on its own; one worker, as `make demo` runs on SQLite, counts them all.
+if not REDIS_URL and serving.worker_processes() == 1:
+    SILENCED_SYSTEM_CHECKS.append("django_polls.W001")
 # Load balancers probe the health endpoint over plain HTTP.
 SECURE_REDIRECT_EXEMPT = [r"^api/health/$"]
 # Behind a proxy that terminates TLS and sets X-Forwarded-Proto (and strips it from clients).
@@ -284,6 +292,8 @@ DJANGO_POLLS: dict[str, object] = {
     },
     # Where live results LISTEN (see DATABASE_LISTEN_URL above).
     "LISTEN_DATABASE": "listen" if "listen" in DATABASES else None,
+    # Every poll's audit trail, read by its owner at polls/{id}/audit/ (docs/audit.md).
+    "AUDIT_TRAIL": True,
 }
 
 SWAGGER_SETTINGS = {

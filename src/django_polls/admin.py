@@ -12,12 +12,14 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.html import format_html
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from django_polls import methods, services
 from django_polls.models import (
     CLOCK_ATTRIBUTE,
     STRICTNESS,
+    AuditRecord,
     Ballot,
     BallotChange,
     ClockTimestamp,
@@ -247,6 +249,7 @@ class PollAdmin(PollAdminBase):
                     options=form.option_list()
                     if "option_texts" in form.changed_data
                     else services.UNCHANGED,
+                    actor=request.user,
                     **policies,
                 )
             else:
@@ -293,16 +296,16 @@ class PollAdmin(PollAdminBase):
         return super().log_change(request, obj, message)
 
     def delete_model(self, request: HttpRequest, obj: Poll) -> None:
-        services.delete_poll(poll=obj)
+        services.delete_poll(poll=obj, actor=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Poll]) -> None:
         for poll in queryset:
-            services.delete_poll(poll=poll)
+            services.delete_poll(poll=poll, actor=request.user)
 
     @admin.action(description=_("Close the selected polls"))
     def close_polls(self, request: HttpRequest, queryset: QuerySet[Poll]) -> None:
         for poll in queryset:
-            services.close_poll(poll=poll)
+            services.close_poll(poll=poll, actor=request.user)
         self.message_user(request, _("Closed the selected polls."), messages.SUCCESS)
 
 
@@ -310,31 +313,54 @@ def results_lines(found: Any, options: Any) -> list[str]:
     """A results body (any method's) as lines of text: each option with its figures, then the
     rounds and the winner of a ranked poll."""
     text = {option.pk: option.text for option in options}
-    lines = [f"{found.total_voters} voter(s), {found.total_votes} vote(s)"]
+    lines = [
+        ngettext("%(count)d voter", "%(count)d voters", found.total_voters)
+        % {"count": found.total_voters}
+        + ", "
+        + ngettext("%(count)d vote", "%(count)d votes", found.total_votes)
+        % {"count": found.total_votes}
+    ]
     for option in found.options:
-        figures = f"{option.votes} vote(s), {option.percentage}%"
+        figures = [
+            ngettext("%(count)d vote", "%(count)d votes", option.votes) % {"count": option.votes},
+            f"{option.percentage}%",
+        ]
         if hasattr(option, "first_choices"):
-            figures += f", {option.first_choices} first choice(s)"
+            figures.append(
+                ngettext("%(count)d first choice", "%(count)d first choices", option.first_choices)
+                % {"count": option.first_choices}
+            )
         if hasattr(option, "average"):
-            figures += f", average {option.average}, scores {option.distribution}"
+            figures.append(
+                gettext("average %(average)s, scores %(scores)s")
+                % {"average": option.average, "scores": option.distribution}
+            )
         if hasattr(option, "points"):
-            figures += f", {option.points} point(s)"
-        lines.append(f"{option.text}: {figures}")
+            figures.append(
+                ngettext("%(count)d point", "%(count)d points", option.points)
+                % {"count": option.points}
+            )
+        lines.append(f"{option.text}: {', '.join(figures)}")
     for number, round_ in enumerate(getattr(found, "rounds", []), start=1):
         tallies = ", ".join(f"{text.get(t.id, t.id)} {t.votes}" for t in round_.tallies)
         out = ", ".join(str(text.get(option_id, option_id)) for option_id in round_.eliminated)
-        lines.append(
-            f"Round {number}: {tallies}; exhausted {round_.exhausted}"
-            + (f"; eliminated {out}" if out else "")
-        )
+        line = gettext("Round %(number)d: %(tallies)s; exhausted %(exhausted)d") % {
+            "number": number,
+            "tallies": tallies,
+            "exhausted": round_.exhausted,
+        }
+        if out:
+            line += "; " + gettext("eliminated %(options)s") % {"options": out}
+        lines.append(line)
     if hasattr(found, "winner"):
         winner = found.winner
         tied = ", ".join(str(text.get(option_id)) for option_id in getattr(found, "tied", []))
-        lines.append(
-            f"Winner: {text.get(winner, winner)}"
-            if winner
-            else f"No winner{': tied ' + tied if tied else ''}"
-        )
+        if winner:
+            lines.append(gettext("Winner: %(option)s") % {"option": text.get(winner, winner)})
+        elif tied:
+            lines.append(gettext("No winner: tied %(options)s") % {"options": tied})
+        else:
+            lines.append(gettext("No winner"))
     return lines
 
 
@@ -386,6 +412,21 @@ class BallotChangeAdmin(RecordAdmin):
     list_filter = ("action",)
     list_select_related = ("poll", "voter")
     raw_id_fields = ("poll", "voter")
+
+
+@admin.register(AuditRecord)
+class AuditRecordAdmin(RecordAdmin):
+    """Every poll's audit trail (DJANGO_POLLS["AUDIT_TRAIL"]), deleted polls' included:
+    append-only, so nobody deletes an entry here, not even with its poll."""
+
+    list_display = ("poll_id", "seq", "action", "actor", "at", "hash")
+    list_filter = ("action",)
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        return ["=poll_id", "=actor"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Ballot)

@@ -84,6 +84,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     errors.extend(_check_throttle_cache())
     errors.extend(_check_async_pool())
     errors.extend(_check_listen_database())
+    if not isinstance(conf.get("AUDIT_TRAIL"), bool):
+        errors.append(
+            Error(
+                "DJANGO_POLLS['AUDIT_TRAIL'] must be True or False.",
+                hint=f"Got {conf.get('AUDIT_TRAIL')!r}.",
+                id="django_polls.E016",
+            )
+        )
     return errors
 
 

@@ -78,6 +78,9 @@ DEFAULTS: dict[str, Any] = {
     # within it, a repeat of the request with the key gets that answer again, and the key with
     # another request gets 422 idempotency_key_reused.
     "IDEMPOTENCY_KEY_TTL": 24 * 60 * 60,
+    # Whether to keep an audit trail: every poll's creation, edits, opening, closing and
+    # deletion and every changed or withdrawn ballot, hash-chained (polls_verify_audit).
+    "AUDIT_TRAIL": False,
 }
 
 # The columns behind the length settings: a setting above these would let text reach the database
@@ -189,6 +192,10 @@ class PollsSettings:
     @property
     def IDEMPOTENCY_KEY_TTL(self) -> int:
         return int(get("IDEMPOTENCY_KEY_TTL"))
+
+    @property
+    def AUDIT_TRAIL(self) -> bool:
+        return bool(get("AUDIT_TRAIL"))
 
     @property
     def VOTER_POLICY(self) -> Callable[[Any, Any], bool] | None:

@@ -16,6 +16,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import OperationalError
 from django.http import Http404
+from django.utils.translation import gettext, gettext_lazy
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -39,26 +40,26 @@ __all__ = [
 
 class ConflictError(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
-    default_detail = "Conflict."
+    default_detail = gettext_lazy("Conflict.")
     default_code = "conflict"
 
 
 class Unprocessable(exceptions.APIException):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
-    default_detail = "The request cannot be processed."
+    default_detail = gettext_lazy("The request cannot be processed.")
     default_code = "unprocessable"
 
 
 class DatabaseUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "The database is busy or unavailable; retry shortly."
+    default_detail = gettext_lazy("The database is busy or unavailable; retry shortly.")
     default_code = "service_unavailable"
     wait = 1  # DRF's exception handler sends it as Retry-After
 
 
 class RequestTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The request body is too large."
+    default_detail = gettext_lazy("The request body is too large.")
     default_code = "request_too_large"
 
 
@@ -131,11 +132,11 @@ def to_api_exception(exc: Exception) -> Exception:
     if isinstance(exc, DjangoPermissionDenied):
         return exceptions.PermissionDenied()
     if isinstance(exc, RecursionError) and raised_while_parsing(exc):
-        return exceptions.ParseError("JSON parse error - nested too deeply.")
+        return exceptions.ParseError(gettext("JSON parse error - nested too deeply."))
     if isinstance(exc, RequestDataTooBig):
         return RequestTooLarge()
     if isinstance(exc, SuspiciousOperation):  # too many fields or files, and the like
-        return exceptions.ParseError(str(exc) or "Malformed request.")
+        return exceptions.ParseError(str(exc) or gettext("Malformed request."))
     if isinstance(exc, OperationalError) and database_unavailable(exc):
         logger.warning("Database unavailable: %s", exc, exc_info=exc)
         return DatabaseUnavailable()

@@ -621,3 +621,65 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}/{self.key}"
+
+
+class AuditRecord(models.Model):
+    """One entry of a poll's audit trail: what happened to the poll or a ballot, who did it and
+    when, and the hash that chains it to the entry before, so that an entry edited or removed
+    afterwards shows (``polls_verify_audit``). Written by :mod:`django_polls.services.audit` in
+    the transaction of the change it records; never updated or deleted by the app.
+
+    The poll is an id, not a foreign key: a deleted poll's trail stays, its deletion included."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", _("created")
+        EDITED = "edited", _("edited")
+        OPENED = "opened", _("opened")
+        CLOSED = "closed", _("closed")
+        DELETED = "deleted", _("deleted")
+        BALLOT_CHANGED = "ballot_changed", _("ballot changed")
+        BALLOT_RETRACTED = "ballot_retracted", _("ballot retracted")
+
+    poll_id = models.BigIntegerField(_("poll"))
+    #: The entry's place in its poll's trail: 1, 2, 3, ...
+    seq = models.PositiveIntegerField(_("number"))
+    action = models.CharField(_("action"), max_length=20, choices=Action.choices)
+    #: Who did it: the key of the user (as text), empty for the app itself (a poll that opened
+    #: or expired at its time). Not a foreign key: deleting the user changes no entry.
+    actor = models.CharField(_("actor"), max_length=64, blank=True, default="")
+    at = models.DateTimeField(_("at"))
+    #: What changed: the fields of an edit (old and new), a public poll's ballot (previous and
+    #: current); never a choice on an anonymous or secret poll.
+    data = models.JSONField(_("data"), default=dict, blank=True)
+    prev_hash = models.CharField(_("previous hash"), max_length=64, blank=True, default="")
+    hash = models.CharField(_("hash"), max_length=64)
+
+    class Meta:
+        verbose_name = _("audit record")
+        verbose_name_plural = _("audit records")
+        ordering = ("poll_id", "seq")
+        constraints = (
+            models.UniqueConstraint(fields=("poll_id", "seq"), name="django_polls_audit_seq"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.poll_id}#{self.seq} {self.action}"
+
+
+class AuditHead(models.Model):
+    """Where a poll's audit trail ends: its last entry's number and hash (a trail cut short at
+    its end shows against it), and whether its opening and closing by the clock were recorded.
+    Its lock serialises the entries of one poll."""
+
+    poll_id = models.BigIntegerField(_("poll"), primary_key=True)
+    seq = models.PositiveIntegerField(_("last number"), default=0)
+    hash = models.CharField(_("last hash"), max_length=64, blank=True, default="")
+    opened = models.BooleanField(_("opening recorded"), default=False)
+    closed = models.BooleanField(_("closing recorded"), default=False)
+
+    class Meta:
+        verbose_name = _("audit trail head")
+        verbose_name_plural = _("audit trail heads")
+
+    def __str__(self) -> str:
+        return f"{self.poll_id}: {self.seq}"

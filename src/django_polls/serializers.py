@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import Group
+from django.utils.translation import gettext, gettext_lazy
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.fields import SkipField, get_attribute
@@ -12,9 +13,11 @@ from rest_framework.settings import api_settings
 
 from django_polls import methods, services
 from django_polls.conf import polls_settings
+from django_polls.methods.base import VotingMethod
 from django_polls.models import (
     MAX_SCORE_LIMIT,
     Anonymity,
+    AuditRecord,
     Option,
     Poll,
     ResultsVisibility,
@@ -93,7 +96,7 @@ class OptionSerializer(serializers.ModelSerializer[Option]):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # A PATCH makes nested fields optional too; an option without its text means nothing.
         if "text" not in attrs:
-            raise serializers.ValidationError({"text": ["This field is required."]})
+            raise serializers.ValidationError({"text": [gettext("This field is required.")]})
         return attrs
 
 
@@ -112,8 +115,8 @@ class GroupNameField(GroupNameFieldBase):
     """A Django auth group by its name; null for none. Only text is looked up."""
 
     default_error_messages = {
-        "does_not_exist": 'There is no group named "{value}".',
-        "invalid": "A group name (a string) or null is required.",
+        "does_not_exist": gettext_lazy('There is no group named "{value}".'),
+        "invalid": gettext_lazy("A group name (a string) or null is required."),
     }
 
     def __init__(self, **kwargs: Any) -> None:
@@ -321,7 +324,9 @@ class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
         if "options" in validated_data:
             validated_data["options"] = [option["text"] for option in validated_data["options"]]
         try:
-            services.update_poll(poll=instance, **validated_data)
+            services.update_poll(
+                poll=instance, actor=self.context["request"].user, **validated_data
+            )
         except services.InvalidInput as exc:
             raise serializers.ValidationError(exc.errors) from exc
         return Poll.objects.for_listing().get(pk=instance.pk)
@@ -330,7 +335,7 @@ class PollSerializer(FlatOptionErrorsMixin, serializers.ModelSerializer[Poll]):
 class StrictIntegerField(serializers.IntegerField):
     """An integer that arrived as a JSON integer: no strings, floats or booleans."""
 
-    default_error_messages = {"invalid": "A valid integer is required."}
+    default_error_messages = {"invalid": gettext_lazy("A valid integer is required.")}
 
     def to_internal_value(self, data: Any) -> int:
         if isinstance(data, bool) or not isinstance(data, int):
@@ -344,7 +349,7 @@ class BallotListField(serializers.ListField):
     def to_internal_value(self, data: Any) -> list[Any]:
         limit = polls_settings.MAX_OPTIONS
         if isinstance(data, list) and len(data) > limit:
-            raise serializers.ValidationError(f"A ballot names at most {limit} options.")
+            raise serializers.ValidationError(VotingMethod.too_long(limit))
         return super().to_internal_value(data)
 
 
@@ -358,7 +363,7 @@ class BallotSerializer(FlatOptionErrorsMixin, serializers.Serializer[dict[str, A
 
     def validate_options(self, value: list[int]) -> list[int]:
         if len(set(value)) != len(value):
-            raise serializers.ValidationError("Option ids must not repeat.")
+            raise serializers.ValidationError(gettext("Option ids must not repeat."))
         return value
 
 
@@ -563,6 +568,41 @@ class BallotPageSerializer(serializers.Serializer[dict[str, Any]]):
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
     results = PublicBallotSerializer(many=True)
+
+
+class AuditRecordSerializer(serializers.Serializer[dict[str, Any]]):
+    """One entry of a poll's audit trail (``audit/``)."""
+
+    seq = serializers.IntegerField(help_text="The entry's number in the poll's trail: 1, 2, ...")
+    action = serializers.ChoiceField(choices=AuditRecord.Action.choices)
+    at = serializers.DateTimeField()
+    actor = serializers.CharField(
+        allow_null=True,
+        help_text="Who did it, named as DJANGO_POLLS['USER_DISPLAY'] names users; null for the "
+        "app itself (a poll that opened or expired at its time) or a user since deleted.",
+    )
+    # The metaclass takes declared fields out of the class: Serializer.data stays a property.
+    data = serializers.DictField(  # type: ignore[assignment]
+        help_text="created: the poll's fields and options; edited: each field changed, as "
+        "[old, new]; closed: {expired: true} when by its expiry; deleted: its title; "
+        "ballot_changed and ballot_retracted: on public polls only, the previous and current "
+        "ballot."
+    )
+    prev_hash = serializers.CharField(
+        help_text="The hash of the entry before (empty for the first)."
+    )
+    hash = serializers.CharField(
+        help_text="SHA-256 of the entry's content and prev_hash: polls_verify_audit checks it."
+    )
+
+
+class AuditPageSerializer(serializers.Serializer[dict[str, Any]]):
+    """A page of ``audit/``."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = AuditRecordSerializer(many=True)
 
 
 class ErrorSerializer(serializers.Serializer[dict[str, Any]]):

@@ -21,6 +21,7 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.utils.http import parse_etags
+from django.utils.translation import gettext
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
@@ -52,6 +53,8 @@ from django_polls.models import (
 )
 from django_polls.serializers import (
     MAX_ID,
+    AuditPageSerializer,
+    AuditRecordSerializer,
     BallotPageSerializer,
     BallotSerializer,
     MethodBallotSerializer,
@@ -194,7 +197,7 @@ class CSVRenderer(BaseRenderer):
 @csrf_exempt
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """JSON 404 for any other path under ``polls/`` (non-integer ids included)."""
-    return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+    return JsonResponse({"detail": gettext("Not found."), "code": "not_found"}, status=404)
 
 
 class PollViewSet(PollViewSetBase):
@@ -212,7 +215,7 @@ class PollViewSet(PollViewSetBase):
         # token or session lookup would hand it to PostgreSQL, which refuses it (DataError).
         # Django unquotes cookies, so "\000" in a cookie is a NUL too.
         if has_nul(request._request):
-            raise exceptions.ParseError("A request header holds a NUL character.")
+            raise exceptions.ParseError(gettext("A request header holds a NUL character."))
         super().initial(request, *args, **kwargs)
         # Once the caller may go on (401 and 403 come first), read the body through Django,
         # which holds it to DATA_UPLOAD_MAX_MEMORY_SIZE (413): DRF before 3.15 streams it to
@@ -297,7 +300,7 @@ class PollViewSet(PollViewSetBase):
         if "is_active" in params:
             wanted = BOOLEAN_VALUES.get(params["is_active"])
             if wanted is None:
-                raise exceptions.ValidationError({"is_active": ["Must be true or false."]})
+                raise exceptions.ValidationError({"is_active": [gettext("Must be true or false.")]})
             # The clock of ballots and closing, read by the query itself (see models.poll_clock).
             polls = polls.open() if wanted else polls.finished()
         if "status" in params:
@@ -308,16 +311,25 @@ class PollViewSet(PollViewSetBase):
             }
             wanted_status = statuses.get(params["status"])
             if wanted_status is None:
-                raise exceptions.ValidationError({"status": ["Must be scheduled, open or closed."]})
+                raise exceptions.ValidationError(
+                    {"status": [gettext("Must be scheduled, open or closed.")]}
+                )
             polls = wanted_status()
         search = params.get("search", "").strip()
         if search:
             if len(search) > MAX_SEARCH_LENGTH:
                 raise exceptions.ValidationError(
-                    {"search": [f"Ensure this value has at most {MAX_SEARCH_LENGTH} characters."]}
+                    {
+                        "search": [
+                            gettext("Ensure this value has at most %(limit)d characters.")
+                            % {"limit": MAX_SEARCH_LENGTH}
+                        ]
+                    }
                 )
             if "\x00" in search:
-                raise exceptions.ValidationError({"search": ["Null characters are not allowed."]})
+                raise exceptions.ValidationError(
+                    {"search": [gettext("Null characters are not allowed.")]}
+                )
             polls = polls.search(search)
         return polls.order_by(*ORDERINGS.get(params.get("ordering", ""), ()), "-created_at", "-id")
 
@@ -333,7 +345,7 @@ class PollViewSet(PollViewSetBase):
         return super().get_object()
 
     def perform_destroy(self, instance: Poll) -> None:
-        services.delete_poll(poll=instance)
+        services.delete_poll(poll=instance, actor=signed_in(self.request))
 
     def once(self, request: Request, handler: Callable[[], Response]) -> Response:
         """``handler()``'s answer; with an ``Idempotency-Key`` header, at most once per user and
@@ -425,7 +437,7 @@ class PollViewSet(PollViewSetBase):
     @action(detail=True, methods=["post"])
     def close(self, request: Request, pk: str | None = None) -> Response:
         poll = self.get_object()
-        services.close_poll(poll=poll)
+        services.close_poll(poll=poll, actor=signed_in(request))
         return Response(self.get_serializer(poll).data)
 
     @schema.document(
@@ -580,22 +592,66 @@ class PollViewSet(PollViewSetBase):
     def ballots(self, request: Request, pk: str | None = None) -> Response:
         poll = self.get_object()
         services.check_ballots_visible(poll=poll, user=request.user)
-        voters = services.ballot_voters(poll=poll)
-        page = self.paginator.paginate_queryset(voters, request, view=self)
-        paginated = page is not None  # a site's paginator may leave some requests whole
         display = polls_settings.USER_DISPLAY
-        # PublicBallotSerializer's shape, built directly.
-        body = [
-            {
-                **entry,  # the voter, the ballot in its method's field, when it was stored
-                "voter": str(display(entry["voter"])),
-                "created_at": TIMESTAMP.to_representation(entry["created_at"]),
-            }
-            for entry in services.public_ballots(
-                poll=poll, participations=page if paginated else list(voters)
+
+        def shown(participations: Sequence[Any]) -> list[dict[str, Any]]:
+            # PublicBallotSerializer's shape, built directly.
+            return [
+                {
+                    **entry,  # the voter, the ballot in its method's field, when it was stored
+                    "voter": str(display(entry["voter"])),
+                    "created_at": TIMESTAMP.to_representation(entry["created_at"]),
+                }
+                for entry in services.public_ballots(poll=poll, participations=participations)
+            ]
+
+        return self.paged(services.ballot_voters(poll=poll), shown)
+
+    @schema.document(
+        operation_description="The poll's audit trail, first entry first: its creation, edits "
+        "(each field changed, old and new), opening, closing and every changed or withdrawn "
+        "ballot (the choices on public polls only), each entry chained to the one before by "
+        "its hash. For the poll's owner and staff (`403 permission_denied` for others); kept "
+        "where the site turns on `DJANGO_POLLS['AUDIT_TRAIL']`. Paginated as the poll list.",
+        manual_parameters=schema.page_parameters(),
+        responses={
+            200: schema.described("A page of the trail.", AuditPageSerializer),
+            **schema.errors(401, 403, 404),
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def audit(self, request: Request, pk: str | None = None) -> Response:
+        user = signed_in(request)
+        poll = self.get_object()
+        if not services.sees_everything(poll=poll, user=user):
+            raise exceptions.PermissionDenied(
+                gettext("Only the poll's creator or a staff user may read its audit trail.")
             )
-        ]
-        return self.get_paginated_response(body) if paginated else Response(body)
+
+        def shown(entries: Sequence[Any]) -> list[dict[str, Any]]:
+            names = services.actor_names([entry.actor for entry in entries])
+            return [
+                {
+                    "seq": entry.seq,
+                    "action": entry.action,
+                    "at": TIMESTAMP.to_representation(entry.at),
+                    "actor": names.get(entry.actor),
+                    "data": entry.data,
+                    "prev_hash": entry.prev_hash,
+                    "hash": entry.hash,
+                }
+                for entry in entries
+            ]
+
+        return self.paged(services.audit_trail(poll.pk), shown)
+
+    def paged(self, rows: Any, shown: Callable[[Sequence[Any]], Any]) -> Response:
+        """``rows`` a page at a time, as the poll list, each page as ``shown`` makes it; whole
+        where a site's paginator leaves the request whole."""
+        page = self.paginator.paginate_queryset(rows, self.request, view=self)
+        if page is None:
+            return Response(shown(list(rows)))
+        return self.get_paginated_response(shown(page))
 
     @schema.document(
         operation_description="The poll's results and, on a `public` poll, who chose what, as "
@@ -680,6 +736,7 @@ class PollViewSet(PollViewSetBase):
             "vote": BallotSerializer,
             "results": ResultsSerializer,
             "ballots": PublicBallotSerializer,
+            "audit": AuditRecordSerializer,
         }
         return by_action.get(self.action, PollSerializer)
 
@@ -770,24 +827,31 @@ def results_stream_view(
     async def results_stream(request: HttpRequest, pk: str) -> HttpResponseBase:
         if request.method != "GET":
             return JsonResponse(
-                {"detail": f'Method "{request.method}" not allowed.', "code": "method_not_allowed"},
+                {
+                    "detail": gettext('Method "{method}" not allowed.').format(
+                        method=request.method
+                    ),
+                    "code": "method_not_allowed",
+                },
                 status=405,
                 headers={"Allow": "GET"},
             )
         if not isinstance(request, ASGIRequest):
             # Under WSGI each stream would hold a worker for as long as it is open.
-            return unavailable("Live results need an ASGI server.", "streams_need_asgi")
+            return unavailable(gettext("Live results need an ASGI server."), "streams_need_asgi")
         if live.listener_unavailable() is not None:
             # No driver to LISTEN with (system check django_polls.W002 names it); retrying
             # does not help, so no Retry-After.
             return unavailable(
-                "Live results are not available on this server.",
+                gettext("Live results are not available on this server."),
                 "streams_unavailable",
                 retry_after=None,
             )
         if not live.take_slot(polls_settings.MAX_STREAMS):
             return unavailable(
-                "This server serves as many live results streams as it may; retry shortly.",
+                gettext(
+                    "This server serves as many live results streams as it may; retry shortly."
+                ),
                 "too_many_streams",
                 retry_after=5,
             )
@@ -806,7 +870,7 @@ def results_stream_view(
             if isinstance(exc, OperationalError) and (
                 exc.__cause__ is None or api_errors.database_unavailable(exc)
             ):
-                return unavailable(DatabaseUnavailable.default_detail, "service_unavailable")
+                return unavailable(str(DatabaseUnavailable.default_detail), "service_unavailable")
             raise
         if response.status_code != status.HTTP_200_OK or not isinstance(response, Response):
             broker.unsubscribe(subscriber)
@@ -820,8 +884,9 @@ def results_stream_view(
             live.release_slot()
             return JsonResponse(
                 {
-                    "detail": "This client holds as many live results streams as it may; close "
-                    "one first.",
+                    "detail": gettext(
+                        "This client holds as many live results streams as it may; close one first."
+                    ),
                     "code": "too_many_client_streams",
                 },
                 status=status.HTTP_429_TOO_MANY_REQUESTS,

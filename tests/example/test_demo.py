@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.example.conftest import EXAMPLE_DIR, Deployment, Server, free_port
+from tests.example.conftest import (
+    EXAMPLE_DIR,
+    Deployment,
+    Server,
+    example_env,
+    free_port,
+    run_example,
+)
 
 
 def run_demo(deployment: Deployment, port: int, log: Path, *unset: str) -> tuple[str, Server]:
@@ -85,12 +93,18 @@ def test_demo_serves_the_api_and_prints_the_account_token_and_urls(
         stop(server)
 
     # Run again on the same database, this time without a SECRET_KEY: nothing is loaded twice,
-    # the vote is still there, and the demo uses a key of its own that only its owner can read.
+    # the vote is still there, and the demo writes a key of its own to the settings file, where
+    # manage.py finds it too.
+    env_file = tmp_path / "demo.env"
+    env_file.touch(mode=0o600)
+    deployment.settings["ENV_FILE"] = str(env_file)
     printed, server = run_demo(deployment, free_port(), tmp_path / "second.log", "SECRET_KEY")
     try:
-        key_file = EXAMPLE_DIR / ".demo" / "secret-key"
-        assert len(key_file.read_text().strip()) >= 50
-        assert key_file.stat().st_mode & 0o077 == 0
+        key = re.search(r"^SECRET_KEY=(.+)$", env_file.read_text(), re.MULTILINE)
+        assert key and len(key.group(1)) >= 50, env_file.read_text()
+        assert f"The demo's secret key is in {env_file}" in printed
+        checked = run_example("manage.py", "check", env=example_env(ENV_FILE=str(env_file)))
+        assert "System check identified no issues" in checked.stdout
         assert "(0 added now)" in printed
         polls = server.request("GET", "/api/v1/polls/").json
         assert polls["count"] == 6
@@ -98,3 +112,34 @@ def test_demo_serves_the_api_and_prints_the_account_token_and_urls(
         assert results["total_votes"] == open_poll["total_votes"] + 1
     finally:
         stop(server)
+
+
+def test_the_demos_local_settings_are_where_manage_py_finds_them(tmp_path: Path) -> None:
+    """`make demo` writes its settings to example_project/.env on the first run, so that
+    `manage.py createsuperuser` (or `shell`, `check`) works after it, without any variable set."""
+    copy = tmp_path / "example_project"
+    shutil.copytree(
+        EXAMPLE_DIR,
+        copy,
+        ignore=shutil.ignore_patterns(".env", ".demo", "*.sqlite3*", "staticfiles", "__pycache__"),
+    )
+    env = example_env(PYTHON=sys.executable)
+    del env["ENV_FILE"]  # the project's own file, example_project/.env
+    without_key = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=copy, env=env, capture_output=True, text=True
+    )
+    assert "SECRET_KEY is not set" in without_key.stderr
+
+    subprocess.run([str(copy / "demo.sh"), "settings"], env=env, check=True, capture_output=True)
+
+    written = (copy / ".env").read_text()
+    assert re.search(r"^SECRET_KEY=[A-Za-z0-9_-]{50,}$", written, re.MULTILINE), written
+    assert re.search(r"^HTTPS=false$", written, re.MULTILINE), written
+    assert (copy / ".env").stat().st_mode & 0o077 == 0  # the owner's alone
+    checked = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=copy, env=env, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stderr
+    # Run again: the same settings, not a second key.
+    subprocess.run([str(copy / "demo.sh"), "settings"], env=env, check=True, capture_output=True)
+    assert (copy / ".env").read_text() == written

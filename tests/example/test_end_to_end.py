@@ -354,3 +354,47 @@ def test_health_answers_503_soon_when_the_database_hangs(deployment: Deployment)
     assert polls.status == 503
     assert polls.json["code"] == "service_unavailable"
     assert polls.headers["Retry-After"] == "1"
+
+
+ALREADY_VOTED = {
+    "es": "Ya ha votado en esta encuesta tanto como lo permite.",
+    "fr": "Vous avez déjà voté dans ce sondage autant qu\u2019il le permet.",
+    "de": "Sie haben in dieser Umfrage bereits so oft abgestimmt, wie sie es erlaubt.",
+    "pt-br": "Você já votou nesta enquete tanto quanto ela permite.",
+}
+
+
+def test_messages_come_in_the_language_of_accept_language(server: Server) -> None:
+    """Over HTTP, through the example's LocaleMiddleware (on PostgreSQL the ballot is answered on
+    the event loop by the app's ASGI handler): the same status and code in every language, the
+    message translated, the poll as its author wrote it."""
+    token = new_token(server)
+    poll = create_poll(server, token, title="Almuerzo?")
+    path = f"/api/v1/polls/{poll['id']}/vote/"
+    ballot = {"options": [poll["options"][0]["id"]]}
+    assert server.request("POST", path, ballot, token=token).status == 201
+
+    for language, detail in ALREADY_VOTED.items():
+        answer = server.request(
+            "POST", path, ballot, token=token, headers={"Accept-Language": f"{language},en;q=0.5"}
+        )
+        assert answer.status == 409, answer.text
+        assert answer.json == {"detail": detail, "code": "already_voted"}
+        assert answer.headers["Content-Language"] == language
+    english = server.request("POST", path, ballot, token=token)
+    assert english.json["detail"] == "You have already voted on this poll as far as it allows."
+
+    german = server.request(
+        "POST",
+        "/api/v1/polls/",
+        {"title": "", "options": [{"text": "Pizza"}, {"text": "Soup"}]},
+        token=token,
+        headers={"Accept-Language": "de"},
+    )
+    assert german.status == 400
+    assert german.json == {"title": ["Dieses Feld darf nicht leer sein."]}
+    shown = server.request(
+        "GET", f"/api/v1/polls/{poll['id']}/", headers={"Accept-Language": "fr"}
+    ).json
+    assert shown["title"] == "Almuerzo?"
+    assert [option["text"] for option in shown["options"]] == ["Pizza", "Soup"]

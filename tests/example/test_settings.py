@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 from multiprocessing import cpu_count
 from pathlib import Path
 from typing import Any
@@ -297,3 +298,31 @@ def test_gunicorn_takes_host_port_and_workers_from_the_environment() -> None:
         "worker_class": "sync",
         "wsgi_app": "config.wsgi:application",
     }
+
+
+def system_check(**values: str) -> subprocess.CompletedProcess[str]:
+    return run_example(
+        "manage.py",
+        "check",
+        "--fail-level",
+        "WARNING",
+        env=example_env(SECRET_KEY=PRODUCTION["SECRET_KEY"], **values),
+        check=False,
+    )
+
+
+def test_throttle_counts_per_process_are_reported_only_with_several_workers() -> None:
+    # `make demo` on SQLite: one worker counts every request, nothing to warn about.
+    demo = system_check()
+    assert demo.returncode == 0, demo.stderr
+    assert "django_polls.W001" not in demo.stderr
+
+    # Several workers, each with its memory cache: each counts on its own.
+    for values in ({"WEB_CONCURRENCY": "4"}, {"ASGI": "false"}):
+        several = system_check(**values)
+        assert several.returncode != 0, values
+        assert "django_polls.W001" in several.stderr, values
+
+    # Several workers sharing Redis: nothing to warn about.
+    shared = system_check(WEB_CONCURRENCY="4", REDIS_URL="redis://cache.internal:6379/0")
+    assert shared.returncode == 0, shared.stderr

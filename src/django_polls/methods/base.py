@@ -33,6 +33,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar, cast
 
+from django.utils.translation import gettext, ngettext
+
 from django_polls.models import CHANGE_KEYS, Option, Poll
 
 T = TypeVar("T")
@@ -257,6 +259,20 @@ class VotingMethod:
         return choice
 
     # -- helpers for subclasses -------------------------------------------------------------------
+
+    @staticmethod
+    def too_long(limit: int) -> str:
+        """The message of a ballot that names more than ``limit`` options."""
+        return ngettext(
+            "A ballot names at most %(count)d option.",
+            "A ballot names at most %(count)d options.",
+            limit,
+        ) % {"count": limit}
+
+    @staticmethod
+    def item_error(index: int, message: str) -> str:
+        """``message`` about the item at ``index`` of a ballot's list."""
+        return gettext("Item %(index)d: %(message)s") % {"index": index, "message": message}
 
     def invalid(self, message: str) -> InvalidBallot:
         """An :class:`InvalidBallot` about this method's ballot field."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext
+
 from django_polls.conf import polls_settings
 from django_polls.methods.base import Counts, Results, VotingMethod, is_id
 
@@ -25,17 +27,21 @@ class ChoiceMethod(VotingMethod):
     def parse(self, value: Any) -> list[int]:
         # The messages of API v1 (BallotSerializer's).
         if not isinstance(value, list):
-            raise self.invalid(f'Expected a list of items but got type "{type(value).__name__}".')
+            raise self.invalid(
+                gettext('Expected a list of items but got type "{input_type}".').format(
+                    input_type=type(value).__name__
+                )
+            )
         if not value:
-            raise self.invalid("This list may not be empty.")
+            raise self.invalid(gettext("This list may not be empty."))
         limit = polls_settings.MAX_OPTIONS
         if len(value) > limit:
-            raise self.invalid(f"A ballot names at most {limit} options.")
+            raise self.invalid(self.too_long(limit))
         for index, item in enumerate(value, start=1):
             if not is_id(item):
-                raise self.invalid(f"Item {index}: A valid integer is required.")
+                raise self.invalid(self.item_error(index, gettext("A valid integer is required.")))
         if len(set(value)) != len(value):
-            raise self.invalid("Option ids must not repeat.")
+            raise self.invalid(gettext("Option ids must not repeat."))
         return list(value)
 
     def options_named(self, choice: list[int]) -> list[int]:

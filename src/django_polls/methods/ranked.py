@@ -26,6 +26,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from django.utils.translation import gettext
+
 from django_polls.conf import polls_settings
 from django_polls.methods.base import Counts, OptionResult, VotingMethod, is_id
 
@@ -207,17 +209,19 @@ class RankedChoice(VotingMethod):
 
     def parse(self, value: Any) -> list[int]:
         if not isinstance(value, list):
-            raise self.invalid("Give a list of option ids, most preferred first.")
+            raise self.invalid(gettext("Give a list of option ids, most preferred first."))
         if not value:
-            raise self.invalid("Rank at least one option.")
+            raise self.invalid(gettext("Rank at least one option."))
         limit = polls_settings.MAX_OPTIONS
         if len(value) > limit:
-            raise self.invalid(f"A ballot names at most {limit} options.")
+            raise self.invalid(self.too_long(limit))
         for index, item in enumerate(value, start=1):
             if not is_id(item):
-                raise self.invalid(f"Item {index}: A valid option id is required.")
+                raise self.invalid(
+                    self.item_error(index, gettext("A valid option id is required."))
+                )
         if len(set(value)) != len(value):
-            raise self.invalid("An option may be ranked only once.")
+            raise self.invalid(gettext("An option may be ranked only once."))
         return list(value)
 
     def options_named(self, choice: list[int]) -> list[int]:

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from django.utils.translation import gettext
+
 from django_polls.conf import polls_settings
 from django_polls.methods.base import (
     Counts,
@@ -84,24 +86,30 @@ class ScoreVoting(VotingMethod):
 
     def parse(self, value: Any) -> list[dict[str, int]]:
         if not isinstance(value, list):
-            raise self.invalid('Give a list of {"option": id, "score": n} objects.')
+            raise self.invalid(gettext('Give a list of {"option": id, "score": n} objects.'))
         if not value:
-            raise self.invalid("Score at least one option.")
+            raise self.invalid(gettext("Score at least one option."))
         limit = polls_settings.MAX_OPTIONS
         if len(value) > limit:
-            raise self.invalid(f"A ballot names at most {limit} options.")
+            raise self.invalid(self.too_long(limit))
         entries = []
         for index, item in enumerate(value, start=1):
             if not isinstance(item, dict) or set(item) != {"option", "score"}:
-                raise self.invalid(f'Item {index}: Give exactly "option" and "score".')
+                raise self.invalid(
+                    self.item_error(index, gettext('Give exactly "option" and "score".'))
+                )
             option, score = item["option"], item["score"]
             if not is_id(option):
-                raise self.invalid(f"Item {index}: A valid option id is required.")
+                raise self.invalid(
+                    self.item_error(index, gettext("A valid option id is required."))
+                )
             if type(score) is not int or score < 0:
-                raise self.invalid(f"Item {index}: A score is a whole number from 0.")
+                raise self.invalid(
+                    self.item_error(index, gettext("A score is a whole number from 0."))
+                )
             entries.append({"option": option, "score": score})
         if len({entry["option"] for entry in entries}) != len(entries):
-            raise self.invalid("An option may be scored only once.")
+            raise self.invalid(gettext("An option may be scored only once."))
         return entries
 
     def options_named(self, choice: list[dict[str, int]]) -> list[int]:
@@ -111,7 +119,10 @@ class ScoreVoting(VotingMethod):
         high = poll.max_score or DEFAULT_MAX_SCORE
         for entry in choice:
             if entry["score"] > high:
-                raise self.invalid(f"A score on this poll is a whole number from 0 to {high}.")
+                raise self.invalid(
+                    gettext("A score on this poll is a whole number from 0 to %(high)d.")
+                    % {"high": high}
+                )
 
     def tally_keys(self, choice: list[dict[str, int]]) -> list[str]:
         return [score_key(entry["option"], entry["score"]) for entry in choice]

@@ -34,6 +34,9 @@ Concurrency, in short (docs/architecture.md has the whole story):
 from __future__ import annotations
 
 from django_polls.changes import announce_change
+from django_polls.services.audit import Tampering, actor_names, record_transitions
+from django_polls.services.audit import trail as audit_trail
+from django_polls.services.audit import verify as verify_audit
 from django_polls.services.ballots import (
     BALLOT_SQL,
     MyBallot,
@@ -136,6 +139,7 @@ from django_polls.services.visibility import (
     may_see_results,
     public_ballots,
     results_visible_to_each,
+    sees_everything,
     took_part,
     with_caller_voted,
 )
@@ -176,12 +180,15 @@ __all__ = [
     "Receipt",
     "Results",
     "ResultsHidden",
+    "Tampering",
     "Verdict",
     "VoteFinal",
     "acast_vote",
+    "actor_names",
     "announce_change",
     "apoll_exists",
     "apoll_with_options",
+    "audit_trail",
     "ballot_history",
     "ballot_of",
     "ballot_voters",
@@ -215,6 +222,7 @@ __all__ = [
     "poll_with_options",
     "public_ballots",
     "purge_expired_keys",
+    "record_transitions",
     "repair_ballot_counts",
     "repair_counts",
     "results_for",
@@ -222,11 +230,13 @@ __all__ = [
     "retract_votes",
     "run_once",
     "runs_alone",
+    "sees_everything",
     "tallies_of",
     "took_part",
     "total_voters",
     "unchecked_polls",
     "update_poll",
+    "verify_audit",
     "voter_groups_supported",
     "voters_subquery",
     "votes_of",

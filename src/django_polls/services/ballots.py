@@ -24,6 +24,7 @@ from django.db.models import (
     QuerySet,
 )
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 
 from django_polls import changes, signals
 from django_polls.changes import announce_change
@@ -44,6 +45,7 @@ from django_polls.models import (
     choice_limits,
     read_poll_clock,
 )
+from django_polls.services import audit
 from django_polls.services.aio import fetchone
 from django_polls.services.errors import (
     AlreadyVoted,
@@ -152,7 +154,7 @@ def distinct_ids(option_ids: Sequence[int]) -> list[int]:
     """The ballot's ids, which must be some, and none twice (:class:`InvalidInput`)."""
     ids = list(option_ids)
     if not ids or len(set(ids)) != len(ids):
-        raise InvalidInput({"options": ["Give a non-empty list of distinct option ids."]})
+        raise InvalidInput({"options": [gettext("Give a non-empty list of distinct option ids.")]})
     return ids
 
 
@@ -194,7 +196,7 @@ def judge_ballot(ids: Sequence[int], verdict: Verdict) -> None:
         raise NotEligible()
     unknown = [option_id for option_id in ids if option_id not in verdict.known]
     if unknown:
-        raise InvalidInput({"options": [f"{unknown[0]} is not an option of this poll."]})
+        raise InvalidInput({"options": [not_an_option(unknown[0])]})
     judge_size(ids, verdict.allows_multiple, verdict.limits, first=verdict.prior is None)
     if verdict.status == Status.CLOSED:
         raise PollClosed()
@@ -206,10 +208,35 @@ def judge_ballot(ids: Sequence[int], verdict: Verdict) -> None:
         raise AlreadyVoted()
 
 
+def not_an_option(option_id: int) -> str:
+    return gettext("%(id)s is not an option of this poll.") % {"id": option_id}
+
+
+def too_many_options(high: int) -> str:
+    return ngettext(
+        "A ballot on this poll holds at most %(count)d option.",
+        "A ballot on this poll holds at most %(count)d options.",
+        high,
+    ) % {"count": high}
+
+
+def too_few_options(low: int) -> str:
+    return ngettext(
+        "A ballot on this poll holds at least %(count)d option.",
+        "A ballot on this poll holds at least %(count)d options.",
+        low,
+    ) % {"count": low}
+
+
 def wrong_ballot_field(method: str) -> InvalidInput:
     """An ``options`` ballot on a poll whose method takes another field (ranked, score, ...)."""
     return InvalidInput(
-        {"options": [f'This poll ({method}) takes its ballot in another field than "options".']}
+        {
+            "options": [
+                gettext('This poll (%(method)s) takes its ballot in another field than "options".')
+                % {"method": method}
+            ]
+        }
     )
 
 
@@ -220,11 +247,11 @@ def judge_size(
     and on a voter's first (or replacing) ballot at least the minimum."""
     low, high = limits
     if len(ids) > 1 and not allows_multiple:
-        raise InvalidInput({"options": ["This poll takes exactly one option per voter."]})
+        raise InvalidInput({"options": [gettext("This poll takes exactly one option per voter.")]})
     if len(ids) > high:
-        raise InvalidInput({"options": [f"A ballot on this poll holds at most {high} options."]})
+        raise InvalidInput({"options": [too_many_options(high)]})
     if first and len(ids) < low:
-        raise InvalidInput({"options": [f"A ballot on this poll holds at least {low} options."]})
+        raise InvalidInput({"options": [too_few_options(low)]})
 
 
 def _cast_vote_in_steps(poll_id: int, voter: User, ids: list[int]) -> tuple[Poll, datetime]:
@@ -624,7 +651,7 @@ def _change_vote(poll_id: int, voter: User, ids: list[int]) -> tuple[list[int], 
             raise NotEligible()
         unknown = [option_id for option_id in ids if option_id not in known]
         if unknown:
-            raise InvalidInput({"options": [f"{unknown[0]} is not an option of this poll."]})
+            raise InvalidInput({"options": [not_an_option(unknown[0])]})
         judge_size(ids, poll.allow_multiple_votes, limits_of(poll), first=True)
         judge_change(poll, now)
         participation = lock_participation(poll.pk, voter)
@@ -639,8 +666,8 @@ def _change_vote(poll_id: int, voter: User, ids: list[int]) -> tuple[list[int], 
         _store_votes(poll, voter, ids, now)
         Option.objects.filter(pk__in=ids).update(votes=F("votes") + 1)
         Participation.objects.filter(pk=participation.pk).update(choices=len(ids))
-        BallotChange.objects.create(
-            poll_id=poll.pk,
+        audit.ballot_changed(
+            poll=poll,
             voter=voter,
             action=BallotChange.Action.REPLACED,
             previous=previous,
@@ -693,8 +720,8 @@ def retract_vote_rows(*, poll: Poll, voter: User) -> list[int]:
     else:
         Participation.objects.filter(pk=participation.pk).delete()
         count_voter(poll.pk, participation.pk, -1)
-    BallotChange.objects.create(
-        poll_id=poll.pk,
+    audit.ballot_changed(
+        poll=poll,
         voter=voter,
         action=BallotChange.Action.RETRACTED,
         previous=option_ids,

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+#: How often a request looks for its key's row again when it vanished under it.
+ATTEMPTS = 3
 #: What a key may be: printable ASCII without spaces, 1 to 255 characters.
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
 
@@ -87,28 +89,32 @@ def run_once(
     """
     if not KEY_PATTERN.fullmatch(key):
         raise IdempotencyKeyInvalid()
-    # On InnoDB, requests making the same key at once can deadlock on its unique index (each
-    # waits on the key the other tries); the one rolled back runs again.
-    row_id = retrying_deadlocks(lambda: _row_of(user, key))
-    with transaction.atomic():
-        row = _locked(row_id)
-        now = timezone.now()
-        if row.status is not None and row.expires_at > now:
-            if row.fingerprint != request:
-                raise IdempotencyKeyReused()
-            return IdempotentAnswer(status=row.status, body=row.body, headers=row.headers)
-        outcome = run()
-        answer = answer_of(outcome)
-        if answer is not None and not transaction.get_rollback():
-            IdempotencyKey.objects.filter(pk=row_id).update(
-                fingerprint=request,
-                created_at=now,
-                expires_at=_expiry(now),
-                status=answer.status,
-                body=answer.body,
-                headers=answer.headers,
-            )
-        return outcome
+    for _ in range(ATTEMPTS):
+        # On InnoDB, requests making the same key at once can deadlock on its unique index (each
+        # waits on the key the other tries); the one rolled back runs again.
+        row_id = retrying_deadlocks(lambda: _row_of(user, key))
+        with transaction.atomic():
+            row = _locked(row_id)
+            if row is None:  # expired, and deleted by the user's next new key meanwhile
+                continue
+            now = timezone.now()
+            if row.status is not None and row.expires_at > now:
+                if row.fingerprint != request:
+                    raise IdempotencyKeyReused()
+                return IdempotentAnswer(status=row.status, body=row.body, headers=row.headers)
+            outcome = run()
+            answer = answer_of(outcome)
+            if answer is not None and not transaction.get_rollback():
+                IdempotencyKey.objects.filter(pk=row_id).update(
+                    fingerprint=request,
+                    created_at=now,
+                    expires_at=_expiry(now),
+                    status=answer.status,
+                    body=answer.body,
+                    headers=answer.headers,
+                )
+            return outcome
+    raise IdempotencyKeyInProgress()
 
 
 def purge_expired_keys(*, now: datetime | None = None) -> int:
@@ -135,16 +141,16 @@ def _row_of(user: User, key: str) -> int:
         return IdempotencyKey.objects.filter(user=user, key=key).values_list("pk", flat=True)[0]
 
 
-def _locked(row_id: int) -> IdempotencyKey:
-    """The key's row, locked for the rest of the transaction; a row another request holds is
-    :class:`IdempotencyKeyInProgress`."""
+def _locked(row_id: int) -> IdempotencyKey | None:
+    """The key's row, locked for the rest of the transaction (None if it was deleted); a row
+    another request holds is :class:`IdempotencyKeyInProgress`."""
     rows = IdempotencyKey.objects.filter(pk=row_id)
     if not connection.features.has_select_for_update_nowait:
         # SQLite: a write takes the database's one write lock (the next writer waits for it).
         rows.update(key=F("key"))
-        return rows.get()
+        return rows.first()
     try:
-        return rows.select_for_update(nowait=True).get()
+        return rows.select_for_update(nowait=True).first()
     except OperationalError as exc:
         if _lock_not_available(exc):
             raise IdempotencyKeyInProgress() from exc

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, QuerySet
+from django.utils.translation import gettext
 
 from django_polls import methods, signals
 from django_polls.changes import announce_change
@@ -45,6 +46,7 @@ from django_polls.models import (
     change_key,
     read_poll_clock,
 )
+from django_polls.services import audit
 from django_polls.services.ballots import (
     PARTICIPATION_LIMITS,
     SECRET_LIMITS,
@@ -59,7 +61,10 @@ from django_polls.services.ballots import (
     judge_change,
     limits_of,
     lock_participation,
+    not_an_option,
     retract_vote_rows,
+    too_few_options,
+    too_many_options,
     votes_of,
 )
 from django_polls.services.errors import (
@@ -150,20 +155,28 @@ def _ballot_of_body(poll_id: int, data: Any) -> tuple[VotingMethod, Any]:
     if not isinstance(data, dict):
         kind = type(data).__name__
         raise InvalidInput(
-            {"non_field_errors": [f"Invalid data. Expected a dictionary, but got {kind}."]}
+            {
+                "non_field_errors": [
+                    gettext("Invalid data. Expected a dictionary, but got {datatype}.").format(
+                        datatype=kind
+                    )
+                ]
+            }
         )
     others = sorted((set(data) & methods.ballot_fields()) - {method.ballot_field})
     if others:
         raise InvalidInput(
             {
                 others[0]: [
-                    f'This poll ({method.name}) takes a ballot in "{method.ballot_field}", '
-                    f'not in "{others[0]}".'
+                    gettext(
+                        'This poll (%(method)s) takes a ballot in "%(field)s", not in "%(sent)s".'
+                    )
+                    % {"method": method.name, "field": method.ballot_field, "sent": others[0]}
                 ]
             }
         )
     if method.ballot_field not in data:
-        raise InvalidInput({method.ballot_field: ["This field is required."]})
+        raise InvalidInput({method.ballot_field: [gettext("This field is required.")]})
     try:
         choice = method.parse(data[method.ballot_field])
     except InvalidBallot as exc:
@@ -173,7 +186,9 @@ def _ballot_of_body(poll_id: int, data: Any) -> tuple[VotingMethod, Any]:
         for key in method.tally_keys(choice)
     ):
         # Only ids far beyond any poll's options make a key this long (see TALLY_KEY_LENGTH).
-        raise InvalidInput({method.ballot_field: ["This ballot names ids of no option here."]})
+        raise InvalidInput(
+            {method.ballot_field: [gettext("This ballot names ids of no option here.")]}
+        )
     return method, choice
 
 
@@ -184,7 +199,12 @@ def method_of(name: str) -> VotingMethod:
         return methods.get_method(name)
     except methods.UnknownMethod:
         raise InvalidInput(
-            {"non_field_errors": [f'This poll\'s method "{name}" is not available on this site.']}
+            {
+                "non_field_errors": [
+                    gettext('This poll\'s method "%(method)s" is not available on this site.')
+                    % {"method": name}
+                ]
+            }
         ) from None
 
 
@@ -207,12 +227,12 @@ def _judge(
     field = method.ballot_field
     unknown = [option_id for option_id in named if option_id not in known]
     if unknown:
-        raise InvalidInput({field: [f"{unknown[0]} is not an option of this poll."]})
+        raise InvalidInput({field: [not_an_option(unknown[0])]})
     low, high = limits_of(poll)
     if len(named) > high:
-        raise InvalidInput({field: [f"A ballot on this poll holds at most {high} options."]})
+        raise InvalidInput({field: [too_many_options(high)]})
     if len(named) < low:
-        raise InvalidInput({field: [f"A ballot on this poll holds at least {low} options."]})
+        raise InvalidInput({field: [too_few_options(low)]})
     try:
         method.check(choice, poll=poll)
     except InvalidBallot as exc:
@@ -279,8 +299,8 @@ def _change(
         move_tallies(poll.pk, method.tally_keys(choice), +1, change=participation.pk)
         Ballot.objects.filter(pk=stored.pk).update(choice=choice, created_at=now)
         Participation.objects.filter(pk=participation.pk).update(choices=len(named))
-        BallotChange.objects.create(
-            poll_id=poll.pk,
+        audit.ballot_changed(
+            poll=poll,
             voter=voter,
             action=BallotChange.Action.REPLACED,
             previous=method.to_json(stored.choice),
@@ -306,8 +326,8 @@ def retract_ballot(*, poll: Poll, voter: User) -> list[int]:
     Ballot.objects.filter(pk=stored.pk).delete()
     Participation.objects.filter(pk=participation.pk).delete()
     count_voter(poll.pk, participation.pk, -1)
-    BallotChange.objects.create(
-        poll_id=poll.pk,
+    audit.ballot_changed(
+        poll=poll,
         voter=voter,
         action=BallotChange.Action.RETRACTED,
         previous=method.to_json(stored.choice),

@@ -12,6 +12,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import FieldDoesNotExist
 from django.db import IntegrityError, transaction
 from django.db.models import ManyToManyField
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from django_polls import methods, signals
 from django_polls.changes import announce_change
@@ -31,6 +32,7 @@ from django_polls.models import (
     poll_clock,
     read_poll_clock,
 )
+from django_polls.services import audit
 from django_polls.services.errors import InvalidInput, PollHasVotes
 from django_polls.services.locks import is_unique_violation, lock_poll
 
@@ -51,28 +53,40 @@ def clean_title(title: str) -> str:
     title = title.strip()
     limit = polls_settings.MAX_TITLE_LENGTH
     if not title:
-        raise InvalidInput({"title": ["This field may not be blank."]})
+        raise InvalidInput({"title": [gettext("This field may not be blank.")]})
     if len(title) > limit:
-        raise InvalidInput({"title": [f"Ensure this field has no more than {limit} characters."]})
+        raise InvalidInput({"title": [too_long(limit)]})
     return title
 
 
 def clean_description(description: str) -> str:
     limit = polls_settings.MAX_DESCRIPTION_LENGTH
     if len(description) > limit:
-        raise InvalidInput(
-            {"description": [f"Ensure this field has no more than {limit} characters."]}
-        )
+        raise InvalidInput({"description": [too_long(limit)]})
     return description
 
 
-DUPLICATE_OPTIONS = "Option texts must be unique within a poll."
+def too_long(limit: int) -> str:
+    """DRF's own message (and so its translations) for a text over ``limit`` characters."""
+    return gettext("Ensure this field has no more than {max_length} characters.").format(
+        max_length=limit
+    )
+
+
+DUPLICATE_OPTIONS = gettext_lazy("Option texts must be unique within a poll.")
 
 
 def check_option_count(count: int) -> None:
     low, high = polls_settings.MIN_OPTIONS, polls_settings.MAX_OPTIONS
     if not low <= count <= high:
-        raise InvalidInput({"options": [f"A poll needs between {low} and {high} options."]})
+        raise InvalidInput(
+            {
+                "options": [
+                    gettext("A poll needs between %(low)d and %(high)d options.")
+                    % {"low": low, "high": high}
+                ]
+            }
+        )
 
 
 def clean_option_texts(texts: Sequence[str]) -> list[str]:
@@ -81,10 +95,19 @@ def clean_option_texts(texts: Sequence[str]) -> list[str]:
     limit = polls_settings.MAX_OPTION_LENGTH
     cleaned = [text.strip() for text in texts]
     if any(not text for text in cleaned):
-        raise InvalidInput({"options": ["Option texts may not be blank."]})
+        raise InvalidInput({"options": [gettext("Option texts may not be blank.")]})
     if any(len(text) > limit for text in cleaned):
         raise InvalidInput(
-            {"options": [f"Ensure each option text has no more than {limit} characters."]}
+            {
+                "options": [
+                    ngettext(
+                        "Ensure each option text has no more than %(limit)d character.",
+                        "Ensure each option text has no more than %(limit)d characters.",
+                        limit,
+                    )
+                    % {"limit": limit}
+                ]
+            }
         )
     folded = [text.casefold() for text in cleaned]
     if len(set(folded)) != len(folded):
@@ -97,7 +120,7 @@ def clean_expiry(expires_at: datetime | None, *, current: datetime | None = None
     if expires_at is None or expires_at == current:
         return
     if expires_at <= read_poll_clock():
-        raise InvalidInput({"expires_at": ["The expiry must be in the future."]})
+        raise InvalidInput({"expires_at": [gettext("The expiry must be in the future.")]})
 
 
 # -- ballot policies ------------------------------------------------------------------------------
@@ -133,9 +156,14 @@ def voter_groups_supported() -> bool:
     return user_groups_field() is not None
 
 
+def not_a_choice(value: Any) -> str:
+    """DRF's own message (and so its translations) for a value that is not one of the choices."""
+    return gettext('"{input}" is not a valid choice.').format(input=value)
+
+
 def _choice(field: str, value: Any, choices: type[Any]) -> Any:
     if value not in choices.values:
-        raise InvalidInput({field: [f'"{value}" is not a valid choice.']})
+        raise InvalidInput({field: [not_a_choice(value)]})
     return value
 
 
@@ -164,14 +192,18 @@ def clean_policies(
         if field in sent:
             _choice(field, sent[field], choices)
     if "method" in sent and sent["method"] not in methods.registered():
-        raise InvalidInput({"method": [f'"{sent["method"]}" is not a valid choice.']})
+        raise InvalidInput({"method": [not_a_choice(sent["method"])]})
     multiple = sent.pop("allow_multiple_votes", None)
     policies.pop("allow_multiple_votes", None)
     if multiple is not None:
         if "method" in sent:
             if multiple != (sent["method"] == Method.MULTIPLE):
                 raise InvalidInput(
-                    {"allow_multiple_votes": [f'Contradicts method "{sent["method"]}".']}
+                    {
+                        "allow_multiple_votes": [
+                            gettext('Contradicts method "%(method)s".') % {"method": sent["method"]}
+                        ]
+                    }
                 )
         else:
             policies["method"] = Method.MULTIPLE if multiple else Method.SINGLE
@@ -180,16 +212,24 @@ def clean_policies(
     if policies["anonymity"] == Anonymity.SECRET:
         if sent.get("allow_vote_change") is True:
             raise InvalidInput(
-                {"allow_vote_change": ["A secret ballot cannot be changed: it must be false."]}
+                {
+                    "allow_vote_change": [
+                        gettext("A secret ballot cannot be changed: it must be false.")
+                    ]
+                }
             )
         policies["allow_vote_change"] = False
     opens_at = policies["opens_at"]
     if opens_at is not None and expires_at is not None and opens_at >= expires_at:
         field = "expires_at" if expires_sent and "opens_at" not in sent else "opens_at"
-        raise InvalidInput({field: ["The poll must open before it expires."]})
+        raise InvalidInput({field: [gettext("The poll must open before it expires.")]})
     if sent.get("voter_group_id") is not None and not voter_groups_supported():
         raise InvalidInput(
-            {"voter_group": ["This site's user model has no groups: voter groups cannot work."]}
+            {
+                "voter_group": [
+                    gettext("This site's user model has no groups: voter groups cannot work.")
+                ]
+            }
         )
     return policies
 
@@ -201,14 +241,27 @@ def _clean_max_score(policies: dict[str, Any], sent: dict[str, Any]) -> None:
     value = sent.get("max_score")
     if not takes:
         if value is not None:
-            raise InvalidInput({"max_score": [f"A {policies['method']} poll takes no max_score."]})
+            raise InvalidInput(
+                {
+                    "max_score": [
+                        gettext("A %(method)s poll takes no max_score.")
+                        % {"method": policies["method"]}
+                    ]
+                }
+            )
         policies["max_score"] = None
         return
     if value is None:
         policies["max_score"] = policies.get("max_score") or DEFAULT_MAX_SCORE
         return
     if type(value) is not int or not 1 <= value <= MAX_SCORE_LIMIT:
-        raise InvalidInput({"max_score": [f"Ensure this value is from 1 to {MAX_SCORE_LIMIT}."]})
+        raise InvalidInput(
+            {
+                "max_score": [
+                    gettext("Ensure this value is from 1 to %(high)d.") % {"high": MAX_SCORE_LIMIT}
+                ]
+            }
+        )
 
 
 def _clean_choice_limits(
@@ -218,27 +271,43 @@ def _clean_choice_limits(
     if policies["method"] == Method.SINGLE:
         # One option per ballot, by definition: 1 and 1 (stored as 1 and None).
         if "min_choices" in sent and low != 1:
-            raise InvalidInput({"min_choices": ["A single-choice poll takes exactly 1."]})
+            raise InvalidInput({"min_choices": [gettext("A single-choice poll takes exactly 1.")]})
         if "max_choices" in sent and high not in (None, 1):
-            raise InvalidInput({"max_choices": ["A single-choice poll takes exactly 1."]})
+            raise InvalidInput({"max_choices": [gettext("A single-choice poll takes exactly 1.")]})
         policies["min_choices"], policies["max_choices"] = 1, None
         return
     low, high = policies["min_choices"], policies["max_choices"]
     if not isinstance(low, int) or low < 1:
-        raise InvalidInput({"min_choices": ["Ensure this value is at least 1."]})
+        raise InvalidInput({"min_choices": [at_least_one()]})
     if high is not None and (not isinstance(high, int) or high < 1):
-        raise InvalidInput({"max_choices": ["Ensure this value is at least 1."]})
+        raise InvalidInput({"max_choices": [at_least_one()]})
     effective = option_count if high is None else high
     if effective > option_count:
         field = "options" if options_sent and "max_choices" not in sent else "max_choices"
         raise InvalidInput(
-            {field: [f"max_choices ({high}) exceeds the number of options ({option_count})."]}
+            {
+                field: [
+                    gettext("max_choices (%(high)d) exceeds the number of options (%(count)d).")
+                    % {"high": high, "count": option_count}
+                ]
+            }
         )
     if low > effective:
         field = "min_choices"
         if "min_choices" not in sent:
             field = "max_choices" if "max_choices" in sent else "options"
-        raise InvalidInput({field: [f"min_choices ({low}) exceeds max_choices ({effective})."]})
+        raise InvalidInput(
+            {
+                field: [
+                    gettext("min_choices (%(low)d) exceeds max_choices (%(high)d).")
+                    % {"low": low, "high": effective}
+                ]
+            }
+        )
+
+
+def at_least_one() -> str:
+    return gettext("Ensure this value is at least 1.")
 
 
 def _limits(policies: dict[str, Any], option_count: int) -> tuple[int, int]:
@@ -335,6 +404,7 @@ def create_poll(
         )
         _add_options(poll, texts)
         _prepare_tallies(poll)
+        audit.poll_created(poll, actor=created_by)
         transaction.on_commit(
             lambda: signals.poll_created.send(sender=Poll, poll=poll, created_by=created_by),
             robust=True,
@@ -359,8 +429,10 @@ def update_poll(
     allow_vote_change: Any = UNCHANGED,
     voter_group: Any = UNCHANGED,
     max_score: Any = UNCHANGED,
+    actor: Any = None,
 ) -> Poll:
-    """Change the given fields, under the poll's exclusive lock.
+    """Change the given fields, under the poll's exclusive lock; ``actor`` is who did it (for
+    the audit trail).
 
     ``options`` replaces the list (new ids) on a poll without votes. Once the poll has votes its
     options, method, choice limits, anonymity, vote changes and opening time are frozen (the same
@@ -432,6 +504,10 @@ def update_poll(
             locked.refresh_from_db(fields=["method", "max_score"])
             _prepare_tallies(locked)  # the poll has no votes: its counts start again
         if changed or replace_options:
+            edits = {field: (getattr(locked, field), value) for field, value in changed.items()}
+            if replace_options and texts != current_texts:
+                edits["options"] = (current_texts, texts)
+            audit.edited(locked.pk, edits, actor=actor)
             announce_change(poll_id=locked.pk)
     locked.refresh_from_db()
     return locked
@@ -447,7 +523,7 @@ def _touches_the_terms(old: dict[str, Any], new: dict[str, Any], texts: list[str
     )
 
 
-def close_poll(*, poll: Poll) -> Poll:
+def close_poll(*, poll: Poll, actor: Any = None) -> Poll:
     """Close the poll for good. Closing a closed poll changes nothing."""
     with transaction.atomic():
         locked = lock_poll(poll.pk, exclusive=True)
@@ -455,6 +531,7 @@ def close_poll(*, poll: Poll) -> Poll:
             # Stamped once the ballots in flight have committed, so none is dated after it, by
             # the clock that stamps them.
             Poll.objects.filter(pk=poll.pk).update(closed_at=_now_by_ballot_clock())
+            audit.poll_closed(poll.pk, actor=actor)
             announce_change(poll_id=poll.pk)
             transaction.on_commit(
                 lambda: signals.poll_closed.send(sender=Poll, poll=poll), robust=True
@@ -467,10 +544,11 @@ def close_poll(*, poll: Poll) -> Poll:
 _now_by_ballot_clock = poll_clock
 
 
-def delete_poll(*, poll: Poll) -> None:
+def delete_poll(*, poll: Poll, actor: Any = None) -> None:
     with transaction.atomic():
         # Lock first so no ballot is in flight while the rows go.
-        lock_poll(poll.pk, exclusive=True)
+        locked = lock_poll(poll.pk, exclusive=True)
+        audit.record(poll.pk, audit.Action.DELETED, actor=actor, data={"title": locked.title})
         Poll.objects.filter(pk=poll.pk).delete()
         announce_change(poll_id=poll.pk)
 
