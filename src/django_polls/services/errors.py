@@ -137,4 +137,4 @@ class ExportRefused(Hidden):
     """An export asked for by somebody other than the poll's owner or staff (HTTP 403)."""
 
     code = "permission_denied"
-    default_message = "Only the poll's creator or a staff user may export it."
+    default_message = gettext_lazy("Only the poll's creator or a staff user may export it.")

@@ -25,6 +25,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import gettext
 from rest_framework import ISO_8601
 from rest_framework.fields import DateTimeField
 from rest_framework.settings import api_settings
@@ -99,11 +100,11 @@ def plan_export(*, poll: Poll, user: Any, format: str | None, table: str | None 
     table of a CSV export; the JSON document holds every table the poll has, whatever it says."""
     check_may_export(poll=poll, user=user)
     if format not in EXPORT_FORMATS:
-        raise InvalidInput({"format": ["Must be csv or json."]})
+        raise InvalidInput({"format": [gettext("Must be csv or json.")]})
     if table is None:
         table = "results"
     if table not in EXPORT_TABLES:
-        raise InvalidInput({"table": ["Must be results or ballots."]})
+        raise InvalidInput({"table": [gettext("Must be results or ballots.")]})
     if format == "csv" and table == "ballots":
         check_ballots_visible(poll=poll, user=user)
     return Export(poll=poll, options=list(poll.options.all()), format=format, table=table)
