@@ -35,6 +35,7 @@ OPERATION_IDS = {
     ("/polls/{id}/results/stream/", "get"): "polls_results_stream",
     ("/polls/{id}/ballots/", "get"): "polls_ballots",
     ("/polls/{id}/audit/", "get"): "polls_audit",
+    ("/polls/{id}/export/", "get"): "polls_export",
 }.values()
 
 
@@ -73,7 +74,28 @@ def test_every_endpoint_of_the_contract_is_described(swagger: dict[str, Any]) ->
     assert set(paths["/polls/{id}/close/"]) >= {"post"}
     assert set(paths["/polls/{id}/vote/"]) >= {"get", "post", "delete"}
     assert set(paths["/polls/{id}/results/"]) >= {"get"}
+    assert set(paths["/polls/{id}/export/"]) >= {"get"}
     assert set(paths["/polls/{id}/results/stream/"]) == {"get", "parameters"}
+
+
+def test_the_export_is_described_with_its_formats_parameters_and_errors(
+    swagger: dict[str, Any],
+) -> None:
+    export = swagger["paths"]["/polls/{id}/export/"]["get"]
+    assert export["operationId"] == "polls_export"
+    assert export["produces"] == ["text/csv", "application/json"]
+    parameters = {p["name"]: p for p in export["parameters"]}
+    assert parameters["format"]["in"] == "query"
+    assert parameters["format"]["required"] is True
+    assert parameters["format"]["enum"] == ["csv", "json"]
+    assert parameters["table"]["enum"] == ["results", "ballots"]
+    assert not parameters["table"].get("required", False)
+    assert statuses(export) == {"200", "400", "401", "403", "404", "429", "503"}
+    assert "`ballots_hidden`" in export["responses"]["403"]["description"]
+    assert "Content-Disposition" in export["responses"]["200"]["description"]
+    document = export["responses"]["200"]["schema"]
+    assert set(document["required"]) == {"poll", "results", "ballots"}
+    assert document["properties"]["ballots"]["x-nullable"] is True
 
 
 def test_the_results_stream_is_described_as_server_sent_events(swagger: dict[str, Any]) -> None:

@@ -101,6 +101,7 @@ def test_every_operation_lists_its_statuses(openapi: dict[str, Any]) -> None:
         ("/polls/{id}/results/stream/", "get"): {"200", "401", "403", "404", "429", "503"},
         ("/polls/{id}/ballots/", "get"): {"200", "401", "403", "404", "429", "503"},
         ("/polls/{id}/audit/", "get"): {"200", "401", "403", "404", "503"},
+        ("/polls/{id}/export/", "get"): {"200", "400", "401", "403", "404", "429", "503"},
     }
     found = {key: set(op["responses"]) for key, op in operations(openapi)}
     assert found == expected

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import logging
 import warnings
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
@@ -187,6 +187,15 @@ def kept_answer(response: Response) -> services.IdempotentAnswer | None:
     return services.IdempotentAnswer(status=code, body=body, headers=headers)
 
 
+class CSVRenderer(BaseRenderer):
+    """``text/csv``, for schema generators and content negotiation: an export's body is written
+    by :func:`django_polls.services.export_chunks`, not rendered."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+
 @csrf_exempt
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """JSON 404 for any other path under ``polls/`` (non-integer ids included)."""
@@ -245,8 +254,11 @@ class PollViewSet(PollViewSetBase):
             return "django_polls.vote"
         if self.action == "create":
             return "django_polls.create"
-        if self.action == "results":
-            scope = "django_polls.stream" if self.streaming else "django_polls.results"
+        if self.action in ("results", "export"):
+            scope = {
+                "export": "django_polls.export",
+                "results": "django_polls.stream" if self.streaming else "django_polls.results",
+            }[self.action]
             # Only once the site gives the scope a rate: ScopedRateThrottle answers 500 for a
             # scope without one, and sites that rate the vote and create scopes alone (all that
             # django_polls.E008 asks for) keep working unchanged.
@@ -271,6 +283,15 @@ class PollViewSet(PollViewSetBase):
 
     def get_exception_handler(self) -> Any:
         return api_errors.with_error_codes(super().get_exception_handler())
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        # On export/ (whatever the method: OPTIONS, a 405 for TRACE) ``format`` names the
+        # export's format (checked by the action, 400 when unknown), not a renderer: what DRF
+        # renders there is an error or the metadata, in JSON.
+        if "export" in getattr(self, "action_map", {}).values():
+            renderer = JSONRenderer()
+            return renderer, renderer.media_type
+        return super().perform_content_negotiation(request, force)
 
     # -- objects --------------------------------------------------------------------------------
 
@@ -682,6 +703,48 @@ class PollViewSet(PollViewSetBase):
             return Response(shown(list(rows)))
         return self.get_paginated_response(shown(page))
 
+    @schema.operation(
+        "polls_export",
+        parameters=(schema.POLL_ID, *schema.EXPORT_PARAMETERS),
+        tags=TAGS,
+        description="The poll's results and, on a `public` poll, who chose what, as "
+        "a file to download, for the poll's owner and staff alone (whatever its "
+        "`results_visibility`; others get `403 permission_denied`). `format=csv`: one table, "
+        "UTF-8 with a header row, cells that a spreadsheet would run as a formula prefixed with "
+        "an apostrophe; `table=results` (default) one row per option with its method's "
+        "columns, `table=ballots` one row per voter and a column per option (public polls "
+        "only, else `403 ballots_hidden`). `format=json`: one document, `{poll, results, "
+        "ballots}`, ballots null on polls that are not public. Streamed: the ballots are read "
+        "a chunk at a time as the file is sent, so a long export is not one snapshot. The "
+        "columns are documented in docs/exports.md.",
+        responses={
+            200: schema.Response(
+                "The export, as an attachment (Content-Disposition): text/csv or application/json.",
+                schema.EXPORT_DOCUMENT,
+            ),
+            **schema.errors(400, 401, 403, 404, 429, codes={403: ["ballots_hidden"]}),
+        },
+    )
+    @action(detail=True, methods=["get"], renderer_classes=[CSVRenderer, JSONRenderer])
+    def export(self, request: Request, pk: str | None = None) -> StreamingHttpResponse:
+        user = signed_in(request)
+        poll = self.get_object()
+        params = request.query_params
+        export = services.plan_export(
+            poll=poll, user=user, format=params.get("format"), table=params.get("table")
+        )
+        chunks = services.export_chunks(export)
+        return StreamingHttpResponse(
+            in_thread(chunks) if isinstance(request._request, ASGIRequest) else chunks,
+            content_type=export.content_type,
+            headers={
+                "Content-Disposition": f'attachment; filename="{export.filename}"',
+                # Who chose what: for the caller alone, kept by nobody on the way.
+                "Cache-Control": "private, no-store",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
     def ballot_body(self, poll_id: int) -> Any:
         """The parsed vote body; a body that does not parse is 400, after a missing poll's 404."""
         try:
@@ -729,6 +792,19 @@ class PollViewSet(PollViewSetBase):
             "audit": AuditRecordSerializer,
         }
         return by_action.get(self.action, PollSerializer)
+
+
+async def in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """``chunks`` for an ASGI server, each read in the request's thread (the database is
+    synchronous): Django would otherwise read a synchronous iterator whole before sending it."""
+    step = sync_to_async(lambda: next(chunks, None))
+    try:
+        while (chunk := await step()) is not None:
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            await sync_to_async(close)()
 
 
 # ---------------------------------------------------------------------------------------------

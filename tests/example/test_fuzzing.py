@@ -41,6 +41,7 @@ POLL_OPERATIONS = {
     "POST /api/v1/polls/{id}/close/",
     "GET /api/v1/polls/{id}/results/",
     "GET /api/v1/polls/{id}/results/stream/",
+    "GET /api/v1/polls/{id}/export/",
     "GET /api/v1/polls/{id}/vote/",
     "DELETE /api/v1/polls/{id}/vote/",
 }
@@ -155,6 +156,8 @@ def test_fuzzing_finds_no_server_error_and_nothing_beyond_the_baseline(
             f"PATCH {prefix}/polls/{{id}}/": edited,
             f"POST {prefix}/polls/{{id}}/close/": closed,
             f"DELETE {prefix}/polls/{{id}}/": deleted,
+            # alice's, so that her exports answer 200 with a file.
+            f"GET {prefix}/polls/{{id}}/export/": edited,
             **{
                 f"{method} {prefix}/polls/{{id}}/vote/": ballots["id"]
                 for method in ("GET", "POST", "PUT", "DELETE")

@@ -11,6 +11,8 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from django_polls.schema.hints import (
+    EXPORT_DOCUMENT,
+    EXPORT_PARAMETERS,
     IDEMPOTENCY_CODES,
     IDEMPOTENCY_KEY,
     LIST_PARAMETERS,
@@ -26,6 +28,8 @@ from django_polls.schema.hints import (
 
 __all__ = [
     "AUTO_SCHEMA",
+    "EXPORT_DOCUMENT",
+    "EXPORT_PARAMETERS",
     "IDEMPOTENCY_CODES",
     "IDEMPOTENCY_KEY",
     "LIST_PARAMETERS",

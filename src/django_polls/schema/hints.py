@@ -40,6 +40,7 @@ class Parameter:
     min_length: int | None = None
     max_length: int | None = None
     pattern: str | None = None
+    required: bool = False
 
     def json_schema(self) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": self.type}
@@ -191,6 +192,37 @@ IDEMPOTENCY_KEY = Parameter(
     max_length=255,
     pattern=r"^[\x21-\x7e]+$",
 )
+
+#: ``format`` and ``table``, the query parameters of ``export/``.
+EXPORT_PARAMETERS = (
+    Parameter(
+        "format",
+        "`csv`: one table (see `table`), UTF-8 with a header row; `json`: one document with the "
+        "poll, its results and (public polls) its ballots.",
+        enum=("csv", "json"),
+        required=True,
+    ),
+    Parameter(
+        "table",
+        "CSV only: `results` (default), one row per option; `ballots`, one row per voter (public "
+        "polls only, else `403 ballots_hidden`). The JSON document holds both.",
+        enum=("results", "ballots"),
+    ),
+)
+
+#: The JSON document of ``export/?format=json`` (its CSV tables are described in words: a
+#: document's media types share one schema in Swagger 2.0).
+EXPORT_DOCUMENT: dict[str, Any] = {
+    "type": "object",
+    "description": "format=json: the poll, its results (the body of `results/`) and, on a "
+    "`public` poll, its ballots (the entries of `ballots/`; null on other polls).",
+    "properties": {
+        "poll": {"type": "object"},
+        "results": {"type": "object"},
+        "ballots": {"type": ["array", "null"], "items": {"type": "object"}},
+    },
+    "required": ["poll", "results", "ballots"],
+}
 
 #: The poll of a path (drf-yasg tells its type from the model; others from the URL pattern).
 POLL_ID = Parameter("id", "The poll's id.", type="integer", location="path")

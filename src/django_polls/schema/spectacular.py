@@ -122,7 +122,7 @@ def spectacular_parameter(parameter: Parameter) -> OpenApiParameter:
         type=parameter.json_schema(),
         location=cast("Literal['query', 'path', 'header']", parameter.location),
         description=parameter.description,
-        required=parameter.location == "path",
+        required=parameter.location == "path" or parameter.required,
     )
 
 

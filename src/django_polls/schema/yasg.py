@@ -88,19 +88,23 @@ class DescribedResponses(SwaggerAutoSchema):  # type: ignore[misc]
 
 
 def yasg_schema(schema: dict[str, Any]) -> openapi.Schema:
-    """A JSON Schema of the hints (types, properties, items, enums, descriptions) as drf-yasg's."""
+    """A JSON Schema of the hints (types, properties, items, enums, descriptions) as drf-yasg's.
+    Swagger 2.0 has no list of types: ``["array", "null"]`` is an array with ``x-nullable``."""
     nested = {
         "properties": lambda value: {name: yasg_schema(part) for name, part in value.items()},
         "items": yasg_schema,
         "additionalProperties": yasg_schema,
     }
     keywords = {"additionalProperties": "additional_properties"}
-    return openapi.Schema(
-        **{
-            keywords.get(key, key): nested[key](value) if key in nested else value
-            for key, value in schema.items()
-        }
-    )
+    converted = {
+        keywords.get(key, key): nested[key](value) if key in nested else value
+        for key, value in schema.items()
+    }
+    kinds = schema.get("type")
+    if isinstance(kinds, list) and "null" in kinds:
+        (converted["type"],) = (kind for kind in kinds if kind != "null")
+        converted["x_nullable"] = True
+    return openapi.Schema(**converted)
 
 
 def yasg_response(response: Response) -> Any:
@@ -120,7 +124,7 @@ def yasg_parameter(parameter: Parameter) -> openapi.Parameter:
         {"query": openapi.IN_QUERY, "header": openapi.IN_HEADER}[parameter.location],
         parameter.description,
         type=parameter.type,
-        required=False,
+        required=parameter.required,
         enum=list(parameter.enum) if parameter.enum is not None else None,
         min_length=parameter.min_length,
         max_length=parameter.max_length,

@@ -8,6 +8,7 @@ commands call these functions and never write votes or counters themselves. One 
 :mod:`~django_polls.services.method_ballots` (ballots of every method, the whole-ballot ones),
 :mod:`~django_polls.services.results` (results and counters),
 :mod:`~django_polls.services.visibility` (who sees results and ballots),
+:mod:`~django_polls.services.exports` (a poll's results and ballots as CSV or JSON, streamed),
 :mod:`~django_polls.services.locks` (the lock order) and :mod:`~django_polls.services.errors`;
 this package exports their public names.
 
@@ -53,6 +54,7 @@ from django_polls.services.errors import (
     AlreadyVoted,
     BallotsHidden,
     Conflict,
+    ExportRefused,
     Hidden,
     IdempotencyKeyInProgress,
     IdempotencyKeyInvalid,
@@ -67,6 +69,14 @@ from django_polls.services.errors import (
     PollRuleError,
     ResultsHidden,
     VoteFinal,
+)
+from django_polls.services.exports import (
+    EXPORT_FORMATS,
+    EXPORT_TABLES,
+    Export,
+    check_may_export,
+    export_chunks,
+    plan_export,
 )
 from django_polls.services.idempotency import (
     IdempotentAnswer,
@@ -138,6 +148,8 @@ __all__ = [
     "ADVISORY_LOCK_NAMESPACE",
     "BALLOT_SQL",
     "DUPLICATE_OPTIONS",
+    "EXPORT_FORMATS",
+    "EXPORT_TABLES",
     "FROZEN_ONCE_VOTED",
     "POLICY_DEFAULTS",
     "UNCHANGED",
@@ -148,6 +160,8 @@ __all__ = [
     "BallotsHidden",
     "Conflict",
     "Drift",
+    "Export",
+    "ExportRefused",
     "Hidden",
     "IdempotencyKeyInProgress",
     "IdempotencyKeyInvalid",
@@ -183,6 +197,7 @@ __all__ = [
     "change_ballot",
     "change_vote",
     "check_ballots_visible",
+    "check_may_export",
     "check_option_count",
     "check_results_visible",
     "clean_description",
@@ -193,6 +208,7 @@ __all__ = [
     "close_poll",
     "create_poll",
     "delete_poll",
+    "export_chunks",
     "find_ballot_drift",
     "find_drift",
     "fingerprint",
@@ -202,6 +218,7 @@ __all__ = [
     "may_see_results",
     "move_tallies",
     "percentage",
+    "plan_export",
     "poll_with_options",
     "public_ballots",
     "purge_expired_keys",

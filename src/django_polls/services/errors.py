@@ -131,3 +131,10 @@ class IdempotencyKeyReused(PollRuleError):
         "This Idempotency-Key was used with another request (method, path or body); use a new "
         "key for a new request."
     )
+
+
+class ExportRefused(Hidden):
+    """An export asked for by somebody other than the poll's owner or staff (HTTP 403)."""
+
+    code = "permission_denied"
+    default_message = gettext_lazy("Only the poll's creator or a staff user may export it.")

@@ -146,46 +146,70 @@ def public_ballots(*, poll: Poll, participations: Sequence[Participation]) -> li
 
     On a poll whose ballots are stored whole (ranked, score, ...) each entry carries the ballot
     in its method's field (``"ranking"``, ``"scores"``, ...) in place of ``"options"``."""
-    if poll.method not in VOTE_ROW_METHODS:
-        return _whole_ballots(poll=poll, participations=participations)
-    chosen: dict[Any, list[int]] = {entry.voter_id: [] for entry in participations}
-    stored: dict[Any, Any] = {}
-    votes = (
-        Vote.objects.filter(poll=poll, voter_id__in=list(chosen))
-        .order_by("option__order", "option_id")
-        .values_list("voter_id", "option_id", "created_at")
-    )
-    for voter_id, option_id, created_at in votes:
-        chosen[voter_id].append(option_id)
-        # A ballot added to over several requests is complete as of its latest vote.
-        if voter_id not in stored or created_at > stored[voter_id]:
-            stored[voter_id] = created_at
-    return [
-        {
-            "voter": entry.voter,
-            "options": chosen[entry.voter_id],
-            "created_at": stored.get(entry.voter_id),
-        }
-        for entry in participations
-    ]
-
-
-def _whole_ballots(*, poll: Poll, participations: Sequence[Participation]) -> list[dict[str, Any]]:
-    method = methods.get_method(poll.method)
-    stored: dict[Any, tuple[Any, Any]] = {
-        voter_id: (choice, created_at)
-        for voter_id, choice, created_at in Ballot.objects.filter(
-            poll=poll, voter_id__in=[entry.voter_id for entry in participations]
-        ).values_list("voter_id", "choice", "created_at")
-    }
+    field, empty = ballot_field_of(poll)
+    found = ballots_by_voter(poll=poll, voter_ids=[entry.voter_id for entry in participations])
     entries = []
     for entry in participations:
-        choice, created_at = stored.get(entry.voter_id, (None, None))
-        entries.append(
-            {
-                "voter": entry.voter,
-                method.ballot_field: None if choice is None else method.to_json(choice),
-                "created_at": created_at,
-            }
-        )
+        ballot, created_at = found.get(entry.voter_id, (empty, None))
+        entries.append({"voter": entry.voter, field: ballot, "created_at": created_at})
     return entries
+
+
+def ballot_field_of(poll: Poll) -> tuple[str, Any]:
+    """The field that carries the poll's ballots (``options``, ``ranking``, ...), and what it
+    holds for a voter without one (no options; no ballot)."""
+    if poll.method in VOTE_ROW_METHODS:
+        return "options", []
+    return methods.get_method(poll.method).ballot_field, None
+
+
+def ballots_by_voter(
+    *,
+    poll: Poll,
+    voter_ids: Sequence[Any],
+    option_order: Sequence[int] | None = None,
+    contiguous: bool = False,
+) -> dict[Any, tuple[Any, Any]]:
+    """The current ballots of these voters of the poll, by voter id, read in one query: the
+    ballot as its method's field shows it (the option ids in the poll's order, a ranking, ...)
+    and when it was stored. Voters without a ballot are left out. Call
+    :func:`check_ballots_visible` first.
+
+    ``option_order``, the poll's option ids in its order where the caller has them, puts the
+    options of single and multiple choice ballots in that order here rather than by a join in
+    the query, which then reads the (poll, voter) index alone. ``contiguous``: ``voter_ids``,
+    ascending, are every voter of the poll from the first of them to the last (a page of the
+    poll's voters in id order), read as that range of the index rather than as a list of ids,
+    which costs the driver and the database nothing per id."""
+    if not voter_ids:
+        return {}
+    if contiguous:
+        voters: dict[str, Any] = {"voter_id__gte": voter_ids[0], "voter_id__lte": voter_ids[-1]}
+    else:
+        voters = {"voter_id__in": list(voter_ids)}
+    if poll.method not in VOTE_ROW_METHODS:
+        method = methods.get_method(poll.method)
+        return {
+            voter_id: (method.to_json(choice), created_at)
+            for voter_id, choice, created_at in Ballot.objects.filter(
+                poll=poll, **voters
+            ).values_list("voter_id", "choice", "created_at")
+        }
+    votes = Vote.objects.filter(poll=poll, **voters)
+    if option_order is None:
+        votes = votes.order_by("option__order", "option_id")
+    else:
+        votes = votes.order_by()
+    found: dict[Any, tuple[list[int], Any]] = {}
+    for voter_id, option_id, created_at in votes.values_list("voter_id", "option_id", "created_at"):
+        chosen, stored = found.setdefault(voter_id, ([], created_at))
+        chosen.append(option_id)
+        # A ballot added to over several requests is complete as of its latest vote.
+        if created_at > stored:
+            found[voter_id] = (chosen, created_at)
+    if option_order is not None:
+        position = {option_id: index for index, option_id in enumerate(option_order)}
+        for chosen, _ in found.values():
+            if len(chosen) > 1:
+                chosen.sort(key=lambda option_id: position.get(option_id, len(position)))
+    return found
