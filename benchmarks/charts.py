@@ -11,7 +11,7 @@ from html import escape
 from pathlib import Path
 
 WIDTH, HEIGHT = 720, 400
-LEFT, RIGHT, TOP, BOTTOM = 70, 190, 50, 60
+LEFT, RIGHT, TOP, BOTTOM = 70, 230, 50, 60
 COLOURS = ("#2563eb", "#15803d", "#b45309", "#7c3aed", "#dc2626")
 FONT = 'font-family="Helvetica, Arial, sans-serif"'
 

@@ -102,6 +102,7 @@ def test_a_small_benchmark_run_prints_the_whole_table(tmp_path: Path) -> None:
         "asgi / raw PostgreSQL at concurrency 8:",
         "2. Results latency",
         "asgi: p50 at 2,000 / p50 at 100:",
+        "naive design (COUNT), sync workers, 2 requests per size: p50 ",
         "results p50, asgi / sync",
         "3. Results throughput at 2,000 votes",
         "4. A hot poll",
@@ -116,7 +117,7 @@ def test_a_small_benchmark_run_prints_the_whole_table(tmp_path: Path) -> None:
     assert table.count("[met]") + table.count("[MISSED]") == 8 + 5, table
     # The headline figures drawn: a line per design over the sizes, a bar per design.
     latency = (tmp_path / "bench-results-latency.svg").read_text()
-    for design in ("uvicorn workers (as shipped)", "sync workers", "naive (COUNT)"):
+    for design in ("uvicorn workers (as shipped)", "sync workers", "naive design (COUNT)"):
         assert design in latency
     assert latency.count("<polyline") == 3
     assert latency.count("<circle") == 3 * 2
