@@ -721,6 +721,7 @@ class PollViewSet(PollViewSetBase):
             200: schema.Response(
                 "The export, as an attachment (Content-Disposition): text/csv or application/json.",
                 schema.EXPORT_DOCUMENT,
+                alternatives=(("text/csv", schema.EXPORT_TABLE),),
             ),
             **schema.errors(400, 401, 403, 404, 429, codes={403: ["ballots_hidden"]}),
         },

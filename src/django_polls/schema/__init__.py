@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from django_polls.schema.hints import (
     EXPORT_DOCUMENT,
     EXPORT_PARAMETERS,
+    EXPORT_TABLE,
     IDEMPOTENCY_CODES,
     IDEMPOTENCY_KEY,
     LIST_PARAMETERS,
@@ -30,6 +31,7 @@ __all__ = [
     "AUTO_SCHEMA",
     "EXPORT_DOCUMENT",
     "EXPORT_PARAMETERS",
+    "EXPORT_TABLE",
     "IDEMPOTENCY_CODES",
     "IDEMPOTENCY_KEY",
     "LIST_PARAMETERS",

@@ -20,12 +20,15 @@ NOT_BLANK = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
 class Response:
     """One documented answer: a description and its body, a serializer (class) or a JSON
     Schema (a dict); None for no body. ``media_type`` when it is not the view's renderers'.
-    ``page``: the body is a page of the view's paginator holding ``body``s."""
+    ``page``: the body is a page of the view's paginator holding ``body``s. ``alternatives``:
+    other media types of the same answer, with their bodies (a JSON answer that may also be a
+    CSV file; Swagger 2.0 has one schema for all, the body's)."""
 
     description: str
     body: Any = None
     media_type: str | None = None
     page: bool = False
+    alternatives: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,13 @@ EXPORT_PARAMETERS = (
         enum=("results", "ballots"),
     ),
 )
+
+#: A CSV table of ``export/?format=csv``: its columns are described in words (docs/exports.md).
+EXPORT_TABLE: dict[str, Any] = {
+    "type": "string",
+    "description": "format=csv: one table, UTF-8, a header row, then a row per option "
+    "(table=results) or per voter (table=ballots).",
+}
 
 #: The JSON document of ``export/?format=json`` (its CSV tables are described in words: a
 #: document's media types share one schema in Swagger 2.0).

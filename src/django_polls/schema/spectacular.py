@@ -144,6 +144,7 @@ def document(operation: Operation) -> Callable[[F], F]:
             statuses += ANY_BODY
         answers = {**errors(*statuses), **operation.responses}
         media_types = {r.media_type for r in answers.values() if r.media_type is not None}
+        media_types |= {kind for r in answers.values() for kind, _ in r.alternatives}
         responses: dict[Any, Any] = {}
         for status, response in sorted(answers.items()):
             # Where one answer has a media type of its own, the others are JSON.
@@ -151,6 +152,8 @@ def document(operation: Operation) -> Callable[[F], F]:
             if media_types:
                 key = (status, response.media_type or "application/json")
             responses[key] = OpenApiResponse(spectacular_body(response), response.description)
+            for kind, body in response.alternatives:
+                responses[(status, kind)] = OpenApiResponse(body, response.description)
         kwargs: dict[str, Any] = {"operation_id": operation.id, "responses": responses}
         if operation.description:
             kwargs["description"] = operation.description
@@ -159,7 +162,7 @@ def document(operation: Operation) -> Callable[[F], F]:
         elif operation.request is not None:
             kwargs["request"] = operation.request
         parameters = [spectacular_parameter(p) for p in operation.parameters]
-        if media_types:
+        if media_types and not any(p.name == "format" for p in operation.parameters):
             # Its media types are negotiated by Accept (the stream's): no ?format= to choose one.
             parameters.append(OpenApiParameter("format", exclude=True))
         if parameters:
