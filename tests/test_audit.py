@@ -18,6 +18,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from django_polls import services
+from django_polls.conf import polls_settings
 from django_polls.models import AuditHead, AuditRecord, Poll
 from tests.conftest import assert_error, option_ids
 
@@ -139,10 +140,11 @@ def test_the_owner_and_staff_read_the_trail_others_may_not(
     page = mine.json()
     assert page["count"] == 2
     first = page["results"][0]
+    # The actor named as the site names users (DJANGO_POLLS["USER_DISPLAY"]).
     assert (first["seq"], first["action"], first["actor"], first["prev_hash"]) == (
         1,
         "created",
-        "alice",
+        str(polls_settings.USER_DISPLAY(alice)),
         "",
     )
     assert first["hash"] == AuditRecord.objects.get(poll_id=poll["id"], seq=1).hash
