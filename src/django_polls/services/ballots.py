@@ -45,8 +45,8 @@ from django_polls.models import (
     choice_limits,
     read_poll_clock,
 )
-from django_polls.services import audit
 from django_polls.services.aio import fetchone
+from django_polls.services.audit import ballot_changed
 from django_polls.services.errors import (
     AlreadyVoted,
     InvalidInput,
@@ -666,7 +666,7 @@ def _change_vote(poll_id: int, voter: User, ids: list[int]) -> tuple[list[int], 
         _store_votes(poll, voter, ids, now)
         Option.objects.filter(pk__in=ids).update(votes=F("votes") + 1)
         Participation.objects.filter(pk=participation.pk).update(choices=len(ids))
-        audit.ballot_changed(
+        ballot_changed(
             poll=poll,
             voter=voter,
             action=BallotChange.Action.REPLACED,
@@ -720,7 +720,7 @@ def retract_vote_rows(*, poll: Poll, voter: User) -> list[int]:
     else:
         Participation.objects.filter(pk=participation.pk).delete()
         count_voter(poll.pk, participation.pk, -1)
-    audit.ballot_changed(
+    ballot_changed(
         poll=poll,
         voter=voter,
         action=BallotChange.Action.RETRACTED,

@@ -46,7 +46,7 @@ from django_polls.models import (
     change_key,
     read_poll_clock,
 )
-from django_polls.services import audit
+from django_polls.services.audit import ballot_changed
 from django_polls.services.ballots import (
     PARTICIPATION_LIMITS,
     SECRET_LIMITS,
@@ -298,7 +298,7 @@ def _change(
         move_tallies(poll.pk, method.tally_keys(choice), +1, change=participation.pk)
         Ballot.objects.filter(pk=stored.pk).update(choice=choice, created_at=now)
         Participation.objects.filter(pk=participation.pk).update(choices=len(named))
-        audit.ballot_changed(
+        ballot_changed(
             poll=poll,
             voter=voter,
             action=BallotChange.Action.REPLACED,
@@ -325,7 +325,7 @@ def retract_ballot(*, poll: Poll, voter: User) -> list[int]:
     Ballot.objects.filter(pk=stored.pk).delete()
     Participation.objects.filter(pk=participation.pk).delete()
     count_voter(poll.pk, participation.pk, -1)
-    audit.ballot_changed(
+    ballot_changed(
         poll=poll,
         voter=voter,
         action=BallotChange.Action.RETRACTED,

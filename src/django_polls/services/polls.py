@@ -32,7 +32,7 @@ from django_polls.models import (
     poll_clock,
     read_poll_clock,
 )
-from django_polls.services import audit
+from django_polls.services.audit import Action, edited, poll_closed, poll_created, record
 from django_polls.services.errors import InvalidInput, PollHasVotes
 from django_polls.services.locks import is_unique_violation, lock_poll
 
@@ -404,7 +404,7 @@ def create_poll(
         )
         _add_options(poll, texts)
         _prepare_tallies(poll)
-        audit.poll_created(poll, actor=created_by)
+        poll_created(poll, actor=created_by)
         transaction.on_commit(
             lambda: signals.poll_created.send(sender=Poll, poll=poll, created_by=created_by),
             robust=True,
@@ -507,7 +507,7 @@ def update_poll(
             edits = {field: (getattr(locked, field), value) for field, value in changed.items()}
             if replace_options and texts != current_texts:
                 edits["options"] = (current_texts, texts)
-            audit.edited(locked.pk, edits, actor=actor)
+            edited(locked.pk, edits, actor=actor)
             announce_change(poll_id=locked.pk)
     locked.refresh_from_db()
     return locked
@@ -531,7 +531,7 @@ def close_poll(*, poll: Poll, actor: Any = None) -> Poll:
             # Stamped once the ballots in flight have committed, so none is dated after it, by
             # the clock that stamps them.
             Poll.objects.filter(pk=poll.pk).update(closed_at=_now_by_ballot_clock())
-            audit.poll_closed(poll.pk, actor=actor)
+            poll_closed(poll.pk, actor=actor)
             announce_change(poll_id=poll.pk)
             transaction.on_commit(
                 lambda: signals.poll_closed.send(sender=Poll, poll=poll), robust=True
@@ -548,7 +548,7 @@ def delete_poll(*, poll: Poll, actor: Any = None) -> None:
     with transaction.atomic():
         # Lock first so no ballot is in flight while the rows go.
         locked = lock_poll(poll.pk, exclusive=True)
-        audit.record(poll.pk, audit.Action.DELETED, actor=actor, data={"title": locked.title})
+        record(poll.pk, Action.DELETED, actor=actor, data={"title": locked.title})
         Poll.objects.filter(pk=poll.pk).delete()
         announce_change(poll_id=poll.pk)
 
