@@ -35,9 +35,10 @@ SQLITE_WRITE_LOCK = 1 if connection.vendor == "sqlite" else 0
 # PostgreSQL: SAVEPOINT, the whole ballot in one statement, RELEASE SAVEPOINT (outside a
 # transaction, the statement alone). Elsewhere: SAVEPOINT, the poll, the ballot's options (locked
 # in id order), the voter's participation (locked), its INSERT, the count of voters (an upsert),
-# one INSERT of every vote, one UPDATE of every counter, RELEASE SAVEPOINT; on a multiple-vote
-# poll without a maximum, the count of its options (the most a ballot may hold).
-VOTE = AUTH + (3 if connection.vendor == "postgresql" else 9 + SQLITE_WRITE_LOCK)
+# one INSERT of every vote, one UPDATE of every counter, the webhook subscriptions that hear of
+# it, RELEASE SAVEPOINT; on a multiple-vote poll without a maximum, the count of its options (the
+# most a ballot may hold).
+VOTE = AUTH + (3 if connection.vendor == "postgresql" else 10 + SQLITE_WRITE_LOCK)
 VOTE_MULTIPLE = VOTE + (0 if connection.vendor == "postgresql" else 1)
 # The poll's options joined to the poll.
 RESULTS = 1
@@ -46,11 +47,11 @@ MY_VOTE = AUTH + 2
 MY_VOTE_NONE = AUTH + 1
 # SAVEPOINT, the poll (shared locks), the caller's options, those options locked in id order, the
 # caller's participation (locked), their vote rows on those options, one DELETE, one UPDATE of the
-# counters, the participation's DELETE, the count of voters, the history's INSERT, RELEASE
-# SAVEPOINT; on PostgreSQL the NOTIFY for live results streams (elsewhere they hear of it on
-# commit).
+# counters, the participation's DELETE, the count of voters, the history's INSERT, the webhook
+# subscriptions that hear of it, RELEASE SAVEPOINT; on PostgreSQL the NOTIFY for live results
+# streams (elsewhere they hear of it on commit).
 LIVE_NOTIFY = 1 if connection.vendor == "postgresql" else 0
-RETRACT = AUTH + 12 + SQLITE_WRITE_LOCK + LIVE_NOTIFY
+RETRACT = AUTH + 13 + SQLITE_WRITE_LOCK + LIVE_NOTIFY
 
 
 def texts(count: int) -> list[str]:

@@ -6,6 +6,7 @@ Ids are stable and never reused; each is documented in docs/configuration.md.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 from typing import Any, cast
 
 from django.conf import settings
@@ -92,7 +93,59 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="django_polls.E016",
             )
         )
+    errors.extend(_check_webhook_networks())
+    errors.extend(_check_optional_callable("WEBHOOK_DISPATCH", "django_polls.E018"))
     return errors
+
+
+def _check_webhook_networks() -> list[CheckMessage]:
+    """WEBHOOK_ALLOWED_NETWORKS is a list of networks in CIDR notation."""
+    value = conf.get("WEBHOOK_ALLOWED_NETWORKS")
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        return [
+            Error(
+                "DJANGO_POLLS['WEBHOOK_ALLOWED_NETWORKS'] must be a list of networks.",
+                hint=f"Got {value!r}; e.g. ['127.0.0.1/32', '10.0.0.0/8'].",
+                id="django_polls.E017",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    for network in value:
+        try:
+            ipaddress.ip_network(network)
+        except (TypeError, ValueError) as exc:
+            errors.append(
+                Error(
+                    f"DJANGO_POLLS['WEBHOOK_ALLOWED_NETWORKS'] holds {network!r}, which is not a "
+                    "network.",
+                    hint=f"{exc}; write networks in CIDR notation, e.g. '10.0.0.0/8'.",
+                    id="django_polls.E017",
+                )
+            )
+    return errors
+
+
+def _check_optional_callable(key: str, check_id: str) -> list[CheckMessage]:
+    """The setting is None or a dotted path to a callable."""
+    value = conf.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, str):
+        return [
+            Error(
+                f"DJANGO_POLLS[{key!r}] must be None or a dotted path to a callable.",
+                hint=f"Got {value!r}.",
+                id=check_id,
+            )
+        ]
+    try:
+        found = conf.import_setting(key, value)
+    except ImportError as exc:
+        return [Error(str(exc), id=check_id)]
+    if not callable(found):
+        message = f"DJANGO_POLLS[{key!r}] names {value!r}, which is not callable."
+        return [Error(message, id=check_id)]
+    return []
 
 
 def _check_listen_database() -> list[CheckMessage]:

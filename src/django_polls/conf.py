@@ -7,8 +7,9 @@ system checks in :mod:`django_polls.checks`.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -81,7 +82,24 @@ DEFAULTS: dict[str, Any] = {
     # Whether to keep an audit trail: every poll's creation, edits, opening, closing and
     # deletion and every changed or withdrawn ballot, hash-chained (polls_verify_audit).
     "AUDIT_TRAIL": False,
+    # Webhooks (docs/webhooks.md): how many attempts a delivery gets before it is parked as
+    # failed, the seconds before the second attempt (doubled before each next one, with
+    # jitter), the seconds one attempt may take in all, and how many subscriptions one user may
+    # hold.
+    "WEBHOOK_MAX_ATTEMPTS": 12,
+    "WEBHOOK_RETRY_DELAY": 30,
+    "WEBHOOK_TIMEOUT": 10,
+    "WEBHOOK_MAX_SUBSCRIPTIONS": 20,
+    # Networks (CIDR strings) that webhook URLs may reach although they are not public
+    # addresses: loopback, private, link-local and metadata addresses are refused otherwise.
+    "WEBHOOK_ALLOWED_NETWORKS": (),
+    # None, or a dotted path to a callable (no arguments) called once a transaction that wrote
+    # webhook events has committed: where a site's task runner (Celery, Django's tasks) sends
+    # them, it queues a task that calls django_polls.webhooks.deliver_due().
+    "WEBHOOK_DISPATCH": None,
 }
+
+IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # The columns behind the length settings: a setting above these would let text reach the database
 # that the column cannot hold.
@@ -99,6 +117,10 @@ INTEGER_KEYS = (
     "STREAM_HEARTBEAT",
     "MAX_STREAMS_PER_CLIENT",
     "IDEMPOTENCY_KEY_TTL",
+    "WEBHOOK_MAX_ATTEMPTS",
+    "WEBHOOK_RETRY_DELAY",
+    "WEBHOOK_TIMEOUT",
+    "WEBHOOK_MAX_SUBSCRIPTIONS",
 )
 CLASS_LIST_KEYS = ("POLL_PERMISSION_CLASSES", "VOTE_PERMISSION_CLASSES", "THROTTLE_CLASSES")
 CLASS_KEYS = ("PAGINATION_CLASS",)
@@ -196,6 +218,33 @@ class PollsSettings:
     @property
     def AUDIT_TRAIL(self) -> bool:
         return bool(get("AUDIT_TRAIL"))
+
+    @property
+    def WEBHOOK_MAX_ATTEMPTS(self) -> int:
+        return int(get("WEBHOOK_MAX_ATTEMPTS"))
+
+    @property
+    def WEBHOOK_RETRY_DELAY(self) -> int:
+        return int(get("WEBHOOK_RETRY_DELAY"))
+
+    @property
+    def WEBHOOK_TIMEOUT(self) -> int:
+        return int(get("WEBHOOK_TIMEOUT"))
+
+    @property
+    def WEBHOOK_MAX_SUBSCRIPTIONS(self) -> int:
+        return int(get("WEBHOOK_MAX_SUBSCRIPTIONS"))
+
+    @property
+    def WEBHOOK_ALLOWED_NETWORKS(self) -> list[IPNetwork]:
+        return [ipaddress.ip_network(value) for value in get("WEBHOOK_ALLOWED_NETWORKS")]
+
+    @property
+    def WEBHOOK_DISPATCH(self) -> Callable[[], Any] | None:
+        path = get("WEBHOOK_DISPATCH")
+        if path is None:
+            return None
+        return import_setting("WEBHOOK_DISPATCH", path)  # type: ignore[no-any-return]
 
     @property
     def VOTER_POLICY(self) -> Callable[[Any, Any], bool] | None:

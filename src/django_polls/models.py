@@ -683,3 +683,114 @@ class AuditHead(models.Model):
 
     def __str__(self) -> str:
         return f"{self.poll_id}: {self.seq}"
+
+
+class WebhookEvent(models.TextChoices):
+    """What a webhook subscription may hear of."""
+
+    POLL_CREATED = "poll.created", _("a poll was created")
+    POLL_OPENED = "poll.opened", _("a scheduled poll opened")
+    POLL_CLOSED = "poll.closed", _("a poll closed, or expired")
+    POLL_DELETED = "poll.deleted", _("a poll was deleted")
+    VOTE_CAST = "vote.cast", _("a ballot was cast")
+    VOTE_CHANGED = "vote.changed", _("a ballot was changed")
+    VOTE_RETRACTED = "vote.retracted", _("a ballot was withdrawn")
+
+
+#: The longest URL a webhook subscription takes.
+WEBHOOK_URL_LENGTH = 2000
+
+
+class WebhookSubscription(models.Model):
+    """Where to send which events: the events of the polls its creator owns or, for a
+    subscription of a staff user's made ``site_wide``, of every poll. Each event is signed with
+    ``secret`` (HMAC-SHA256), which is never shown again once given."""
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    url = models.URLField(_("URL"), max_length=WEBHOOK_URL_LENGTH)
+    secret = models.CharField(_("secret"), max_length=255)
+    #: The events sent: a list of :class:`WebhookEvent` values.
+    events = models.JSONField(_("events"), default=list)
+    site_wide = models.BooleanField(
+        _("site-wide"), default=False, help_text=_("Every poll's events, not only the creator's.")
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    description = models.CharField(_("description"), max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("webhook subscription")
+        verbose_name_plural = _("webhook subscriptions")
+        ordering = ("id",)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    """One event for one subscription: the outbox. Written in the transaction of the change it
+    tells of, so nothing is announced that did not commit and nothing committed goes untold;
+    sent by ``polls_deliver`` (or a site's task runner), retried with backoff until it is
+    delivered or, after ``WEBHOOK_MAX_ATTEMPTS``, parked as failed."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        DELIVERED = "delivered", _("delivered")
+        FAILED = "failed", _("failed")
+
+    subscription = models.ForeignKey(
+        WebhookSubscription,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        verbose_name=_("subscription"),
+    )
+    #: The event's id, the same in every subscription's delivery of it: receivers deduplicate
+    #: on it.
+    event_id = models.UUIDField(_("event id"), db_index=True)
+    event = models.CharField(_("event"), max_length=32, choices=WebhookEvent.choices)
+    #: The poll the event is about (an id: a deleted poll's events are still sent).
+    poll_id = models.BigIntegerField(_("poll"))
+    data = models.JSONField(_("data"), default=dict)
+    created_at = models.DateTimeField(_("created at"))
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    #: When the next attempt is due; while an attempt runs, when its lease runs out.
+    next_attempt_at = models.DateTimeField(_("next attempt at"))
+    #: Which sender holds the delivery (a random token per claim); empty when none does.
+    claimed_by = models.CharField(_("claimed by"), max_length=32, blank=True, default="")
+    last_attempt_at = models.DateTimeField(_("last attempt at"), null=True, blank=True)
+    response_status = models.PositiveSmallIntegerField(_("response status"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=300, blank=True, default="")
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        ordering = ("id",)
+        indexes = (
+            models.Index(fields=("status", "next_attempt_at"), name="django_polls_delivery_due"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.event_id} → {self.subscription_id}"
+
+
+class WebhookClock(models.Model):
+    """Until when the polls that opened or expired by the clock have been announced to webhooks
+    (one row): each round of the sender announces those of the time since, once."""
+
+    swept_at = models.DateTimeField(_("announced until"))
+
+    class Meta:
+        verbose_name = _("webhook clock")
+        verbose_name_plural = _("webhook clock")
+
+    def __str__(self) -> str:
+        return str(self.swept_at)

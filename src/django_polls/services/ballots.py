@@ -67,6 +67,13 @@ from django_polls.services.locks import (
 )
 from django_polls.services.polls import user_groups_field
 from django_polls.services.sql import column, poll_columns, voter_param
+from django_polls.services.webhooks import (
+    dispatch_on_commit,
+    vote_cast_sql,
+    vote_changed,
+    vote_retracted,
+)
+from django_polls.services.webhooks import vote_cast as announce_vote_cast
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -293,6 +300,7 @@ def _cast_vote_in_steps(poll_id: int, voter: User, ids: list[int]) -> tuple[Poll
             _store_votes(poll, voter, ids, now)
         Option.objects.filter(pk__in=ids).update(votes=F("votes") + 1)
         announce_change(poll_id=poll.pk)
+        announce_vote_cast(poll, voter, "options", sorted(ids), at=now)
     return poll, now
 
 
@@ -373,10 +381,11 @@ def count_voter(poll_id: int, participation_id: int, delta: int) -> None:
 #: already, else inserted, or grown when a first ballot of theirs committed meanwhile; its row
 #: lock queues the voter's other ballots on this poll), the vote rows (``stored``, none on a
 #: secret poll), the counters (``counted``, which also announces the change to live results
-#: streams, see :func:`announce_change`) and the count of voters (``voters``, for a first
-#: ballot). The last row reports what the rules saw, so a refusal names its reason without
-#: another query, and (when asked) the poll as locked, for the ``vote_cast`` signal. Format it
-#: with :func:`_ballot_sql`.
+#: streams, see :func:`announce_change`), the count of voters (``voters``, for a first
+#: ballot) and the ``vote.cast`` events for webhooks (``announced``, see
+#: :data:`~django_polls.services.webhooks.VOTE_CAST_SQL`). The last row reports what the rules
+#: saw, so a refusal names its reason without another query, and (when asked) the poll as
+#: locked, for the ``vote_cast`` signal. Format it with :func:`_ballot_sql`.
 BALLOT_SQL = """WITH poll AS (
     SELECT {poll_columns},
         pg_advisory_xact_lock_shared(%(namespace)s, (id %% 2147483648)::int4) AS advisory_lock
@@ -405,7 +414,7 @@ BALLOT_SQL = """WITH poll AS (
             AND {vote_voter} = %(voter)s AND {vote_option} IN (SELECT id FROM chosen))
             AS repeated,
         ARRAY(SELECT id FROM chosen ORDER BY id) AS known,
-        method
+        method, {poll_owner} AS owner, anonymity
     FROM stamped
 ), accepted AS MATERIALIZED (
     SELECT * FROM verdict
@@ -450,10 +459,11 @@ BALLOT_SQL = """WITH poll AS (
     SELECT %(poll)s, id %% {stripes}, 1 FROM participated WHERE inserted
     ON CONFLICT ({voter_count_poll}, stripe) DO UPDATE SET voters = c.voters + 1
     RETURNING 1
-)
+), {announced}
 SELECT verdict.stamp, verdict.allow_multiple_votes, verdict.status, verdict.eligible,
     verdict.secret, verdict.min_choices, verdict.max_choices, verdict.prior, verdict.repeated,
-    verdict.known, verdict.method, (SELECT count(*) FROM counted){poll_row}
+    verdict.known, verdict.method, (SELECT count(*) FROM counted),
+    (SELECT count(*) FROM announced){poll_row}
 FROM verdict{poll_join}
 """
 
@@ -484,6 +494,10 @@ def _ballot_sql(*, with_poll: bool = False) -> str:
         stripes=VOTER_COUNT_STRIPES,
         eligible=_eligibility_sql(),
         channel=f"'{changes.CHANNEL}'",
+        poll_owner=column(Poll, "created_by"),
+        announced=vote_cast_sql(
+            ballot="jsonb_build_object('options', to_jsonb(accepted.known))", written="counted"
+        ),
     )
 
 
@@ -513,7 +527,9 @@ def _cast_vote_in_one_statement(
             _ballot_sql(with_poll=with_poll), _ballot_params(poll_id, voter, ids, bigint)
         )
         row = cursor.fetchone()
-    stamp, poll_values = _ballot_outcome(row, ids)
+    stamp, announced, poll_values = _ballot_outcome(row, ids)
+    if announced:
+        dispatch_on_commit()
     if not with_poll:
         return stamp, None
     fields = [field.attname for field in Poll._meta.concrete_fields]
@@ -524,8 +540,9 @@ async def acast_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) ->
     """:func:`cast_vote` on PostgreSQL for the async views: the same statement, on a connection
     of the event loop's pool (:mod:`~django_polls.services.aio`), in autocommit.
 
-    For callers that checked that nothing else must run around a ballot: no ``VOTER_POLICY``
-    and no receivers of ``vote_cast`` (:func:`runs_alone`).
+    For callers that checked that nothing else must run around a ballot: no ``VOTER_POLICY``,
+    no receivers of ``vote_cast`` and no ``WEBHOOK_DISPATCH`` (:func:`runs_alone`). Webhook
+    events are written by the statement itself.
     """
     from psycopg.types.numeric import Int8
 
@@ -534,14 +551,18 @@ async def acast_vote(*, poll_id: int, voter: User, option_ids: Sequence[int]) ->
         row = await fetchone(_ballot_sql(), _ballot_params(poll_id, voter, ids, Int8))
     except IntegrityError as exc:
         raise _ballot_refusal(exc, ids) from exc
-    stamp, _ = _ballot_outcome(row, ids)
+    stamp, _, _ = _ballot_outcome(row, ids)
     return Receipt(poll=poll_id, options=ids, created_at=stamp)
 
 
 def runs_alone() -> bool:
     """Whether a ballot is the ballot statement alone: no ``VOTER_POLICY`` to ask before it and
-    no receiver of ``vote_cast`` to call after it."""
-    return polls_settings.VOTER_POLICY is None and not signals.vote_cast.has_listeners(Poll)
+    no receiver of ``vote_cast`` or ``WEBHOOK_DISPATCH`` to call after it."""
+    return (
+        polls_settings.VOTER_POLICY is None
+        and polls_settings.WEBHOOK_DISPATCH is None
+        and not signals.vote_cast.has_listeners(Poll)
+    )
 
 
 def _ballot_params(
@@ -556,13 +577,15 @@ def _ballot_params(
     }
 
 
-def _ballot_outcome(row: Sequence[Any] | None, ids: Sequence[int]) -> tuple[datetime, list[Any]]:
-    """The ballot statement's timestamp and (when asked for) the poll's values; raises what the
-    rules said when it stored nothing."""
+def _ballot_outcome(
+    row: Sequence[Any] | None, ids: Sequence[int]
+) -> tuple[datetime, int, list[Any]]:
+    """The ballot statement's timestamp, how many webhook deliveries it wrote and (when asked
+    for) the poll's values; raises what the rules said when it stored nothing."""
     if row is None:
         raise Poll.DoesNotExist()
     (stamp, allows_multiple, status, eligible, secret, low, high, prior, repeated, known) = row[:10]
-    method, counted, *poll_values = row[10:]
+    method, counted, announced, *poll_values = row[10:]
     if counted != len(ids):
         verdict = Verdict(
             known=set(known),
@@ -579,7 +602,7 @@ def _ballot_outcome(row: Sequence[Any] | None, ids: Sequence[int]) -> tuple[date
         # The rules passed on the statement's snapshot, and another ballot of the voter's,
         # committed meanwhile, used up what the poll allows them.
         raise AlreadyVoted()
-    return stamp, poll_values
+    return stamp, announced, poll_values
 
 
 @contextlib.contextmanager
@@ -674,6 +697,7 @@ def _change_vote(poll_id: int, voter: User, ids: list[int]) -> tuple[list[int], 
             current=ids,
             created_at=now,
         )
+        vote_changed(poll, voter, "options", previous, ids, at=now)
         announce_change(poll_id=poll.pk)
     return previous, poll, now
 
@@ -728,6 +752,7 @@ def retract_vote_rows(*, poll: Poll, voter: User) -> list[int]:
         current=[],
         created_at=now,
     )
+    vote_retracted(poll, voter, "options", option_ids, at=now)
     announce_change(poll_id=poll.pk)
     return option_ids
 

@@ -84,6 +84,7 @@ from django_polls.services.locks import (
 )
 from django_polls.services.sql import column
 from django_polls.services.visibility import took_part
+from django_polls.services.webhooks import vote_cast, vote_changed, vote_retracted
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -275,6 +276,7 @@ def _cast(
         Option.objects.filter(pk__in=list(named)).update(votes=F("votes") + 1)
         move_tallies(poll.pk, method.tally_keys(choice), +1, change=participation.pk)
         announce_change(poll_id=poll.pk)
+        vote_cast(poll, voter, method.ballot_field, method.to_json(choice), at=now)
     return poll, now
 
 
@@ -306,6 +308,14 @@ def _change(
             current=method.to_json(choice),
             created_at=now,
         )
+        vote_changed(
+            poll,
+            voter,
+            method.ballot_field,
+            method.to_json(stored.choice),
+            method.to_json(choice),
+            at=now,
+        )
         announce_change(poll_id=poll.pk)
     return sorted(previous), poll, now
 
@@ -332,6 +342,9 @@ def retract_ballot(*, poll: Poll, voter: User) -> list[int]:
         previous=method.to_json(stored.choice),
         current=[],
         created_at=read_poll_clock(),
+    )
+    vote_retracted(
+        poll, voter, method.ballot_field, method.to_json(stored.choice), at=read_poll_clock()
     )
     announce_change(poll_id=poll.pk)
     return sorted(method.options_named(stored.choice))

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import ManyToManyField
 from django.utils.translation import gettext, gettext_lazy, ngettext
 
+import django_polls.services.webhooks as webhooks
 from django_polls import methods, signals
 from django_polls.changes import announce_change
 from django_polls.conf import polls_settings
@@ -405,6 +406,7 @@ def create_poll(
         _add_options(poll, texts)
         _prepare_tallies(poll)
         poll_created(poll, actor=created_by)
+        webhooks.poll_created(poll)
         transaction.on_commit(
             lambda: signals.poll_created.send(sender=Poll, poll=poll, created_by=created_by),
             robust=True,
@@ -532,6 +534,8 @@ def close_poll(*, poll: Poll, actor: Any = None) -> Poll:
             # the clock that stamps them.
             Poll.objects.filter(pk=poll.pk).update(closed_at=_now_by_ballot_clock())
             poll_closed(poll.pk, actor=actor)
+            locked.refresh_from_db()
+            webhooks.poll_closed(locked)
             announce_change(poll_id=poll.pk)
             transaction.on_commit(
                 lambda: signals.poll_closed.send(sender=Poll, poll=poll), robust=True
@@ -549,6 +553,7 @@ def delete_poll(*, poll: Poll, actor: Any = None) -> None:
         # Lock first so no ballot is in flight while the rows go.
         locked = lock_poll(poll.pk, exclusive=True)
         record(poll.pk, Action.DELETED, actor=actor, data={"title": locked.title})
+        webhooks.poll_deleted(locked)
         Poll.objects.filter(pk=poll.pk).delete()
         announce_change(poll_id=poll.pk)
 
