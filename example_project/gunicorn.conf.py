@@ -3,12 +3,14 @@
 HOST (default 127.0.0.1), PORT (default 8000), WEB_CONCURRENCY (default CPU cores + 1 under
 ASGI, 2 x CPU cores + 1 with sync workers, at most 12; 1 on SQLite under ASGI) and ASGI (default
 true: uvicorn workers serving config.asgi, the API and the live results streams; false: sync
-workers serving config.wsgi, where streams answer 503).
+workers serving config.wsgi, where streams answer 503). WEBHOOK_WORKER (default true): the
+webhook sender (manage.py polls_deliver) runs beside the server, started and stopped with it.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -40,8 +42,14 @@ graceful_timeout = 20
 control_socket_disable = True
 
 
+_sender: list[subprocess.Popen[bytes]] = []
+
+
 def when_ready(server: object) -> None:
-    """Say where everything is, once the server listens."""
+    """Start the webhook sender; say where everything is, once the server listens."""
+    if env("WEBHOOK_WORKER", default=True, cast=bool):
+        manage = Path(__file__).resolve().parent / "manage.py"
+        _sender.append(subprocess.Popen([sys.executable, str(manage), "polls_deliver"]))
     # A server on every address is reached, from this machine, on 127.0.0.1.
     shown = "127.0.0.1" if host in {"0.0.0.0", "::", "[::]"} else host
     base = f"http://{shown}:{port}"
@@ -54,3 +62,13 @@ def when_ready(server: object) -> None:
         f"\n  Live     {base}/polls/<id>/live/\n",
         flush=True,
     )
+
+
+def on_exit(server: object) -> None:
+    """Stop the webhook sender with the server (it finishes the round it is in)."""
+    for process in _sender:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()

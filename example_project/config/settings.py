@@ -297,6 +297,12 @@ DJANGO_POLLS: dict[str, object] = {
     "LISTEN_DATABASE": "listen" if "listen" in DATABASES else None,
     # Every poll's audit trail, read by its owner at polls/{id}/audit/ (docs/audit.md).
     "AUDIT_TRAIL": True,
+    # Webhooks (docs/webhooks.md): networks that webhook URLs may reach although they are not
+    # public (e.g. 127.0.0.1/32 for a receiver on this machine), and the seconds one attempt
+    # may take. Gunicorn runs the sender beside the server unless WEBHOOK_WORKER=false.
+    "WEBHOOK_ALLOWED_NETWORKS": config("WEBHOOK_ALLOWED_NETWORKS", default="", cast=Csv()),
+    "WEBHOOK_TIMEOUT": config("WEBHOOK_TIMEOUT", default=10, cast=int),
+    "WEBHOOK_RETRY_DELAY": config("WEBHOOK_RETRY_DELAY", default=30, cast=int),
 }
 
 #: The token scheme of both documents.

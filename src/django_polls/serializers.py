@@ -16,12 +16,16 @@ from django_polls.conf import polls_settings
 from django_polls.methods.base import VotingMethod
 from django_polls.models import (
     MAX_SCORE_LIMIT,
+    WEBHOOK_URL_LENGTH,
     Anonymity,
     AuditRecord,
     Option,
     Poll,
     ResultsVisibility,
     Status,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
 )
 
 # The largest id a BIGINT primary key can hold; anything larger is simply not an option.
@@ -616,3 +620,102 @@ class ErrorSerializer(serializers.Serializer[dict[str, Any]]):
         "not_voted, vote_final, not_eligible, results_hidden, ballots_hidden, parse_error, "
         "throttled, ..."
     )
+
+
+class WebhookSubscriptionSerializer(serializers.ModelSerializer[WebhookSubscription]):
+    """A webhook subscription (``webhooks/``): where to send which events. The secret is written,
+    never read back."""
+
+    url = serializers.URLField(
+        max_length=WEBHOOK_URL_LENGTH,
+        help_text="Where events are POSTed: http or https, to a public address (loopback, "
+        "private, link-local and metadata addresses are refused unless the site allows them in "
+        "DJANGO_POLLS['WEBHOOK_ALLOWED_NETWORKS']). Redirects are not followed.",
+    )
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=WebhookEvent.choices),
+        allow_empty=False,
+        max_length=len(WebhookEvent.values),
+        help_text="The events sent: poll.created, poll.opened, poll.closed, poll.deleted, "
+        "vote.cast, vote.changed, vote.retracted.",
+    )
+    secret = serializers.CharField(
+        write_only=True,
+        min_length=services.MIN_SECRET_LENGTH,
+        max_length=255,
+        trim_whitespace=False,
+        help_text="The key of each delivery's signature (X-Polls-Signature: HMAC-SHA256). "
+        "Required to create; never shown again.",
+    )
+    site_wide = serializers.BooleanField(
+        required=False,
+        help_text="Every poll's events (staff only; 403 otherwise), not only those of the polls "
+        "the subscription's creator owns.",
+    )
+    created_by = serializers.SerializerMethodField(
+        help_text="Who made it, named as DJANGO_POLLS['USER_DISPLAY'] names users."
+    )
+
+    class Meta:
+        model = WebhookSubscription
+        fields = (
+            "id",
+            "url",
+            "events",
+            "secret",
+            "site_wide",
+            "is_active",
+            "description",
+            "created_at",
+            "created_by",
+        )
+        read_only_fields = ("id", "created_at")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance is not None:  # an update keeps the secret unless one is sent
+            self.fields["secret"].required = False
+
+    def get_created_by(self, subscription: WebhookSubscription) -> str:
+        return str(polls_settings.USER_DISPLAY(subscription.created_by))
+
+    def create(self, validated_data: dict[str, Any]) -> WebhookSubscription:
+        return services.create_subscription(
+            created_by=self.context["request"].user, **validated_data
+        )
+
+    def update(
+        self, instance: WebhookSubscription, validated_data: dict[str, Any]
+    ) -> WebhookSubscription:
+        return services.update_subscription(instance, **validated_data)
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer[WebhookDelivery]):
+    """One event sent (or to send) to a subscription, and how its attempts went."""
+
+    class Meta:
+        model = WebhookDelivery
+        fields = (
+            "id",
+            "event_id",
+            "event",
+            "poll_id",
+            "created_at",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "last_attempt_at",
+            "response_status",
+            "last_error",
+            "delivered_at",
+        )
+        read_only_fields = fields
+
+
+class WebhookDeliveryPageSerializer(serializers.Serializer[dict[str, Any]]):
+    """A page of ``webhooks/{id}/deliveries/``."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = WebhookDeliverySerializer(many=True)

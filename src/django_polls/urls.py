@@ -4,12 +4,13 @@ from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
 from django_polls.async_views import with_async_variants
-from django_polls.views import PollViewSet, not_found, results_stream
+from django_polls.views import PollViewSet, WebhookViewSet, not_found, results_stream
 
 app_name = "django_polls"
 
 router = SimpleRouter()
 router.register("polls", PollViewSet, basename="poll")
+router.register("webhooks", WebhookViewSet, basename="webhook")
 
 # Anything else under polls/ (newlines included) is a JSON 404, not the host's HTML page.
 urlpatterns = [

@@ -26,7 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.fields import DateTimeField
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -50,6 +50,7 @@ from django_polls.models import (
     Poll,
     ResultsVisibility,
     Status,
+    WebhookSubscription,
 )
 from django_polls.serializers import (
     MAX_ID,
@@ -63,6 +64,9 @@ from django_polls.serializers import (
     PublicBallotSerializer,
     ResultsSerializer,
     VoteReceiptSerializer,
+    WebhookDeliveryPageSerializer,
+    WebhookDeliverySerializer,
+    WebhookSubscriptionSerializer,
 )
 
 ORDERINGS = {
@@ -100,8 +104,11 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
     PollViewSetBase = viewsets.ModelViewSet[Poll]
+    WebhookViewSetBase = viewsets.ModelViewSet[WebhookSubscription]
+    AppViewSetBase = viewsets.GenericViewSet[Any]
 else:
-    PollViewSetBase = viewsets.ModelViewSet
+    PollViewSetBase = WebhookViewSetBase = viewsets.ModelViewSet
+    AppViewSetBase = viewsets.GenericViewSet
 
 
 #: Formats timestamps as DRF's DateTimeField does (DATETIME_FORMAT, the current time zone).
@@ -202,15 +209,9 @@ def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     return JsonResponse({"detail": gettext("Not found."), "code": "not_found"}, status=404)
 
 
-class PollViewSet(PollViewSetBase):
-    """Polls: list, create, read, update, delete and close; vote, my vote, retract; results and
-    ballots."""
-
-    serializer_class = PollSerializer
-    swagger_schema = schema.AUTO_SCHEMA  # drf-yasg's, when installed
-    queryset = Poll.objects.all()  # for schema generators; requests use get_queryset()
-    # Up to 19 digits (a BIGINT); longer ids fall through to the JSON 404 of ``not_found``.
-    lookup_value_regex = "[0-9]{1,19}"
+class AppViewSet(AppViewSetBase):
+    """What the app's viewsets share: requests checked before they are read, the site's
+    throttles and paginator from ``DJANGO_POLLS``, errors with codes."""
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # HTTP forbids NUL in a header; a test client or a lax server may pass one on, and the
@@ -230,6 +231,40 @@ class PollViewSet(PollViewSetBase):
             raise exceptions.ParseError(f'Unsupported charset "{encoding}".') from None
         request._request.body  # noqa: B018
 
+    def get_throttles(self) -> list[BaseThrottle]:
+        classes = polls_settings.THROTTLE_CLASSES
+        if classes is None:
+            return super().get_throttles()
+        return [throttle() for throttle in classes]
+
+    @property
+    def paginator(self) -> Any:
+        if not hasattr(self, "_polls_paginator"):
+            self._polls_paginator = polls_settings.PAGINATION_CLASS()
+        return self._polls_paginator
+
+    def get_exception_handler(self) -> Any:
+        return api_errors.with_error_codes(super().get_exception_handler())
+
+    def paged(self, rows: Any, shown: Callable[[Sequence[Any]], Any]) -> Response:
+        """``rows`` a page at a time, as the poll list, each page as ``shown`` makes it; whole
+        where a site's paginator leaves the request whole."""
+        page = self.paginator.paginate_queryset(rows, self.request, view=self)
+        if page is None:
+            return Response(shown(list(rows)))
+        return self.get_paginated_response(shown(page))
+
+
+class PollViewSet(AppViewSet, PollViewSetBase):
+    """Polls: list, create, read, update, delete and close; vote, my vote, retract; results and
+    ballots."""
+
+    serializer_class = PollSerializer
+    swagger_schema = schema.AUTO_SCHEMA  # drf-yasg's, when installed
+    queryset = Poll.objects.all()  # for schema generators; requests use get_queryset()
+    # Up to 19 digits (a BIGINT); longer ids fall through to the JSON 404 of ``not_found``.
+    lookup_value_regex = "[0-9]{1,19}"
+
     # -- pluggable parts, resolved from DJANGO_POLLS on every request -------------------------
 
     def get_permissions(self) -> Sequence[BasePermission]:
@@ -238,12 +273,6 @@ class PollViewSet(PollViewSetBase):
         else:
             classes = polls_settings.POLL_PERMISSION_CLASSES
         return [permission() for permission in classes]
-
-    def get_throttles(self) -> list[BaseThrottle]:
-        classes = polls_settings.THROTTLE_CLASSES
-        if classes is None:
-            return super().get_throttles()
-        return [throttle() for throttle in classes]
 
     #: Whether this view answers for results/stream/ (set by :func:`results_stream_view`).
     streaming = False
@@ -274,15 +303,6 @@ class PollViewSet(PollViewSetBase):
     def pagination_class(self) -> Any:  # type: ignore[override]
         # For schema generators that page the list by the class (drf-spectacular).
         return polls_settings.PAGINATION_CLASS
-
-    @property
-    def paginator(self) -> Any:
-        if not hasattr(self, "_polls_paginator"):
-            self._polls_paginator = polls_settings.PAGINATION_CLASS()
-        return self._polls_paginator
-
-    def get_exception_handler(self) -> Any:
-        return api_errors.with_error_codes(super().get_exception_handler())
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
         # On export/ (whatever the method: OPTIONS, a 405 for TRACE) ``format`` names the
@@ -695,14 +715,6 @@ class PollViewSet(PollViewSetBase):
 
         return self.paged(services.audit_trail(poll.pk), shown)
 
-    def paged(self, rows: Any, shown: Callable[[Sequence[Any]], Any]) -> Response:
-        """``rows`` a page at a time, as the poll list, each page as ``shown`` makes it; whole
-        where a site's paginator leaves the request whole."""
-        page = self.paginator.paginate_queryset(rows, self.request, view=self)
-        if page is None:
-            return Response(shown(list(rows)))
-        return self.get_paginated_response(shown(page))
-
     @schema.operation(
         "polls_export",
         parameters=(schema.POLL_ID, *schema.EXPORT_PARAMETERS),
@@ -793,6 +805,176 @@ class PollViewSet(PollViewSetBase):
             "audit": AuditRecordSerializer,
         }
         return by_action.get(self.action, PollSerializer)
+
+
+WEBHOOK_TAGS = ("webhooks",)
+WEBHOOK_ID = schema.Parameter("id", "The subscription's id.", type="integer", location="path")
+DELIVERY_ID = schema.Parameter("delivery_id", "The delivery's id.", type="integer", location="path")
+
+
+class WebhookViewSet(AppViewSet, WebhookViewSetBase):
+    """Webhook subscriptions: a signed-in user's own (events of the polls they own); staff see
+    and manage every one, and may subscribe to every poll's events (``site_wide``)."""
+
+    serializer_class = WebhookSubscriptionSerializer
+    swagger_schema = schema.AUTO_SCHEMA
+    queryset = WebhookSubscription.objects.all()  # for schema generators
+    lookup_value_regex = "[0-9]{1,19}"
+    permission_classes = (IsAuthenticated,)
+
+    def get_queryset(self) -> QuerySet[WebhookSubscription]:
+        user = getattr(self.request, "user", None)
+        subscriptions = WebhookSubscription.objects.select_related("created_by").order_by("pk")
+        if user is None or not user.is_authenticated:  # a schema generator's request
+            return subscriptions.none()
+        if user.is_staff:
+            return subscriptions
+        return subscriptions.filter(created_by=user)
+
+    def check_site_wide(self, serializer: BaseSerializer[Any]) -> None:
+        if serializer.validated_data.get("site_wide") and not self.request.user.is_staff:
+            raise exceptions.PermissionDenied(
+                gettext("Only staff may subscribe to the events of every poll.")
+            )
+
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
+        self.check_site_wide(serializer)
+        serializer.save()
+
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
+        self.check_site_wide(serializer)
+        serializer.save()
+
+    @schema.operation(
+        "webhooks_list",
+        parameters=schema.PAGE_PARAMETERS,
+        description="Your webhook subscriptions (staff: every one), oldest first.",
+        responses={
+            200: schema.Response(
+                "A page of subscriptions.", WebhookSubscriptionSerializer, page=True
+            ),
+            **schema.errors(401, 404),
+        },
+        tags=WEBHOOK_TAGS,
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.paged(
+            self.get_queryset(), lambda page: self.get_serializer(page, many=True).data
+        )
+
+    @schema.operation(
+        "webhooks_create",
+        description="Subscribe a URL to events of the polls you own (staff: with `site_wide`, of "
+        "every poll). Each event is POSTed as JSON and signed: see docs/webhooks.md. A URL that "
+        "reaches an address that is not public is refused (400), as is a secret shorter than 16 "
+        "characters or a user's subscription beyond `WEBHOOK_MAX_SUBSCRIPTIONS`.",
+        responses={
+            201: schema.Response(
+                "The subscription (without its secret).", WebhookSubscriptionSerializer
+            ),
+            **schema.errors(400, 401, 403),
+        },
+        tags=WEBHOOK_TAGS,
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().create(request, *args, **kwargs)
+
+    @schema.operation(
+        "webhooks_read",
+        parameters=(WEBHOOK_ID,),
+        responses={
+            200: schema.Response("The subscription.", WebhookSubscriptionSerializer),
+            **schema.errors(401, 404),
+        },
+        tags=WEBHOOK_TAGS,
+    )
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().retrieve(request, *args, **kwargs)
+
+    @schema.operation(
+        "webhooks_update",
+        parameters=(WEBHOOK_ID,),
+        responses={
+            200: schema.Response("The subscription.", WebhookSubscriptionSerializer),
+            **schema.errors(400, 401, 403, 404),
+        },
+        tags=WEBHOOK_TAGS,
+    )
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().update(request, *args, **kwargs)
+
+    @schema.operation(
+        "webhooks_partial_update",
+        parameters=(WEBHOOK_ID,),
+        responses={
+            200: schema.Response("The subscription.", WebhookSubscriptionSerializer),
+            **schema.errors(400, 401, 403, 404),
+        },
+        tags=WEBHOOK_TAGS,
+    )
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().partial_update(request, *args, **kwargs)
+
+    @schema.operation(
+        "webhooks_delete",
+        parameters=(WEBHOOK_ID,),
+        description="Remove the subscription and its deliveries: nothing more is sent to it.",
+        responses={204: schema.Response("Deleted."), **schema.errors(401, 404)},
+        tags=WEBHOOK_TAGS,
+    )
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().destroy(request, *args, **kwargs)
+
+    @schema.operation(
+        "webhooks_deliveries",
+        parameters=(WEBHOOK_ID, *schema.PAGE_PARAMETERS),
+        description="The events sent (or waiting) to the subscription, newest first: each "
+        "delivery's status (`pending`, `delivered`, `failed` once its attempts ran out), "
+        "attempts and last answer or error.",
+        responses={
+            200: schema.Response("A page of deliveries.", WebhookDeliveryPageSerializer),
+            **schema.errors(401, 404),
+        },
+        tags=WEBHOOK_TAGS,
+    )
+    @action(detail=True, methods=["get"])
+    def deliveries(self, request: Request, pk: str | None = None) -> Response:
+        subscription = self.get_object()
+        rows = subscription.deliveries.order_by("-pk")
+        return self.paged(rows, lambda page: WebhookDeliverySerializer(page, many=True).data)
+
+    @schema.operation(
+        "webhooks_redeliver",
+        parameters=(WEBHOOK_ID, DELIVERY_ID),
+        request=schema.NO_BODY,
+        description="Send a delivery again (a failed one, say) as soon as the sender runs: the "
+        "same event with the same id, its attempts counted from 0.",
+        responses={
+            202: schema.Response("The delivery, pending.", WebhookDeliverySerializer),
+            **schema.errors(401, 404),
+        },
+        tags=WEBHOOK_TAGS,
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path=r"deliveries/(?P<delivery_id>[0-9]{1,19})/redeliver",
+    )
+    def redeliver(
+        self, request: Request, pk: str | None = None, delivery_id: str | None = None
+    ) -> Response:
+        subscription = self.get_object()
+        delivery = subscription.deliveries.filter(pk=int(delivery_id or 0)).first()
+        if delivery is None:
+            raise exceptions.NotFound()
+        services.redeliver([delivery])
+        delivery.refresh_from_db()
+        return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        if self.action in ("deliveries", "redeliver"):
+            return WebhookDeliverySerializer
+        return WebhookSubscriptionSerializer
 
 
 async def in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:

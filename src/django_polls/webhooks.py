@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,6 +55,8 @@ EVENT_ID_HEADER = "X-Polls-Event-Id"
 #: How old (seconds) a signature :func:`verify_signature` accepts by default: older ones are
 #: replays.
 REPLAY_WINDOW = 300
+#: Seconds a round's lease lasts beyond the time its attempts may take.
+LEASE_MARGIN = 5
 #: The most of an answer's body read (and dropped): a receiver cannot make the sender read more.
 MAX_ANSWER = 4096
 
@@ -149,7 +152,7 @@ def post(url: str, body: bytes, headers: Mapping[str, str], *, timeout: float) -
     try:
         addresses = check_url(url)
     except InvalidInput as exc:
-        raise DeliveryError(_first_message(exc.detail)) from None
+        raise DeliveryError(str(exc)) from None
     if not addresses:
         raise DeliveryError("the URL's host does not resolve")
     assert parts.hostname is not None  # checked
@@ -185,15 +188,6 @@ def _shut(connection: http.client.HTTPConnection) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
-def _first_message(detail: Any) -> str:
-    if isinstance(detail, Mapping):
-        for messages in detail.values():
-            return _first_message(messages)
-    if isinstance(detail, list) and detail:
-        return _first_message(detail[0])
-    return str(detail)
-
-
 def attempt(delivery: WebhookDelivery, *, timeout: float) -> Attempt:
     """Send the delivery once, signed now."""
     body = body_of(delivery)
@@ -221,13 +215,16 @@ def deliver_due(*, limit: int = 100, concurrency: int = 4) -> int:
     ``limit`` deliveries that are due, ``concurrency`` at a time; returns how many were sent
     (delivered or failed). Safe to run in several processes at once."""
     announce_transitions()
-    _, claimed = claim_due(limit=limit)
+    timeout = polls_settings.WEBHOOK_TIMEOUT
+    # Time for every attempt of the round, one after another in each of the threads, and a
+    # margin: until then no other sender takes these deliveries.
+    rounds = -(-limit // max(1, concurrency))
+    _, claimed = claim_due(limit=limit, lease=timedelta(seconds=rounds * timeout + LEASE_MARGIN))
     if not claimed:
         return 0
     for delivery in claimed:
         if delivery.data.get("counts", False) is None:
             fill_counts(delivery, _counts(delivery.poll_id))
-    timeout = polls_settings.WEBHOOK_TIMEOUT
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         outcomes = list(pool.map(lambda d: attempt(d, timeout=timeout), claimed))
     for delivery, outcome in zip(claimed, outcomes, strict=True):

@@ -9,6 +9,7 @@ commands call these functions and never write votes or counters themselves. One 
 :mod:`~django_polls.services.results` (results and counters),
 :mod:`~django_polls.services.visibility` (who sees results and ballots),
 :mod:`~django_polls.services.exports` (a poll's results and ballots as CSV or JSON, streamed),
+:mod:`~django_polls.services.webhooks` (subscriptions and the outbox of events),
 :mod:`~django_polls.services.locks` (the lock order) and :mod:`~django_polls.services.errors`;
 this package exports their public names.
 
@@ -143,6 +144,12 @@ from django_polls.services.visibility import (
     took_part,
     with_caller_voted,
 )
+from django_polls.services.webhooks import (
+    MIN_SECRET_LENGTH,
+    create_subscription,
+    redeliver,
+    update_subscription,
+)
 
 __all__ = [
     "ADVISORY_LOCK_NAMESPACE",
@@ -151,6 +158,7 @@ __all__ = [
     "EXPORT_FORMATS",
     "EXPORT_TABLES",
     "FROZEN_ONCE_VOTED",
+    "MIN_SECRET_LENGTH",
     "POLICY_DEFAULTS",
     "UNCHANGED",
     "VOTED_ATTRIBUTE",
@@ -207,6 +215,7 @@ __all__ = [
     "clean_title",
     "close_poll",
     "create_poll",
+    "create_subscription",
     "delete_poll",
     "export_chunks",
     "find_ballot_drift",
@@ -223,6 +232,7 @@ __all__ = [
     "public_ballots",
     "purge_expired_keys",
     "record_transitions",
+    "redeliver",
     "repair_ballot_counts",
     "repair_counts",
     "results_for",
@@ -236,6 +246,7 @@ __all__ = [
     "total_voters",
     "unchecked_polls",
     "update_poll",
+    "update_subscription",
     "verify_audit",
     "voter_groups_supported",
     "voters_subquery",

@@ -55,11 +55,11 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 Status = WebhookDelivery.Status
+#: How long :func:`announce_transitions` lets its window grow before it moves on, though it
+#: found nothing: a round writes nothing unless it announced something or this passed.
+SWEEP_WINDOW = timedelta(minutes=5)
 #: The shortest secret a subscription takes.
 MIN_SECRET_LENGTH = 16
-#: How long a claimed delivery is held beyond the attempt's own timeout before another sender
-#: may take it (its sender died, say).
-LEASE_MARGIN = timedelta(seconds=30)
 
 
 # -- subscriptions ---------------------------------------------------------------------------------
@@ -124,7 +124,7 @@ def clean_subscription(
         try:
             check_url(url)
         except InvalidInput as exc:
-            errors.update(exc.detail)
+            errors.update(exc.errors)
         fields["url"] = url
     if secret is not None:
         if len(secret) < MIN_SECRET_LENGTH or not secret.isprintable():
@@ -381,22 +381,25 @@ def announce_transitions(*, now: datetime | None = None) -> int:
         for poll in expired:
             data = {**poll_data(poll), "expired": True}
             written += announce(poll, WebhookEvent.POLL_CLOSED, data, at=poll.expires_at)
-        WebhookClock.objects.filter(pk=1).update(swept_at=now)
+        if written or now - since > SWEEP_WINDOW:
+            # Else the window simply grows (nothing in it yet), and nothing is written.
+            WebhookClock.objects.filter(pk=1).update(swept_at=now)
     return written
 
 
 # -- sending ---------------------------------------------------------------------------------------
 
 
-def claim_due(*, limit: int, now: datetime | None = None) -> tuple[str, list[WebhookDelivery]]:
+def claim_due(
+    *, limit: int, lease: timedelta, now: datetime | None = None
+) -> tuple[str, list[WebhookDelivery]]:
     """Take up to ``limit`` deliveries that are due, oldest first, for one round of sending:
-    each is leased to the caller (a token, returned) for the attempt's timeout and a margin,
-    and its attempt counted. Several senders may claim side by side: rows another holds are
-    skipped (``SKIP LOCKED`` where the database has it), and a lease that runs out (its sender
-    died) makes the delivery due again."""
+    each is leased to the caller (a token, returned) for ``lease``, time enough to send them
+    all, and its attempt counted. Several senders may claim side by side: rows another holds
+    are skipped (``SKIP LOCKED`` where the database has it), and a lease that runs out (its
+    sender died) makes the delivery due again."""
     now = now or timezone.now()
     token = uuid.uuid4().hex
-    lease = now + timedelta(seconds=polls_settings.WEBHOOK_TIMEOUT) + LEASE_MARGIN
     with transaction.atomic():
         due = WebhookDelivery.objects.filter(status=Status.PENDING, next_attempt_at__lte=now)
         if connection.features.has_select_for_update_skip_locked:
@@ -408,7 +411,7 @@ def claim_due(*, limit: int, now: datetime | None = None) -> tuple[str, list[Web
             pk__in=ids, status=Status.PENDING, next_attempt_at__lte=now
         ).update(
             claimed_by=token,
-            next_attempt_at=lease,
+            next_attempt_at=now + lease,
             attempts=F("attempts") + 1,
             last_attempt_at=now,
         )
