@@ -164,7 +164,8 @@ def post(url: str, body: bytes, headers: Mapping[str, str], *, timeout: float) -
         )
     else:
         connection = http.client.HTTPConnection(addresses[0], port, timeout=timeout)
-    watchdog = threading.Timer(timeout, _shut, args=(connection,))
+    cut_off = threading.Event()
+    watchdog = threading.Timer(timeout, _shut, args=(connection, cut_off))
     watchdog.start()
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     host = parts.netloc.rpartition("@")[2]
@@ -174,14 +175,15 @@ def post(url: str, body: bytes, headers: Mapping[str, str], *, timeout: float) -
         response.read(MAX_ANSWER)
         return response.status
     except (OSError, http.client.HTTPException) as exc:
-        reason = "timed out" if not watchdog.is_alive() else type(exc).__name__
+        reason = "timed out" if cut_off.is_set() else type(exc).__name__
         raise DeliveryError(f"no answer: {reason}") from None
     finally:
         watchdog.cancel()
         connection.close()
 
 
-def _shut(connection: http.client.HTTPConnection) -> None:
+def _shut(connection: http.client.HTTPConnection, cut_off: threading.Event) -> None:
+    cut_off.set()
     sock = connection.sock
     if sock is not None:
         with contextlib.suppress(OSError):
