@@ -560,3 +560,72 @@ def test_polls_deliver_once_sends_everything_due(
     assert "3 deliveries sent." in capsys.readouterr().out
     assert len(receiver.requests) == 3
     assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"delivered"}
+
+
+# -- the admin ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def staff_client(make_user: Any) -> Any:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(make_user("admin", is_staff=True, is_superuser=True))
+    return client
+
+
+@pytest.mark.django_db
+def test_the_admin_adds_a_subscription_checked_and_never_shows_its_secret(
+    local_hooks: None, receiver: Receiver, staff_client: Any, alice: Any
+) -> None:
+    form = {
+        "created_by": alice.pk,
+        "url": "http://10.0.0.1/hook",
+        "secret": SECRET,
+        "events": ["vote.cast"],
+        "is_active": "on",
+        "description": "",
+    }
+
+    refused = staff_client.post("/admin/django_polls/webhooksubscription/add/", form)
+    assert refused.status_code == 200 and "not a public address" in refused.content.decode()
+    assert not WebhookSubscription.objects.exists()
+
+    added = staff_client.post(
+        "/admin/django_polls/webhooksubscription/add/", {**form, "url": receiver.url}
+    )
+    assert added.status_code == 302
+    subscription = WebhookSubscription.objects.get()
+    assert subscription.secret == SECRET and subscription.events == ["vote.cast"]
+    change = staff_client.get(f"/admin/django_polls/webhooksubscription/{subscription.pk}/change/")
+    assert SECRET not in change.content.decode()
+    # Saved without a secret, it keeps its secret.
+    staff_client.post(
+        f"/admin/django_polls/webhooksubscription/{subscription.pk}/change/",
+        {**form, "url": receiver.url, "secret": "", "description": "renamed"},
+    )
+    subscription.refresh_from_db()
+    assert subscription.description == "renamed" and subscription.secret == SECRET
+
+
+@pytest.mark.django_db
+def test_failed_deliveries_are_listed_and_sent_again_from_the_admin(
+    subscribe: Any, receiver: Receiver, staff_client: Any, alice: Any, make_poll: Any
+) -> None:
+    subscribe(alice, ["poll.created"])
+    make_poll(created_by=alice)
+    WebhookDelivery.objects.update(status="failed", attempts=3, last_error="answered 500")
+    row = WebhookDelivery.objects.get()
+
+    listing = staff_client.get("/admin/django_polls/webhookdelivery/?status__exact=failed")
+    assert "answered 500" in listing.content.decode()
+    assert staff_client.get("/admin/django_polls/webhookdelivery/add/").status_code == 403
+    staff_client.post(
+        "/admin/django_polls/webhookdelivery/",
+        {"action": "send_again", "_selected_action": [row.pk]},
+    )
+    assert deliver_all() == 1
+
+    row.refresh_from_db()
+    assert row.status == "delivered" and row.attempts == 1
+    assert len(receiver.requests) == 1

@@ -19,6 +19,7 @@ from django_polls import methods, services
 from django_polls.models import (
     CLOCK_ATTRIBUTE,
     STRICTNESS,
+    WEBHOOK_URL_LENGTH,
     AuditRecord,
     Ballot,
     BallotChange,
@@ -29,6 +30,9 @@ from django_polls.models import (
     ResultsVisibility,
     Tally,
     Vote,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
 )
 
 # Django's admin classes are generic only to type checkers.
@@ -37,10 +41,12 @@ if TYPE_CHECKING:
     PollAdminBase = admin.ModelAdmin[Poll]
     RecordAdminBase = admin.ModelAdmin[Any]
     PollFormBase = forms.ModelForm[Poll]
+    WebhookFormBase = forms.ModelForm[WebhookSubscription]
+    WebhookAdminBase = admin.ModelAdmin[WebhookSubscription]
 else:
     OptionInlineBase = admin.TabularInline
-    PollAdminBase = RecordAdminBase = admin.ModelAdmin
-    PollFormBase = forms.ModelForm
+    PollAdminBase = RecordAdminBase = WebhookAdminBase = admin.ModelAdmin
+    PollFormBase = WebhookFormBase = forms.ModelForm
 
 FAILED = "_django_polls_admin_failed"
 
@@ -449,3 +455,95 @@ class TallyAdmin(RecordAdmin):
 
     def get_search_fields(self, request: HttpRequest) -> list[str]:
         return ["poll__title", "key"]
+
+
+class WebhookSubscriptionForm(WebhookFormBase):
+    """A subscription's fields, each checked as the API checks it; the secret is written, never
+    shown (left empty on a change, it stays)."""
+
+    # Checked by the rules (http or https, a public address), as the API checks it.
+    url = forms.CharField(label=_("URL"), max_length=WEBHOOK_URL_LENGTH)
+    secret = forms.CharField(
+        label=_("secret"),
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_("At least 16 characters. Left empty on a change, the secret stays."),
+    )
+    events = forms.MultipleChoiceField(
+        label=_("events"), choices=WebhookEvent.choices, widget=forms.CheckboxSelectMultiple
+    )
+
+    class Meta:
+        model = WebhookSubscription
+        fields = ("created_by", "url", "secret", "events", "site_wide", "is_active", "description")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        secret = data.get("secret") or None
+        if secret is None and self.instance.pk is None:
+            self.add_error("secret", gettext("Give a secret."))
+        try:
+            fields = services.clean_subscription(
+                url=data.get("url"), secret=secret, events=data.get("events")
+            )
+        except services.InvalidInput as exc:
+            for field, field_errors in exc.errors.items():
+                for error in field_errors:
+                    self.add_error(field if field in self.fields else None, error)
+            return data
+        data.update(fields)
+        if secret is None:
+            data["secret"] = self.instance.secret
+        return data
+
+
+@admin.register(WebhookSubscription)
+class WebhookSubscriptionAdmin(WebhookAdminBase):
+    """Webhook subscriptions: the owner's events or, ``site_wide``, every poll's."""
+
+    form = WebhookSubscriptionForm
+    list_display = ("url", "created_by", "site_wide", "is_active", "created_at")
+    list_filter = ("is_active", "site_wide")
+    raw_id_fields = ("created_by",)
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        return ["url", "description", f"created_by__{get_user_model().USERNAME_FIELD}"]
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(RecordAdmin):
+    """The outbox: every event for every subscription, and how its attempts went. Failed ones
+    (their attempts ran out) are sent again with the action "Send again"."""
+
+    actions = ("send_again",)
+    list_display = (
+        "event",
+        "poll_id",
+        "subscription",
+        "status",
+        "attempts",
+        "response_status",
+        "last_error",
+        "created_at",
+        "next_attempt_at",
+    )
+    list_filter = ("status", "event")
+    list_select_related = ("subscription",)
+    readonly_fields = ("data",)
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        return ["=event_id", "=poll_id", "subscription__url"]
+
+    @admin.action(description=_("Send again"), permissions=["view"])
+    def send_again(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        count = services.redeliver(queryset)
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d delivery will be sent again.",
+                "%(count)d deliveries will be sent again.",
+                count,
+            )
+            % {"count": count},
+            messages.SUCCESS,
+        )

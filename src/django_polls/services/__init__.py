@@ -146,6 +146,7 @@ from django_polls.services.visibility import (
 )
 from django_polls.services.webhooks import (
     MIN_SECRET_LENGTH,
+    clean_subscription,
     create_subscription,
     redeliver,
     update_subscription,
@@ -212,6 +213,7 @@ __all__ = [
     "clean_expiry",
     "clean_option_texts",
     "clean_policies",
+    "clean_subscription",
     "clean_title",
     "close_poll",
     "create_poll",
