@@ -36,6 +36,14 @@ OPERATION_IDS = {
     ("/polls/{id}/ballots/", "get"): "polls_ballots",
     ("/polls/{id}/audit/", "get"): "polls_audit",
     ("/polls/{id}/export/", "get"): "polls_export",
+    ("/webhooks/", "get"): "webhooks_list",
+    ("/webhooks/", "post"): "webhooks_create",
+    ("/webhooks/{id}/", "get"): "webhooks_read",
+    ("/webhooks/{id}/", "put"): "webhooks_update",
+    ("/webhooks/{id}/", "patch"): "webhooks_partial_update",
+    ("/webhooks/{id}/", "delete"): "webhooks_delete",
+    ("/webhooks/{id}/deliveries/", "get"): "webhooks_deliveries",
+    ("/webhooks/{id}/deliveries/{delivery_id}/redeliver/", "post"): "webhooks_redeliver",
 }.values()
 
 

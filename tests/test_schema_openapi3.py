@@ -77,7 +77,7 @@ def test_the_document_is_valid_openapi_3_1(openapi: dict[str, Any]) -> None:
 def test_operation_ids_are_those_of_the_swagger_document(openapi: dict[str, Any]) -> None:
     ids = [operation["operationId"] for _, operation in operations(openapi)]
     assert sorted(ids) == sorted(OPERATION_IDS)
-    assert {operation["tags"][0] for _, operation in operations(openapi)} == {"polls"}
+    assert {operation["tags"][0] for _, operation in operations(openapi)} == {"polls", "webhooks"}
 
 
 def test_every_operation_lists_its_statuses(openapi: dict[str, Any]) -> None:
@@ -102,6 +102,16 @@ def test_every_operation_lists_its_statuses(openapi: dict[str, Any]) -> None:
         ("/polls/{id}/ballots/", "get"): {"200", "401", "403", "404", "429", "503"},
         ("/polls/{id}/audit/", "get"): {"200", "401", "403", "404", "503"},
         ("/polls/{id}/export/", "get"): {"200", "400", "401", "403", "404", "429", "503"},
+        ("/webhooks/", "get"): {"200", "401", "404", "503"},
+        ("/webhooks/", "post"): {"201", "400", "401", "403", "413", "415", "503"},
+        ("/webhooks/{id}/", "get"): {"200", "401", "404", "503"},
+        ("/webhooks/{id}/", "put"): {"200", "400", "401", "403", "404", "413", "415", "503"},
+        ("/webhooks/{id}/", "patch"): {"200", "400", "401", "403", "404", "413", "415", "503"},
+        ("/webhooks/{id}/", "delete"): {"204", "401", "404", "503"},
+        ("/webhooks/{id}/deliveries/", "get"): {"200", "401", "404", "503"},
+        ("/webhooks/{id}/deliveries/{delivery_id}/redeliver/", "post"): {
+            *("202", "401", "404", "503")
+        },
     }
     found = {key: set(op["responses"]) for key, op in operations(openapi)}
     assert found == expected
