@@ -157,6 +157,23 @@ def test_e016_when_the_audit_trail_setting_is_not_a_boolean(value: object) -> No
     assert ids(DJANGO_POLLS={"AUDIT_TRAIL": True}) == []
 
 
+@pytest.mark.parametrize("value", ["10.0.0.0/8", ["10.0.0.0/33"], ["intranet"], [None], 3])
+def test_e017_when_the_webhook_networks_are_not_networks(value: object) -> None:
+    assert ids(DJANGO_POLLS={"WEBHOOK_ALLOWED_NETWORKS": value}) == ["django_polls.E017"]
+    assert ids(DJANGO_POLLS={"WEBHOOK_ALLOWED_NETWORKS": ["10.0.0.0/8", "::1/128"]}) == []
+
+
+@pytest.mark.parametrize("value", ["nowhere.at_all", "django_polls.conf.DEFAULTS", 5])
+def test_e018_when_the_webhook_dispatch_names_no_callable(value: object) -> None:
+    assert ids(DJANGO_POLLS={"WEBHOOK_DISPATCH": value}) == ["django_polls.E018"]
+    assert ids(DJANGO_POLLS={"WEBHOOK_DISPATCH": "django_polls.webhooks.deliver_due"}) == []
+
+
+@pytest.mark.parametrize("key", ["WEBHOOK_MAX_ATTEMPTS", "WEBHOOK_TIMEOUT", "WEBHOOK_RETRY_DELAY"])
+def test_e003_when_a_webhook_number_is_not_a_positive_integer(key: str) -> None:
+    assert ids(DJANGO_POLLS={key: 0}) == ["django_polls.E003"]
+
+
 def test_e015_unless_the_listen_database_is_postgresql() -> None:
     # The test database's own alias: an error unless it is PostgreSQL.
     expected = [] if connection.vendor == "postgresql" else ["django_polls.E015"]
