@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import warnings
@@ -177,9 +178,11 @@ QUICK: dict[str, Any] = {
 }
 
 #: The deployment `make demo` ships (uvicorn workers, ASGI), then the sync workers beside it, on
-#: which the tutorial-style baseline is measured too.
+#: which the tutorial-style baseline is measured too. ``PLAIN``: the shipped one without the
+#: audit trail, for the cost of webhooks and the audit trail.
 DEFAULT = "asgi"
 SYNC = "sync"
+PLAIN = "plain"
 
 
 def servers(extra: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -248,6 +251,10 @@ def _environment(url: str, port: int) -> dict[str, str]:
         "ALLOWED_HOSTS": "127.0.0.1,testserver",
         "DATABASE_URL": url,
         "THROTTLE": "off",  # throttling would refuse the benchmark's own load
+        # No webhook sender beside the servers: the vote runs measure the vote path alone (the
+        # sender is timed on its own afterwards); webhooks to this machine's receiver.
+        "WEBHOOK_WORKER": "false",
+        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
         "LOG_LEVEL": "WARNING",
         "HOST": "127.0.0.1",
         "PORT": str(port),
@@ -387,21 +394,30 @@ def make_voters(count: int) -> list[str]:
         return [key for (key,) in cursor.fetchall()]
 
 
-def owner() -> Any:
+def owner(name: str = "bench-owner") -> Any:
     from django.contrib.auth import get_user_model
 
-    user, _ = get_user_model().objects.get_or_create(username="bench-owner")
+    user, _ = get_user_model().objects.get_or_create(username=name)
     return user
 
 
-def our_polls(count: int, *, options: int = 4) -> list[tuple[int, list[int]]]:
+#: The owner of the polls whose ballots are announced to a webhook subscription.
+HOOKED_OWNER = "bench-hooked-owner"
+#: Where that subscription sends: nothing listens there while votes are measured (no sender
+#: runs then); the sender's own run points it at a receiver.
+HOOK_URL = "http://127.0.0.1:9/bench"
+
+
+def our_polls(
+    count: int, *, options: int = 4, by: str = "bench-owner"
+) -> list[tuple[int, list[int]]]:
     """New polls of django_polls: (poll id, option ids)."""
     from django_polls import services
 
     made = []
     for index in range(count):
         poll = services.create_poll(
-            created_by=owner(),
+            created_by=owner(by),
             title=f"Benchmark poll {index}",
             options=[f"Option {n}" for n in range(options)],
         )
@@ -772,11 +788,21 @@ def benchmark(
             )
             for kind, env in envs.items()
         ]
-        for each in running:
+        plain = None
+        if not options.methods_only:
+            # The shipped deployment without the audit trail, for the votes of polls that no
+            # webhook hears: what webhooks and the audit trail cost is measured against it.
+            port = free_port()
+            env = {**envs[DEFAULT], "PORT": str(port), "AUDIT_TRAIL": "false"}
+            plain = Server(PLAIN, port, stack.enter_context(gunicorn(env, port)), True)
+            subscribe_hooked_owner()
+        for each in running + ([plain] if plain else []):
             warm_up(each, tokens)
         # Votes first, while both designs' tables are small alike.
         print("Votes ...", flush=True)
-        out["votes"], out["ratios"] = vote_runs(options, running, url, tokens, meter)
+        out["votes"], out["ratios"] = vote_runs(options, running, url, tokens, meter, plain)
+        if plain is not None:
+            out["sender"] = time_the_sender(envs[DEFAULT])
         if options.votes_only:
             out["server"] = server_facts()
             return out
@@ -881,12 +907,65 @@ def warm_up(server: Server, tokens: Sequence[str]) -> None:
     drive(server, requests, 8)
 
 
+def subscribe_hooked_owner() -> None:
+    """One webhook subscription, to every event of the polls of ``HOOKED_OWNER``."""
+    from django_polls import services
+    from django_polls.models import WebhookEvent
+
+    services.create_subscription(
+        created_by=owner(HOOKED_OWNER),
+        url=HOOK_URL,
+        secret="benchmark-webhook-secret",
+        events=list(WebhookEvent.values),
+    )
+
+
+def time_the_sender(env: dict[str, str]) -> dict[str, float]:
+    """The deliveries the vote runs left in the outbox, sent by ``polls_deliver --once`` to a
+    receiver in this process that answers 204 at once: how many, in how long."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from django_polls.models import WebhookDelivery, WebhookSubscription
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver.daemon_threads = True
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    WebhookSubscription.objects.update(url=f"http://127.0.0.1:{receiver.server_port}/bench")
+    pending = WebhookDelivery.objects.filter(status="pending").count()
+    print(f"Sending {pending:,} webhook deliveries ...", flush=True)
+    started = time.monotonic()
+    subprocess.run(
+        [
+            *(sys.executable, "manage.py", "polls_deliver", "--once"),
+            *("--batch", "200", "--concurrency", "8"),
+        ],
+        cwd=EXAMPLE,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    seconds = time.monotonic() - started
+    receiver.shutdown()
+    delivered = WebhookDelivery.objects.filter(status="delivered").count()
+    return {"pending": pending, "delivered": delivered, "seconds": seconds}
+
+
 def vote_runs(
     options: argparse.Namespace,
     running: list[Server],
     url: str,
     tokens: list[str],
     meter: CpuMeter,
+    plain: Server | None = None,
 ) -> tuple[dict[str, Measure], dict[str, list[float]]]:
     """Every design on every server at every concurrency once per round, the order flipped each
     round; the medians over the rounds, and the ratios that the runs of each round make with each
@@ -894,7 +973,10 @@ def vote_runs(
 
     django_polls runs on every server; the baseline, as the tutorial deploys it, on the sync
     workers; the hot poll, and the ranked and score polls, on the deployment that is shipped, at
-    concurrency 32. With ``--methods-only``: single choice, ranked and score alone."""
+    concurrency 32. With ``--methods-only``: single choice, ranked and score alone. With
+    ``plain`` (the shipped deployment without the audit trail), the votes of polls that a webhook
+    subscription hears on the shipped deployment (audit trail on) against those of polls that
+    none hears on ``plain``, at concurrency 32."""
     by_name = {server.name: server for server in running}
     # (label, prefix, server, kind): kind is "spread", "hot" or a voting method.
     designs = [(f"ours {server.name}", "/api/v1", server, "spread") for server in running]
@@ -905,6 +987,11 @@ def vote_runs(
             ("naive hot", "/naive/api/v1", by_name[SYNC], "hot"),
         ]
     designs += [(f"ours {method}", "/api/v1", by_name[DEFAULT], method) for method in METHODS]
+    if plain is not None:
+        designs += [
+            ("ours plain", "/api/v1", plain, "plain"),
+            ("ours hooked", "/api/v1", by_name[DEFAULT], "hooked"),
+        ]
     runs: dict[str, list[Measure]] = {}
     ratios: dict[str, list[float]] = {}
     for round_ in range(options.rounds):
@@ -919,6 +1006,8 @@ def vote_runs(
                 else:
                     hot = kind == "hot"
                     make = naive_polls if prefix.startswith("/naive") else our_polls
+                    if kind == "hooked":
+                        make = functools.partial(our_polls, by=HOOKED_OWNER)
                     requests = vote_requests(
                         prefix, ballots(make(1 if hot else 50), tokens, hot=hot)
                     )
@@ -946,6 +1035,10 @@ def vote_runs(
                 )
             if "ours hot" in measured:
                 ratios.setdefault("hot", []).append(measured["ours hot"].per_second / default)
+            if "ours hooked" in measured:
+                ratios.setdefault("hooked", []).append(
+                    measured["ours hooked"].per_second / measured["ours plain"].per_second
+                )
             for method in METHODS:
                 if f"ours {method}" in measured:
                     ratios.setdefault(f"{method}/single {concurrency}", []).append(
@@ -1246,13 +1339,18 @@ def report(options: argparse.Namespace, sizes: list[int], out: dict[str, Any]) -
                 "{:.0%}",
             )
         )
+    targets: list[tuple[str, float, float, str]] = []
+    hooked = "ours hooked 32" in votes
     if options.votes_only:
+        if hooked:
+            webhooks_report(out, lines, ratio)
         print("\n".join(lines))
         return 0
-    targets: list[tuple[str, float, float, str]] = []
     if not options.methods_only:
         targets += single_choice_report(options, sizes, out, lines)
     targets += methods_report(options, out, lines)
+    if hooked:
+        targets += webhooks_report(out, lines, ratio)
     lines += ["", "Targets:"]
     missed = 0
     for text, value, bound, shown in targets:
@@ -1429,6 +1527,42 @@ def single_choice_report(
             )
         )
     return targets
+
+
+def webhooks_report(
+    out: dict[str, Any], lines: list[str], ratio: Callable[..., str]
+) -> list[tuple[str, float, float, str]]:
+    """Votes with one webhook subscription and the audit trail on, against neither; the
+    sender's rate; their target."""
+    votes, sender = out["votes"], out["sender"]
+    hooked, plain = votes["ours hooked 32"], votes["ours plain 32"]
+    rate = sender["delivered"] / sender["seconds"] if sender["seconds"] else 0.0
+    lines += [
+        "",
+        f"8. Webhooks and the audit trail: votes at concurrency 32 on {DEFAULT}",
+        "| polls | votes/s | p50 ms | p99 ms | app CPU ms/vote | PostgreSQL CPU ms/vote |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {label} | {each.per_second:,.0f} | {each.p50_ms:.1f} | {each.p99_ms:.1f} "
+            f"| {ms(each.app_cpu_ms)} | {ms(each.db_cpu_ms)} |"
+            for label, each in (
+                ("no webhook subscription, audit trail off", plain),
+                ("one subscription to every event, audit trail on", hooked),
+            )
+        ),
+        ratio("hooked", "with them / without them", "{:.0%}"),
+        f"The sender afterwards (polls_deliver --once, 8 at a time, to a receiver on this "
+        f"machine): {sender['delivered']:,} of {sender['pending']:,} deliveries in "
+        f"{sender['seconds']:.1f} s, {rate:,.0f}/s",
+    ]
+    return [
+        (
+            "votes/s with a webhook subscription and the audit trail on >= 85% of without",
+            statistics.median(out["ratios"]["hooked"]),
+            0.85,
+            "{:.0%}",
+        )
+    ]
 
 
 def methods_report(

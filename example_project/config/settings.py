@@ -296,7 +296,7 @@ DJANGO_POLLS: dict[str, object] = {
     # Where live results LISTEN (see DATABASE_LISTEN_URL above).
     "LISTEN_DATABASE": "listen" if "listen" in DATABASES else None,
     # Every poll's audit trail, read by its owner at polls/{id}/audit/ (docs/audit.md).
-    "AUDIT_TRAIL": True,
+    "AUDIT_TRAIL": config("AUDIT_TRAIL", default=True, cast=bool),
     # Webhooks (docs/webhooks.md): networks that webhook URLs may reach although they are not
     # public (e.g. 127.0.0.1/32 for a receiver on this machine), and the seconds one attempt
     # may take. Gunicorn runs the sender beside the server unless WEBHOOK_WORKER=false.

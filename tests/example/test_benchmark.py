@@ -107,6 +107,12 @@ def test_a_small_benchmark_run_prints_the_whole_table(tmp_path: Path) -> None:
         "3. Results throughput at 2,000 votes",
         "4. A hot poll",
         "Bulk loading (polls_load_votes): 100 votes in",
+        # One webhook subscription and the audit trail on, against neither; then the sender.
+        "8. Webhooks and the audit trail: votes at concurrency 32 on asgi",
+        "| no webhook subscription, audit trail off | ",
+        "| one subscription to every event, audit trail on | ",
+        "with them / without them: ",
+        "The sender afterwards (polls_deliver --once, 8 at a time, to a receiver on this machine)",
         "Targets:",
     ):
         assert heading in table, table
@@ -114,7 +120,15 @@ def test_a_small_benchmark_run_prints_the_whole_table(tmp_path: Path) -> None:
     assert "| vote | 2 | 5 |" in table, table
     assert "| results | 1 | 2 |" in table, table
     assert_the_method_rows(table)
-    assert table.count("[met]") + table.count("[MISSED]") == 8 + 5, table
+    assert re.search(
+        rf"\[(met|MISSED)\] votes/s with a webhook subscription and the audit trail on >= 85% "
+        rf"of without: {NUMBER}%",
+        table,
+    ), table
+    # Every ballot the vote runs announced was delivered afterwards.
+    sent = re.search(r"(\d[\d,]*) of (\d[\d,]*) deliveries in", table)
+    assert sent and sent[1] == sent[2] and sent[1] != "0", table
+    assert table.count("[met]") + table.count("[MISSED]") == 8 + 5 + 1, table
     # The headline figures drawn: a line per design over the sizes, a bar per design.
     latency = (tmp_path / "bench-results-latency.svg").read_text()
     for design in ("uvicorn workers (as shipped)", "sync workers", "naive design (COUNT)"):
