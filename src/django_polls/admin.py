@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from django import forms
@@ -377,7 +378,7 @@ class RecordAdmin(RecordAdminBase):
     stays; only deleting records on their own is refused.
     """
 
-    actions = None  # no "delete selected"
+    actions: Sequence[str] | None = None  # no "delete selected"
 
     def get_search_fields(self, request: HttpRequest) -> list[str]:
         return ["poll__title", f"voter__{get_user_model().USERNAME_FIELD}"]

@@ -369,7 +369,8 @@ class PollViewSet(AppViewSet, PollViewSetBase):
 
     def get_object(self) -> Poll:
         self.poll_id()
-        return super().get_object()
+        poll: Poll = super().get_object()
+        return poll
 
     def perform_destroy(self, instance: Poll) -> None:
         services.delete_poll(poll=instance, actor=signed_in(self.request))
