@@ -370,7 +370,7 @@ class CpuMeter:
 # Data
 
 
-def make_voters(count: int) -> list[str]:
+def make_voters(count: int, prefix: str = "bench-voter-") -> list[str]:
     """``count`` accounts with tokens, inserted in one statement; their tokens."""
     from django.db import connection
 
@@ -380,7 +380,7 @@ def make_voters(count: int) -> list[str]:
             WITH voters AS (
                 INSERT INTO auth_user (password, is_superuser, username, first_name, last_name,
                                        email, is_staff, is_active, date_joined)
-                SELECT '!', false, 'bench-voter-' || n, '', '', '', false, true, now()
+                SELECT '!', false, %s || n, '', '', '', false, true, now()
                 FROM generate_series(1, %s) AS n
                 RETURNING id
             )
@@ -389,7 +389,7 @@ def make_voters(count: int) -> list[str]:
             FROM voters
             RETURNING key
             """,
-            [count],
+            [prefix, count],
         )
         return [key for (key,) in cursor.fetchall()]
 
@@ -745,7 +745,10 @@ def main() -> None:
     print(f"Database {name} on {where}: made afresh.", flush=True)
     recreate_database(server, name)
     try:
-        results = benchmark(options, sizes, url, envs, CpuMeter(server, name))
+        meter = CpuMeter(server, name)
+        results = benchmark(options, sizes, url, envs, meter)
+        if not options.methods_only:
+            webhook_runs(options, envs[DEFAULT], meter, results)
     finally:
         from django.db import connection
 
@@ -788,21 +791,11 @@ def benchmark(
             )
             for kind, env in envs.items()
         ]
-        plain = None
-        if not options.methods_only:
-            # The shipped deployment without the audit trail, for the votes of polls that no
-            # webhook hears: what webhooks and the audit trail cost is measured against it.
-            port = free_port()
-            env = {**envs[DEFAULT], "PORT": str(port), "AUDIT_TRAIL": "false"}
-            plain = Server(PLAIN, port, stack.enter_context(gunicorn(env, port)), True)
-            subscribe_hooked_owner()
-        for each in running + ([plain] if plain else []):
+        for each in running:
             warm_up(each, tokens)
         # Votes first, while both designs' tables are small alike.
         print("Votes ...", flush=True)
-        out["votes"], out["ratios"] = vote_runs(options, running, url, tokens, meter, plain)
-        if plain is not None:
-            out["sender"] = time_the_sender(envs[DEFAULT])
+        out["votes"], out["ratios"] = vote_runs(options, running, url, tokens, meter)
         if options.votes_only:
             out["server"] = server_facts()
             return out
@@ -920,6 +913,58 @@ def subscribe_hooked_owner() -> None:
     )
 
 
+def webhook_runs(
+    options: argparse.Namespace, env: dict[str, str], meter: CpuMeter, out: dict[str, Any]
+) -> None:
+    """What webhooks and the audit trail cost a ballot, once the other servers have stopped:
+    the shipped deployment (audit trail on) voting on polls whose every event a webhook
+    subscription hears, against the same deployment without the audit trail voting on polls
+    that none hears, taking turns at concurrency 32 over the rounds; then the sender, sending
+    what the runs wrote."""
+    from django.db import connection
+
+    subscribe_hooked_owner()
+    tokens = make_voters(options.votes, prefix="bench-hooked-voter-")
+    connection.close()
+    plain_port, hooked_port = free_port(), free_port()
+    print("Votes with and without webhooks and the audit trail ...", flush=True)
+    with contextlib.ExitStack() as stack:
+        servers = {
+            "plain": Server(
+                PLAIN,
+                plain_port,
+                stack.enter_context(
+                    gunicorn({**env, "PORT": str(plain_port), "AUDIT_TRAIL": "false"}, plain_port)
+                ),
+                True,
+            ),
+            "hooked": Server(
+                DEFAULT,
+                hooked_port,
+                stack.enter_context(gunicorn({**env, "PORT": str(hooked_port)}, hooked_port)),
+                True,
+            ),
+        }
+        for each in servers.values():
+            warm_up(each, tokens)
+        runs: dict[str, list[Measure]] = {"plain": [], "hooked": []}
+        for round_ in range(options.rounds):
+            order = ["plain", "hooked"] if round_ % 2 == 0 else ["hooked", "plain"]
+            for kind in order:
+                by = HOOKED_OWNER if kind == "hooked" else "bench-owner"
+                requests = vote_requests("/api/v1", ballots(our_polls(50, by=by), tokens))
+                result = drive(servers[kind], requests, 32, meter)
+                expect_only(result, "201", f"{kind} votes at 32")
+                runs[kind].append(measure(result))
+            share = runs["hooked"][-1].per_second / runs["plain"][-1].per_second
+            out["ratios"].setdefault("hooked", []).append(share)
+            print(f"  round {round_ + 1} of {options.rounds}: {share:.0%}", flush=True)
+    for kind, measures in runs.items():
+        out["votes"][f"ours {kind} 32"] = median(measures)
+    # Once the servers have stopped, their pools holding no connection.
+    out["sender"] = time_the_sender(env)
+
+
 def time_the_sender(env: dict[str, str]) -> dict[str, float]:
     """The deliveries the vote runs left in the outbox, sent by ``polls_deliver --once`` to a
     receiver in this process that answers 204 at once: how many, in how long."""
@@ -965,7 +1010,6 @@ def vote_runs(
     url: str,
     tokens: list[str],
     meter: CpuMeter,
-    plain: Server | None = None,
 ) -> tuple[dict[str, Measure], dict[str, list[float]]]:
     """Every design on every server at every concurrency once per round, the order flipped each
     round; the medians over the rounds, and the ratios that the runs of each round make with each
@@ -973,10 +1017,7 @@ def vote_runs(
 
     django_polls runs on every server; the baseline, as the tutorial deploys it, on the sync
     workers; the hot poll, and the ranked and score polls, on the deployment that is shipped, at
-    concurrency 32. With ``--methods-only``: single choice, ranked and score alone. With
-    ``plain`` (the shipped deployment without the audit trail), the votes of polls that a webhook
-    subscription hears on the shipped deployment (audit trail on) against those of polls that
-    none hears on ``plain``, at concurrency 32."""
+    concurrency 32. With ``--methods-only``: single choice, ranked and score alone."""
     by_name = {server.name: server for server in running}
     # (label, prefix, server, kind): kind is "spread", "hot" or a voting method.
     designs = [(f"ours {server.name}", "/api/v1", server, "spread") for server in running]
@@ -987,11 +1028,6 @@ def vote_runs(
             ("naive hot", "/naive/api/v1", by_name[SYNC], "hot"),
         ]
     designs += [(f"ours {method}", "/api/v1", by_name[DEFAULT], method) for method in METHODS]
-    if plain is not None:
-        designs += [
-            ("ours plain", "/api/v1", plain, "plain"),
-            ("ours hooked", "/api/v1", by_name[DEFAULT], "hooked"),
-        ]
     runs: dict[str, list[Measure]] = {}
     ratios: dict[str, list[float]] = {}
     for round_ in range(options.rounds):
@@ -1006,8 +1042,6 @@ def vote_runs(
                 else:
                     hot = kind == "hot"
                     make = naive_polls if prefix.startswith("/naive") else our_polls
-                    if kind == "hooked":
-                        make = functools.partial(our_polls, by=HOOKED_OWNER)
                     requests = vote_requests(
                         prefix, ballots(make(1 if hot else 50), tokens, hot=hot)
                     )
@@ -1035,10 +1069,6 @@ def vote_runs(
                 )
             if "ours hot" in measured:
                 ratios.setdefault("hot", []).append(measured["ours hot"].per_second / default)
-            if "ours hooked" in measured:
-                ratios.setdefault("hooked", []).append(
-                    measured["ours hooked"].per_second / measured["ours plain"].per_second
-                )
             for method in METHODS:
                 if f"ours {method}" in measured:
                     ratios.setdefault(f"{method}/single {concurrency}", []).append(
