@@ -632,3 +632,21 @@ def test_failed_deliveries_are_listed_and_sent_again_from_the_admin(
     row.refresh_from_db()
     assert row.status == "delivered" and row.attempts == 1
     assert len(receiver.requests) == 1
+
+
+@pytest.mark.django_db
+def test_old_deliveries_are_removed_once_delivered_or_failed(
+    subscribe: Any, alice: Any, make_poll: Any
+) -> None:
+    subscribe(alice, ["poll.created"])
+    for _ in range(3):
+        make_poll(created_by=alice)
+    old = timezone.now() - timedelta(days=31)
+    first, second, third = WebhookDelivery.objects.order_by("pk")
+    WebhookDelivery.objects.filter(pk=first.pk).update(status="delivered", created_at=old)
+    WebhookDelivery.objects.filter(pk=second.pk).update(status="failed", created_at=old)
+    WebhookDelivery.objects.filter(pk=third.pk).update(created_at=old)  # still pending
+
+    assert services.webhooks.purge_old_deliveries(batch=1) == 2
+
+    assert list(WebhookDelivery.objects.values_list("pk", flat=True)) == [third.pk]

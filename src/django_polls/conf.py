@@ -90,6 +90,9 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_RETRY_DELAY": 30,
     "WEBHOOK_TIMEOUT": 10,
     "WEBHOOK_MAX_SUBSCRIPTIONS": 20,
+    # Days a delivered or failed delivery stays listed (webhooks/{id}/deliveries/, the admin)
+    # before the sender removes it.
+    "WEBHOOK_RETENTION_DAYS": 30,
     # Networks (CIDR strings) that webhook URLs may reach although they are not public
     # addresses: loopback, private, link-local and metadata addresses are refused otherwise.
     "WEBHOOK_ALLOWED_NETWORKS": (),
@@ -121,6 +124,7 @@ INTEGER_KEYS = (
     "WEBHOOK_RETRY_DELAY",
     "WEBHOOK_TIMEOUT",
     "WEBHOOK_MAX_SUBSCRIPTIONS",
+    "WEBHOOK_RETENTION_DAYS",
 )
 CLASS_LIST_KEYS = ("POLL_PERMISSION_CLASSES", "VOTE_PERMISSION_CLASSES", "THROTTLE_CLASSES")
 CLASS_KEYS = ("PAGINATION_CLASS",)
@@ -234,6 +238,10 @@ class PollsSettings:
     @property
     def WEBHOOK_MAX_SUBSCRIPTIONS(self) -> int:
         return int(get("WEBHOOK_MAX_SUBSCRIPTIONS"))
+
+    @property
+    def WEBHOOK_RETENTION_DAYS(self) -> int:
+        return int(get("WEBHOOK_RETENTION_DAYS"))
 
     @property
     def WEBHOOK_ALLOWED_NETWORKS(self) -> list[IPNetwork]:

@@ -44,6 +44,7 @@ from django_polls.services.webhooks import (
     claim_due,
     delivered,
     fill_counts,
+    purge_old_deliveries,
 )
 
 logger = logging.getLogger("django_polls.webhooks")
@@ -175,7 +176,8 @@ def post(url: str, body: bytes, headers: Mapping[str, str], *, timeout: float) -
         response.read(MAX_ANSWER)
         return response.status
     except (OSError, http.client.HTTPException) as exc:
-        reason = "timed out" if cut_off.is_set() else type(exc).__name__
+        timed_out = cut_off.is_set() or isinstance(exc, TimeoutError)
+        reason = "timed out" if timed_out else type(exc).__name__
         raise DeliveryError(f"no answer: {reason}") from None
     finally:
         watchdog.cancel()
@@ -217,6 +219,7 @@ def deliver_due(*, limit: int = 100, concurrency: int = 4) -> int:
     ``limit`` deliveries that are due, ``concurrency`` at a time; returns how many were sent
     (delivered or failed). Safe to run in several processes at once."""
     announce_transitions()
+    _purge_now_and_then()
     timeout = polls_settings.WEBHOOK_TIMEOUT
     # Time for every attempt of the round, one after another in each of the threads, and a
     # margin: until then no other sender takes these deliveries.
@@ -244,6 +247,19 @@ def deliver_due(*, limit: int = 100, concurrency: int = 4) -> int:
                 outcome.error,
             )
     return len(claimed)
+
+
+#: When this process last removed old deliveries (``time.monotonic()``), and how often it does.
+_purged_at: list[float] = []
+PURGE_EVERY = 3600.0
+
+
+def _purge_now_and_then() -> None:
+    """Old deliveries removed at most once an hour per process (``WEBHOOK_RETENTION_DAYS``)."""
+    if _purged_at and time.monotonic() - _purged_at[-1] < PURGE_EVERY:
+        return
+    _purged_at[:] = [time.monotonic()]
+    purge_old_deliveries()
 
 
 def _counts(poll_id: int) -> dict[str, Any]:

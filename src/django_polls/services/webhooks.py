@@ -477,5 +477,20 @@ def redeliver(deliveries: Iterable[WebhookDelivery]) -> int:
     )
 
 
+def purge_old_deliveries(*, now: datetime | None = None, batch: int = 1000) -> int:
+    """Remove deliveries delivered or failed more than ``WEBHOOK_RETENTION_DAYS`` ago, ``batch``
+    at a time; returns how many."""
+    cutoff = (now or timezone.now()) - timedelta(days=polls_settings.WEBHOOK_RETENTION_DAYS)
+    removed = 0
+    while True:
+        old = WebhookDelivery.objects.filter(
+            status__in=(Status.DELIVERED, Status.FAILED), created_at__lt=cutoff
+        ).values_list("pk", flat=True)[:batch]
+        count, _ = WebhookDelivery.objects.filter(pk__in=list(old)).delete()
+        removed += count
+        if count < batch:
+            return removed
+
+
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
