@@ -32,6 +32,7 @@ EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "example_project"
 EXAMPLE_VARIABLES = [
     "ALLOWED_HOSTS",
     "ASGI",
+    "AUDIT_TRAIL",
     "ASGI_THREADS",
     "CONN_MAX_AGE",
     "CORS_ALLOWED_ORIGINS",
@@ -67,6 +68,10 @@ EXAMPLE_VARIABLES = [
     "THROTTLE_VOTE_RATE",
     "TRUST_X_FORWARDED_PROTO",
     "WEB_CONCURRENCY",
+    "WEBHOOK_ALLOWED_NETWORKS",
+    "WEBHOOK_RETRY_DELAY",
+    "WEBHOOK_TIMEOUT",
+    "WEBHOOK_WORKER",
 ]
 
 
