@@ -25,7 +25,7 @@ from rest_framework.authtoken.models import Token
 
 from django_polls import authentication, signals
 from django_polls.asgi import Handler
-from django_polls.models import Option, Poll, ResultsVisibility
+from django_polls.models import Ballot, Option, Participation, Poll, ResultsVisibility, Tally
 from django_polls.services import aio
 from tests.conftest import expire, option_ids
 
@@ -531,3 +531,129 @@ def test_ranked_and_score_ballots_and_results_answer_as_the_synchronous_views(
         assert answer.shape() == site.synchronous("GET", results_path(poll)).shape()
     assert site.request("GET", results_path(ranked)).json()["winner"] == second
     assert site.request("GET", results_path(scored)).json()["options"][0]["average"] == 4.0
+
+
+def test_a_ranked_ballot_is_cast_on_the_loop(
+    site: Site, make_poll: Callable[..., Poll], make_user: Callable[..., Any], token_of: Any
+) -> None:
+    ranked = make_poll(method="ranked", options=("Ann", "Ben", "Cat"))
+    a, b, c = option_ids(ranked)
+    voter, other = make_user(), make_user()
+    before = site.connections_taken()
+
+    answer = site.request(
+        "POST", vote_path(ranked), body={"ranking": [c, a]}, token=token_of(voter)
+    )
+
+    assert answer.status == 201, answer.body
+    if ON_LOOP:
+        # The token read, the poll as the method judges it, the ballot statement: on one
+        # connection of the loop's pool.
+        assert site.connections_taken() - before == 1
+    expected = site.synchronous(
+        "POST", vote_path(ranked), body={"ranking": [b, a]}, token=token_of(other)
+    )
+    status, body, headers = answer.shape()
+    sync_status, sync_body, sync_headers = expected.shape()
+    assert (status, set(body), headers) == (sync_status, set(sync_body), sync_headers)
+    assert list(Option.objects.filter(poll=ranked).order_by("order").values_list("votes")) == [
+        (2,),
+        (1,),
+        (1,),
+    ]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "twice",
+        "closed",
+        "scheduled",
+        "not_a_member",
+        "unknown_option",
+        "too_many",
+        "score_too_high",
+        "not_a_member_and_score_too_high",
+        "no_poll",
+        "malformed",
+        "options_field_beside",
+    ],
+)
+def test_refusals_of_ranked_and_score_ballots_are_those_of_the_synchronous_view(
+    case: str,
+    site: Site,
+    make_poll: Callable[..., Poll],
+    make_user: Callable[..., Any],
+    token_of: Any,
+) -> None:
+    from datetime import timedelta
+
+    from django.contrib.auth.models import Group
+    from django.utils import timezone
+
+    fields: dict[str, Any] = {"method": "score" if "score" in case else "ranked"}
+    if case == "scheduled":
+        fields["opens_at"] = timezone.now() + timedelta(days=1)
+    if "not_a_member" in case:
+        fields["voter_group"] = Group.objects.create(name="members")
+    if case == "too_many":
+        fields["max_choices"] = 2
+    poll = make_poll(options=("Ann", "Ben", "Cat"), **fields)
+    ids = option_ids(poll)
+    token = token_of(make_user())
+    path = vote_path(poll)
+    body: Any = (
+        {"scores": [{"option": ids[0], "score": 9}]} if "score" in case else {"ranking": ids[:2]}
+    )
+    if case == "twice":
+        assert site.request("POST", path, body=body, token=token).status == 201
+    elif case == "closed":
+        expire(poll)
+    elif case == "unknown_option":
+        body = {"ranking": option_ids(make_poll(method="ranked"))[:1]}
+    elif case == "too_many":
+        body = {"ranking": ids}
+    elif case == "no_poll":
+        path = "/api/v1/polls/999999/vote/"
+    elif case == "malformed":
+        body = {"ranking": [ids[0], ids[0]]}
+    elif case == "options_field_beside":
+        body = {"ranking": ids[:1], "options": ids[:1]}
+
+    answer = site.request("POST", path, body=body, token=token)
+    expected = site.synchronous("POST", path, body=body, token=token)
+
+    assert answer.shape() == expected.shape()
+    assert 400 <= answer.status < 500
+    stored = 1 if case == "twice" else 0
+    assert Participation.objects.filter(poll=poll).count() == stored
+
+
+@pytest.mark.skipif(
+    connection.vendor == "sqlite",
+    reason="SQLite in memory refuses concurrent writers (503 database table is locked); "
+    "tests/test_sqlite_file.py covers SQLite under concurrency",
+)
+def test_fifty_simultaneous_rankings_of_one_voter_store_one(
+    site: Site, make_poll: Callable[..., Poll], make_user: Callable[..., Any], token_of: Any
+) -> None:
+    poll = make_poll(method="ranked", options=("Ann", "Ben", "Cat"))
+    a, b, c = option_ids(poll)
+    token = token_of(make_user())
+    rankings = [[a, b], [b, c, a], [c]] * 17
+
+    answers = site.gather(
+        *[("POST", vote_path(poll), {"ranking": ranking}, token) for ranking in rankings[:50]]
+    )
+
+    statuses = sorted(answer.status for answer in answers)
+    assert statuses == [201] + [409] * 49
+    assert {answer.json()["code"] for answer in answers if answer.status == 409} == {
+        "already_voted"
+    }
+    assert Participation.objects.filter(poll=poll).count() == 1
+    (choice,) = Ballot.objects.filter(poll=poll).values_list("choice", flat=True)
+    votes = dict(Option.objects.filter(poll=poll).values_list("pk", "votes"))
+    assert votes == {option_id: int(option_id in choice) for option_id in (a, b, c)}
+    counted = Tally.objects.filter(poll=poll, ballots__gt=0).exclude(key__startswith="#")
+    assert dict(counted.values_list("key", "ballots")) == {",".join(map(str, choice)): 1}

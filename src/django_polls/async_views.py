@@ -6,7 +6,8 @@ Each is the viewset's own action, answered by the viewset's own parts (content n
 permissions, throttles, the exception handler, the renderers), so the answers, their errors and
 their codes are those of the synchronous views; only the waits are awaited. A request that needs
 anything the async path does not do (a session cookie, HTTP Basic, an authentication or
-permission class it does not know, a ballot that is not a plain list of ids, a ``VOTER_POLICY``,
+permission class it does not know, a ballot that is neither a plain list of ids nor the ballot
+field of a ranked, score or site method, a method with rules of its own, a ``VOTER_POLICY``,
 receivers of ``vote_cast``, ``ATOMIC_REQUESTS``, a database other than PostgreSQL through
 psycopg 3) is answered by the synchronous view in a thread, as it would be without this module.
 
@@ -45,6 +46,7 @@ from django_polls.views import (
     IDEMPOTENCY_HEADER,
     PollViewSet,
     has_nul,
+    other_ballot_fields,
     plain_ballot,
     receipt_answer,
     signed_in,
@@ -102,15 +104,18 @@ async def vote(request: HttpRequest, *, sync_view: View, **kwargs: Any) -> HttpR
         return await in_thread(sync_view, request, kwargs)
     drf_request = view.request
     try:
-        # Read before anything is counted (throttles): a ballot that is not a plain list of
-        # ids, or a body that cannot be read, goes to the synchronous view, which explains it
-        # (or answers 404 first). Django reads the body first, so that the viewset can read it
-        # again (DRF before 3.15 would take the stream itself).
+        # Read before anything is counted (throttles): a ballot that is neither a plain list of
+        # ids nor another method's ballot field, or a body that cannot be read, goes to the
+        # synchronous view, which explains it (or answers 404 first). Django reads the body
+        # first, so that the viewset can read it again (DRF before 3.15 would take the stream
+        # itself).
         request.body  # noqa: B018
-        option_ids = plain_ballot(drf_request.data)
+        data = drf_request.data
+        option_ids = plain_ballot(data)
+        whole = option_ids is None and type(data) is dict and bool(other_ballot_fields(data))
     except Exception:
-        option_ids = None
-    if option_ids is None:
+        option_ids, whole = None, False
+    if option_ids is None and not whole:
         return await in_thread(sync_view, request, kwargs)
     try:
         # Errors (a database that is down) are answered as DRF answers them.
@@ -120,9 +125,14 @@ async def vote(request: HttpRequest, *, sync_view: View, **kwargs: Any) -> HttpR
                 await _initial(view, drf_request, kwargs)
                 poll_id = view.poll_id()
                 voter = signed_in(drf_request)
-                receipt = await services.acast_vote(
-                    poll_id=poll_id, voter=voter, option_ids=option_ids
-                )
+                if option_ids is not None:
+                    receipt = await services.acast_vote(
+                        poll_id=poll_id, voter=voter, option_ids=option_ids
+                    )
+                else:
+                    # A ranked, score or site method's ballot (None: the poll's method or its
+                    # rules are the synchronous path's).
+                    receipt = await services.acast_ballot(poll_id=poll_id, voter=voter, data=data)
         if receipt is None:  # credentials that only the synchronous view can judge
             return await in_thread(sync_view, request, kwargs)
         response = receipt_answer(receipt, status.HTTP_201_CREATED)

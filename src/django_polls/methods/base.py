@@ -12,9 +12,10 @@ ballot's shape, checks that the options it names (:meth:`~VotingMethod.options_n
 of the poll, distinct, and within ``min_choices``/``max_choices``, asks
 :meth:`~VotingMethod.check` for the method's own rules, and applies every policy of the poll
 (opening time, expiry, voter group and policy, one ballot per voter, vote changes, anonymity). In
-one transaction it then stores the ballot (never on a secret poll), adds one to the ``votes`` of
-each option named, and adds one to the poll's count under each of
-:meth:`~VotingMethod.tally_keys`; a change or a retraction takes the same counts back. Results
+one transaction (on PostgreSQL one statement, the method's part done in Python before it) it
+then stores the ballot (never on a secret poll), adds one to the ``votes`` of each option named,
+and adds one to the poll's count under each of :meth:`~VotingMethod.tally_keys`; a change or a
+retraction takes the same counts back. Results
 call :meth:`~VotingMethod.results` with those counts, never with ballots: a method's results cost
 what its counts cost, whatever the number of ballots.
 
@@ -223,7 +224,12 @@ class VotingMethod:
 
     def check(self, choice: Any, *, poll: Poll) -> None:
         """The method's own rules for a ballot on ``poll`` (e.g. scores within ``max_score``),
-        once its options are known to be the poll's; raise :class:`InvalidBallot`."""
+        once its options are known to be the poll's; raise :class:`InvalidBallot`.
+
+        Judge by ``poll``'s fields alone. On PostgreSQL a first ballot is checked against the
+        poll as read just before the ballot's statement, which stores it only while the poll's
+        row is unchanged (else the ballot is read and checked again), so this may run more
+        than once for one ballot."""
 
     def tally_keys(self, choice: Any) -> list[str]:
         """The keys (at most 512 characters each, not starting with ``#``, the app's own) of the

@@ -88,6 +88,7 @@ from django_polls.services.idempotency import (
 from django_polls.services.locks import ADVISORY_LOCK_NAMESPACE
 from django_polls.services.method_ballots import (
     BallotDrift,
+    acast_ballot,
     ballot_of,
     cast_ballot,
     change_ballot,
@@ -192,6 +193,7 @@ __all__ = [
     "Tampering",
     "Verdict",
     "VoteFinal",
+    "acast_ballot",
     "acast_vote",
     "actor_names",
     "announce_change",

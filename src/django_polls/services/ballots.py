@@ -400,8 +400,7 @@ BALLOT_SQL = """WITH poll AS (
     FOR NO KEY UPDATE OF o
 ), verdict AS MATERIALIZED (
     SELECT id, stamp, allow_multiple_votes,
-        CASE WHEN closed_at IS NOT NULL OR expires_at <= stamp THEN 'closed'
-            WHEN opens_at > stamp THEN 'scheduled' ELSE 'open' END AS status,
+        {status} AS status,
         {eligible} AS eligible,
         anonymity = 'secret' AS secret,
         CASE WHEN method = 'single' THEN 1 ELSE min_choices END AS min_choices,
@@ -468,6 +467,11 @@ FROM verdict{poll_join}
 """
 
 
+#: The poll's status at the ballot's timestamp (``stamp``), as :meth:`Poll.status_at` says it.
+STATUS_SQL = """CASE WHEN closed_at IS NOT NULL OR expires_at <= stamp THEN 'closed'
+            WHEN opens_at > stamp THEN 'scheduled' ELSE 'open' END"""
+
+
 @functools.cache
 def _ballot_sql(*, with_poll: bool = False) -> str:
     quote = connection.ops.quote_name
@@ -492,7 +496,8 @@ def _ballot_sql(*, with_poll: bool = False) -> str:
         voter_count=quote(VoterCount._meta.db_table),
         voter_count_poll=column(VoterCount, "poll"),
         stripes=VOTER_COUNT_STRIPES,
-        eligible=_eligibility_sql(),
+        status=STATUS_SQL,
+        eligible=eligibility_sql(),
         channel=f"'{changes.CHANNEL}'",
         poll_owner=column(Poll, "created_by"),
         announced=vote_cast_sql(
@@ -501,7 +506,7 @@ def _ballot_sql(*, with_poll: bool = False) -> str:
     )
 
 
-def _eligibility_sql() -> str:
+def eligibility_sql() -> str:
     """SQL that says whether the voter may vote on ``stamped``'s poll by its voter group: a
     member of it, or any voter where it names none (or the user model has no groups)."""
     groups = user_groups_field()
@@ -522,7 +527,7 @@ def _cast_vote_in_one_statement(
     # Inside the caller's transaction a savepoint keeps a refused ballot from spoiling it;
     # outside one the statement commits on its own.
     scope = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with scope, _ballot_cursor() as (cursor, bigint):
+    with scope, ballot_cursor() as (cursor, bigint):
         cursor.execute(
             _ballot_sql(with_poll=with_poll), _ballot_params(poll_id, voter, ids, bigint)
         )
@@ -606,7 +611,7 @@ def _ballot_outcome(
 
 
 @contextlib.contextmanager
-def _ballot_cursor() -> Iterator[tuple[Any, Callable[[int], Any]]]:
+def ballot_cursor() -> Iterator[tuple[Any, Callable[[int], Any]]]:
     """A cursor for the ballot statement, and how to pass it a BIGINT.
 
     Where the site allows prepared statements (the database's ``OPTIONS["prepare_threshold"]``;

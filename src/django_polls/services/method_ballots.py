@@ -4,12 +4,18 @@ counts its method keeps.
 
 ``{"options": [...]}`` ballots of single and multiple polls are the API's hottest path: this
 module hands them to :mod:`django_polls.services.ballots` (one statement on PostgreSQL), which
-knows nothing of other methods. Every other ballot runs here, in one transaction per ballot that
-takes the locks in the app's one order: the poll (shared), the options the ballot names (in id
-order; a change or retraction locks every option of the poll), the voter's participation, then
-the ballot, the tallies and the count of voters. Each tally key of the built-in methods names
-options (a ranking, an option and a score), so the option locks already queue every transaction
-that moves a tally; keys are written in sorted order all the same.
+knows nothing of other methods. Every other ballot runs here, taking the locks in the app's one
+order: the poll (shared), the options the ballot names (in id order; a change or retraction locks
+every option of the poll), the voter's participation, then the ballot, the count of voters and
+the tallies. Each tally key of the built-in methods names options (a ranking, an option and a
+score), so the option locks already queue every transaction that moves a tally; keys are written
+in sorted order all the same.
+
+On PostgreSQL a first ballot is one statement (:data:`METHOD_BALLOT_SQL`), as a single-choice
+ballot is: the method, in Python, parses the ballot, judges it by its own rules against the poll
+as read just before, and says which tallies it moves; the statement takes the locks, judges the
+rules of every poll, and stores the ballot only if the poll is still the row the method judged.
+Elsewhere, and for changes and retractions, one transaction of a few statements.
 
 The rules are those of v1 ballots, in the same order: the ballot's shape (400), who may vote
 (403), the ballot's options and size (400), the method's own rules (400), the poll's state
@@ -19,22 +25,28 @@ under any concurrency.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, QuerySet
 from django.utils.translation import gettext
 
-from django_polls import methods, signals
+from django_polls import changes, methods, signals
 from django_polls.changes import announce_change
 from django_polls.methods.base import APP_KEY_PREFIX, InvalidBallot, VotingMethod
 from django_polls.models import (
+    CHANGE_KEYS,
+    CHANGE_STRIPES,
     TALLY_KEY_LENGTH,
     VOTE_ROW_METHODS,
+    VOTER_COUNT_STRIPES,
     Anonymity,
     Ballot,
     BallotChange,
@@ -43,20 +55,25 @@ from django_polls.models import (
     Poll,
     Status,
     Tally,
+    VoterCount,
     change_key,
     read_poll_clock,
 )
+from django_polls.services import aio
 from django_polls.services.audit import ballot_changed
 from django_polls.services.ballots import (
     PARTICIPATION_LIMITS,
     SECRET_LIMITS,
+    STATUS_SQL,
     MyBallot,
     Receipt,
     announce_vote_changed,
+    ballot_cursor,
     cast_vote,
     change_vote,
     check_voter_policy,
     count_voter,
+    eligibility_sql,
     is_member,
     judge_change,
     limits_of,
@@ -75,14 +92,16 @@ from django_polls.services.errors import (
     PollChanged,
     PollClosed,
     PollNotOpen,
+    PollRuleError,
 )
 from django_polls.services.locks import (
+    ADVISORY_LOCK_NAMESPACE,
     is_unique_violation,
     lock_options,
     lock_poll,
     retrying_deadlocks,
 )
-from django_polls.services.sql import column
+from django_polls.services.sql import column, poll_columns, voter_param
 from django_polls.services.visibility import took_part
 from django_polls.services.webhooks import vote_cast, vote_changed, vote_retracted
 
@@ -97,7 +116,19 @@ def cast_ballot(*, poll_id: int, voter: User, data: Any) -> Receipt:
     Raises ``Poll.DoesNotExist``, :class:`InvalidInput` (the wrong ballot field, a malformed
     ballot, unknown options, too few or too many, a method's own rule), :class:`NotEligible`,
     :class:`PollClosed`, :class:`PollNotOpen` or :class:`AlreadyVoted`.
+
+    On PostgreSQL a ballot of a method stored whole is one statement after one read of the poll
+    (:data:`METHOD_BALLOT_SQL`); elsewhere a transaction of a few statements
+    (:func:`cast_ballot_in_steps`). Both take the same locks in the same order, judge with the
+    same rules in the same order, and the same tests run on both.
     """
+    if connection.vendor == "postgresql":
+        return _cast_in_one_statement(poll_id, voter, data)
+    return cast_ballot_in_steps(poll_id=poll_id, voter=voter, data=data)
+
+
+def cast_ballot_in_steps(*, poll_id: int, voter: User, data: Any) -> Receipt:
+    """:func:`cast_ballot` as a transaction of a few statements, on any database."""
     method, choice = _ballot_of_body(poll_id, data)
     if method.name in VOTE_ROW_METHODS:
         return cast_vote(poll_id=poll_id, voter=voter, option_ids=choice)
@@ -107,16 +138,19 @@ def cast_ballot(*, poll_id: int, voter: User, data: Any) -> Receipt:
         poll, now = retrying_deadlocks(lambda: _cast(poll_id, method, voter, choice, named))
     except IntegrityError as exc:
         # Two first ballots of one voter at once: the unique participation (or its limits).
-        if is_unique_violation(exc) or PARTICIPATION_LIMITS in str(exc):
-            raise AlreadyVoted() from exc
-        raise PollChanged() from exc
+        raise _refusal(exc) from exc
+    _announce_cast(poll, voter, named)
+    return _receipt(poll_id, method, choice, now)
+
+
+def _announce_cast(poll: Poll, voter: User, named: Sequence[int]) -> None:
+    """Send ``vote_cast`` once the transaction commits, where anybody listens."""
     if signals.vote_cast.has_listeners(Poll):
         chosen = None if poll.anonymity == Anonymity.SECRET else sorted(named)
         transaction.on_commit(
             lambda: signals.vote_cast.send(sender=Poll, poll=poll, voter=voter, option_ids=chosen),
             robust=True,
         )
-    return _receipt(poll_id, method, choice, now)
 
 
 def change_ballot(*, poll_id: int, voter: User, data: Any) -> Receipt:
@@ -152,6 +186,11 @@ def _ballot_of_body(poll_id: int, data: Any) -> tuple[VotingMethod, Any]:
     name = Poll.objects.filter(pk=poll_id).values_list("method", flat=True).first()
     if name is None:
         raise Poll.DoesNotExist()
+    return _parsed_ballot(name, data)
+
+
+def _parsed_ballot(name: str, data: Any) -> tuple[VotingMethod, Any]:
+    """The method of that name and the ballot of the body, its shape checked."""
     method = method_of(name)
     if not isinstance(data, dict):
         kind = type(data).__name__
@@ -278,6 +317,307 @@ def _cast(
         announce_change(poll_id=poll.pk)
         vote_cast(poll, voter, method.ballot_field, method.to_json(choice), at=now)
     return poll, now
+
+
+# -- a first ballot in one statement (PostgreSQL) ------------------------------------------------
+
+#: How many times a ballot is judged again when the poll changed between the read its method
+#: judged and the statement (an edit of a poll without votes, a title changed, the poll closed).
+STALE_ATTEMPTS = 3
+
+#: The poll as a ballot's method judges it (its columns, then its row version, and the ids of
+#: its options), read without a lock just before the ballot statement.
+SEEN_SQL = """SELECT {poll_columns}, p.xmin::text,
+    ARRAY(SELECT o.id FROM {option} AS o WHERE o.{option_poll} = p.id)
+FROM {poll} AS p WHERE p.id = %(poll)s
+"""
+
+#: A first ballot of a method stored whole (ranked, score, a site's), in one statement: the
+#: steps of :func:`_cast` in the same lock order, as :data:`~django_polls.services.ballots.
+#: BALLOT_SQL` for single and multiple choice: the poll under the shared locks (``poll``), the
+#: timestamp taken once they are held (``stamped``), the ballot's options locked in id order
+#: (``chosen``), what the rules need (``verdict``), the ballot if they all pass (``accepted``:
+#: the poll's row is still the one the method judged, ``version``, and it is open, the voter
+#: may vote, the options are the poll's and as many as it allows, the voter has no ballot yet),
+#: then the voter's participation (``joined``, nothing when a ballot of theirs committed
+#: meanwhile), the count of voters, the ballot (never on a secret poll), the options' votes
+#: with the live results' notification, and the tallies the method named, with the poll's count
+#: of changes, in key order (``tallied``, after ``voters`` as in :func:`_cast`). The last
+#: ``SELECT`` reports what the rules saw and how many participations were stored (0 or 1), so
+#: that a refused ballot is explained by the rules' own errors (:func:`_statement_outcome`).
+METHOD_BALLOT_SQL = """WITH poll AS (
+    SELECT {poll_columns}, xmin::text AS version,
+        pg_advisory_xact_lock_shared(%(namespace)s, (id %% 2147483648)::int4) AS advisory_lock
+    FROM {poll} WHERE id = %(poll)s
+    FOR SHARE
+), stamped AS MATERIALIZED (
+    SELECT *, clock_timestamp() AS stamp FROM poll
+), chosen AS MATERIALIZED (
+    SELECT o.id FROM {option} AS o JOIN stamped ON o.{option_poll} = stamped.id
+    WHERE o.id = ANY(%(options)s::bigint[])
+    ORDER BY o.id
+    FOR NO KEY UPDATE OF o
+), verdict AS MATERIALIZED (
+    SELECT id, stamp, version,
+        {status} AS status,
+        {eligible} AS eligible,
+        anonymity = 'secret' AS secret,
+        min_choices,
+        coalesce(max_choices,
+            (SELECT count(*) FROM {option} WHERE {option_poll} = stamped.id)) AS max_choices,
+        EXISTS (SELECT FROM {participation} WHERE {participation_poll} = stamped.id
+            AND {participation_voter} = %(voter)s) AS voted,
+        ARRAY(SELECT id FROM chosen ORDER BY id) AS known
+    FROM stamped
+), accepted AS MATERIALIZED (
+    SELECT * FROM verdict
+    WHERE version = %(version)s::text AND status = 'open' AND eligible AND NOT voted
+        AND cardinality(known) = %(count)s
+        AND %(count)s BETWEEN min_choices AND max_choices
+), joined AS (
+    INSERT INTO {participation} ({participation_poll}, {participation_voter}, choices,
+        min_choices, max_choices)
+    SELECT id, %(voter)s, CASE WHEN secret THEN 1 ELSE %(count)s END,
+        CASE WHEN secret THEN 1 ELSE min_choices END, CASE WHEN secret THEN 1 ELSE max_choices END
+    FROM accepted
+    ON CONFLICT ({participation_poll}, {participation_voter}) DO NOTHING
+    RETURNING id
+), voters AS (
+    INSERT INTO {voter_count} AS c ({voter_count_poll}, stripe, voters)
+    SELECT %(poll)s, id %% {voter_stripes}, 1 FROM joined
+    ON CONFLICT ({voter_count_poll}, stripe) DO UPDATE SET voters = c.voters + 1
+    RETURNING 1
+), stored AS (
+    INSERT INTO {ballot} ({ballot_poll}, {ballot_voter}, {ballot_choice}, {ballot_created})
+    SELECT accepted.id, %(voter)s, %(choice)s::jsonb, accepted.stamp
+    FROM accepted CROSS JOIN joined
+    WHERE NOT accepted.secret
+    RETURNING 1
+), counted AS (
+    UPDATE {option} SET {option_votes} = {option_votes} + 1
+    WHERE id IN (SELECT id FROM chosen) AND EXISTS (SELECT FROM joined)
+    RETURNING id, pg_notify({channel}, %(poll)s::text)
+), tallied AS (
+    INSERT INTO {tally} AS t ({tally_poll}, {tally_key}, {tally_count})
+    SELECT %(poll)s, moved.key, moved.delta FROM (
+        SELECT key, delta FROM unnest(%(keys)s::text[], %(deltas)s::int[]) AS given (key, delta)
+        UNION ALL
+        SELECT ({change_keys})[id %% {change_stripes} + 1], 1 FROM joined
+    ) AS moved
+    WHERE EXISTS (SELECT FROM voters)
+    ORDER BY moved.key COLLATE "C"
+    ON CONFLICT ({tally_poll}, {tally_key}) DO UPDATE
+        SET {tally_count} = t.{tally_count} + excluded.{tally_count}
+    RETURNING 1
+)
+SELECT verdict.stamp, verdict.version, verdict.status, verdict.eligible, verdict.min_choices,
+    verdict.max_choices, verdict.voted, verdict.known, (SELECT count(*) FROM joined) AS stored
+FROM verdict
+"""
+
+
+def _tables() -> dict[str, Any]:
+    quote = connection.ops.quote_name
+    return {
+        "poll": quote(Poll._meta.db_table),
+        "option": quote(Option._meta.db_table),
+        "option_poll": column(Option, "poll"),
+        "option_votes": column(Option, "votes"),
+        "participation": quote(Participation._meta.db_table),
+        "participation_poll": column(Participation, "poll"),
+        "participation_voter": column(Participation, "voter"),
+        "voter_count": quote(VoterCount._meta.db_table),
+        "voter_count_poll": column(VoterCount, "poll"),
+        "ballot": quote(Ballot._meta.db_table),
+        "ballot_poll": column(Ballot, "poll"),
+        "ballot_voter": column(Ballot, "voter"),
+        "ballot_choice": column(Ballot, "choice"),
+        "ballot_created": column(Ballot, "created_at"),
+        "tally": quote(Tally._meta.db_table),
+        "tally_poll": column(Tally, "poll"),
+        "tally_key": column(Tally, "key"),
+        "tally_count": column(Tally, "ballots"),
+    }
+
+
+@functools.cache
+def _seen_sql() -> str:
+    return SEEN_SQL.format(
+        poll_columns=", ".join(f"p.{name}" for name in poll_columns()), **_tables()
+    )
+
+
+@functools.cache
+def _method_ballot_sql() -> str:
+    return METHOD_BALLOT_SQL.format(
+        poll_columns=", ".join(poll_columns()),
+        status=STATUS_SQL,
+        eligible=eligibility_sql(),
+        voter_stripes=VOTER_COUNT_STRIPES,
+        change_keys="ARRAY[{}]".format(", ".join(f"'{key}'" for key in CHANGE_KEYS)),
+        change_stripes=CHANGE_STRIPES,
+        channel=f"'{changes.CHANNEL}'",
+        **_tables(),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Seen:
+    """The poll as read before a ballot statement (:data:`SEEN_SQL`)."""
+
+    poll: Poll
+    version: str
+    option_ids: frozenset[int]
+
+
+def _seen(row: Sequence[Any] | None) -> _Seen:
+    if row is None:
+        raise Poll.DoesNotExist()
+    *values, version, option_ids = row
+    return _Seen(
+        poll=aio.model_from_row(Poll, values), version=version, option_ids=frozenset(option_ids)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Judged:
+    """A ballot as its method judged it against the poll as seen, and the statement's
+    parameters: ``checked`` says whether the method's rules ran (the ballot named only options
+    the poll had then), ``refusal`` what they said if they refused it."""
+
+    method: VotingMethod
+    choice: Any
+    named: list[int]
+    checked: bool
+    refusal: InvalidBallot | None
+    params: dict[str, Any]
+
+
+def _judged(
+    seen: _Seen,
+    method: VotingMethod,
+    choice: Any,
+    voter: User,
+    bigint: Callable[[int], Any],
+) -> _Judged:
+    named = list(method.options_named(choice))
+    checked = set(named) <= seen.option_ids
+    refusal = None
+    if checked:
+        try:
+            method.check(choice, poll=seen.poll)
+        except InvalidBallot as exc:
+            refusal = exc
+    keys = sorted(set(method.tally_keys(choice)))
+    params = {
+        "namespace": ADVISORY_LOCK_NAMESPACE,
+        "poll": bigint(seen.poll.pk),
+        "options": [bigint(option_id) for option_id in named],
+        "voter": voter_param(voter, bigint),
+        "count": len(named),
+        # Without the method's consent, no version: the statement then stores nothing.
+        "version": seen.version if checked and refusal is None else None,
+        "choice": json.dumps(choice),
+        "keys": keys,
+        "deltas": [1] * len(keys),
+    }
+    return _Judged(method, choice, named, checked, refusal, params)
+
+
+def _statement_outcome(row: Sequence[Any] | None, seen: _Seen, judged: _Judged) -> datetime | None:
+    """The ballot statement's timestamp when it stored the ballot; None when the poll changed
+    since it was seen (the ballot is to be judged again); else raises what the rules said, in
+    the order of :func:`_judge`."""
+    if row is None:
+        raise Poll.DoesNotExist()
+    stamp, version, status, eligible, low, high, _voted, known, stored = row
+    if stored:
+        return cast("datetime", stamp)
+    if version != seen.version:
+        return None
+    named, field = judged.named, judged.method.ballot_field
+    if not eligible:
+        raise NotEligible()
+    unknown = [option_id for option_id in named if option_id not in set(known)]
+    if unknown:
+        raise InvalidInput({field: [not_an_option(unknown[0])]})
+    if len(named) > high:
+        raise InvalidInput({field: [too_many_options(high)]})
+    if len(named) < low:
+        raise InvalidInput({field: [too_few_options(low)]})
+    if judged.refusal is not None:
+        raise InvalidInput(judged.refusal.errors)
+    if not judged.checked:
+        return None  # options the poll did not have when seen: its options changed
+    if status == Status.CLOSED:
+        raise PollClosed()
+    if status == Status.SCHEDULED:
+        raise PollNotOpen()
+    # A ballot of theirs, stored before, or committed while the statement ran.
+    raise AlreadyVoted()
+
+
+def _cast_in_one_statement(poll_id: int, voter: User, data: Any) -> Receipt:
+    for _ in range(STALE_ATTEMPTS):
+        with ballot_cursor() as (cursor, bigint):
+            cursor.execute(_seen_sql(), {"poll": bigint(poll_id)})
+            seen = _seen(cursor.fetchone())
+        method, choice = _parsed_ballot(seen.poll.method, data)
+        if method.name in VOTE_ROW_METHODS:
+            return cast_vote(poll_id=poll_id, voter=voter, option_ids=choice)
+        check_voter_policy(poll_id, voter)
+        # Inside the caller's transaction a savepoint keeps a refused ballot from spoiling it;
+        # outside one the statement commits on its own.
+        scope = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+        try:
+            with scope, ballot_cursor() as (cursor, bigint):
+                judged = _judged(seen, method, choice, voter, bigint)
+                cursor.execute(_method_ballot_sql(), judged.params)
+                stamp = _statement_outcome(cursor.fetchone(), seen, judged)
+        except IntegrityError as exc:
+            raise _refusal(exc) from exc
+        if stamp is not None:
+            _announce_cast(seen.poll, voter, judged.named)
+            return _receipt(poll_id, method, choice, stamp)
+    raise PollChanged()
+
+
+async def acast_ballot(*, poll_id: int, voter: User, data: Any) -> Receipt | None:
+    """:func:`cast_ballot` on PostgreSQL for the async views: the same statements on a
+    connection of the event loop's pool (:mod:`~django_polls.services.aio`), in autocommit.
+
+    For callers that checked that nothing else must run around a ballot (:func:`runs_alone`).
+    None where the synchronous path is to answer: a poll of single or multiple choice, or a
+    method with rules of its own beside the app's methods' (they may read the database)."""
+    from psycopg.types.numeric import Int8
+
+    for _ in range(STALE_ATTEMPTS):
+        seen = _seen(await aio.fetchone(_seen_sql(), {"poll": Int8(poll_id)}))
+        method, choice = _parsed_ballot(seen.poll.method, data)
+        if method.name in VOTE_ROW_METHODS or not _checks_inline(method):
+            return None
+        judged = _judged(seen, method, choice, voter, Int8)
+        try:
+            row = await aio.fetchone(_method_ballot_sql(), judged.params)
+        except IntegrityError as exc:
+            raise _refusal(exc) from exc
+        stamp = _statement_outcome(row, seen, judged)
+        if stamp is not None:
+            return _receipt(poll_id, method, choice, stamp)
+    raise PollChanged()
+
+
+def _checks_inline(method: VotingMethod) -> bool:
+    """Whether the method's own rules are the app's methods' (they read nothing)."""
+    return type(method).check.__module__.startswith("django_polls.methods.")
+
+
+def _refusal(exc: IntegrityError) -> PollRuleError:
+    """What a ballot the database refused broke: one ballot per voter (a unique index or the
+    participation's limits), else the poll changed under it."""
+    if is_unique_violation(exc) or PARTICIPATION_LIMITS in str(exc):
+        return AlreadyVoted()
+    return PollChanged()
 
 
 def _change(
