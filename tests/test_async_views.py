@@ -23,9 +23,17 @@ from django.test import Client, override_settings
 from django.utils.deprecation import MiddlewareMixin
 from rest_framework.authtoken.models import Token
 
-from django_polls import authentication, signals
+from django_polls import authentication, services, signals
 from django_polls.asgi import Handler
-from django_polls.models import Ballot, Option, Participation, Poll, ResultsVisibility, Tally
+from django_polls.models import (
+    Ballot,
+    Option,
+    Participation,
+    Poll,
+    ResultsVisibility,
+    Tally,
+    WebhookDelivery,
+)
 from django_polls.services import aio
 from tests.conftest import expire, option_ids
 
@@ -657,3 +665,36 @@ def test_fifty_simultaneous_rankings_of_one_voter_store_one(
     assert votes == {option_id: int(option_id in choice) for option_id in (a, b, c)}
     counted = Tally.objects.filter(poll=poll, ballots__gt=0).exclude(key__startswith="#")
     assert dict(counted.values_list("key", "ballots")) == {",".join(map(str, choice)): 1}
+
+
+@pytest.mark.parametrize("method", ["single", "ranked"])
+def test_ballots_on_the_loop_write_their_webhook_events(
+    site: Site,
+    make_poll: Callable[..., Poll],
+    make_user: Callable[..., Any],
+    token_of: Any,
+    settings: Any,
+    method: str,
+) -> None:
+    settings.DJANGO_POLLS = {
+        **getattr(settings, "DJANGO_POLLS", {}),
+        "WEBHOOK_ALLOWED_NETWORKS": ["127.0.0.1/32"],
+    }
+    owner = make_user()
+    services.create_subscription(
+        created_by=owner, url="http://127.0.0.1:9/hook", secret="s" * 16, events=["vote.cast"]
+    )
+    poll = make_poll(created_by=owner, method=method, anonymity="public", options=("A", "B"))
+    a, b = option_ids(poll)
+    voter = make_user()
+    before = site.connections_taken()
+    body = {"options": [b]} if method == "single" else {"ranking": [b, a]}
+
+    answer = site.request("POST", vote_path(poll), body=body, token=token_of(voter))
+
+    assert answer.status == 201, answer.body
+    if ON_LOOP:
+        assert site.connections_taken() > before  # cast on the loop, events and all
+    (event,) = WebhookDelivery.objects.filter(poll_id=poll.pk)
+    assert event.event == "vote.cast"
+    assert event.data == {"poll": poll.pk, "voter": str(voter.pk), "ballot": body}

@@ -103,7 +103,13 @@ from django_polls.services.locks import (
 )
 from django_polls.services.sql import column, poll_columns, voter_param
 from django_polls.services.visibility import took_part
-from django_polls.services.webhooks import vote_cast, vote_changed, vote_retracted
+from django_polls.services.webhooks import (
+    dispatch_on_commit,
+    vote_cast,
+    vote_cast_sql,
+    vote_changed,
+    vote_retracted,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -367,7 +373,8 @@ METHOD_BALLOT_SQL = """WITH poll AS (
             (SELECT count(*) FROM {option} WHERE {option_poll} = stamped.id)) AS max_choices,
         EXISTS (SELECT FROM {participation} WHERE {participation_poll} = stamped.id
             AND {participation_voter} = %(voter)s) AS voted,
-        ARRAY(SELECT id FROM chosen ORDER BY id) AS known
+        ARRAY(SELECT id FROM chosen ORDER BY id) AS known,
+        {poll_owner} AS owner, anonymity
     FROM stamped
 ), accepted AS MATERIALIZED (
     SELECT * FROM verdict
@@ -409,9 +416,10 @@ METHOD_BALLOT_SQL = """WITH poll AS (
     ON CONFLICT ({tally_poll}, {tally_key}) DO UPDATE
         SET {tally_count} = t.{tally_count} + excluded.{tally_count}
     RETURNING 1
-)
+), {announced}
 SELECT verdict.stamp, verdict.version, verdict.status, verdict.eligible, verdict.min_choices,
-    verdict.max_choices, verdict.voted, verdict.known, (SELECT count(*) FROM joined) AS stored
+    verdict.max_choices, verdict.voted, verdict.known, (SELECT count(*) FROM joined) AS stored,
+    (SELECT count(*) FROM announced) AS announced
 FROM verdict
 """
 
@@ -457,6 +465,8 @@ def _method_ballot_sql() -> str:
         change_keys="ARRAY[{}]".format(", ".join(f"'{key}'" for key in CHANGE_KEYS)),
         change_stripes=CHANGE_STRIPES,
         channel=f"'{changes.CHANNEL}'",
+        poll_owner=column(Poll, "created_by"),
+        announced=vote_cast_sql(ballot="%(announced)s::jsonb", written="joined"),
         **_tables(),
     )
 
@@ -518,6 +528,8 @@ def _judged(
         # Without the method's consent, no version: the statement then stores nothing.
         "version": seen.version if checked and refusal is None else None,
         "choice": json.dumps(choice),
+        # The ballot as a vote.cast webhook event tells it: as the API takes it.
+        "announced": json.dumps({method.ballot_field: method.to_json(choice)}),
         "keys": keys,
         "deltas": [1] * len(keys),
     }
@@ -530,8 +542,10 @@ def _statement_outcome(row: Sequence[Any] | None, seen: _Seen, judged: _Judged) 
     the order of :func:`_judge`."""
     if row is None:
         raise Poll.DoesNotExist()
-    stamp, version, status, eligible, low, high, _voted, known, stored = row
+    stamp, version, status, eligible, low, high, _voted, known, stored, announced = row
     if stored:
+        if announced:  # (the async views run only where no WEBHOOK_DISPATCH is to be called)
+            dispatch_on_commit()
         return cast("datetime", stamp)
     if version != seen.version:
         return None
