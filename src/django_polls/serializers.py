@@ -622,6 +622,17 @@ class ErrorSerializer(serializers.Serializer[dict[str, Any]]):
     )
 
 
+class FlatListField(serializers.ListField):
+    """A list whose items' errors are one list of messages, each naming its item, as every
+    field error of the API is (DRF keys them by index)."""
+
+    def run_child_validation(self, data: list[Any]) -> list[Any]:
+        try:
+            return super().run_child_validation(data)  # type: ignore[no-any-return]
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError(flat_messages(exc.detail)) from None
+
+
 class WebhookSubscriptionSerializer(serializers.ModelSerializer[WebhookSubscription]):
     """A webhook subscription (``webhooks/``): where to send which events. The secret is written,
     never read back."""
@@ -632,9 +643,10 @@ class WebhookSubscriptionSerializer(serializers.ModelSerializer[WebhookSubscript
         "private, link-local and metadata addresses are refused unless the site allows them in "
         "DJANGO_POLLS['WEBHOOK_ALLOWED_NETWORKS']). Redirects are not followed.",
     )
-    events = serializers.ListField(
+    events = FlatListField(
         child=serializers.ChoiceField(choices=WebhookEvent.choices),
         allow_empty=False,
+        min_length=1,
         max_length=len(WebhookEvent.values),
         help_text="The events sent: poll.created, poll.opened, poll.closed, poll.deleted, "
         "vote.cast, vote.changed, vote.retracted.",
@@ -692,6 +704,10 @@ class WebhookSubscriptionSerializer(serializers.ModelSerializer[WebhookSubscript
 
 class WebhookDeliverySerializer(serializers.ModelSerializer[WebhookDelivery]):
     """One event sent (or to send) to a subscription, and how its attempts went."""
+
+    # Text, not a second enum of the events beside the subscription's (one enum per choice set
+    # in the OpenAPI document).
+    event = serializers.CharField(help_text="The event's type: one of a subscription's events.")
 
     class Meta:
         model = WebhookDelivery

@@ -238,6 +238,11 @@ class AppViewSet(AppViewSetBase):
         return [throttle() for throttle in classes]
 
     @property
+    def pagination_class(self) -> Any:  # type: ignore[override]
+        # For schema generators that page the list by the class (drf-spectacular).
+        return polls_settings.PAGINATION_CLASS
+
+    @property
     def paginator(self) -> Any:
         if not hasattr(self, "_polls_paginator"):
             self._polls_paginator = polls_settings.PAGINATION_CLASS()
@@ -298,11 +303,6 @@ class PollViewSet(AppViewSet, PollViewSetBase):
             )
             return scope if rated else None
         return None
-
-    @property
-    def pagination_class(self) -> Any:  # type: ignore[override]
-        # For schema generators that page the list by the class (drf-spectacular).
-        return polls_settings.PAGINATION_CLASS
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
         # On export/ (whatever the method: OPTIONS, a 405 for TRACE) ``format`` names the

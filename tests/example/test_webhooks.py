@@ -29,9 +29,13 @@ BALLOTS = 1000
 SECRET = "the-receivers-own-secret"
 #: The sender's settings here: small batches and a short timeout, so that a killed sender's lease
 #: (its batch's attempts one after another per thread, plus a margin) runs out within seconds.
-SENDER = {"WEBHOOK_TIMEOUT": "1", "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32"}
+SENDER = {
+    "WEBHOOK_TIMEOUT": "3",
+    "WEBHOOK_RETRY_DELAY": "1",
+    "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+}
 #: Seconds to wait for every event (never a bound on speed).
-PATIENCE = 120
+PATIENCE = 180
 
 
 class Receiver:
@@ -166,7 +170,7 @@ def test_a_thousand_ballots_are_each_delivered_through_a_sender_killed_mid_batch
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=30)
 
-    assert len(receiver.events) == BALLOTS
+    assert len(receiver.events) == BALLOTS, outbox(deployment)
     assert receiver.bad_signatures == 0
     assert outbox(deployment) == {"delivered": BALLOTS}
     cast = list(receiver.events.values())
