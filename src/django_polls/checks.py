@@ -125,7 +125,9 @@ def _check_webhook_networks() -> list[CheckMessage]:
     return errors
 
 
-def _check_optional_callable(key: str, check_id: str) -> list[CheckMessage]:
+def _check_optional_callable(
+    key: str, check_id: str, hint: str | None = None
+) -> list[CheckMessage]:
     """The setting is None or a dotted path to a callable."""
     value = conf.get(key)
     if value is None:
@@ -144,7 +146,7 @@ def _check_optional_callable(key: str, check_id: str) -> list[CheckMessage]:
         return [Error(str(exc), id=check_id)]
     if not callable(found):
         message = f"DJANGO_POLLS[{key!r}] names {value!r}, which is not callable."
-        return [Error(message, id=check_id)]
+        return [Error(message, hint=hint, id=check_id)]
     return []
 
 
@@ -257,31 +259,12 @@ def _check_callables() -> list[CheckMessage]:
 
 def _check_voter_policy() -> list[CheckMessage]:
     """VOTER_POLICY is None or names a callable; anything else would fail every ballot."""
-    value = conf.get("VOTER_POLICY")
-    if value is None:
-        return []
-    if not isinstance(value, str):
-        return [
-            Error(
-                "DJANGO_POLLS['VOTER_POLICY'] must be None or a dotted path to a callable.",
-                hint=f"Got {value!r}.",
-                id="django_polls.E012",
-            )
-        ]
-    try:
-        found = conf.import_setting("VOTER_POLICY", value)
-    except ImportError as exc:
-        return [Error(str(exc), id="django_polls.E012")]
-    if not callable(found):
-        return [
-            Error(
-                f"DJANGO_POLLS['VOTER_POLICY'] names {value!r}, which is not callable.",
-                hint="Name a function that takes (user, poll) and returns whether the user may "
-                "vote on the poll.",
-                id="django_polls.E012",
-            )
-        ]
-    return []
+    return _check_optional_callable(
+        "VOTER_POLICY",
+        "django_polls.E012",
+        hint="Name a function that takes (user, poll) and returns whether the user may vote on "
+        "the poll.",
+    )
 
 
 def _check_methods() -> list[CheckMessage]:
