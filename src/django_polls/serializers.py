@@ -622,6 +622,15 @@ class ErrorSerializer(serializers.Serializer[dict[str, Any]]):
     )
 
 
+class StrictCharField(serializers.CharField):
+    """Text, and only text: a number or a boolean is not taken for its digits."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)  # type: ignore[no-any-return]
+
+
 class FlatListField(serializers.ListField):
     """A list whose items' errors are one list of messages, each naming its item, as every
     field error of the API is (DRF keys them by index)."""
@@ -634,8 +643,8 @@ class FlatListField(serializers.ListField):
 
 
 class WebhookSubscriptionSerializer(serializers.ModelSerializer[WebhookSubscription]):
-    """A webhook subscription (``webhooks/``): where to send which events. The secret is written,
-    never read back."""
+    """A webhook subscription (``webhooks/``) as the API shows it: where to send which events.
+    Its secret is written (:class:`WebhookSubscriptionWriteSerializer`), never read back."""
 
     url = serializers.URLField(
         max_length=WEBHOOK_URL_LENGTH,
@@ -651,19 +660,12 @@ class WebhookSubscriptionSerializer(serializers.ModelSerializer[WebhookSubscript
         help_text="The events sent: poll.created, poll.opened, poll.closed, poll.deleted, "
         "vote.cast, vote.changed, vote.retracted.",
     )
-    secret = serializers.CharField(
-        write_only=True,
-        min_length=services.MIN_SECRET_LENGTH,
-        max_length=255,
-        trim_whitespace=False,
-        help_text="The key of each delivery's signature (X-Polls-Signature: HMAC-SHA256). "
-        "Required to create; never shown again.",
-    )
     site_wide = serializers.BooleanField(
         required=False,
         help_text="Every poll's events (staff only; 403 otherwise), not only those of the polls "
         "the subscription's creator owns.",
     )
+    description = StrictCharField(max_length=200, allow_blank=True, required=False)
     created_by = serializers.SerializerMethodField(
         help_text="Who made it, named as DJANGO_POLLS['USER_DISPLAY'] names users."
     )
@@ -674,7 +676,6 @@ class WebhookSubscriptionSerializer(serializers.ModelSerializer[WebhookSubscript
             "id",
             "url",
             "events",
-            "secret",
             "site_wide",
             "is_active",
             "description",
@@ -683,13 +684,29 @@ class WebhookSubscriptionSerializer(serializers.ModelSerializer[WebhookSubscript
         )
         read_only_fields = ("id", "created_at")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.instance is not None:  # an update keeps the secret unless one is sent
-            self.fields["secret"].required = False
-
     def get_created_by(self, subscription: WebhookSubscription) -> str:
         return str(polls_settings.USER_DISPLAY(subscription.created_by))
+
+
+class WebhookSubscriptionWriteSerializer(WebhookSubscriptionSerializer):
+    """A webhook subscription as it is sent: with its secret."""
+
+    secret = serializers.CharField(
+        write_only=True,
+        min_length=services.MIN_SECRET_LENGTH,
+        max_length=255,
+        trim_whitespace=False,
+        help_text="The key of each delivery's signature (X-Polls-Signature: HMAC-SHA256). "
+        "Required to create and in a PUT; a PATCH without it keeps it. Never shown again.",
+    )
+
+    class Meta(WebhookSubscriptionSerializer.Meta):
+        fields = (*WebhookSubscriptionSerializer.Meta.fields, "secret")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.partial:  # a PATCH keeps the secret unless it sends one
+            self.fields["secret"].required = False
 
     def create(self, validated_data: dict[str, Any]) -> WebhookSubscription:
         return services.create_subscription(

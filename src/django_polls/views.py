@@ -67,6 +67,7 @@ from django_polls.serializers import (
     WebhookDeliveryPageSerializer,
     WebhookDeliverySerializer,
     WebhookSubscriptionSerializer,
+    WebhookSubscriptionWriteSerializer,
 )
 
 ORDERINGS = {
@@ -817,7 +818,7 @@ class WebhookViewSet(AppViewSet, WebhookViewSetBase):
     """Webhook subscriptions: a signed-in user's own (events of the polls they own); staff see
     and manage every one, and may subscribe to every poll's events (``site_wide``)."""
 
-    serializer_class = WebhookSubscriptionSerializer
+    serializer_class = WebhookSubscriptionWriteSerializer
     swagger_schema = schema.AUTO_SCHEMA
     queryset = WebhookSubscription.objects.all()  # for schema generators
     lookup_value_regex = "[0-9]{1,19}"
@@ -865,6 +866,7 @@ class WebhookViewSet(AppViewSet, WebhookViewSetBase):
 
     @schema.operation(
         "webhooks_create",
+        request=WebhookSubscriptionWriteSerializer,
         description="Subscribe a URL to events of the polls you own (staff: with `site_wide`, of "
         "every poll). Each event is POSTed as JSON and signed: see docs/webhooks.md. A URL that "
         "reaches an address that is not public is refused (400), as is a secret shorter than 16 "
@@ -894,6 +896,7 @@ class WebhookViewSet(AppViewSet, WebhookViewSetBase):
 
     @schema.operation(
         "webhooks_update",
+        request=WebhookSubscriptionWriteSerializer,
         parameters=(WEBHOOK_ID,),
         responses={
             200: schema.Response("The subscription.", WebhookSubscriptionSerializer),
@@ -906,6 +909,7 @@ class WebhookViewSet(AppViewSet, WebhookViewSetBase):
 
     @schema.operation(
         "webhooks_partial_update",
+        request=WebhookSubscriptionWriteSerializer,
         parameters=(WEBHOOK_ID,),
         responses={
             200: schema.Response("The subscription.", WebhookSubscriptionSerializer),
@@ -975,6 +979,8 @@ class WebhookViewSet(AppViewSet, WebhookViewSetBase):
     def get_serializer_class(self) -> type[BaseSerializer[Any]]:
         if self.action in ("deliveries", "redeliver"):
             return WebhookDeliverySerializer
+        if self.action in ("create", "update", "partial_update"):
+            return WebhookSubscriptionWriteSerializer
         return WebhookSubscriptionSerializer
 
 

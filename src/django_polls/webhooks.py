@@ -32,6 +32,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import Sum
 
 from django_polls.conf import polls_settings
@@ -283,7 +284,15 @@ def run(
     """Send due deliveries in rounds until ``stop()``; waits ``interval`` seconds after a round
     that found nothing to send."""
     while not stop():
-        sent = deliver_due(limit=limit, concurrency=concurrency)
+        try:
+            sent = deliver_due(limit=limit, concurrency=concurrency)
+        except DatabaseError:
+            # The database is down, restarting or busy: what was claimed is sent again once
+            # its lease runs out; the next round starts on a fresh connection.
+            logger.exception("Webhook round failed; trying again in %s s", interval)
+            close_old_connections()
+            connection.close()
+            sent = 0
         if round_done is not None:
             round_done(sent)
         if sent < limit:

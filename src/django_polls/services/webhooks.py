@@ -127,9 +127,9 @@ def clean_subscription(
             errors.update(exc.errors)
         fields["url"] = url
     if secret is not None:
-        if len(secret) < MIN_SECRET_LENGTH or not secret.isprintable():
+        if len(secret) < MIN_SECRET_LENGTH:
             errors["secret"] = [
-                gettext("Give a secret of at least %(count)d printable characters.")
+                gettext("Give a secret of at least %(count)d characters.")
                 % {"count": MIN_SECRET_LENGTH}
             ]
         fields["secret"] = secret
