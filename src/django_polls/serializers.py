@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import Group
+from django.core.validators import RegexValidator
 from django.utils.translation import gettext, gettext_lazy
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
@@ -631,6 +632,19 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)  # type: ignore[no-any-return]
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """true or false, and nothing DRF would read as one ("yes", 1, "on")."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+#: No NUL character (a text column cannot hold it): DRF's check, stated for the documents.
+NO_NUL = RegexValidator(r"^[^\u0000]*$", message=gettext_lazy("Null characters are not allowed."))
+
+
 class FlatListField(serializers.ListField):
     """A list whose items' errors are one list of messages, each naming its item, as every
     field error of the API is (DRF keys them by index)."""
@@ -660,12 +674,17 @@ class WebhookSubscriptionSerializer(serializers.ModelSerializer[WebhookSubscript
         help_text="The events sent: poll.created, poll.opened, poll.closed, poll.deleted, "
         "vote.cast, vote.changed, vote.retracted.",
     )
-    site_wide = serializers.BooleanField(
+    site_wide = StrictBooleanField(
         required=False,
         help_text="Every poll's events (staff only; 403 otherwise), not only those of the polls "
         "the subscription's creator owns.",
     )
-    description = StrictCharField(max_length=200, allow_blank=True, required=False)
+    is_active = StrictBooleanField(
+        required=False, help_text="An inactive subscription gets nothing (default true)."
+    )
+    description = StrictCharField(
+        max_length=200, allow_blank=True, required=False, validators=[NO_NUL]
+    )
     created_by = serializers.SerializerMethodField(
         help_text="Who made it, named as DJANGO_POLLS['USER_DISPLAY'] names users."
     )
@@ -696,6 +715,7 @@ class WebhookSubscriptionWriteSerializer(WebhookSubscriptionSerializer):
         min_length=services.MIN_SECRET_LENGTH,
         max_length=255,
         trim_whitespace=False,
+        validators=[NO_NUL],
         help_text="The key of each delivery's signature (X-Polls-Signature: HMAC-SHA256). "
         "Required to create and in a PUT; a PATCH without it keeps it. Never shown again.",
     )
