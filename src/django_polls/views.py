@@ -35,7 +35,7 @@ from rest_framework.throttling import BaseThrottle, ScopedRateThrottle
 from rest_framework.views import APIView
 
 from django_polls import exceptions as api_errors
-from django_polls import live, methods, schema, services
+from django_polls import live, methods, routers, schema, services
 from django_polls.conf import polls_settings
 from django_polls.exceptions import (  # noqa: F401 (importable from here as before)
     ConflictError,
@@ -230,6 +230,9 @@ class AppViewSet(AppViewSetBase):
         except (LookupError, UnicodeError):
             raise exceptions.ParseError(f'Unsupported charset "{encoding}".') from None
         request._request.body  # noqa: B018
+        if self.action in ("list", "retrieve"):
+            # What lags here is someone else's write: the replica may answer (django_polls.routers).
+            routers.allow_replica_reads(request.user)
 
     def get_throttles(self) -> list[BaseThrottle]:
         classes = polls_settings.THROTTLE_CLASSES
