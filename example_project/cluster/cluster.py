@@ -3,6 +3,7 @@
     python example_project/cluster/cluster.py up      # build it (or say it is up), print the URLs
     python example_project/cluster/cluster.py down    # remove all of it
     python example_project/cluster/cluster.py check   # what is missing to build it, if anything
+    python example_project/cluster/cluster.py host-up 2   # start app host 2 again (after a fault)
 
 What `up` builds, all of it private to this machine:
 
@@ -49,7 +50,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -575,7 +576,7 @@ def down(layout: Layout) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def main(argv: Iterable[str]) -> None:
+def main(argv: list[str]) -> None:
     command = next(iter(argv), "up")
     layout = Layout.from_environment()
     if command == "up":
@@ -585,6 +586,18 @@ def main(argv: Iterable[str]) -> None:
             fail("make cluster-down needs root, as make cluster did.")
         down(Layout.load(layout.root) or layout)
         say(f"The cluster {layout.name!r} is gone (namespaces, processes, data).")
+    elif command == "host-up":
+        # A host brought back (after a fault, say) with the settings of this environment.
+        loaded = Layout.load(layout.root)
+        if loaded is None:
+            fail(f"No cluster {layout.name!r} is up (make cluster).")
+        assert loaded is not None
+        number = int(argv[1]) if len(argv) > 1 and argv[1].isdigit() else 0
+        if number not in loaded.numbers:
+            fail(f"host-up takes a host number, 1 to {loaded.hosts}.")
+        app_up(loaded, number)
+        wait_for(f"app host {number}", host_health(loaded, number))
+        say(f"App host {number} is up.")
     elif command == "check":
         lacking = missing()
         if lacking:
