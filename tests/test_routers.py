@@ -7,14 +7,16 @@ tests/cluster, show a lagging replica through the example project).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.test import override_settings
+from django.test import AsyncClient, override_settings
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
@@ -218,3 +220,22 @@ def test_w004_until_both_the_router_and_the_middleware_are_installed() -> None:
     assert ids(DJANGO_POLLS=polls, MIDDLEWARE=middleware, DATABASE_ROUTERS=[ROUTER]) == []
     instance = routers.ReplicaRouter()
     assert ids(DJANGO_POLLS=polls, MIDDLEWARE=middleware, DATABASE_ROUTERS=[instance]) == []
+
+
+def test_the_middleware_marks_requests_under_asgi_too(
+    with_replica: None, make_poll: Callable[..., Poll]
+) -> None:
+    # Django's async handler takes the middleware's asynchronous path.
+    make_poll()
+
+    async def requests() -> tuple[Any, Any]:
+        client = AsyncClient()
+        listed = await client.get("/api/v1/polls/")
+        wrote = await client.post("/api/v1/polls/", {}, content_type="application/json")
+        # The connections of the thread that ran the views, so the test database can go.
+        await sync_to_async(connections.close_all)()
+        return listed, wrote
+
+    listed, wrote = asyncio.run(requests())
+    assert listed.status_code == 200 and "Cookie" in listed["Vary"]
+    assert wrote.status_code == 401 and routers.PIN_COOKIE in wrote.cookies
