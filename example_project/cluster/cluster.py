@@ -31,6 +31,8 @@ and secret settings, which the cluster sets. The cluster's own variables:
     CLUSTER_HOSTS    how many app hosts (default 3)
     CLUSTER_SEED     load the demo polls (default on; off for an empty site)
     CLUSTER_REDIS    the machine's Redis, host:port/db (default 127.0.0.1:6379/0)
+    CLUSTER_REPLICA_DELAY  the replica applies each commit this long after the primary
+                     (PostgreSQL's recovery_min_apply_delay, e.g. 5s; default none)
 
 Needs root (namespaces, and PostgreSQL and PgBouncer run as the postgres user), iproute2,
 HAProxy, PgBouncer and PostgreSQL's server binaries; without one of them it says which and exits 1.
@@ -87,6 +89,7 @@ class Layout:
     #: The primary's port; the replica, PgBouncer and the hosts' way to Redis take the next three.
     database_port: int = 55432
     app_port: int = 8000
+    replica_delay: str = ""
 
     @property
     def primary_port(self) -> int:
@@ -153,6 +156,7 @@ class Layout:
             hosts=int(os.environ.get("CLUSTER_HOSTS", "3")),
             redis=os.environ.get("CLUSTER_REDIS", "127.0.0.1:6379/0"),
             database_port=int(os.environ.get("CLUSTER_DB_PORT", "55432")),
+            replica_delay=os.environ.get("CLUSTER_REPLICA_DELAY", ""),
         )
 
     @classmethod
@@ -318,11 +322,14 @@ def network_up(layout: Layout) -> None:
         run(ip, "-n", namespace, "route", "add", "default", "via", layout.gateway)
 
 
-def postgres_options(layout: Layout, port: int) -> str:
-    return (
+def postgres_options(layout: Layout, port: int, delay: str = "") -> str:
+    options = (
         f"-p {port} -k {layout.root} -c listen_addresses=127.0.0.1,{layout.gateway} "
         "-c shared_buffers=32MB -c max_connections=100 -c hot_standby=on"
     )
+    # A replica that applies each commit this long after the primary (CLUSTER_REPLICA_DELAY):
+    # lag to watch the routing with.
+    return f"{options} -c recovery_min_apply_delay={delay}" if delay else options
 
 
 def databases_up(layout: Layout, bindir: Path) -> None:
@@ -351,7 +358,8 @@ def databases_up(layout: Layout, bindir: Path) -> None:
     )  # fmt: skip
     as_postgres(
         str(bindir / "pg_ctl"), "-D", str(replica), "-l", str(layout.root / "replica.log"),
-        "-o", postgres_options(layout, layout.replica_port), "-w", "-t", "60", "start",
+        "-o", postgres_options(layout, layout.replica_port, layout.replica_delay),
+        "-w", "-t", "60", "start",
     )  # fmt: skip
 
 
