@@ -284,23 +284,30 @@ def read_pid(path: Path) -> int | None:
         return None
 
 
-def stop_pid(pid: int | None, seconds: float = 20) -> None:
-    """SIGTERM, then SIGKILL after `seconds`."""
-    if pid is None:
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+def stop_pids(pids: list[int | None], seconds: float = 20) -> None:
+    """SIGTERM to each at once, then SIGKILL to those still there after `seconds`."""
+    waiting = []
+    for pid in pids:
+        if pid is None:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            waiting.append(pid)
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
+    while waiting and time.monotonic() < deadline:
         time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+        waiting = [pid for pid in waiting if alive(pid)]
+    for pid in waiting:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 # -- up -----------------------------------------------------------------------------------------
@@ -561,17 +568,18 @@ def report(layout: Layout) -> None:
 def down(layout: Layout) -> None:
     root = layout.root
     ip = program("ip") or "ip"
-    stop_pid(read_pid(root / "haproxy.pid"))
-    for number in range(1, max(layout.hosts, 3) + 1):
-        stop_pid(read_pid(root / f"app{number}.pid"))
-        namespace = layout.namespace(number)
-        # Anything else still running in the namespace was started by the cluster too.
-        listed = run(ip, "netns", "pids", namespace, check=False).stdout.split()
-        for pid in listed:
-            stop_pid(int(pid), seconds=5)
-        run(ip, "netns", "delete", namespace, check=False)
+    hosts = range(1, max(layout.hosts, 3) + 1)
+    # The balancer and every host's Gunicorn at once (each finishes its requests), then anything
+    # else still running in a namespace, which the cluster started too.
+    stop_pids(
+        [read_pid(root / "haproxy.pid"), *(read_pid(root / f"app{number}.pid") for number in hosts)]
+    )
+    left = [run(ip, "netns", "pids", layout.namespace(number), check=False) for number in hosts]
+    stop_pids([int(pid) for listed in left for pid in listed.stdout.split()], seconds=5)
+    for number in hosts:
+        run(ip, "netns", "delete", layout.namespace(number), check=False)
         run(ip, "link", "delete", layout.veth(number), check=False)
-    stop_pid(read_pid(root / "pgbouncer.pid"))
+    stop_pids([read_pid(root / "pgbouncer.pid")])
     bindir = postgres_bindir()
     for data in (root / "replica", root / "primary"):
         if (data / "postmaster.pid").exists():
@@ -579,7 +587,7 @@ def down(layout: Layout) -> None:
                 as_postgres(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t",
                             "30", "stop", check=False)  # fmt: skip
             if (data / "postmaster.pid").exists():
-                stop_pid(read_pid(data / "postmaster.pid"))
+                stop_pids([read_pid(data / "postmaster.pid")])
     run(ip, "link", "delete", layout.bridge, check=False)
     shutil.rmtree(root, ignore_errors=True)
 
