@@ -49,6 +49,8 @@ def test_a_client_reads_its_own_writes_while_the_replica_lags(cluster: Cluster) 
         voter = token_of(balancer)
         cast = balancer.request("POST", f"{detail}vote/", {"options": [yes]}, token=voter)
         assert cast.status == 201, cast.text
+        # The ballot, an async view under the package's ASGI handler, carries the cookie too.
+        assert "django_polls_primary=" in cast.headers["Set-Cookie"]
         ballot = balancer.request("GET", f"{detail}vote/", token=voter)
         assert ballot.json["voted"] and ballot.json["options"] == [yes]
         results = balancer.request("GET", f"{detail}results/")
