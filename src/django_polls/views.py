@@ -230,9 +230,6 @@ class AppViewSet(AppViewSetBase):
         except (LookupError, UnicodeError):
             raise exceptions.ParseError(f'Unsupported charset "{encoding}".') from None
         request._request.body  # noqa: B018
-        if self.action in ("list", "retrieve"):
-            # What lags here is someone else's write: the replica may answer (django_polls.routers).
-            routers.allow_replica_reads(request.user)
 
     def get_throttles(self) -> list[BaseThrottle]:
         classes = polls_settings.THROTTLE_CLASSES
@@ -272,6 +269,13 @@ class PollViewSet(AppViewSet, PollViewSetBase):
     queryset = Poll.objects.all()  # for schema generators; requests use get_queryset()
     # Up to 19 digits (a BIGINT); longer ids fall through to the JSON 404 of ``not_found``.
     lookup_value_regex = "[0-9]{1,19}"
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        if self.action in ("list", "retrieve"):
+            # The poll list and detail: what lags there is someone else's write, so the replica
+            # may answer a caller who is not signed in (django_polls.routers).
+            routers.allow_replica_reads(request.user)
 
     # -- pluggable parts, resolved from DJANGO_POLLS on every request -------------------------
 
