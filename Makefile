@@ -28,10 +28,14 @@ export PYENV_ROOT := $(shell pyenv root)
 export PYENV_VERSION := $(shell (pyenv version-name; pyenv versions --bare) 2>/dev/null | grep -E '^3\.[0-9]+\.[0-9]+$$' | awk '!seen[$$0]++' | paste -sd: -)
 endif
 
-.PHONY: help demo test bench tox lint types messages venv clean screenshots diagrams
+.PHONY: help demo cluster cluster-down test bench tox lint types messages venv clean screenshots diagrams
 
 help:
 	@echo "make demo   run the example project on http://127.0.0.1:8000 (SQLite, or DATABASE_URL)"
+	@echo "make cluster       the example project on three app hosts (network namespaces) behind"
+	@echo "                   HAProxy, PgBouncer, a PostgreSQL primary and its streaming replica,"
+	@echo "                   Redis (root, haproxy, pgbouncer, PostgreSQL's server binaries)"
+	@echo "make cluster-down  remove all of it"
 	@echo "make test   lint, types, migrations, build, docs; the tests on SQLite, PostgreSQL and"
 	@echo "            MariaDB/MySQL (where they answer);"
 	@echo "            the example project over HTTP, fuzzed; faults (workers killed, PostgreSQL"
@@ -61,6 +65,14 @@ venv: $(BIN)/tox
 
 demo: $(VENV)/.example-installed
 	PYTHON=$(abspath $(BIN)/python) example_project/demo.sh
+
+# Three app hosts in network namespaces behind HAProxy, PgBouncer, a PostgreSQL primary and its
+# streaming replica (example_project/cluster/cluster.py says what it needs and builds).
+cluster: $(VENV)/.example-installed
+	$(BIN)/python example_project/cluster/cluster.py up
+
+cluster-down:
+	$(PYTHON) example_project/cluster/cluster.py down
 
 test: $(BIN)/tox
 	@envs="$(CI_ENVS)"; \

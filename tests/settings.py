@@ -39,6 +39,10 @@ if _database_url:
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 
+# A second alias on the same database, as a site names its replica: the read routing's tests
+# (tests/test_routers.py) count which alias each query takes. Nothing else uses it.
+DATABASES["replica"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

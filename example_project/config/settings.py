@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import dj_database_url
@@ -149,6 +150,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     if config("DATABASE_LISTEN_URL", default=""):
         DATABASES["listen"] = dj_database_url.parse(config("DATABASE_LISTEN_URL"))
         DATABASES["listen"]["OPTIONS"] = {"connect_timeout": connect_timeout}
+    # A streaming replica of DATABASE_URL's database (DATABASE_REPLICA_URL), with the same
+    # connection settings: the poll list and detail for callers who are not signed in and wrote
+    # nothing within READ_YOUR_WRITES_SECONDS read it (django_polls.routers, docs/operating.md).
+    if config("DATABASE_REPLICA_URL", default=""):
+        replica = copy.deepcopy(DATABASES["default"])
+        where = dj_database_url.parse(config("DATABASE_REPLICA_URL"))
+        replica["NAME"], replica["HOST"], replica["PORT"] = (
+            where["NAME"],
+            where["HOST"],
+            where["PORT"],
+        )
+        replica["USER"], replica["PASSWORD"] = where["USER"], where["PASSWORD"]
+        # Tests that run against these settings read the default database's test copy.
+        replica["TEST"] = {"MIRROR": "default"}
+        DATABASES["replica"] = replica
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # Writers queue for the lock (IMMEDIATE) instead of failing when two workers write at once;
@@ -157,6 +173,14 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL;",
     }
+
+if "replica" in DATABASES:
+    DATABASE_ROUTERS = ["django_polls.routers.ReplicaRouter"]
+    # Answers to writes carry the cookie that reads the primary for READ_YOUR_WRITES_SECONDS.
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+        "django_polls.routers.ReadYourWritesMiddleware",
+    )
 
 # Under ASGI, the threads of a worker that run the requests to synchronous views (config/asgi.py):
 # as many as its pool may open connections, so a request never waits for one.
@@ -303,6 +327,10 @@ DJANGO_POLLS: dict[str, object] = {
     "WEBHOOK_ALLOWED_NETWORKS": config("WEBHOOK_ALLOWED_NETWORKS", default="", cast=Csv()),
     "WEBHOOK_TIMEOUT": config("WEBHOOK_TIMEOUT", default=10, cast=int),
     "WEBHOOK_RETRY_DELAY": config("WEBHOOK_RETRY_DELAY", default=30, cast=int),
+    # Where the reads that may lag go (DATABASE_REPLICA_URL above), and how long a client that
+    # wrote reads only the primary.
+    "REPLICA_DATABASE": "replica" if "replica" in DATABASES else None,
+    "READ_YOUR_WRITES_SECONDS": config("READ_YOUR_WRITES_SECONDS", default=10, cast=int),
 }
 
 #: The token scheme of both documents.

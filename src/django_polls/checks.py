@@ -85,6 +85,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     errors.extend(_check_throttle_cache())
     errors.extend(_check_async_pool())
     errors.extend(_check_listen_database())
+    errors.extend(_check_replica())
     if not isinstance(conf.get("AUDIT_TRAIL"), bool):
         errors.append(
             Error(
@@ -165,6 +166,50 @@ def _check_listen_database() -> list[CheckMessage]:
             )
         ]
     return []
+
+
+ROUTER = "django_polls.routers.ReplicaRouter"
+MIDDLEWARE = "django_polls.routers.ReadYourWritesMiddleware"
+
+
+def _check_replica() -> list[CheckMessage]:
+    alias = conf.get("REPLICA_DATABASE")
+    if alias is None:
+        return []
+    if not isinstance(alias, str) or alias == "default" or alias not in settings.DATABASES:
+        return [
+            Error(
+                "DJANGO_POLLS['REPLICA_DATABASE'] must be None or the alias of a database in "
+                "DATABASES other than 'default'.",
+                hint=f"Got {alias!r}; aliases: {', '.join(map(repr, settings.DATABASES))}.",
+                id="django_polls.E019",
+            )
+        ]
+    missing = [
+        f"{path} in {setting}"
+        for path, setting in ((ROUTER, "DATABASE_ROUTERS"), (MIDDLEWARE, "MIDDLEWARE"))
+        if path not in [_dotted(item) for item in getattr(settings, setting, [])]
+    ]
+    if missing:
+        return [
+            Warning(
+                "DJANGO_POLLS['REPLICA_DATABASE'] is set but nothing reads from it without "
+                + " and ".join(missing)
+                + ".",
+                hint="Both are needed: the middleware pins clients that wrote to the primary, "
+                "the router sends the other reads that may lag to the replica (docs/operating.md).",
+                id="django_polls.W004",
+            )
+        ]
+    return []
+
+
+def _dotted(item: object) -> str:
+    """A router or middleware as its dotted path (DATABASE_ROUTERS may hold instances)."""
+    if isinstance(item, str):
+        return item
+    kind = item if isinstance(item, type) else type(item)
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _check_async_pool() -> list[CheckMessage]:

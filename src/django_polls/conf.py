@@ -100,6 +100,14 @@ DEFAULTS: dict[str, Any] = {
     # webhook events has committed: where a site's task runner (Celery, Django's tasks) sends
     # them, it queues a task that calls django_polls.webhooks.deliver_due().
     "WEBHOOK_DISPATCH": None,
+    # The DATABASES alias of a streaming replica that django_polls.routers.ReplicaRouter sends
+    # the reads that may lag to (the poll list and detail, for callers who are not signed in and
+    # wrote nothing lately); None reads everything from the default database.
+    "REPLICA_DATABASE": None,
+    # How long (seconds) after a request with an unsafe method its client reads only the
+    # primary (a cookie set by django_polls.routers.ReadYourWritesMiddleware): longer than the
+    # replica's usual lag.
+    "READ_YOUR_WRITES_SECONDS": 10,
 }
 
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -125,6 +133,7 @@ INTEGER_KEYS = (
     "WEBHOOK_TIMEOUT",
     "WEBHOOK_MAX_SUBSCRIPTIONS",
     "WEBHOOK_RETENTION_DAYS",
+    "READ_YOUR_WRITES_SECONDS",
 )
 CLASS_LIST_KEYS = ("POLL_PERMISSION_CLASSES", "VOTE_PERMISSION_CLASSES", "THROTTLE_CLASSES")
 CLASS_KEYS = ("PAGINATION_CLASS",)
@@ -253,6 +262,15 @@ class PollsSettings:
         if path is None:
             return None
         return import_setting("WEBHOOK_DISPATCH", path)  # type: ignore[no-any-return]
+
+    @property
+    def REPLICA_DATABASE(self) -> str | None:
+        alias = get("REPLICA_DATABASE")
+        return str(alias) if alias else None
+
+    @property
+    def READ_YOUR_WRITES_SECONDS(self) -> int:
+        return int(get("READ_YOUR_WRITES_SECONDS"))
 
     @property
     def VOTER_POLICY(self) -> Callable[[Any, Any], bool] | None:

@@ -35,7 +35,7 @@ from rest_framework.throttling import BaseThrottle, ScopedRateThrottle
 from rest_framework.views import APIView
 
 from django_polls import exceptions as api_errors
-from django_polls import live, methods, schema, services
+from django_polls import live, methods, routers, schema, services
 from django_polls.conf import polls_settings
 from django_polls.exceptions import (  # noqa: F401 (importable from here as before)
     ConflictError,
@@ -270,6 +270,13 @@ class PollViewSet(AppViewSet, PollViewSetBase):
     queryset = Poll.objects.all()  # for schema generators; requests use get_queryset()
     # Up to 19 digits (a BIGINT); longer ids fall through to the JSON 404 of ``not_found``.
     lookup_value_regex = "[0-9]{1,19}"
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        if self.action in ("list", "retrieve"):
+            # The poll list and detail: what lags there is someone else's write, so the replica
+            # may answer a caller who is not signed in (django_polls.routers).
+            routers.allow_replica_reads(request.user)
 
     # -- pluggable parts, resolved from DJANGO_POLLS on every request -------------------------
 

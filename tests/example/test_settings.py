@@ -326,3 +326,55 @@ def test_throttle_counts_per_process_are_reported_only_with_several_workers() ->
     # Several workers sharing Redis: nothing to warn about.
     shared = system_check(WEB_CONCURRENCY="4", REDIS_URL="redis://cache.internal:6379/0")
     assert shared.returncode == 0, shared.stderr
+
+
+REPLICA = """
+import json, django
+django.setup()
+from django.conf import settings as s
+from django.core.checks import run_checks
+print(json.dumps({
+    "DATABASES": {alias: {k: db[k] for k in ("HOST", "PORT", "OPTIONS", "TEST",
+        "DISABLE_SERVER_SIDE_CURSORS", "CONN_MAX_AGE")} for alias, db in s.DATABASES.items()},
+    "ROUTERS": s.DATABASE_ROUTERS, "MIDDLEWARE": s.MIDDLEWARE,
+    "REPLICA": s.DJANGO_POLLS["REPLICA_DATABASE"],
+    "SECONDS": s.DJANGO_POLLS["READ_YOUR_WRITES_SECONDS"],
+    "CHECKS": [m.id for m in run_checks() if m.id.startswith("django_polls.")],
+}))
+"""
+
+
+def replica_settings(**values: str) -> dict[str, Any]:
+    env = example_env(DJANGO_SETTINGS_MODULE="config.settings", **PRODUCTION, **values)
+    return dict(json.loads(run_example("-c", REPLICA, env=env).stdout))
+
+
+def test_a_replica_url_adds_the_alias_the_router_and_the_middleware() -> None:
+    settings = replica_settings(
+        DATABASE_REPLICA_URL="postgres://polls:secret@replica.internal:6432/polls",
+        DATABASE_TRANSACTION_POOLER="true",
+        READ_YOUR_WRITES_SECONDS="4",
+    )
+    primary, replica = settings["DATABASES"]["default"], settings["DATABASES"]["replica"]
+    assert replica["HOST"] == "replica.internal" and primary["HOST"] == "db.internal"
+    # The primary's connection settings: its pool, no prepared statements or server-side
+    # cursors behind the pooler, and its test database.
+    assert replica["OPTIONS"] == primary["OPTIONS"]
+    assert replica["OPTIONS"]["prepare_threshold"] is None
+    assert replica["DISABLE_SERVER_SIDE_CURSORS"] is True
+    assert replica["TEST"]["MIRROR"] == "default"
+    assert settings["ROUTERS"] == ["django_polls.routers.ReplicaRouter"]
+    middleware = settings["MIDDLEWARE"]
+    assert middleware.index("django_polls.routers.ReadYourWritesMiddleware") == (
+        middleware.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1
+    )
+    assert (settings["REPLICA"], settings["SECONDS"]) == ("replica", 4)
+    assert settings["CHECKS"] == []
+
+
+def test_without_a_replica_url_nothing_is_routed() -> None:
+    settings = replica_settings()
+    assert set(settings["DATABASES"]) == {"default"}
+    assert settings["ROUTERS"] == []
+    assert "django_polls.routers.ReadYourWritesMiddleware" not in settings["MIDDLEWARE"]
+    assert (settings["REPLICA"], settings["SECONDS"]) == (None, 10)
