@@ -21,6 +21,9 @@ PG_ENVS := py310-django42-drf314-pg,py313-django61-pg,py311-django52-psycopg2-pg
 MYSQL_ENVS := py311-django52-mysql,host-uuid-mysql
 # Pages in headless Chromium (Swagger UI), when the machine has Chromium.
 BROWSER_ENVS := browser
+# make cluster's deployment (app hosts in network namespaces, HAProxy, PgBouncer, a replica),
+# when this is root with iproute2, HAProxy, PgBouncer and PostgreSQL's server binaries.
+CLUSTER_ENVS := cluster
 
 # With pyenv, let tox find every installed interpreter (python3.10 ... python3.13).
 ifneq ($(shell command -v pyenv 2>/dev/null),)
@@ -107,6 +110,15 @@ test: $(BIN)/tox
 		echo "Chromium is required (REQUIRE_BROWSER) but $$chromium is missing (Debian: apt-get install chromium)."; exit 1; \
 	else \
 		echo "NOTE: no Chromium at $$chromium (Debian: apt-get install chromium; or set CHROMIUM): the browser environment $(BROWSER_ENVS) DOES NOT RUN."; \
+	fi; \
+	if [ "$$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1 && command -v haproxy >/dev/null 2>&1 \
+		&& { command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; } \
+		&& ls /usr/lib/postgresql/*/bin/pg_basebackup >/dev/null 2>&1; then \
+		envs="$$envs,$(CLUSTER_ENVS)"; echo "Cluster: root, HAProxy, PgBouncer, PostgreSQL's server binaries"; \
+	elif [ -n "$$REQUIRE_CLUSTER" ]; then \
+		echo "The cluster is required (REQUIRE_CLUSTER) but needs root, iproute2, haproxy, pgbouncer and PostgreSQL's server binaries."; exit 1; \
+	else \
+		echo "NOTE: not root, or no iproute2/haproxy/pgbouncer/PostgreSQL server binaries: the cluster environment $(CLUSTER_ENVS) DOES NOT RUN."; \
 	fi; \
 	missing=""; \
 	for version in $$(echo "$$envs" | grep -o 'py3[0-9]*' | sort -u); do \
