@@ -11,8 +11,8 @@ BIN := $(VENV)/bin
 # without drf-spectacular and without either; the example project under Gunicorn on SQLite and
 # PostgreSQL (and through PgBouncer), fuzzed by Schemathesis over its Swagger 2.0 and OpenAPI 3.1
 # documents, with clients generated from the latter (TypeScript with Node.js and npm); faults
-# (workers killed, PostgreSQL restarted) on a private PostgreSQL cluster. The host site runs on
-# SQLite too. The newest Django on SQLite (py313-django61), which a cell on PostgreSQL repeats,
+# (workers killed, PostgreSQL restarted) on a private PostgreSQL cluster; as root, the cluster of
+# `make cluster` (CLUSTER_ENVS). The host site runs on SQLite too. The newest Django on SQLite (py313-django61), which a cell on PostgreSQL repeats,
 # and the export of a million ballots (exports-million, five minutes; a smaller test of the same
 # memory bound runs everywhere) are left to `make tox`, to keep `make test` within half an hour.
 CI_ENVS := lint,types,migrations,build,catalogs,docs,py311-django52,py311-django52-noyasg,py311-django52-nospectacular,py311-django52-noyasg-nospectacular,host-uuid,example,faults
