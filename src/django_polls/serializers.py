@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import Group
-from django.core.validators import RegexValidator
 from django.utils.translation import gettext, gettext_lazy
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
@@ -641,10 +640,6 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
-#: No NUL character (a text column cannot hold it): DRF's check, stated for the documents.
-NO_NUL = RegexValidator(r"^[^\u0000]*$", message=gettext_lazy("Null characters are not allowed."))
-
-
 class FlatListField(serializers.ListField):
     """A list whose items' errors are one list of messages, each naming its item, as every
     field error of the API is (DRF keys them by index)."""
@@ -682,9 +677,7 @@ class WebhookSubscriptionSerializer(serializers.ModelSerializer[WebhookSubscript
     is_active = StrictBooleanField(
         required=False, help_text="An inactive subscription gets nothing (default true)."
     )
-    description = StrictCharField(
-        max_length=200, allow_blank=True, required=False, validators=[NO_NUL]
-    )
+    description = StrictCharField(max_length=200, allow_blank=True, required=False)
     created_by = serializers.SerializerMethodField(
         help_text="Who made it, named as DJANGO_POLLS['USER_DISPLAY'] names users."
     )
@@ -715,7 +708,6 @@ class WebhookSubscriptionWriteSerializer(WebhookSubscriptionSerializer):
         min_length=services.MIN_SECRET_LENGTH,
         max_length=255,
         trim_whitespace=False,
-        validators=[NO_NUL],
         help_text="The key of each delivery's signature (X-Polls-Signature: HMAC-SHA256). "
         "Required to create and in a PUT; a PATCH without it keeps it. Never shown again.",
     )

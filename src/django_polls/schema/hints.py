@@ -255,6 +255,7 @@ def setting_limits(field: Any) -> dict[str, Any]:
         MethodBallotSerializer,
         OptionSerializer,
         PollSerializer,
+        WebhookSubscriptionSerializer,
     )
 
     parent, name = getattr(field, "parent", None), getattr(field, "field_name", None)
@@ -269,6 +270,8 @@ def setting_limits(field: Any) -> dict[str, Any]:
         return {"maximum": limits.MAX_OPTIONS}
     if isinstance(parent, OptionSerializer) and name == "text":
         return {"minLength": 1, "maxLength": limits.MAX_OPTION_LENGTH, "pattern": NOT_BLANK}
+    if isinstance(parent, WebhookSubscriptionSerializer) and name in {"description", "secret"}:
+        return {"pattern": NO_NUL}  # DRF refuses NUL in any text
     ballot_fields = {"options", "ranking", "scores"}
     if isinstance(parent, (BallotSerializer, MethodBallotSerializer)) and name in ballot_fields:
         return {"minItems": 1, "maxItems": limits.MAX_OPTIONS, "uniqueItems": True}
