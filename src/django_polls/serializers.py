@@ -628,7 +628,7 @@ class StrictCharField(serializers.CharField):
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
-        return super().to_internal_value(data)  # type: ignore[no-any-return]
+        return super().to_internal_value(data)
 
 
 class StrictBooleanField(serializers.BooleanField):
@@ -684,7 +684,7 @@ class WebhookSubscriptionSerializer(serializers.ModelSerializer[WebhookSubscript
 
     class Meta:
         model = WebhookSubscription
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "url",
             "events",
@@ -713,7 +713,7 @@ class WebhookSubscriptionWriteSerializer(WebhookSubscriptionSerializer):
     )
 
     class Meta(WebhookSubscriptionSerializer.Meta):
-        fields = (*WebhookSubscriptionSerializer.Meta.fields, "secret")
+        fields: tuple[str, ...] = (*WebhookSubscriptionSerializer.Meta.fields, "secret")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
