@@ -176,6 +176,10 @@ class Deployment:
                 "SECRET_KEY": self.secret_key,
                 "HTTPS": "false",
                 "THROTTLE": "off",
+                # No webhook sender beside each server: one would count among Gunicorn's
+                # children, and senders of servers with other settings would share the outbox.
+                # tests/example/test_webhooks.py runs its own, and one beside Gunicorn.
+                "WEBHOOK_WORKER": "false",
                 **self.settings,
                 **values,
             }

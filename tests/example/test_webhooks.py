@@ -87,6 +87,27 @@ def hooked(deployment: Deployment) -> Iterator[Server]:
         yield running
 
 
+def test_the_example_sends_webhooks_out_of_the_box(deployment: Deployment) -> None:
+    """Gunicorn runs the sender beside itself (WEBHOOK_WORKER, on by default): a ballot's event
+    reaches the receiver with nothing else started."""
+    receiver = Receiver()
+    with deployment.serve(workers=1, WEBHOOK_WORKER="true", **SENDER) as server:
+        owner = new_token(server)
+        poll = create_poll(server, owner, title="Out of the box")
+        body = {"url": receiver.url, "events": ["vote.cast"], "secret": SECRET}
+        assert server.request("POST", "/api/v1/webhooks/", body, token=owner).status == 201
+        ballot = {"options": [poll["options"][1]["id"]]}
+        path = f"/api/v1/polls/{poll['id']}/vote/"
+        assert server.request("POST", path, ballot, token=new_token(server)).status == 201
+        deadline = time.monotonic() + PATIENCE
+        while not receiver.events and time.monotonic() < deadline:
+            time.sleep(0.1)
+    receiver.close()
+    (event,) = receiver.events.values()
+    assert event["type"] == "vote.cast" and event["data"]["ballot"] == ballot
+    assert receiver.bad_signatures == 0
+
+
 def sender(deployment: Deployment) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -117,12 +138,14 @@ def voters(deployment: Deployment, count: int) -> list[str]:
     return list(json.loads(deployment.manage("shell", "-c", code).stdout.strip().splitlines()[-1]))
 
 
-def outbox(deployment: Deployment) -> dict[str, int]:
+def outbox(deployment: Deployment, poll: int) -> dict[str, int]:
+    """How many of the poll's deliveries are in each state."""
     code = (
         "import json\n"
         "from django.db.models import Count\n"
         "from django_polls.models import WebhookDelivery\n"
-        "rows = WebhookDelivery.objects.values('status').annotate(n=Count('id'))\n"
+        f"rows = WebhookDelivery.objects.filter(poll_id={poll})"
+        ".values('status').annotate(n=Count('id'))\n"
         "print(json.dumps({row['status']: row['n'] for row in rows}))\n"
     )
     return dict(json.loads(deployment.manage("shell", "-c", code).stdout.strip().splitlines()[-1]))
@@ -164,15 +187,17 @@ def test_a_thousand_ballots_are_each_delivered_through_a_sender_killed_mid_batch
         deadline = time.monotonic() + PATIENCE
         while len(receiver.events) < BALLOTS and time.monotonic() < deadline:
             time.sleep(0.2)
-        while outbox(deployment) != {"delivered": BALLOTS} and time.monotonic() < deadline:
+        while (
+            outbox(deployment, poll["id"]) != {"delivered": BALLOTS} and time.monotonic() < deadline
+        ):
             time.sleep(0.5)
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=30)
 
-    assert len(receiver.events) == BALLOTS, outbox(deployment)
+    assert len(receiver.events) == BALLOTS, outbox(deployment, poll["id"])
     assert receiver.bad_signatures == 0
-    assert outbox(deployment) == {"delivered": BALLOTS}
+    assert outbox(deployment, poll["id"]) == {"delivered": BALLOTS}
     cast = list(receiver.events.values())
     assert {event["type"] for event in cast} == {"vote.cast"}
     assert len({event["data"]["voter"] for event in cast}) == BALLOTS
