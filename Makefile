@@ -14,7 +14,7 @@ BIN := $(VENV)/bin
 # (workers killed, PostgreSQL restarted) on a private PostgreSQL cluster; as root, the cluster of
 # `make cluster` (CLUSTER_ENVS). The host site runs on SQLite too. The newest Django on SQLite (py313-django61), which a cell on PostgreSQL repeats,
 # and the export of a million ballots (exports-million, five minutes; a smaller test of the same
-# memory bound runs everywhere) are left to `make tox`, to keep `make test` within half an hour.
+# memory bound runs everywhere) are left to `make tox`, to keep `make test` near half an hour.
 CI_ENVS := lint,types,migrations,build,catalogs,docs,py311-django52,py311-django52-noyasg,py311-django52-nospectacular,py311-django52-noyasg-nospectacular,host-uuid,example,faults
 PG_ENVS := py310-django42-drf314-pg,py313-django61-pg,py311-django52-psycopg2-pg,host-uuid-pg,example-pg
 # The tests on MySQL/MariaDB (MYSQL_URL, else 127.0.0.1:3306 as root without a password).
