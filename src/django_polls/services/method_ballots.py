@@ -59,7 +59,7 @@ from django_polls.models import (
     change_key,
     read_poll_clock,
 )
-from django_polls.services import aio
+from django_polls.services.aio import fetchone, model_from_row
 from django_polls.services.audit import ballot_changed
 from django_polls.services.ballots import (
     PARTICIPATION_LIMITS,
@@ -485,7 +485,7 @@ def _seen(row: Sequence[Any] | None) -> _Seen:
         raise Poll.DoesNotExist()
     *values, version, option_ids = row
     return _Seen(
-        poll=aio.model_from_row(Poll, values), version=version, option_ids=frozenset(option_ids)
+        poll=model_from_row(Poll, values), version=version, option_ids=frozenset(option_ids)
     )
 
 
@@ -606,13 +606,13 @@ async def acast_ballot(*, poll_id: int, voter: User, data: Any) -> Receipt | Non
     from psycopg.types.numeric import Int8
 
     for _ in range(STALE_ATTEMPTS):
-        seen = _seen(await aio.fetchone(_seen_sql(), {"poll": Int8(poll_id)}))
+        seen = _seen(await fetchone(_seen_sql(), {"poll": Int8(poll_id)}))
         method, choice = _parsed_ballot(seen.poll.method, data)
         if method.name in VOTE_ROW_METHODS or not _checks_inline(method):
             return None
         judged = _judged(seen, method, choice, voter, Int8)
         try:
-            row = await aio.fetchone(_method_ballot_sql(), judged.params)
+            row = await fetchone(_method_ballot_sql(), judged.params)
         except IntegrityError as exc:
             raise _refusal(exc) from exc
         stamp = _statement_outcome(row, seen, judged)
