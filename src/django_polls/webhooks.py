@@ -33,11 +33,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.db import DatabaseError, close_old_connections, connection
-from django.db.models import Sum
 
 from django_polls.conf import polls_settings
-from django_polls.models import Option, VoterCount, WebhookDelivery
+from django_polls.models import Option, WebhookDelivery
 from django_polls.services.errors import InvalidInput
+from django_polls.services.results import total_voters
 from django_polls.services.webhooks import (
     announce_transitions,
     attempt_failed,
@@ -228,9 +228,12 @@ def deliver_due(*, limit: int = 100, concurrency: int = 4) -> int:
     _, claimed = claim_due(limit=limit, lease=timedelta(seconds=rounds * timeout + LEASE_MARGIN))
     if not claimed:
         return 0
+    counts: dict[int, dict[str, Any]] = {}  # a secret poll's, read once per round
     for delivery in claimed:
         if delivery.data.get("counts", False) is None:
-            fill_counts(delivery, _counts(delivery.poll_id))
+            if delivery.poll_id not in counts:
+                counts[delivery.poll_id] = _counts(delivery.poll_id)
+            fill_counts(delivery, counts[delivery.poll_id])
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         outcomes = list(pool.map(lambda d: attempt(d, timeout=timeout), claimed))
     for delivery, outcome in zip(claimed, outcomes, strict=True):
@@ -265,7 +268,7 @@ def _purge_now_and_then() -> None:
 
 def _counts(poll_id: int) -> dict[str, Any]:
     """A secret poll's counts as they stand: its voters, and the ballots naming each option."""
-    voters = VoterCount.objects.filter(poll_id=poll_id).aggregate(n=Sum("voters"))["n"] or 0
+    voters = total_voters(poll_id=poll_id)
     options = Option.objects.filter(poll_id=poll_id).order_by("order", "pk")
     return {
         "voters": voters,
