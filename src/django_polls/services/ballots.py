@@ -371,6 +371,25 @@ def count_voter(poll_id: int, participation_id: int, delta: int) -> None:
         cursor.execute(sql, [poll_id, stripe, delta])
 
 
+#: The first steps of every ballot statement, in the app's lock order: the poll under the shared
+#: locks (``poll``), the timestamp taken once they are held (``stamped``) and the ballot's options
+#: locked in id order (``chosen``). A template of :data:`BALLOT_SQL` and of the whole-ballot
+#: methods' statement, formatted with them.
+LOCKS_SQL = """poll AS (
+    SELECT {poll_columns},
+        pg_advisory_xact_lock_shared(%(namespace)s, (id %% 2147483648)::int4) AS advisory_lock
+    FROM {poll} WHERE id = %(poll)s
+    FOR SHARE
+), stamped AS MATERIALIZED (
+    SELECT *, clock_timestamp() AS stamp FROM poll
+), chosen AS MATERIALIZED (
+    SELECT o.id FROM {option} AS o JOIN stamped ON o.{option_poll} = stamped.id
+    WHERE o.id = ANY(%(options)s::bigint[])
+    ORDER BY o.id
+    FOR NO KEY UPDATE OF o
+)"""
+
+
 #: A whole ballot on PostgreSQL, in one statement and so one round trip and (outside a
 #: transaction) one commit. Its steps are those of the portable path, in the same lock order:
 #: the poll under the shared locks (``poll``), the timestamp taken once they are held
@@ -386,19 +405,10 @@ def count_voter(poll_id: int, participation_id: int, delta: int) -> None:
 #: :data:`~django_polls.services.webhooks.VOTE_CAST_SQL`). The last row reports what the rules
 #: saw, so a refusal names its reason without another query, and (when asked) the poll as
 #: locked, for the ``vote_cast`` signal. Format it with :func:`_ballot_sql`.
-BALLOT_SQL = """WITH poll AS (
-    SELECT {poll_columns},
-        pg_advisory_xact_lock_shared(%(namespace)s, (id %% 2147483648)::int4) AS advisory_lock
-    FROM {poll} WHERE id = %(poll)s
-    FOR SHARE
-), stamped AS MATERIALIZED (
-    SELECT *, clock_timestamp() AS stamp FROM poll
-), chosen AS MATERIALIZED (
-    SELECT o.id FROM {option} AS o JOIN stamped ON o.{option_poll} = stamped.id
-    WHERE o.id = ANY(%(options)s::bigint[])
-    ORDER BY o.id
-    FOR NO KEY UPDATE OF o
-), verdict AS MATERIALIZED (
+BALLOT_SQL = (
+    "WITH "
+    + LOCKS_SQL
+    + """, verdict AS MATERIALIZED (
     SELECT id, stamp, allow_multiple_votes,
         {status} AS status,
         {eligible} AS eligible,
@@ -465,6 +475,7 @@ SELECT verdict.stamp, verdict.allow_multiple_votes, verdict.status, verdict.elig
     (SELECT count(*) FROM announced){poll_row}
 FROM verdict{poll_join}
 """
+)
 
 
 #: The poll's status at the ballot's timestamp (``stamp``), as :meth:`Poll.status_at` says it.

@@ -62,6 +62,7 @@ from django_polls.models import (
 from django_polls.services.aio import fetchone, model_from_row
 from django_polls.services.audit import ballot_changed
 from django_polls.services.ballots import (
+    LOCKS_SQL,
     PARTICIPATION_LIMITS,
     SECRET_LIMITS,
     STATUS_SQL,
@@ -351,19 +352,10 @@ FROM {poll} AS p WHERE p.id = %(poll)s
 #: of changes, in key order (``tallied``, after ``voters`` as in :func:`_cast`). The last
 #: ``SELECT`` reports what the rules saw and how many participations were stored (0 or 1), so
 #: that a refused ballot is explained by the rules' own errors (:func:`_statement_outcome`).
-METHOD_BALLOT_SQL = """WITH poll AS (
-    SELECT {poll_columns}, xmin::text AS version,
-        pg_advisory_xact_lock_shared(%(namespace)s, (id %% 2147483648)::int4) AS advisory_lock
-    FROM {poll} WHERE id = %(poll)s
-    FOR SHARE
-), stamped AS MATERIALIZED (
-    SELECT *, clock_timestamp() AS stamp FROM poll
-), chosen AS MATERIALIZED (
-    SELECT o.id FROM {option} AS o JOIN stamped ON o.{option_poll} = stamped.id
-    WHERE o.id = ANY(%(options)s::bigint[])
-    ORDER BY o.id
-    FOR NO KEY UPDATE OF o
-), verdict AS MATERIALIZED (
+METHOD_BALLOT_SQL = (
+    "WITH "
+    + LOCKS_SQL
+    + """, verdict AS MATERIALIZED (
     SELECT id, stamp, version,
         {status} AS status,
         {eligible} AS eligible,
@@ -422,6 +414,7 @@ SELECT verdict.stamp, verdict.version, verdict.status, verdict.eligible, verdict
     (SELECT count(*) FROM announced) AS announced
 FROM verdict
 """
+)
 
 
 def _tables() -> dict[str, Any]:
@@ -458,7 +451,9 @@ def _seen_sql() -> str:
 @functools.cache
 def _method_ballot_sql() -> str:
     return METHOD_BALLOT_SQL.format(
-        poll_columns=", ".join(poll_columns()),
+        # The poll's row version too: the statement stores nothing if the poll changed since
+        # the method judged the ballot against it.
+        poll_columns=", ".join([*poll_columns(), "xmin::text AS version"]),
         status=STATUS_SQL,
         eligible=eligibility_sql(),
         voter_stripes=VOTER_COUNT_STRIPES,
