@@ -31,7 +31,7 @@ export PYENV_ROOT := $(shell pyenv root)
 export PYENV_VERSION := $(shell (pyenv version-name; pyenv versions --bare) 2>/dev/null | grep -E '^3\.[0-9]+\.[0-9]+$$' | awk '!seen[$$0]++' | paste -sd: -)
 endif
 
-.PHONY: help demo cluster cluster-down test bench tox lint types messages venv clean screenshots diagrams
+.PHONY: help demo cluster cluster-down test bench bench-scaling tox lint types messages venv clean screenshots diagrams
 
 help:
 	@echo "make demo   run the example project on http://127.0.0.1:8000 (SQLite, or DATABASE_URL)"
@@ -46,6 +46,8 @@ help:
 	@echo "make bench  the benchmark against a tutorial-style baseline and raw PostgreSQL, and the"
 	@echo "            voting methods (about 30 minutes; PostgreSQL on 127.0.0.1:5432 or"
 	@echo "            DATABASE_URL; BENCH_ARGS=--help)"
+	@echo "make bench-scaling  what HAProxy and PgBouncer cost next to direct connections, and"
+	@echo "            what one core sustains (docs/scaling.md; needs haproxy, pgbouncer)"
 	@echo "make tox    every tox environment (the whole support matrix)"
 	@echo "make messages  the translation catalogs updated from the code and compiled"
 	@echo "make screenshots  the README's pictures, taken again in Chromium (docs/images/*.png)"
@@ -134,6 +136,11 @@ test: $(BIN)/tox
 # prints one table and checks the targets (docs/performance.md). BENCH_ARGS=--help for options.
 bench: $(VENV)/.example-installed
 	$(BIN)/python -m benchmarks.run --charts docs/images $(BENCH_ARGS)
+
+# The figures of docs/scaling.md: the shipped deployment straight to PostgreSQL, through
+# PgBouncer, and through HAProxy and PgBouncer, in one run (BENCH_ARGS=--help).
+bench-scaling: $(VENV)/.example-installed
+	$(BIN)/python -m benchmarks.scaling $(BENCH_ARGS)
 
 tox: $(BIN)/tox
 	$(BIN)/tox run --skip-missing-interpreters true
