@@ -211,6 +211,8 @@ class Run:
     db: float
     pgbouncer: float
     haproxy: float
+    #: Bytes of write-ahead log per vote (the whole server's, while the run lasted).
+    wal: float
 
 
 def main() -> None:
@@ -281,7 +283,9 @@ def measure(
                 requests = vote_requests("/api/v1", ballots(our_polls(50), batch))
                 helpers = {"pgbouncer": bouncer.pid, "haproxy": balancer.pid}
                 before = {key: cpu_seconds(pid) for key, pid in helpers.items()}
+                wal_before = wal_position(meter)
                 result = drive(servers[path], requests, options.concurrency, meter)
+                wal = wal_position(meter) - wal_before
                 expect_only(result, "201", f"{path} votes")
                 used = {
                     key: 1000 * (cpu_seconds(pid) - before[key]) / result["requests"]
@@ -296,12 +300,20 @@ def measure(
                         result["db_cpu_ms"],
                         used["pgbouncer"] if path != "direct" else 0.0,
                         used["haproxy"] if path == "haproxy" else 0.0,
+                        wal / result["requests"],
                     )
                 )
                 shown.append(f"{path} {result['per_second']:.0f}/s")
             print(f"  round {round_ + 1} of {options.rounds}: " + ", ".join(shown), flush=True)
         facts = server_facts()
     return runs, facts
+
+
+def wal_position(meter: CpuMeter) -> int:
+    """Where the server's write-ahead log ends now, in bytes from its start."""
+    meter.backends()  # (re)connects
+    row = meter.conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')").fetchone()
+    return int(row[0])
 
 
 def med(runs: list[Run], field: str) -> float:
@@ -318,9 +330,9 @@ def report(options: argparse.Namespace, runs: dict[str, list[Run]], facts: dict[
     )
     print(
         "| path | votes/s | vs direct (rounds) | p50 ms | p99 ms | Gunicorn CPU ms/vote "
-        "| PostgreSQL CPU ms/vote | PgBouncer CPU ms/vote | HAProxy CPU ms/vote |"
+        "| PostgreSQL CPU ms/vote | PgBouncer CPU ms/vote | HAProxy CPU ms/vote | WAL bytes/vote |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for path in PATHS:
         each = runs[path]
         ratios = [run.per_second / base.per_second for run, base in zip(each, direct, strict=True)]
@@ -330,7 +342,7 @@ def report(options: argparse.Namespace, runs: dict[str, list[Run]], facts: dict[
             + ", ".join(f"{ratio:.0%}" for ratio in ratios)
             + f") | {med(each, 'p50_ms'):.1f} | {med(each, 'p99_ms'):.1f} "
             f"| {med(each, 'app'):.2f} | {med(each, 'db'):.2f} | {med(each, 'pgbouncer'):.2f} "
-            f"| {med(each, 'haproxy'):.2f} |"
+            f"| {med(each, 'haproxy'):.2f} | {med(each, 'wal'):,.0f} |"
         )
     app, db = med(direct, "app"), med(direct, "db")
     bouncer, balancer = med(runs["haproxy"], "pgbouncer"), med(runs["haproxy"], "haproxy")
@@ -339,14 +351,16 @@ def report(options: argparse.Namespace, runs: dict[str, list[Run]], facts: dict[
         f"- one app core: {1000 / app:,.0f} votes/s ({app:.2f} ms per vote in Gunicorn's workers)\n"
         f"- one PostgreSQL core: {1000 / db:,.0f} votes/s ({db:.2f} ms per vote in its backends)\n"
         f"- one PgBouncer (a single process: one core at most): {1000 / bouncer:,.0f} votes/s\n"
-        f"- one HAProxy core: {1000 / balancer:,.0f} votes/s"
+        f"- one HAProxy core: {1000 / balancer:,.0f} votes/s\n"
+        f"- write-ahead log: {med(direct, 'wal'):,.0f} bytes per vote"
     )
     for target in (10_000, 100_000):
         print(
             f"- {target:,} votes/s: {target * app / 1000:,.0f} app cores, "
             f"{target * db / 1000:,.0f} PostgreSQL cores, "
             f"{target * bouncer / 1000:,.1f} PgBouncer cores, "
-            f"{target * balancer / 1000:,.1f} HAProxy cores"
+            f"{target * balancer / 1000:,.1f} HAProxy cores, "
+            f"{target * med(direct, 'wal') / 2**20:,.1f} MiB/s of write-ahead log"
         )
 
 
