@@ -71,9 +71,11 @@ class BoundedBodies:
                     408, "The request body did not arrive.", "request_timeout"
                 ) from None
             received += len(message.get("body", b""))
+            # Known before the limit is judged: a body whose last part crosses it is in whole,
+            # and waiting for more of it would hold the answer for BODY_TIMEOUT.
+            complete = message["type"] != "http.request" or not message.get("more_body", False)
             if received > limit:
                 raise BodyRefused(413, "The request body is too large.", "request_too_large")
-            complete = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
         try:
