@@ -14,7 +14,15 @@ from django.test import override_settings
 from django.utils import timezone
 
 from django_polls import services, signals
-from django_polls.models import BallotChange, Option, Participation, Poll, Vote, VoterCount
+from django_polls.models import (
+    BallotChange,
+    Option,
+    Participation,
+    Poll,
+    Vote,
+    VoterCount,
+    counted_votes,
+)
 from tests.conftest import assert_error, option_ids
 
 FOUR = ("Pizza", "Soup", "Salad", "Curry")
@@ -31,7 +39,12 @@ def with_policy(poll: Poll, **fields: Any) -> Poll:
 
 
 def counts(poll: Poll) -> list[int]:
-    return list(Option.objects.filter(poll=poll).order_by("order").values_list("votes", flat=True))
+    return list(
+        Option.objects.filter(poll=poll)
+        .order_by("order")
+        .annotate(counted=counted_votes())
+        .values_list("counted", flat=True)
+    )
 
 
 def voters(poll: Poll) -> int:

@@ -21,7 +21,16 @@ from rest_framework.renderers import JSONRenderer
 from django_polls import services
 from django_polls.conf import DEFAULTS
 from django_polls.methods.base import Counts
-from django_polls.models import Ballot, BallotChange, Option, Participation, Poll, Tally, Vote
+from django_polls.models import (
+    Ballot,
+    BallotChange,
+    Option,
+    Participation,
+    Poll,
+    Tally,
+    Vote,
+    counted_votes,
+)
 from django_polls.serializers import ResultsSerializer
 from django_polls.services.results import Memo
 from tests.conftest import assert_error, expire, option_ids
@@ -55,7 +64,12 @@ def tallies(poll: Poll) -> dict[str, int]:
 
 
 def counters(poll: Poll) -> list[int]:
-    return list(Option.objects.filter(poll=poll).order_by("order").values_list("votes", flat=True))
+    return list(
+        Option.objects.filter(poll=poll)
+        .order_by("order")
+        .annotate(counted=counted_votes())
+        .values_list("counted", flat=True)
+    )
 
 
 def stored(poll: Poll) -> dict[str, Any]:

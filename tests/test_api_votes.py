@@ -13,7 +13,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 
 from django_polls import services
-from django_polls.models import Option, Poll, Vote
+from django_polls.models import Option, Poll, Vote, counted_votes
 from django_polls.serializers import VoteReceiptSerializer
 from tests.conftest import assert_error, expire, login_of, option_ids, username_field
 
@@ -33,7 +33,11 @@ def vote_url(poll_id: int | str) -> str:
 
 def stored(poll: Poll) -> tuple[int, dict[str, int]]:
     """What the database holds for the poll: its vote rows and each option's counter."""
-    counters = dict(Option.objects.filter(poll=poll).values_list("text", "votes"))
+    counters = dict(
+        Option.objects.filter(poll=poll)
+        .annotate(counted=counted_votes())
+        .values_list("text", "counted")
+    )
     return Vote.objects.filter(poll=poll).count(), counters
 
 

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 
 from django_polls import services
-from django_polls.models import Option, Poll, Tally
+from django_polls.models import OPTION_COUNT_SLOTS, Option, OptionCount, Poll, Tally, counted_votes
+from django_polls.services.counts import set_count
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +25,11 @@ def recount(*args: str) -> str:
 
 
 def counters(poll: Poll) -> list[int]:
-    return list(poll.options.order_by("order").values_list("votes", flat=True))
+    return list(
+        poll.options.order_by("order")
+        .annotate(counted=counted_votes())
+        .values_list("counted", flat=True)
+    )
 
 
 def ids(poll: Poll) -> list[int]:
@@ -48,9 +54,9 @@ def drifted(polls: tuple[Poll, Poll]) -> tuple[Poll, Poll]:
     """The same polls with three counters gone wrong: Pizza 7 (2 rows), Salad 4 (0), Red 0 (1)."""
     lunch, colours = polls
     pizza, _, salad = ids(lunch)
-    Option.objects.filter(pk=pizza).update(votes=7)
-    Option.objects.filter(pk=salad).update(votes=4)
-    Option.objects.filter(pk=ids(colours)[0]).update(votes=0)
+    set_count(pizza, 7)
+    set_count(salad, 4)
+    set_count(ids(colours)[0], 0)
     return lunch, colours
 
 
@@ -100,6 +106,33 @@ def test_fix_repairs_the_drift_so_a_second_run_finds_none(drifted: tuple[Poll, P
     assert "No drift" in recount("--fix")
 
 
+def test_drift_in_a_slot_is_found_and_repaired(polls: tuple[Poll, Poll]) -> None:
+    """An option's count is its counter plus its slots: a slot that drifted shows in the
+    option's count, and the repair sets the counter to the vote rows and removes the slots."""
+    lunch, _ = polls
+    pizza, soup, _ = ids(lunch)
+    OptionCount.objects.update_or_create(
+        option_id=soup, slot=OPTION_COUNT_SLOTS - 1, defaults={"votes": 5}
+    )
+    before = counters(lunch)
+    out = io.StringIO()
+
+    with pytest.raises(CommandError):
+        call_command("polls_recount", stdout=out)
+    fixed = recount("--fix")
+
+    assert f"poll {lunch.pk} option {soup}: stored {before[1]}, rows 1" in out.getvalue()
+    assert before[1] > 1
+    assert f"poll {lunch.pk} option {soup}: stored {before[1]}, rows 1" in fixed
+    assert counters(lunch) == [2, 1, 0]
+    assert not OptionCount.objects.filter(option_id=soup).exists()
+    assert Option.objects.get(pk=soup).votes == 1
+    assert recount() == "No drift: every count matches its vote rows.\n"
+    assert OptionCount.objects.filter(option_id=pizza).exists() == (
+        connection.vendor == "postgresql"
+    )
+
+
 def test_poll_limits_the_report_to_that_poll(drifted: tuple[Poll, Poll]) -> None:
     _, colours = drifted
     out = io.StringIO()
@@ -128,7 +161,7 @@ def test_poll_limits_the_fix_to_that_poll(drifted: tuple[Poll, Poll]) -> None:
 def test_poll_is_repeatable(drifted: tuple[Poll, Poll], make_poll: Callable[..., Poll]) -> None:
     lunch, colours = drifted
     untouched = make_poll(title="Untouched")
-    Option.objects.filter(pk=ids(untouched)[0]).update(votes=5)
+    set_count(ids(untouched)[0], 5)
 
     output = recount("--fix", "--poll", str(lunch.pk), "--poll", str(colours.pk))
 
@@ -172,7 +205,7 @@ def test_ranked_and_score_counts_are_checked_against_their_ballots(
     ranked, scored = method_polls
     assert recount() == "No drift: every count matches its vote rows.\n"
     a, b, c = ids(ranked)
-    Option.objects.filter(pk=c).update(votes=3)
+    set_count(c, 3)
     Tally.objects.filter(poll=ranked, key=f"{a},{b}").update(ballots=5)
     Tally.objects.filter(poll=scored, key=f"{ids(scored)[0]}:2").delete()
 
@@ -208,7 +241,7 @@ def test_secret_polls_say_what_was_checked(
         "No drift: every count matches its vote rows.",
     ]
     # An option's votes that its tallies do not add up to: found, and set from the tallies.
-    Option.objects.filter(pk=a).update(votes=5)
+    set_count(a, 5)
     with pytest.raises(CommandError):
         recount()
     assert recount("--fix").splitlines()[0] == f"poll {ranked.pk} option {a}: stored 5, tallies 1"

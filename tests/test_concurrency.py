@@ -27,7 +27,15 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from django_polls import services
-from django_polls.models import BallotChange, Option, Participation, Poll, Vote, VoterCount
+from django_polls.models import (
+    BallotChange,
+    Option,
+    Participation,
+    Poll,
+    Vote,
+    VoterCount,
+    counted_votes,
+)
 from tests.conftest import option_ids
 
 pytestmark = [
@@ -88,7 +96,11 @@ def tally(outcomes: Sequence[Outcome]) -> collections.Counter[str]:
 
 
 def counters(poll: Poll) -> dict[int, int]:
-    return dict(Option.objects.filter(poll=poll).values_list("pk", "votes"))
+    return dict(
+        Option.objects.filter(poll=poll)
+        .annotate(counted=counted_votes())
+        .values_list("pk", "counted")
+    )
 
 
 def rows(poll: Poll) -> dict[int, int]:
@@ -183,7 +195,7 @@ def test_simultaneous_identical_ballots_via_service_store_one_vote(
 
     seen = tally(outcomes)
     stored = Vote.objects.filter(poll=poll).count()
-    counter = Option.objects.get(pk=pizza).votes
+    counter = Option.objects.counted().get(pk=pizza).votes
     print(
         f"\n[identical ballots, service, {'multiple' if multiple else 'single'}-vote poll] "
         f"{SIMULTANEOUS} threads: outcomes={dict(seen)} rows={stored} counter={counter}"
@@ -206,7 +218,7 @@ def test_simultaneous_identical_ballots_via_api_get_one_201_and_409s(
 
     seen = api_tally(outcomes)
     stored = Vote.objects.filter(poll=poll).count()
-    counter = Option.objects.get(pk=soup).votes
+    counter = Option.objects.counted().get(pk=soup).votes
     print(
         f"\n[identical ballots, API, {'multiple' if multiple else 'single'}-vote poll] "
         f"{SIMULTANEOUS} requests: responses={dict(seen)} rows={stored} counter={counter}"
@@ -420,6 +432,69 @@ def test_200_users_voting_at_once_are_all_counted(
     assert rows(poll) == counters(poll)
     assert results.total_votes == 200
     assert services.find_drift(poll_ids=[poll.pk]) == []
+
+
+def test_a_hot_option_counts_every_ballot_among_changes_and_retractions(
+    make_poll: Callable[..., Poll], make_user: Callable[..., Any]
+) -> None:
+    """A poll gone viral: most voters vote for one option at once, while earlier voters move
+    their ballot away from it and back, or withdraw it. On PostgreSQL the ballots count in the
+    option's slots and the changes and retractions fold them into its counter; at every moment
+    and at the end each option's count equals its vote rows and what the callers were told, and
+    no request fails."""
+    poll = make_poll(options=("Hot", "Cold", "Mild"))
+    hot, cold, mild = option_ids(poll)
+    earlier = [make_user() for _ in range(10)]
+    for user in earlier:
+        services.cast_vote(poll_id=poll.pk, voter=user, option_ids=[hot])
+    leaving, moving = earlier[:5], earlier[5:]
+    newcomers = [make_user() for _ in range(SIMULTANEOUS - len(earlier))]
+
+    def cast(user: Any) -> Callable[[], None]:
+        return lambda: services.cast_vote(poll_id=poll.pk, voter=user, option_ids=[hot]) and None
+
+    def move(user: Any) -> Callable[[], None]:
+        def run() -> None:
+            for target in (cold, hot, cold, hot, mild):
+                services.change_vote(poll_id=poll.pk, voter=user, option_ids=[target])
+
+        return run
+
+    def leave(user: Any) -> Callable[[], None]:
+        return lambda: services.retract_votes(poll_id=poll.pk, voter=user) and None
+
+    stop = threading.Event()
+    drift_seen: list[services.Drift] = []
+
+    def sample() -> None:
+        try:
+            while not stop.is_set():
+                drift_seen.extend(services.find_drift(poll_ids=[poll.pk]))
+        finally:
+            connection.close()
+
+    sampler = threading.Thread(target=sample, name="polls-test-sampler")
+    sampler.start()
+    try:
+        outcomes = run_together(
+            [cast(user) for user in newcomers]
+            + [move(user) for user in moving]
+            + [leave(user) for user in leaving]
+        )
+    finally:
+        stop.set()
+        sampler.join(JOIN_TIMEOUT)
+
+    print(
+        f"\n[hot option] {len(outcomes)} threads: outcomes={dict(tally(outcomes))} "
+        f"rows={rows(poll)} counters={counters(poll)} drifting-samples={len(drift_seen)}"
+    )
+    assert tally(outcomes) == {"ok": len(outcomes)}, [o.error for o in outcomes if o.error]
+    assert counters(poll) == rows(poll) == {hot: len(newcomers), cold: 0, mild: len(moving)}
+    assert drift_seen == []
+    assert services.find_drift(poll_ids=[poll.pk]) == []
+    results = services.results_for(poll=Poll.objects.for_listing().get(pk=poll.pk))
+    assert [option.votes for option in results.options] == [len(newcomers), 0, len(moving)]
 
 
 # ---------------------------------------------------------------------------------------------

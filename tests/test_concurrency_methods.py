@@ -14,7 +14,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from django_polls import services
-from django_polls.models import Ballot, Option, Participation, Poll, Tally
+from django_polls.models import Ballot, Option, Participation, Poll, Tally, counted_votes
 from tests.conftest import option_ids
 from tests.test_concurrency import SIMULTANEOUS, api_tally, run_together, tally
 
@@ -36,7 +36,11 @@ def tallies(poll: Poll) -> dict[str, int]:
 
 
 def counters(poll: Poll) -> dict[int, int]:
-    return dict(Option.objects.filter(poll=poll).values_list("pk", "votes"))
+    return dict(
+        Option.objects.filter(poll=poll)
+        .annotate(counted=counted_votes())
+        .values_list("pk", "counted")
+    )
 
 
 def test_simultaneous_rankings_by_one_voter_store_one(make_poll: Any, make_user: Any) -> None:

@@ -16,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from django_polls.models import BallotChange, IdempotencyKey, Option, Poll, Vote
+from django_polls.models import BallotChange, IdempotencyKey, Option, Poll, Vote, counted_votes
 from tests.conftest import assert_error, option_ids
 
 POLLS = "/api/v1/polls/"
@@ -32,7 +32,12 @@ def keyed(key: str) -> dict[str, str]:
 
 
 def votes(poll: Poll) -> list[int]:
-    return list(Option.objects.filter(poll=poll).order_by("order").values_list("votes", flat=True))
+    return list(
+        Option.objects.filter(poll=poll)
+        .order_by("order")
+        .annotate(counted=counted_votes())
+        .values_list("counted", flat=True)
+    )
 
 
 @pytest.fixture

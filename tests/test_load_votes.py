@@ -27,7 +27,7 @@ from django.utils import timezone
 import django_polls
 from benchmarks.management.commands import polls_load_votes
 from django_polls import services
-from django_polls.models import Option, Participation, Poll, Vote, VoterCount
+from django_polls.models import Option, Participation, Poll, Vote, VoterCount, counted_votes
 from django_polls.services import locks
 from tests.conftest import db_state, expire, option_ids
 
@@ -64,7 +64,11 @@ def numbers(poll: Poll) -> list[int]:
 
 
 def counters(poll: Poll) -> list[int]:
-    return list(poll.options.order_by("order", "pk").values_list("votes", flat=True))
+    return list(
+        poll.options.order_by("order", "pk")
+        .annotate(counted=counted_votes())
+        .values_list("counted", flat=True)
+    )
 
 
 def rows(poll: Poll) -> list[int]:

@@ -185,7 +185,10 @@ def test_migration_0005_reverses_only_without_polls_of_the_new_methods(
     )
     with pytest.raises(IrreversibleError):
         _migrate("0004_ballot_policies")
-    Poll.objects.filter(pk=ranked.pk).delete()
+    # The later migrations were unapplied before 0005 refused: the poll goes with the models of
+    # that state (today's would reach tables that are gone, such as the options' slots).
+    state = MigrationExecutor(connection).loader.project_state(("django_polls", "0005_methods"))
+    state.apps.get_model("django_polls", "Poll").objects.filter(pk=ranked.pk).delete()
     _migrate("0004_ballot_policies")
     assert _rules_in_schema() == _expected_rules()
     _migrate("0005_methods")

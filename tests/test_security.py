@@ -26,7 +26,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from django_polls import services
-from django_polls.models import Option, Poll, Vote
+from django_polls.models import Option, Poll, Vote, counted_votes
 from tests.conftest import assert_error, db_state, login_of, option_ids, username_field
 
 POLLS = "/api/v1/polls/"
@@ -42,7 +42,11 @@ def vote_url(poll_id: int) -> str:
 
 
 def counters(poll: Poll) -> dict[str, int]:
-    return dict(Option.objects.filter(poll=poll).values_list("text", "votes"))
+    return dict(
+        Option.objects.filter(poll=poll)
+        .annotate(counted=counted_votes())
+        .values_list("text", "counted")
+    )
 
 
 @pytest.fixture

@@ -186,6 +186,10 @@ class OptionInline(OptionInlineBase):
     ordering = ("order", "id")
     can_delete = False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Option]:
+        # The options' whole counts (counter and slots), as results show them.
+        return super().get_queryset(request).counted()  # type: ignore[attr-defined,no-any-return]
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 

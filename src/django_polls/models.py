@@ -7,9 +7,11 @@ The voting rules are held by the database as well as by :mod:`django_polls.servi
   the poll's ``allow_multiple_votes`` and a composite foreign key (added in migration 0002) ties
   the copy to the poll, so the flag on a vote can never disagree with its poll;
 * a second composite foreign key ties a vote's option to the vote's poll;
-* ``Option.votes`` is a counter in a positive integer column (never negative), kept equal to the
-  option's vote rows (on a secret poll, to the ballots that chose it) by the services in the same
-  transaction as each vote and retraction;
+* an option's count is its ``Option.votes`` plus its ``OptionCount`` slots (on PostgreSQL a
+  ballot adds to one of a few slot rows, so that ballots on one option do not queue for one
+  row), all positive integer columns (never negative), kept equal to the option's vote rows (on
+  a secret poll, to the ballots that chose it) by the services in the same transaction as each
+  vote and retraction; :meth:`OptionQuerySet.counted` reads it whole;
 * a ``Participation`` row per voter and poll (unique) says that they voted and how many options
   their ballot holds, within the limits it copies from the poll (a check constraint); on a secret
   poll it is all that is kept of a voter, with no ``Vote`` rows;
@@ -24,14 +26,15 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import connection, models
 from django.db.models import F
-from django.db.models.functions import Lower
+from django.db.models.functions import Coalesce, Lower
+from django.db.models.query import ModelIterable
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from django_polls.compat import check_constraint
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from datetime import datetime
 
 
@@ -162,7 +165,9 @@ class PollQuerySet(models.QuerySet["Poll"]):
             self.with_clock()
             .select_related("created_by", "voter_group")
             .prefetch_related(
-                models.Prefetch("options", queryset=Option.objects.order_by("order", "id"))
+                models.Prefetch(
+                    "options", queryset=Option.objects.counted().order_by("order", "id")
+                )
             )
         )
 
@@ -308,8 +313,62 @@ class Poll(models.Model):
 
     @property
     def total_votes(self) -> int:
-        """Votes (selections) on the poll: the sum of the option counters, O(options)."""
-        return sum(option.votes for option in self.options.all())
+        """Votes (selections) on the poll: the sum of the option counts, O(options)."""
+        return sum(option.votes for option in self.counted_options())
+
+    def counted_options(self) -> list[Option]:
+        """The poll's options in their order, each with its whole count: as prefetched (by
+        ``for_listing``, which reads them so), else read here (one query)."""
+        if "options" in getattr(self, "_prefetched_objects_cache", {}):
+            return list(self.options.all())
+        return list(self.options.counted())
+
+
+#: How many slot rows (:class:`OptionCount`) an option's count may spread over; a ballot adds
+#: to the slot of its participation's id modulo this number.
+OPTION_COUNT_SLOTS = 32
+
+#: The annotation that carries an option's slots' sum (:meth:`OptionQuerySet.counted`).
+SLOT_VOTES_ATTRIBUTE = "slot_votes_read"
+
+
+def slot_votes() -> Coalesce:
+    """The sum of the slots (:class:`OptionCount`) of the option of a query of options, 0
+    without any: a subquery through the unique (option, slot) index, a few rows."""
+    found = (
+        OptionCount.objects.filter(option_id=models.OuterRef("pk"))
+        .order_by()
+        .values("option")
+        .annotate(n=models.Sum("votes"))
+        .values("n")
+    )
+    return Coalesce(models.Subquery(found), models.Value(0))
+
+
+def counted_votes() -> models.Expression:
+    """An option's whole count in a query of options: its counter plus its slots."""
+    return models.ExpressionWrapper(
+        F("votes") + slot_votes(), output_field=models.PositiveIntegerField()
+    )
+
+
+class CountedOptions(ModelIterable):  # type: ignore[type-arg]
+    """Options whose ``votes`` holds their whole count: the counter plus the slots' sum that
+    their query read (:meth:`OptionQuerySet.counted`)."""
+
+    def __iter__(self) -> Iterator[Option]:
+        for option in super().__iter__():
+            option.votes += option.__dict__.pop(SLOT_VOTES_ATTRIBUTE, 0)
+            yield option
+
+
+class OptionQuerySet(models.QuerySet["Option"]):
+    def counted(self) -> OptionQuerySet:
+        """Options whose ``votes`` is their whole count, read by the same query: what results
+        show. Not for options to save (nothing saves options: the services write counts)."""
+        found = self.annotate(**{SLOT_VOTES_ATTRIBUTE: slot_votes()})
+        found._iterable_class = CountedOptions
+        return found
 
 
 class Option(models.Model):
@@ -323,9 +382,12 @@ class Option(models.Model):
     )
     text = models.CharField(_("text"), max_length=200)
     order = models.PositiveSmallIntegerField(_("order"), default=0)
-    # Kept equal to the option's Vote rows by django_polls.services; verified by polls_recount.
-    # A positive integer column, so the database refuses a negative count.
+    # With the option's slots (OptionCount), kept equal to the option's Vote rows by
+    # django_polls.services; verified by polls_recount. A positive integer column, so the
+    # database refuses a negative count. Read the whole count through Option.objects.counted().
     votes = models.PositiveIntegerField(_("votes"), default=0, editable=False)
+
+    objects = OptionQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("option")
@@ -433,6 +495,36 @@ class Participation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.voter_id} in {self.poll_id}"
+
+
+class OptionCount(models.Model):
+    """Part of an option's count: the ballots that a slot of it took (on PostgreSQL, a ballot
+    adds to the slot of its participation's id modulo :data:`OPTION_COUNT_SLOTS`, so that ballots
+    on one option take turns on a few rows, not one). The option's count is its ``votes`` plus
+    its slots; a change or retraction that takes a vote away folds the slots into ``votes``
+    (deletes them), so that no row ever goes below 0."""
+
+    option = models.ForeignKey(
+        Option,
+        on_delete=models.CASCADE,
+        related_name="counts",
+        db_index=False,  # the unique (option, slot) index serves lookups by option
+        verbose_name=_("option"),
+    )
+    slot = models.PositiveSmallIntegerField(_("slot"))
+    votes = models.PositiveIntegerField(_("votes"), default=0)
+
+    class Meta:
+        verbose_name = _("option count")
+        verbose_name_plural = _("option counts")
+        constraints = (
+            models.UniqueConstraint(
+                fields=("option", "slot"), name="django_polls_option_count_once"
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.option_id}/{self.slot}: {self.votes}"
 
 
 #: How many rows count a poll's voters; a participation is counted by the row of ``id % STRIPES``.

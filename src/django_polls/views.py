@@ -616,7 +616,7 @@ class PollViewSet(AppViewSet, PollViewSetBase):
             # The polls are narrowed (a subclass, filter backends): the options of a poll that
             # get_object() would find, in one query.
             polls = self.filter_queryset(self.get_queryset()).filter(pk=poll_id).values("pk")
-            rows = Option.objects.filter(poll__in=polls).select_related("poll")
+            rows = Option.objects.counted().filter(poll__in=polls).select_related("poll")
             carried: dict[str, Any] = {services.VOTERS_ATTRIBUTE: services.voters_subquery()}
             if user is not None and user.is_authenticated:
                 carried[services.VOTED_ATTRIBUTE] = services.took_part(user, "poll_id")

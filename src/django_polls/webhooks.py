@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from django.db import DatabaseError, close_old_connections, connection
 
 from django_polls.conf import polls_settings
-from django_polls.models import Option, WebhookDelivery
+from django_polls.models import Option, WebhookDelivery, counted_votes
 from django_polls.services.errors import InvalidInput
 from django_polls.services.results import total_voters
 from django_polls.services.webhooks import (
@@ -270,9 +270,10 @@ def _counts(poll_id: int) -> dict[str, Any]:
     """A secret poll's counts as they stand: its voters, and the ballots naming each option."""
     voters = total_voters(poll_id=poll_id)
     options = Option.objects.filter(poll_id=poll_id).order_by("order", "pk")
+    counts = options.annotate(count=counted_votes()).values_list("pk", "count")
     return {
         "voters": voters,
-        "options": [{"id": pk, "votes": votes} for pk, votes in options.values_list("pk", "votes")],
+        "options": [{"id": pk, "votes": votes} for pk, votes in counts],
     }
 
 

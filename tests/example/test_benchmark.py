@@ -106,6 +106,10 @@ def test_a_small_benchmark_run_prints_the_whole_table(tmp_path: Path) -> None:
         "results p50, asgi / sync",
         "3. Results throughput at 2,000 votes",
         "4. A hot poll",
+        # The hot poll at 32 and 64 beside the spread-out votes of the same rounds, and the
+        # recount of its counts afterwards.
+        "| django_polls, uvicorn workers (as shipped) | 64 |",
+        "polls_recount on the hot polls: No drift: every count matches its vote rows.",
         "Bulk loading (polls_load_votes): 100 votes in",
         # One webhook subscription and the audit trail on, against neither; then the sender.
         "8. Webhooks and the audit trail: votes at concurrency 32 on asgi",
@@ -128,7 +132,13 @@ def test_a_small_benchmark_run_prints_the_whole_table(tmp_path: Path) -> None:
     # Every ballot the vote runs announced was delivered afterwards.
     sent = re.search(r"(\d[\d,]*) of (\d[\d,]*) deliveries in", table)
     assert sent and sent[1] == sent[2] and sent[1] != "0", table
-    assert table.count("[met]") + table.count("[MISSED]") == 8 + 5 + 1, table
+    assert re.search(r"\[met\] polls_recount finds no drift on the hot polls: 0 ", table), table
+    assert re.search(
+        rf"\[(met|MISSED)\] hot poll at concurrency 64 keeps >= 95% of spread-out votes/s: "
+        rf"{NUMBER}%",
+        table,
+    ), table
+    assert table.count("[met]") + table.count("[MISSED]") == 10 + 5 + 1, table
     # The headline figures drawn: a line per design over the sizes, a bar per design.
     latency = (tmp_path / "bench-results-latency.svg").read_text()
     for design in ("uvicorn workers (as shipped)", "sync workers", "naive design (COUNT)"):

@@ -15,14 +15,17 @@ SUMMARY = """
 import json, django
 django.setup()
 from django.contrib.auth import authenticate
-from django_polls.models import Option, Poll, Vote
+from django.db.models import Prefetch
+from django_polls.models import Option, Poll, Vote, counted_votes
 print(json.dumps({
     "polls": sorted(
         [p.title, p.is_active, p.allow_multiple_votes, p.total_votes]
-        for p in Poll.objects.prefetch_related("options")
+        for p in Poll.objects.prefetch_related(Prefetch("options", Option.objects.counted()))
     ),
     "votes": Vote.objects.count(),
-    "counted": sum(Option.objects.values_list("votes", flat=True)),
+    "counted": sum(
+        Option.objects.annotate(counted=counted_votes()).values_list("counted", flat=True)
+    ),
     "demo_signs_in": authenticate(username="demo", password=%r) is not None,
 }))
 """

@@ -59,6 +59,7 @@ from django_polls.models import (
     VoterCount,
     change_key,
     choice_limits,
+    counted_votes,
 )
 from django_polls.services import locks, method_ballots
 
@@ -283,13 +284,14 @@ class Command(BaseCommand):
                 )
             rows = list(
                 Option.objects.filter(poll_id=poll.pk)
+                .annotate(count=counted_votes())
                 .order_by("order", "pk")
-                .values_list("pk", "votes")
+                .values_list("pk", "count")
             )
             if not rows:
                 raise CommandError(f"Poll {poll_id} has no options.{done}")
             option_ids = [pk for pk, _ in rows]
-            first = max(sum(count for _, count in rows), floor)
+            first = max(sum(int(count) for _, count in rows), floor)
             last_participation = Participation.objects.aggregate(last=Max("pk"))["last"] or 0
             if poll.method not in VOTE_ROW_METHODS:
                 _load_ballots(poll, voters, option_ids, first, size, now, done=done)

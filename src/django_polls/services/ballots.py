@@ -47,6 +47,7 @@ from django_polls.models import (
 )
 from django_polls.services.aio import fetchone
 from django_polls.services.audit import ballot_changed
+from django_polls.services.counts import add_votes, counted_sql, take_votes
 from django_polls.services.errors import (
     AlreadyVoted,
     InvalidInput,
@@ -298,7 +299,7 @@ def _cast_vote_in_steps(poll_id: int, voter: User, ids: list[int]) -> tuple[Poll
             )
         if not secret:
             _store_votes(poll, voter, ids, now)
-        Option.objects.filter(pk__in=ids).update(votes=F("votes") + 1)
+        add_votes(ids)
         announce_change(poll_id=poll.pk)
         announce_vote_cast(poll, voter, "options", sorted(ids), at=now)
     return poll, now
@@ -375,6 +376,15 @@ def count_voter(poll_id: int, participation_id: int, delta: int) -> None:
 #: locks (``poll``), the timestamp taken once they are held (``stamped``) and the ballot's options
 #: locked in id order (``chosen``). A template of :data:`BALLOT_SQL` and of the whole-ballot
 #: methods' statement, formatted with them.
+#:
+#: ``{option_lock}``: a ballot of single or multiple choice takes ``KEY SHARE`` (as its vote
+#: rows' foreign keys do): enough to keep the options from being deleted meanwhile (an edit or a
+#: deletion of the poll waits for its exclusive lock anyway), and it queues no ballot behind
+#: another, nor behind a change or retraction, since ballots count in slots
+#: (:mod:`~django_polls.services.counts`) and never update the option's row. A ballot of a
+#: method stored whole takes ``NO KEY UPDATE``, which queues it with the changes and
+#: retractions on its options, as before: they move the tallies (whose keys name options) and
+#: the count of voters in another order than its statement.
 LOCKS_SQL = """poll AS (
     SELECT {poll_columns},
         pg_advisory_xact_lock_shared(%(namespace)s, (id %% 2147483648)::int4) AS advisory_lock
@@ -386,7 +396,7 @@ LOCKS_SQL = """poll AS (
     SELECT o.id FROM {option} AS o JOIN stamped ON o.{option_poll} = stamped.id
     WHERE o.id = ANY(%(options)s::bigint[])
     ORDER BY o.id
-    FOR NO KEY UPDATE OF o
+    FOR {option_lock} OF o
 )"""
 
 
@@ -459,13 +469,12 @@ BALLOT_SQL = (
     WHERE NOT accepted.secret AND EXISTS (SELECT FROM participated)
     ORDER BY chosen.id
     RETURNING {vote_option}
-), counted AS (
-    UPDATE {option} SET {option_votes} = {option_votes} + 1
-    WHERE id IN (SELECT id FROM chosen) AND EXISTS (SELECT FROM participated)
-    RETURNING id, pg_notify({channel}, %(poll)s::text)
-), voters AS (
+), {counted}, voters AS (
     INSERT INTO {voter_count} AS c ({voter_count_poll}, stripe, voters)
-    SELECT %(poll)s, id %% {stripes}, 1 FROM participated WHERE inserted
+    SELECT %(poll)s, participated.id %% {stripes}, 1
+    -- After the slots, all of them (the lock order of retractions): the count reads them whole.
+    FROM participated CROSS JOIN (SELECT count(*) FROM counted) AS slots_first
+    WHERE inserted
     ON CONFLICT ({voter_count_poll}, stripe) DO UPDATE SET voters = c.voters + 1
     RETURNING 1
 ), {announced}
@@ -494,7 +503,8 @@ def _ballot_sql(*, with_poll: bool = False) -> str:
         poll=quote(Poll._meta.db_table),
         option=quote(Option._meta.db_table),
         option_poll=column(Option, "poll"),
-        option_votes=column(Option, "votes"),
+        option_lock="KEY SHARE",
+        counted=counted_sql(participated="participated", channel=f"'{changes.CHANNEL}'"),
         vote=quote(Vote._meta.db_table),
         vote_poll=column(Vote, "poll"),
         vote_option=column(Vote, "option"),
@@ -509,7 +519,6 @@ def _ballot_sql(*, with_poll: bool = False) -> str:
         stripes=VOTER_COUNT_STRIPES,
         status=STATUS_SQL,
         eligible=eligibility_sql(),
-        channel=f"'{changes.CHANNEL}'",
         poll_owner=column(Poll, "created_by"),
         announced=vote_cast_sql(
             ballot="jsonb_build_object('options', to_jsonb(accepted.known))", written="counted"
@@ -701,9 +710,9 @@ def _change_vote(poll_id: int, voter: User, ids: list[int]) -> tuple[list[int], 
         )
         previous = sorted(rows.values())
         Vote.objects.filter(pk__in=list(rows)).delete()
-        Option.objects.filter(pk__in=previous).update(votes=F("votes") - 1)
+        take_votes(previous)
         _store_votes(poll, voter, ids, now)
-        Option.objects.filter(pk__in=ids).update(votes=F("votes") + 1)
+        add_votes(ids)
         Participation.objects.filter(pk=participation.pk).update(choices=len(ids))
         ballot_changed(
             poll=poll,
@@ -740,8 +749,10 @@ def retract_vote_rows(*, poll: Poll, voter: User) -> list[int]:
     judge_change(poll, now)
     if not candidates:
         raise NotVoted()
-    # With the options locked, no ballot or retraction of theirs can change these rows, so what
-    # is read next is exactly what is deleted and uncounted.
+    # With the options locked, no other retraction or change of theirs, and with the
+    # participation locked, no ballot of the voter's can change these rows (each holds the
+    # participation's lock until it commits), so what is read next is exactly what is deleted
+    # and uncounted.
     lock_options(Option.objects.filter(pk__in=candidates))
     participation = lock_participation(poll.pk, voter)
     rows = dict(
@@ -753,7 +764,7 @@ def retract_vote_rows(*, poll: Poll, voter: User) -> list[int]:
         raise NotVoted()
     option_ids = sorted(rows.values())
     Vote.objects.filter(pk__in=list(rows)).delete()
-    Option.objects.filter(pk__in=option_ids).update(votes=F("votes") - 1)
+    take_votes(option_ids)
     remaining = participation.choices - len(option_ids)
     if remaining > 0:  # votes of a ballot stored meanwhile, outside the options locked
         Participation.objects.filter(pk=participation.pk).update(choices=remaining)

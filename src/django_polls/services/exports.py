@@ -107,7 +107,7 @@ def plan_export(*, poll: Poll, user: Any, format: str | None, table: str | None 
         raise InvalidInput({"table": [gettext("Must be results or ballots.")]})
     if format == "csv" and table == "ballots":
         check_ballots_visible(poll=poll, user=user)
-    return Export(poll=poll, options=list(poll.options.all()), format=format, table=table)
+    return Export(poll=poll, options=list(poll.options.counted()), format=format, table=table)
 
 
 def export_chunks(export: Export, *, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:

@@ -57,6 +57,7 @@ from django_polls.models import (
     Tally,
     VoterCount,
     change_key,
+    counted_votes,
     read_poll_clock,
 )
 from django_polls.services.aio import fetchone, model_from_row
@@ -85,6 +86,7 @@ from django_polls.services.ballots import (
     too_many_options,
     votes_of,
 )
+from django_polls.services.counts import add_votes, counted_sql, set_count, take_votes
 from django_polls.services.errors import (
     AlreadyVoted,
     InvalidInput,
@@ -319,7 +321,7 @@ def _cast(
         count_voter(poll.pk, participation.pk, +1)
         if not secret:  # a secret poll keeps the counts alone
             Ballot.objects.create(poll_id=poll.pk, voter=voter, choice=choice, created_at=now)
-        Option.objects.filter(pk__in=list(named)).update(votes=F("votes") + 1)
+        add_votes(named)
         move_tallies(poll.pk, method.tally_keys(choice), +1, change=participation.pk)
         announce_change(poll_id=poll.pk)
         vote_cast(poll, voter, method.ballot_field, method.to_json(choice), at=now)
@@ -392,11 +394,7 @@ METHOD_BALLOT_SQL = (
     FROM accepted CROSS JOIN joined
     WHERE NOT accepted.secret
     RETURNING 1
-), counted AS (
-    UPDATE {option} SET {option_votes} = {option_votes} + 1
-    WHERE id IN (SELECT id FROM chosen) AND EXISTS (SELECT FROM joined)
-    RETURNING id, pg_notify({channel}, %(poll)s::text)
-), tallied AS (
+), {counted}, tallied AS (
     INSERT INTO {tally} AS t ({tally_poll}, {tally_key}, {tally_count})
     SELECT %(poll)s, moved.key, moved.delta FROM (
         SELECT key, delta FROM unnest(%(keys)s::text[], %(deltas)s::int[]) AS given (key, delta)
@@ -423,7 +421,6 @@ def _tables() -> dict[str, Any]:
         "poll": quote(Poll._meta.db_table),
         "option": quote(Option._meta.db_table),
         "option_poll": column(Option, "poll"),
-        "option_votes": column(Option, "votes"),
         "participation": quote(Participation._meta.db_table),
         "participation_poll": column(Participation, "poll"),
         "participation_voter": column(Participation, "voter"),
@@ -459,7 +456,9 @@ def _method_ballot_sql() -> str:
         voter_stripes=VOTER_COUNT_STRIPES,
         change_keys="ARRAY[{}]".format(", ".join(f"'{key}'" for key in CHANGE_KEYS)),
         change_stripes=CHANGE_STRIPES,
-        channel=f"'{changes.CHANNEL}'",
+        # The old lock: see LOCKS_SQL.
+        option_lock="NO KEY UPDATE",
+        counted=counted_sql(participated="joined", channel=f"'{changes.CHANNEL}'"),
         poll_owner=column(Poll, "created_by"),
         announced=vote_cast_sql(ballot="%(announced)s::jsonb", written="joined"),
         **_tables(),
@@ -645,7 +644,7 @@ def _change(
             raise NotVoted()
         previous = method.options_named(stored.choice)
         _uncount(poll.pk, method, stored.choice)
-        Option.objects.filter(pk__in=list(named)).update(votes=F("votes") + 1)
+        add_votes(named)
         move_tallies(poll.pk, method.tally_keys(choice), +1, change=participation.pk)
         Ballot.objects.filter(pk=stored.pk).update(choice=choice, created_at=now)
         Participation.objects.filter(pk=participation.pk).update(choices=len(named))
@@ -726,7 +725,7 @@ def _retract(poll_id: int, voter: User) -> tuple[Poll, list[int]]:
 
 def _uncount(poll_id: int, method: VotingMethod, choice: Any, *, change: int | None = None) -> None:
     """Take a stored ballot out of the counts: its options' votes and its tallies."""
-    Option.objects.filter(pk__in=method.options_named(choice)).update(votes=F("votes") - 1)
+    take_votes(method.options_named(choice))
     move_tallies(poll_id, method.tally_keys(choice), -1, change=change)
 
 
@@ -907,8 +906,9 @@ def _votes_against_tallies(poll_id: int, method: VotingMethod) -> list[BallotDri
             source="tallies",
         )
         for option_id, stored in Option.objects.filter(poll_id=poll_id)
+        .annotate(stored=counted_votes())
         .order_by("order", "pk")
-        .values_list("pk", "votes")
+        .values_list("pk", "stored")
         if stored != votes[option_id]
     ]
 
@@ -924,8 +924,9 @@ def _drift_of(poll_id: int, method: VotingMethod) -> list[BallotDrift]:
     drift = [
         BallotDrift(poll_id=poll_id, option_id=option_id, stored=stored, actual=votes[option_id])
         for option_id, stored in Option.objects.filter(poll_id=poll_id)
+        .annotate(stored=counted_votes())
         .order_by("order", "pk")
-        .values_list("pk", "votes")
+        .values_list("pk", "stored")
         if stored != votes[option_id]
     ]
     stored_keys = {
@@ -962,7 +963,7 @@ def repair_ballot_counts(*, poll_ids: Iterable[int] | None = None) -> list[Ballo
             )
             for drift in drifts:
                 if drift.option_id is not None:
-                    Option.objects.filter(pk=drift.option_id).update(votes=drift.actual)
+                    set_count(drift.option_id, drift.actual)
                 else:
                     Tally.objects.update_or_create(
                         poll_id=poll_id, key=drift.key, defaults={"ballots": drift.actual}

@@ -26,13 +26,16 @@ from django_polls.models import (
     VOTE_ROW_METHODS,
     Anonymity,
     Option,
+    OptionCount,
     Participation,
     Poll,
     Tally,
     Vote,
     VoterCount,
+    counted_votes,
 )
 from django_polls.services.aio import fetchall, fetchone, model_from_row
+from django_polls.services.counts import set_count
 from django_polls.services.locks import lock_poll
 from django_polls.services.sql import column, poll_columns, voter_param
 from django_polls.services.visibility import VOTED_ATTRIBUTE
@@ -64,7 +67,7 @@ def results_for(*, poll: Poll, options: Sequence[Option] | None = None) -> Any:
     Who may see them is :func:`~django_polls.services.visibility.may_see_results`' to say.
     """
     if options is None:
-        options = list(poll.options.all())
+        options = poll.counted_options()
     voters = getattr(poll, VOTERS_ATTRIBUTE, None)
     counts = methods.Counts(
         poll=poll,
@@ -214,6 +217,12 @@ def _poll_with_options_sql() -> str:
     # (poll, stripe) and (poll, voter) indexes.
     voter_counts = quote(VoterCount._meta.db_table)
     participations = quote(Participation._meta.db_table)
+    # An option's count: its counter plus its slots, through the unique (option, slot) index.
+    slots = (
+        f"(SELECT COALESCE(SUM(oc.{column(OptionCount, 'votes')}), 0)"
+        f" FROM {quote(OptionCount._meta.db_table)} AS oc"
+        f" WHERE oc.{column(OptionCount, 'option')} = o.id)"
+    )
     selected += (
         f", (SELECT COALESCE(SUM(vc.{column(VoterCount, 'voters')}), 0) FROM {voter_counts} AS vc"
         f" WHERE vc.{column(VoterCount, 'poll')} = %s) AS {VOTERS_ATTRIBUTE}"
@@ -223,7 +232,7 @@ def _poll_with_options_sql() -> str:
     )
     return (
         f"SELECT {selected}, o.id AS option_id, o.{column(Option, 'text')} AS option_text,"
-        f" o.{column(Option, 'votes')} AS option_votes"
+        f" o.{column(Option, 'votes')} + {slots} AS option_votes"
         f" FROM {quote(Option._meta.db_table)} AS o"
         f" JOIN {quote(Poll._meta.db_table)} AS p ON p.id = o.{column(Option, 'poll')}"
         f" WHERE p.id = %s ORDER BY o.{column(Option, 'order')}, o.id"
@@ -231,8 +240,8 @@ def _poll_with_options_sql() -> str:
 
 
 def find_drift(*, poll_ids: Iterable[int] | None = None) -> list[Drift]:
-    """Options whose stored counter differs from their vote rows (on every poll but secret ones,
-    which keep no vote rows)."""
+    """Options whose stored count (counter and slots) differs from their vote rows (on every
+    poll but secret ones, which keep no vote rows)."""
     actual = Coalesce(
         Subquery(
             Vote.objects.filter(option_id=OuterRef("pk"))
@@ -249,23 +258,24 @@ def find_drift(*, poll_ids: Iterable[int] | None = None) -> list[Drift]:
     options = (
         Option.objects.exclude(poll__anonymity=Anonymity.SECRET)
         .filter(poll__method__in=VOTE_ROW_METHODS)
-        .annotate(actual=actual)
-        .exclude(votes=F("actual"))
+        .annotate(stored=counted_votes(), actual=actual)
+        .exclude(stored=F("actual"))
     )
     if poll_ids is not None:
         options = options.filter(poll_id__in=list(poll_ids))
     return [
         Drift(poll_id=poll_id, option_id=option_id, stored=stored, actual=count)
         for option_id, poll_id, stored, count in options.order_by("poll_id", "order", "id")
-        .values_list("pk", "poll_id", "votes", "actual")
+        .values_list("pk", "poll_id", "stored", "actual")
         .iterator()
     ]
 
 
 def repair_counts(*, poll_ids: Iterable[int] | None = None) -> list[Drift]:
-    """Set every drifting counter to its vote rows; returns what was repaired.
+    """Set every drifting count to its vote rows (the counter, and no slots); returns what was
+    repaired.
 
-    Each poll is locked exclusively while its counters are recomputed, so no ballot is in flight.
+    Each poll is locked exclusively while its counts are recomputed, so no ballot is in flight.
     """
     repaired: list[Drift] = []
     for poll_id in sorted({drift.poll_id for drift in find_drift(poll_ids=poll_ids)}):
@@ -276,7 +286,7 @@ def repair_counts(*, poll_ids: Iterable[int] | None = None) -> list[Drift]:
                 continue  # deleted meanwhile, with its counters
             drifts = find_drift(poll_ids=[poll_id])
             for drift in drifts:
-                Option.objects.filter(pk=drift.option_id).update(votes=drift.actual)
+                set_count(drift.option_id, drift.actual)
             if drifts:
                 announce_change(poll_id=poll_id)
             repaired.extend(drifts)
