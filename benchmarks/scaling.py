@@ -13,6 +13,10 @@ round, so a machine that changes speed moves every side of a ratio alike):
 - ``haproxy``: the client to HAProxy, HAProxy to that Gunicorn, Gunicorn through PgBouncer: the
   whole path of an app host of ``make cluster``.
 
+Then the ceiling of one primary's commits (pgbench, as PostgreSQL's own client): transactions
+that insert a row, the same with a ``NOTIFY`` in the transaction (as every ballot sends for live
+results), and the ``NOTIFY`` sent after the commit instead.
+
 Each run casts ballots (one per voter, spread over 50 polls) at a concurrency and reports
 votes/s, latency, and the CPU time per vote of Gunicorn's workers, of PostgreSQL's backends, of
 PgBouncer and of HAProxy; then the capacity those CPU costs imply. PostgreSQL is the machine's
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import statistics
@@ -306,7 +311,51 @@ def measure(
                 shown.append(f"{path} {result['per_second']:.0f}/s")
             print(f"  round {round_ + 1} of {options.rounds}: " + ", ".join(shown), flush=True)
         facts = server_facts()
+    print("Commits (pgbench) ...", flush=True)
+    ceiling = commit_ceiling(url, workdir, options.concurrency)
+    facts["ceiling"] = json.dumps(ceiling)
     return runs, facts
+
+
+#: pgbench's scripts: what one primary commits per second, with and without a NOTIFY.
+PROBES = {
+    "insert": "INSERT INTO commit_probe (v) VALUES (1);\n",
+    "insert + NOTIFY in its transaction": (
+        "BEGIN;\nINSERT INTO commit_probe (v) VALUES (1);\n"
+        "SELECT pg_notify('commit_probe', '1');\nEND;\n"
+    ),
+    "insert, then NOTIFY after the commit": (
+        "INSERT INTO commit_probe (v) VALUES (1);\nSELECT pg_notify('commit_probe', '1');\n"
+    ),
+}
+
+
+def commit_ceiling(url: str, workdir: Path, concurrency: int, rounds: int = 2) -> dict[str, float]:
+    """Transactions per second of each probe (pgbench, ``concurrency`` clients, 8 s each, the
+    order flipped each round; the median)."""
+    import psycopg
+
+    pgbench = shutil.which("pgbench")
+    if pgbench is None:
+        return {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE commit_probe (id bigserial PRIMARY KEY, v bigint)")
+    host, port, name = _parts(url)
+    rates: dict[str, list[float]] = {probe: [] for probe in PROBES}
+    for round_ in range(rounds):
+        for probe in PROBES if round_ % 2 == 0 else list(PROBES)[::-1]:
+            script = workdir / "probe.sql"
+            script.write_text(PROBES[probe])
+            done = subprocess.run(
+                [pgbench, "-h", host, "-p", str(port), "-U", "postgres", "-n", "-j", "2",
+                 "-c", str(concurrency), "-T", "8", "-f", str(script), name],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            found = [line for line in done.stdout.splitlines() if line.startswith("tps = ")]
+            if done.returncode or not found:
+                sys.exit(f"pgbench failed:\n{done.stdout}{done.stderr}")
+            rates[probe].append(float(found[0].split()[2]))
+    return {probe: statistics.median(values) for probe, values in rates.items()}
 
 
 def wal_position(meter: CpuMeter) -> int:
@@ -362,6 +411,16 @@ def report(options: argparse.Namespace, runs: dict[str, list[Run]], facts: dict[
             f"{target * balancer / 1000:,.1f} HAProxy cores, "
             f"{target * med(direct, 'wal') / 2**20:,.1f} MiB/s of write-ahead log"
         )
+
+    ceiling = json.loads(facts.get("ceiling", "{}"))
+    if ceiling:
+        print(
+            f"\nOne primary's commits per second (pgbench, {options.concurrency} clients, "
+            "8 s per probe, 2 rounds, median):\n"
+        )
+        print("| transaction | commits/s |\n|---|---|")
+        for probe, rate in ceiling.items():
+            print(f"| {probe} | {rate:,.0f} |")
 
 
 if __name__ == "__main__":
