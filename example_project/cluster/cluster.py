@@ -4,6 +4,7 @@
     python example_project/cluster/cluster.py down    # remove all of it
     python example_project/cluster/cluster.py check   # what is missing to build it, if anything
     python example_project/cluster/cluster.py host-up 2   # start app host 2 again (after a fault)
+    python example_project/cluster/cluster.py host-down 2 # stop it (e.g. to change its settings)
 
 What `up` builds, all of it private to this machine:
 
@@ -542,6 +543,13 @@ def app_up(layout: Layout, number: int) -> None:
     )  # fmt: skip
 
 
+def host_down(layout: Layout, number: int) -> None:
+    """Stop the host's Gunicorn (it finishes its requests), then anything left in its namespace."""
+    stop_pids([read_pid(layout.root / f"app{number}.pid")])
+    left = run(program("ip") or "ip", "netns", "pids", layout.namespace(number), check=False)
+    stop_pids([int(pid) for pid in left.stdout.split()], seconds=5)
+
+
 def up(layout: Layout) -> None:
     previous = Layout.load(layout.root)
     if previous is not None and healthy(f"{previous.balancer}api/health/"):
@@ -654,6 +662,18 @@ def main(argv: list[str]) -> None:
         app_up(loaded, number)
         wait_for(f"app host {number}", host_health(loaded, number))
         say(f"App host {number} is up.")
+    elif command == "host-down":
+        # A host's Gunicorn stopped gracefully (its requests finish), to start it again with
+        # other settings, say: the balancer takes it out after two failed health checks.
+        loaded = Layout.load(layout.root)
+        if loaded is None:
+            fail(f"No cluster {layout.name!r} is up (make cluster).")
+        assert loaded is not None
+        number = int(argv[1]) if len(argv) > 1 and argv[1].isdigit() else 0
+        if number not in loaded.numbers:
+            fail(f"host-down takes a host number, 1 to {loaded.hosts}.")
+        host_down(loaded, number)
+        say(f"App host {number} is down.")
     elif command == "check":
         lacking = missing()
         if lacking:

@@ -181,11 +181,12 @@ def token_of(balancer: Server, username: str | None = None) -> str:
 PASSWORD = "correct-horse-battery-9"
 
 
-def new_poll(cluster: Cluster, title: str) -> tuple[int, list[int]]:
-    """A poll with two options, made through the balancer by a new user: its id, its options."""
+def new_poll(cluster: Cluster, title: str, owner: str | None = None) -> tuple[int, list[int]]:
+    """A poll with two options, made through the balancer by `owner` (a token; else a new
+    user): its id, its options."""
     body = {"title": title, "options": [{"text": "Yes"}, {"text": "No"}]}
     created = cluster.balancer.request(
-        "POST", "/api/v1/polls/", body, token=token_of(cluster.balancer)
+        "POST", "/api/v1/polls/", body, token=owner or token_of(cluster.balancer)
     )
     assert created.status == 201, created.text
     return created.json["id"], [option["id"] for option in created.json["options"]]
