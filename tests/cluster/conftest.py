@@ -167,6 +167,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         assert removed.returncode == 0, removed.stdout + removed.stderr
 
 
+@pytest.fixture(autouse=True)
+def every_host_serving(request: pytest.FixtureRequest) -> None:
+    """A test of the cluster starts with every host in the balancer's rotation: the fault of the
+    test before (a host restarted, the database back a moment ago) is over."""
+    if "cluster" not in request.fixturenames:
+        return
+    cluster = request.getfixturevalue("cluster")
+    for number in cluster.layout.numbers:
+        in_rotation(cluster, f"app{number}", seconds=30)
+
+
 def token_of(balancer: Server, username: str | None = None) -> str:
     """A new user, signed up through the balancer: its token."""
     answer = balancer.request(

@@ -40,9 +40,13 @@ def test_every_acknowledged_ballot_is_stored_once_when_a_host_is_killed(
         elapsed = time.monotonic() - started
         assert killed.is_set()
         unanswered = [ballot for ballot in ballots if not ballot.final.ok]
-        # A client retries what got no acknowledgement: stored now, or refused as stored before.
+        # A client retries what got no acknowledgement: stored now, or refused as stored before
+        # (a moment later if the balancer has no host for it yet: 503 with Retry-After).
         for ballot in unanswered:
-            ballot.cast(balancer, poll)
+            for _ in range(20):
+                if ballot.cast(balancer, poll).status != 503:
+                    break
+                time.sleep(0.5)
         wrong = [
             b.final.describe() for b in ballots if not (b.final.ok or is_already_voted(b.final))
         ]
