@@ -218,7 +218,7 @@ def kill_host(cluster: Cluster, number: int) -> int:
 
 
 def host_up(cluster: Cluster, number: int, **settings: str) -> None:
-    """Start the host's Gunicorn again (after a fault), with the session's settings and these."""
+    """Start the host's Gunicorn again (after a fault), with the cluster's settings and these."""
     env = cluster.env
     if settings:
         env = {**cluster.env, **settings}

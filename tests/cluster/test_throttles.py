@@ -1,6 +1,6 @@
 """Throttle limits hold across the app hosts: they count in the one Redis they share, so a client
 whose requests the balancer spreads round robin over three hosts gets exactly the limit, then
-429 with Retry-After. The hosts run with low rates for this test, then with the session's
+429 with Retry-After. The hosts run with low rates for this test, then with the cluster's
 settings again (throttles off)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ SENT = 9
 
 
 def restart_hosts(cluster: Cluster, **settings: str) -> None:
-    """Every host stopped, then started with the session's settings and these (all at once:
+    """Every host stopped, then started with the cluster's settings and these (all at once:
     this is a test, not a rolling restart)."""
 
     def host_down(number: int) -> None:
