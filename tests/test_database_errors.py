@@ -310,3 +310,21 @@ def test_an_outage_has_each_connection_pool_test_its_idle_connections(
     checked.clear()
     check_connection_pools()
     assert checked.wait(5)
+
+
+def test_a_busy_database_has_no_pool_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    checked = threading.Event()
+
+    class Pool:
+        def check(self) -> None:
+            checked.set()
+
+    wrapper = connections["default"]
+    monkeypatch.setattr(type(wrapper), "_connection_pools", {"default": Pool()}, raising=False)
+    assert isinstance(
+        to_api_exception(as_django_error(psycopg.errors.LockNotAvailable("lock"))),
+        DatabaseUnavailable,
+    )
+    assert not checked.wait(0.2)

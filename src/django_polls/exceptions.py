@@ -100,6 +100,16 @@ def database_unavailable(exc: OperationalError) -> bool:
     return any(message.startswith(text) for text in SQLITE_RETRY_MESSAGES)
 
 
+def connection_lost(exc: OperationalError) -> bool:
+    """Whether PostgreSQL's error means the connection is gone or going (a restart, a pooler
+    that closed it), not that the database is merely busy (a lock or statement timeout)."""
+    cause = exc.__cause__
+    if type(cause).__module__.split(".")[0] not in {"psycopg", "psycopg_pool"}:
+        return False
+    sqlstate = getattr(cause, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}
+
+
 _checking: set[str] = set()
 _checking_lock = threading.Lock()
 
@@ -182,7 +192,8 @@ def to_api_exception(exc: Exception) -> Exception:
         return exceptions.ParseError(str(exc) or gettext("Malformed request."))
     if isinstance(exc, OperationalError) and database_unavailable(exc):
         logger.warning("Database unavailable: %s", exc, exc_info=exc)
-        check_connection_pools()
+        if connection_lost(exc):
+            check_connection_pools()
         return DatabaseUnavailable()
     return exc
 
