@@ -12,19 +12,26 @@ import os
 import socket
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, connections
 from django.urls import reverse
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory
 from rest_framework.views import APIView, exception_handler
 
-from django_polls.exceptions import database_unavailable, to_api_exception, with_error_codes
+from django_polls.exceptions import (
+    DatabaseUnavailable,
+    check_connection_pools,
+    database_unavailable,
+    to_api_exception,
+    with_error_codes,
+)
 from django_polls.models import Option, Poll, Vote
 from tests.conftest import assert_error, db_state, on_postgresql, option_ids
 
@@ -279,3 +286,45 @@ def test_an_expiry_out_of_range_is_a_field_error_that_changes_nothing(
         assert set(response.json()) == {"expires_at"}
     assert db_state() == before
     assert Poll.objects.count() == 1
+
+
+def test_an_outage_has_each_connection_pool_test_its_idle_connections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # After a restart of PostgreSQL or PgBouncer every idle pooled connection is broken: the
+    # first request that finds one has the pools replace them all, in the background.
+    import psycopg
+
+    checked = threading.Event()
+
+    class Pool:
+        def check(self) -> None:
+            checked.set()
+
+    wrapper = connections["default"]
+    monkeypatch.setattr(type(wrapper), "_connection_pools", {"default": Pool()}, raising=False)
+    error = as_django_error(psycopg.OperationalError("server closed the connection"))
+    assert isinstance(to_api_exception(error), DatabaseUnavailable)
+    assert checked.wait(5)
+    # A pool is checked once at a time, and again at the next outage.
+    checked.clear()
+    check_connection_pools()
+    assert checked.wait(5)
+
+
+def test_a_busy_database_has_no_pool_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    checked = threading.Event()
+
+    class Pool:
+        def check(self) -> None:
+            checked.set()
+
+    wrapper = connections["default"]
+    monkeypatch.setattr(type(wrapper), "_connection_pools", {"default": Pool()}, raising=False)
+    assert isinstance(
+        to_api_exception(as_django_error(psycopg.errors.LockNotAvailable("lock"))),
+        DatabaseUnavailable,
+    )
+    assert not checked.wait(0.2)

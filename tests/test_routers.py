@@ -8,6 +8,7 @@ tests/cluster, show a lagging replica through the example project).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
 from django.test import AsyncClient, override_settings
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
@@ -239,3 +240,127 @@ def test_the_middleware_marks_requests_under_asgi_too(
     listed, wrote = asyncio.run(requests())
     assert listed.status_code == 200 and "Cookie" in listed["Vary"]
     assert wrote.status_code == 401 and routers.PIN_COOKIE in wrote.cookies
+
+
+class Clock:
+    """A clock for :class:`routers.ReplicaHealth` that the test moves on."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """A fresh view of the replica (nothing failed yet), on a clock of the test's."""
+    clock = Clock()
+    monkeypatch.setattr(routers, "health", routers.ReplicaHealth(clock))
+    return clock
+
+
+class Refusing:
+    """A connection's first query refused as by a PostgreSQL that is down (or a PgBouncer whose
+    server is): Django's error, psycopg's as its cause, whatever the tests' database."""
+
+    def __init__(self, message: str = "connection failed: Connection refused") -> None:
+        self.message = message
+        self.calls = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        import psycopg
+
+        self.calls += 1
+        try:
+            raise psycopg.OperationalError(self.message)
+        except psycopg.OperationalError as exc:
+            raise OperationalError(str(exc)) from exc
+
+
+def test_reads_go_to_the_primary_while_the_replica_cannot_be_reached(
+    with_replica: None,
+    clock: Clock,
+    make_poll: Callable[..., Poll],
+    anon: APIClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    poll = make_poll()
+    refusing = Refusing()
+    monkeypatch.setattr(connections["replica"], "create_cursor", refusing)
+    with Queries() as listed, caplog.at_level(logging.WARNING, logger="django_polls"):
+        answer = anon.get("/api/v1/polls/")
+    assert answer.status_code == 200 and answer.json()["count"] == 1
+    assert listed.on == {"default"} and refusing.calls == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "The replica database 'replica' cannot be reached (connection failed: Connection "
+        "refused): its reads go to the primary, and the replica is tried again every 5 s."
+    ]
+    caplog.clear()
+
+    # For the next few seconds the process does not try it: no wait, no error, no second log.
+    clock.now += routers.REPLICA_DOWN_SECONDS - 1
+    with Queries() as read:
+        answer = anon.get(f"/api/v1/polls/{poll.pk}/")
+    assert answer.status_code == 200 and answer.json()["id"] == poll.pk
+    assert read.on == {"default"} and refusing.calls == 1
+
+    # Then it tries again: still down, still answered, logged once all the same.
+    clock.now += 2
+    assert anon.get(f"/api/v1/polls/{poll.pk}/").status_code == 200
+    assert refusing.calls == 2 and not caplog.records
+
+    # The replica is back: once the mark runs out its reads go there again, and that is logged.
+    health = routers.health  # on the test's clock
+    monkeypatch.undo()
+    monkeypatch.setattr(routers, "health", health)
+    clock.now += routers.REPLICA_DOWN_SECONDS + 1
+    with Queries() as listed, caplog.at_level(logging.WARNING, logger="django_polls"):
+        assert anon.get("/api/v1/polls/").status_code == 200
+    assert listed.on == {"replica"}
+    assert [r.getMessage() for r in caplog.records] == [
+        "The replica database 'replica' answers again: reads that may lag go to it."
+    ]
+    assert not routers.health.down
+
+
+def test_a_replica_that_answers_costs_no_check(
+    with_replica: None, clock: Clock, make_poll: Callable[..., Poll], anon: APIClient
+) -> None:
+    make_poll()
+    # One query for the count and one for the page, both on the replica: nothing before them.
+    with CaptureQueriesContext(connections["replica"]) as replica, Queries() as listed:
+        assert anon.get("/api/v1/polls/").status_code == 200
+    assert listed.on == {"replica"}
+    assert not any("SELECT 1" in query["sql"] for query in replica.captured_queries)
+    assert not routers.health.down
+
+
+def test_an_error_that_is_no_outage_is_not_hidden(
+    with_replica: None,
+    clock: Clock,
+    make_poll: Callable[..., Poll],
+    anon: APIClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    make_poll()
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("no such table: django_polls_poll")
+
+    monkeypatch.setattr(connections["replica"], "create_cursor", broken)
+    with pytest.raises(OperationalError, match="no such table"):
+        anon.get("/api/v1/polls/")
+    assert not routers.health.down
+
+
+def test_the_primary_down_is_no_replica_outage(
+    clock: Clock, make_poll: Callable[..., Poll], anon: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without a replica (or for a caller who reads the primary) the error is the API's 503.
+    make_poll()
+    monkeypatch.setattr(connections[DEFAULT_DB_ALIAS], "create_cursor", Refusing())
+    answer = anon.get("/api/v1/polls/")
+    assert answer.status_code == 503 and answer["Retry-After"]
+    assert not routers.health.down

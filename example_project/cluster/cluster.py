@@ -4,6 +4,7 @@
     python example_project/cluster/cluster.py down    # remove all of it
     python example_project/cluster/cluster.py check   # what is missing to build it, if anything
     python example_project/cluster/cluster.py host-up 2   # start app host 2 again (after a fault)
+    python example_project/cluster/cluster.py host-down 2 # stop it (e.g. to change its settings)
 
 What `up` builds, all of it private to this machine:
 
@@ -348,10 +349,7 @@ def databases_up(layout: Layout, bindir: Path) -> None:
     with (primary / "pg_hba.conf").open("a") as hba:
         hba.write(f"host all all {layout.subnet}.0/24 trust\n")
         hba.write(f"host replication all {layout.subnet}.0/24 trust\n")
-    as_postgres(
-        str(bindir / "pg_ctl"), "-D", str(primary), "-l", str(layout.root / "primary.log"),
-        "-o", postgres_options(layout, layout.primary_port), "-w", "-t", "60", "start",
-    )  # fmt: skip
+    database_start(layout, "primary")
     as_postgres(
         str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(layout.primary_port), "-U", "postgres",
         "-q", "-c", "CREATE DATABASE polls",
@@ -363,11 +361,35 @@ def databases_up(layout: Layout, bindir: Path) -> None:
         "-U", "postgres", "-D", str(replica), "-R", "-X", "stream", "--checkpoint=fast",
         "--no-sync",
     )  # fmt: skip
+    database_start(layout, "replica")
+
+
+def database_stop(layout: Layout, which: str, mode: str = "fast") -> None:
+    """Stop the primary or the replica (`which`), as a fault or for maintenance."""
+    bindir = postgres_bindir()
+    assert bindir is not None
+    as_postgres(str(bindir / "pg_ctl"), "-D", str(layout.root / which), "-m", mode, "-w",
+                "-t", "60", "stop")  # fmt: skip
+
+
+def database_start(layout: Layout, which: str) -> None:
+    """Start the primary or the replica (`which`) again, with the options `up` gave it."""
+    bindir = postgres_bindir()
+    assert bindir is not None
+    options = (
+        postgres_options(layout, layout.primary_port)
+        if which == "primary"
+        else postgres_options(layout, layout.replica_port, layout.replica_delay)
+    )
     as_postgres(
-        str(bindir / "pg_ctl"), "-D", str(replica), "-l", str(layout.root / "replica.log"),
-        "-o", postgres_options(layout, layout.replica_port, layout.replica_delay),
-        "-w", "-t", "60", "start",
+        str(bindir / "pg_ctl"), "-D", str(layout.root / which),
+        "-l", str(layout.root / f"{which}.log"), "-o", options, "-w", "-t", "60", "start",
     )  # fmt: skip
+
+
+def pgbouncer_down(layout: Layout) -> None:
+    stop_pids([read_pid(layout.root / "pgbouncer.pid")])
+    wait_for("PgBouncer to stop", lambda: not answers("127.0.0.1", layout.pgbouncer_port))
 
 
 def pgbouncer_up(layout: Layout) -> None:
@@ -382,6 +404,12 @@ def pgbouncer_up(layout: Layout) -> None:
         "max_client_conn = 1000\ndefault_pool_size = 20\n"
         f"logfile = {layout.root / 'pgbouncer.log'}\npidfile = {layout.root / 'pgbouncer.pid'}\n"
         "ignore_startup_parameters = extra_float_digits,options\n"
+        # While a database is down or restarting, PgBouncer would keep a client's query waiting
+        # for a server connection for two minutes (query_wait_timeout) and try to connect again
+        # only every 15 s (server_login_retry): the app would hang, then lag the database's
+        # return. With these, a query fails within 3 s (the app answers 503 with Retry-After)
+        # and PgBouncer reconnects within a second of the database accepting connections.
+        "query_wait_timeout = 3\nserver_connect_timeout = 3\nserver_login_retry = 1\n"
     )
     config.chmod(0o644)
     as_postgres(program("pgbouncer") or "pgbouncer", "-d", str(config))
@@ -396,6 +424,12 @@ def haproxy_up(layout: Layout) -> None:
         "check inter 1s fall 2 rise 2"
         for number in layout.numbers
     )
+    (layout.root / "503.http").write_text(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        "Retry-After: 1\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
+        '{"detail": "No app host is available; retry shortly.", '
+        '"code": "service_unavailable"}\n'
+    )
     config = layout.root / "haproxy.cfg"
     config.write_text(
         f"""global
@@ -406,10 +440,17 @@ defaults
     mode http
     timeout connect 2s
     timeout client 60s
-    timeout server 60s
-    # Only a connection never made is tried again elsewhere: a ballot is sent once.
+    # A request caught on a host that vanished (its link cut, its machine off) gets a 504
+    # after this long instead of a minute's wait; longer than the 15 s between a quiet live
+    # results stream's heartbeats, which would otherwise be cut.
+    timeout server 20s
+    # Only a connection never made is tried again, on another host each time: a ballot is
+    # sent once.
     retries 2
-    option redispatch
+    option redispatch 1
+    # With no host to send it to (all failing their health checks, as while the database is
+    # down) a request gets the API's own 503, JSON with Retry-After, not HAProxy's page.
+    errorfile 503 {layout.root / "503.http"}
 
 frontend balancer
     bind 127.0.0.1:{layout.port}
@@ -500,6 +541,13 @@ def app_up(layout: Layout, number: int) -> None:
         "--access-logfile", str(log), "--error-logfile", str(log), "--capture-output",
         env=host_environment(layout, number), cwd=EXAMPLE_DIR,
     )  # fmt: skip
+
+
+def host_down(layout: Layout, number: int) -> None:
+    """Stop the host's Gunicorn (it finishes its requests), then anything left in its namespace."""
+    stop_pids([read_pid(layout.root / f"app{number}.pid")])
+    left = run(program("ip") or "ip", "netns", "pids", layout.namespace(number), check=False)
+    stop_pids([int(pid) for pid in left.stdout.split()], seconds=5)
 
 
 def up(layout: Layout) -> None:
@@ -614,6 +662,18 @@ def main(argv: list[str]) -> None:
         app_up(loaded, number)
         wait_for(f"app host {number}", host_health(loaded, number))
         say(f"App host {number} is up.")
+    elif command == "host-down":
+        # A host's Gunicorn stopped gracefully (its requests finish), to start it again with
+        # other settings, say: the balancer takes it out after two failed health checks.
+        loaded = Layout.load(layout.root)
+        if loaded is None:
+            fail(f"No cluster {layout.name!r} is up (make cluster).")
+        assert loaded is not None
+        number = int(argv[1]) if len(argv) > 1 and argv[1].isdigit() else 0
+        if number not in loaded.numbers:
+            fail(f"host-down takes a host number, 1 to {loaded.hosts}.")
+        host_down(loaded, number)
+        say(f"App host {number} is down.")
     elif command == "check":
         lacking = missing()
         if lacking:

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from django_polls import schema
+from django_polls.exceptions import check_connection_pools
 
 _body = {
     "type": "object",
@@ -43,6 +44,9 @@ class HealthView(APIView):
                 cursor.execute("SELECT 1")
                 cursor.fetchone()
         except DatabaseError:
+            # Broken pooled connections (after a database restart) are replaced at once, not
+            # one failed check at a time, each of which counts towards the balancer's "down".
+            check_connection_pools()
             return Response(
                 {"status": "unavailable", "database": "unavailable"},
                 status=status.HTTP_503_SERVICE_UNAVAILABLE,

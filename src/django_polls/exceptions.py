@@ -9,12 +9,13 @@ left to the host's exception handler and Django, which log it and answer 500.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.db import OperationalError
+from django.db import OperationalError, connections
 from django.http import Http404
 from django.utils.translation import gettext, gettext_lazy
 from rest_framework import exceptions, status
@@ -31,6 +32,7 @@ __all__ = [
     "DatabaseUnavailable",
     "RequestTooLarge",
     "Unprocessable",
+    "check_connection_pools",
     "database_unavailable",
     "raised_while_parsing",
     "to_api_exception",
@@ -98,6 +100,57 @@ def database_unavailable(exc: OperationalError) -> bool:
     return any(message.startswith(text) for text in SQLITE_RETRY_MESSAGES)
 
 
+def connection_lost(exc: OperationalError) -> bool:
+    """Whether PostgreSQL's error means the connection is gone or going (a restart, a pooler
+    that closed it), not that the database is merely busy (a lock or statement timeout)."""
+    cause = exc.__cause__
+    if type(cause).__module__.split(".")[0] not in {"psycopg", "psycopg_pool"}:
+        return False
+    sqlstate = getattr(cause, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}
+
+
+_checking: set[str] = set()
+_checking_lock = threading.Lock()
+
+
+def check_connection_pools() -> None:
+    """Have each of Django's connection pools in this process (``OPTIONS["pool"]``) test its
+    idle connections, in a thread of its own, once at a time.
+
+    Called when a request failed because the database is down or busy. After PostgreSQL or
+    PgBouncer restarts every idle pooled connection is broken, and the pool finds out only when
+    it hands one out: one failed request (or failed health check, which takes the host out of
+    its balancer) per connection, for as long as they last. Testing them all at the first
+    failure replaces them at once, and a healthy database costs nothing: no check per request.
+    """
+    for connection in connections.all(initialized_only=True):
+        pools = getattr(type(connection), "_connection_pools", None)  # Django's psycopg pools
+        pool = pools.get(connection.alias) if isinstance(pools, dict) else None
+        if pool is None or not hasattr(pool, "check"):
+            continue
+        with _checking_lock:
+            if connection.alias in _checking:
+                continue
+            _checking.add(connection.alias)
+        threading.Thread(
+            target=_check_pool,
+            args=(connection.alias, pool),
+            name="django-polls-pool-check",
+            daemon=True,
+        ).start()
+
+
+def _check_pool(alias: str, pool: Any) -> None:
+    try:
+        pool.check()
+    except Exception as exc:  # a pool closed meanwhile, say: the next request finds out
+        logger.info("Checking the connection pool of %r failed: %s", alias, exc)
+    finally:
+        with _checking_lock:
+            _checking.discard(alias)
+
+
 def raised_while_parsing(exc: BaseException) -> bool:
     """Whether DRF's parsing of the request body raised ``exc``: a body nested too deeply for
     Python is the client's error, a RecursionError anywhere else a bug."""
@@ -139,6 +192,8 @@ def to_api_exception(exc: Exception) -> Exception:
         return exceptions.ParseError(str(exc) or gettext("Malformed request."))
     if isinstance(exc, OperationalError) and database_unavailable(exc):
         logger.warning("Database unavailable: %s", exc, exc_info=exc)
+        if connection_lost(exc):
+            check_connection_pools()
         return DatabaseUnavailable()
     return exc
 

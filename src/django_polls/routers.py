@@ -22,11 +22,19 @@ The middleware marks each request: a request with an unsafe method (POST, PUT, P
 answers with a cookie that sends the client's reads to the primary for the next
 ``READ_YOUR_WRITES_SECONDS``. The views that may read the replica say so
 (:func:`allow_replica_reads`); the router sends their reads there unless the request is pinned.
+
+A replica that cannot be reached does not fail those reads: the view that read it reads the
+primary instead (:func:`replica_unreachable`), and the process sends its replica reads to the
+primary for the next :data:`REPLICA_DOWN_SECONDS`, then tries the replica again. It logs the
+first failure and the replica's return, once each. While the replica answers, nothing is checked
+before a read: no extra round trip.
 """
 
 from __future__ import annotations
 
 import contextvars
+import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +46,12 @@ from django.http.response import HttpResponseBase
 from django.utils.cache import patch_vary_headers
 
 from django_polls import conf
+
+logger = logging.getLogger("django_polls")
+
+#: How long a process reads the primary instead of a replica that could not be reached, before
+#: it tries the replica again.
+REPLICA_DOWN_SECONDS = 5.0
 
 #: The cookie that pins a client to the primary: the time (Unix seconds) until which it holds.
 PIN_COOKIE = "django_polls_primary"
@@ -63,6 +77,49 @@ _reads: contextvars.ContextVar[Reads | None] = contextvars.ContextVar(
 )
 
 
+class ReplicaHealth:
+    """What this process knows of its replica: whether it failed a read lately."""
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self.clock = clock
+        #: Until when (``clock``) reads that may lag go to the primary; 0 while none failed.
+        self.down_until = 0.0
+        #: Whether the replica is taken for down (logged), until a read on it succeeds.
+        self.down = False
+        self._lock = threading.Lock()
+
+    def avoided(self) -> bool:
+        """Whether the replica is to be left alone now (it failed within REPLICA_DOWN_SECONDS)."""
+        return self.down and self.clock() < self.down_until
+
+    def failed(self, alias: str, error: BaseException) -> None:
+        with self._lock:
+            self.down_until = self.clock() + REPLICA_DOWN_SECONDS
+            first, self.down = not self.down, True
+        if first:
+            logger.warning(
+                "The replica database %r cannot be reached (%s): its reads go to the primary, "
+                "and the replica is tried again every %.0f s.",
+                alias,
+                error,
+                REPLICA_DOWN_SECONDS,
+            )
+
+    def answered(self, alias: str) -> None:
+        if not self.down:
+            return
+        with self._lock:
+            was, self.down = self.down, False
+        if was:
+            logger.warning(
+                "The replica database %r answers again: reads that may lag go to it.", alias
+            )
+
+
+#: This process's view of its replica (each process finds out for itself, at no cost to reads).
+health = ReplicaHealth()
+
+
 def replica_alias() -> str | None:
     alias = conf.get("REPLICA_DATABASE")
     return alias if isinstance(alias, str) and alias else None
@@ -85,7 +142,12 @@ def allow_replica_reads(user: Any) -> None:
     if reads is None or replica_alias() is None:
         return
     reads.consulted = True
-    if not reads.pinned and not reads.wrote and not getattr(user, "is_authenticated", False):
+    if (
+        not reads.pinned
+        and not reads.wrote
+        and not getattr(user, "is_authenticated", False)
+        and not health.avoided()
+    ):
         reads.replica = True
 
 
@@ -93,6 +155,27 @@ def reading_replica() -> bool:
     """Whether reads now go to the replica (for tests and logging)."""
     reads = _reads.get()
     return bool(reads and reads.replica and not reads.wrote and replica_alias())
+
+
+def replica_unreachable(error: BaseException) -> bool:
+    """Called by a view whose reads raised ``error`` (the database is down or busy, as
+    :func:`django_polls.exceptions.database_unavailable` judges): whether they were the
+    replica's. If so the rest of the request reads the primary, so the view may read again, and
+    the process avoids the replica for :data:`REPLICA_DOWN_SECONDS`."""
+    alias = replica_alias()
+    reads = _reads.get()
+    if alias is None or reads is None or not reading_replica():
+        return False
+    reads.replica = False
+    health.failed(alias, error)
+    return True
+
+
+def replica_read() -> None:
+    """Called by a view whose reads succeeded: if they were the replica's, it answers again."""
+    alias = replica_alias()
+    if alias is not None and health.down and reading_replica():
+        health.answered(alias)
 
 
 class ReplicaRouter:

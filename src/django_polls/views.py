@@ -425,7 +425,7 @@ class PollViewSet(AppViewSet, PollViewSetBase):
         tags=TAGS,
     )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().list(request, *args, **kwargs)
+        return self.read_lagging(lambda: super(PollViewSet, self).list(request, *args, **kwargs))
 
     @schema.operation(
         "polls_create",
@@ -448,7 +448,22 @@ class PollViewSet(AppViewSet, PollViewSetBase):
         tags=TAGS,
     )
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().retrieve(request, *args, **kwargs)
+        return self.read_lagging(
+            lambda: super(PollViewSet, self).retrieve(request, *args, **kwargs)
+        )
+
+    @staticmethod
+    def read_lagging(read: Callable[[], Response]) -> Response:
+        """A read that may go to the replica (see ``initial``): read again from the primary
+        when the replica cannot be reached, rather than fail (django_polls.routers)."""
+        try:
+            response = read()
+        except OperationalError as exc:
+            if not (api_errors.database_unavailable(exc) and routers.replica_unreachable(exc)):
+                raise
+            return read()
+        routers.replica_read()
+        return response
 
     @schema.operation(
         "polls_update",

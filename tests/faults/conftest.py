@@ -324,10 +324,15 @@ class Ballot:
     def retried(self) -> bool:
         return len(self.attempts) > 1
 
-    def cast(self, server: Server, poll_id: int) -> Outcome:
+    def cast(self, server: Server, poll_id: int, *, timeout: float = 20) -> Outcome:
         """Send the ballot once more and record what came back."""
         outcome = send(
-            server, "POST", vote_path(poll_id), {"options": [self.option]}, token=self.voter.token
+            server,
+            "POST",
+            vote_path(poll_id),
+            {"options": [self.option]},
+            token=self.voter.token,
+            timeout=timeout,
         )
         self.attempts.append(outcome)
         return outcome
