@@ -260,14 +260,17 @@ def stored_voters(database_url: str, poll_id: int) -> list[int]:
 
 
 def counted_votes(database_url: str, poll_id: int) -> int:
-    """The sum of the poll's option counters."""
+    """The sum of the poll's option counts: their counters and their slots."""
     import psycopg
 
     conninfo = database_url.replace("postgres://", "postgresql://", 1)
     with psycopg.connect(conninfo, connect_timeout=5) as connection:
         row = connection.execute(
-            "SELECT coalesce(sum(votes), 0) FROM django_polls_option WHERE poll_id = %s",
-            [poll_id],
+            "SELECT coalesce(sum(o.votes), 0) + coalesce((SELECT sum(c.votes)"
+            " FROM django_polls_optioncount AS c JOIN django_polls_option AS s"
+            " ON s.id = c.option_id WHERE s.poll_id = %s), 0)"
+            " FROM django_polls_option AS o WHERE o.poll_id = %s",
+            [poll_id, poll_id],
         ).fetchone()
     assert row is not None
     return int(row[0])
