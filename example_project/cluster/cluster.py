@@ -640,6 +640,18 @@ def down(layout: Layout) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
+def host_of(layout: Layout, argv: list[str]) -> tuple[Layout, int]:
+    """The cluster that is up and the host number that ``host-up N`` or ``host-down N`` names."""
+    loaded = Layout.load(layout.root)
+    if loaded is None:
+        fail(f"No cluster {layout.name!r} is up (make cluster).")
+    assert loaded is not None
+    number = int(argv[1]) if len(argv) > 1 and argv[1].isdigit() else 0
+    if number not in loaded.numbers:
+        fail(f"{argv[0]} takes a host number, 1 to {loaded.hosts}.")
+    return loaded, number
+
+
 def main(argv: list[str]) -> None:
     command = next(iter(argv), "up")
     layout = Layout.from_environment()
@@ -652,26 +664,14 @@ def main(argv: list[str]) -> None:
         say(f"The cluster {layout.name!r} is gone (namespaces, processes, data).")
     elif command == "host-up":
         # A host brought back (after a fault, say) with the settings of this environment.
-        loaded = Layout.load(layout.root)
-        if loaded is None:
-            fail(f"No cluster {layout.name!r} is up (make cluster).")
-        assert loaded is not None
-        number = int(argv[1]) if len(argv) > 1 and argv[1].isdigit() else 0
-        if number not in loaded.numbers:
-            fail(f"host-up takes a host number, 1 to {loaded.hosts}.")
+        loaded, number = host_of(layout, argv)
         app_up(loaded, number)
         wait_for(f"app host {number}", host_health(loaded, number))
         say(f"App host {number} is up.")
     elif command == "host-down":
         # A host's Gunicorn stopped gracefully (its requests finish), to start it again with
         # other settings, say: the balancer takes it out after two failed health checks.
-        loaded = Layout.load(layout.root)
-        if loaded is None:
-            fail(f"No cluster {layout.name!r} is up (make cluster).")
-        assert loaded is not None
-        number = int(argv[1]) if len(argv) > 1 and argv[1].isdigit() else 0
-        if number not in loaded.numbers:
-            fail(f"host-down takes a host number, 1 to {loaded.hosts}.")
+        loaded, number = host_of(layout, argv)
         host_down(loaded, number)
         say(f"App host {number} is down.")
     elif command == "check":
