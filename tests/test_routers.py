@@ -288,6 +288,8 @@ def test_reads_go_to_the_primary_while_the_replica_cannot_be_reached(
 ) -> None:
     poll = make_poll()
     refusing = Refusing()
+    # Connected first: MySQL's connection set-up runs queries of its own.
+    connections["replica"].ensure_connection()
     monkeypatch.setattr(connections["replica"], "create_cursor", refusing)
     with Queries() as listed, caplog.at_level(logging.WARNING, logger="django_polls"):
         answer = anon.get("/api/v1/polls/")
@@ -349,6 +351,7 @@ def test_an_error_that_is_no_outage_is_not_hidden(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise OperationalError("no such table: django_polls_poll")
 
+    connections["replica"].ensure_connection()
     monkeypatch.setattr(connections["replica"], "create_cursor", broken)
     with pytest.raises(OperationalError, match="no such table"):
         anon.get("/api/v1/polls/")

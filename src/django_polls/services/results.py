@@ -197,9 +197,13 @@ def _poll_with_options_params(poll_id: int, voter: Any) -> list[Any]:
 
 
 def _options_of(poll_id: int, rows: Iterable[dict[str, Any]]) -> list[Option]:
+    # MySQL and MariaDB add an integer column and a SUM as a DECIMAL: made an int again.
     return [
         Option(
-            id=row["option_id"], poll_id=poll_id, text=row["option_text"], votes=row["option_votes"]
+            id=row["option_id"],
+            poll_id=poll_id,
+            text=row["option_text"],
+            votes=int(row["option_votes"]),
         )
         for row in rows
     ]
