@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -41,6 +42,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from benchmarks.run import (
     EXAMPLE,
@@ -62,6 +64,21 @@ from benchmarks.run import (
     server_facts,
     vote_requests,
 )
+
+
+def _cluster_script() -> ModuleType:
+    """example_project/cluster/cluster.py (it does nothing on import): the settings of PgBouncer
+    and HAProxy that `make cluster` runs with, measured here as they are."""
+    path = EXAMPLE / "cluster" / "cluster.py"
+    spec = importlib.util.spec_from_file_location("polls_cluster", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("polls_cluster", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+CLUSTER = _cluster_script()
 
 PATHS = ("direct", "pgbouncer", "haproxy")
 DESCRIBED = {
@@ -106,12 +123,9 @@ def pgbouncer(url: str, workdir: Path) -> Iterator[tuple[int, Daemon]]:
         "[databases]\n"
         f"{name} = host={host} port={port} dbname={name} user=postgres\n"
         "[pgbouncer]\n"
-        f"listen_addr = 127.0.0.1\nlisten_port = {listen}\nunix_socket_dir =\n"
-        "auth_type = any\npool_mode = transaction\nmax_client_conn = 1000\n"
-        # As make cluster runs it: 20 server connections for the database.
-        "default_pool_size = 20\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {listen}\n"
         f"logfile = {workdir / 'pgbouncer.log'}\npidfile = {workdir / 'pgbouncer.pid'}\n"
-        "ignore_startup_parameters = extra_float_digits,options\n"
+        + CLUSTER.PGBOUNCER_SETTINGS
     )
     command = [program("pgbouncer"), str(config)]
     if os.geteuid() == 0:  # PgBouncer refuses to run as root
@@ -135,14 +149,7 @@ def haproxy(backend_port: int, workdir: Path) -> Iterator[tuple[int, Daemon]]:
         f"""global
     maxconn 4000
 
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 60s
-    timeout server 60s
-    retries 2
-    option redispatch
-
+{CLUSTER.haproxy_defaults(workdir)}
 frontend balancer
     bind 127.0.0.1:{listen}
     option forwardfor

@@ -392,6 +392,48 @@ def pgbouncer_down(layout: Layout) -> None:
     wait_for("PgBouncer to stop", lambda: not answers("127.0.0.1", layout.pgbouncer_port))
 
 
+#: PgBouncer's settings for every cluster (and `make bench-scaling`, which measures them): the
+#: pool, and how it behaves while the database is down.
+PGBOUNCER_SETTINGS = (
+    "unix_socket_dir =\nauth_type = any\npool_mode = transaction\n"
+    "max_client_conn = 1000\ndefault_pool_size = 20\n"
+    "ignore_startup_parameters = extra_float_digits,options\n"
+    # While a database is down or restarting, PgBouncer would keep a client's query waiting for
+    # a server connection for two minutes (query_wait_timeout) and try to connect again only
+    # every 15 s (server_login_retry): the app would hang, then lag the database's return. With
+    # these, a query fails within 3 s (the app answers 503 with Retry-After) and PgBouncer
+    # reconnects within a second of the database accepting connections.
+    "query_wait_timeout = 3\nserver_connect_timeout = 3\nserver_login_retry = 1\n"
+)
+
+
+def haproxy_defaults(directory: Path) -> str:
+    """HAProxy's ``defaults`` section for every cluster (and `make bench-scaling`), with the
+    API's own 503 written to ``directory``."""
+    (directory / "503.http").write_text(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        "Retry-After: 1\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
+        '{"detail": "No app host is available; retry shortly.", '
+        '"code": "service_unavailable"}\n'
+    )
+    return f"""defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    # A request caught on a host that vanished (its link cut, its machine off) gets a 504
+    # after this long instead of a minute's wait; longer than the 15 s between a quiet live
+    # results stream's heartbeats, which would otherwise be cut.
+    timeout server 20s
+    # Only a connection never made is tried again, on another host each time: a ballot is
+    # sent once.
+    retries 2
+    option redispatch 1
+    # With no host to send it to (all failing their health checks, as while the database is
+    # down) a request gets the API's own 503, JSON with Retry-After, not HAProxy's page.
+    errorfile 503 {directory / "503.http"}
+"""
+
+
 def pgbouncer_up(layout: Layout) -> None:
     config = layout.root / "pgbouncer.ini"
     config.write_text(
@@ -400,16 +442,8 @@ def pgbouncer_up(layout: Layout) -> None:
         f"polls_replica = host=127.0.0.1 port={layout.replica_port} dbname=polls user=postgres\n"
         "[pgbouncer]\n"
         f"listen_addr = 127.0.0.1,{layout.gateway}\nlisten_port = {layout.pgbouncer_port}\n"
-        "unix_socket_dir =\nauth_type = any\npool_mode = transaction\n"
-        "max_client_conn = 1000\ndefault_pool_size = 20\n"
         f"logfile = {layout.root / 'pgbouncer.log'}\npidfile = {layout.root / 'pgbouncer.pid'}\n"
-        "ignore_startup_parameters = extra_float_digits,options\n"
-        # While a database is down or restarting, PgBouncer would keep a client's query waiting
-        # for a server connection for two minutes (query_wait_timeout) and try to connect again
-        # only every 15 s (server_login_retry): the app would hang, then lag the database's
-        # return. With these, a query fails within 3 s (the app answers 503 with Retry-After)
-        # and PgBouncer reconnects within a second of the database accepting connections.
-        "query_wait_timeout = 3\nserver_connect_timeout = 3\nserver_login_retry = 1\n"
+        + PGBOUNCER_SETTINGS
     )
     config.chmod(0o644)
     as_postgres(program("pgbouncer") or "pgbouncer", "-d", str(config))
@@ -424,34 +458,13 @@ def haproxy_up(layout: Layout) -> None:
         "check inter 1s fall 2 rise 2"
         for number in layout.numbers
     )
-    (layout.root / "503.http").write_text(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-        "Retry-After: 1\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
-        '{"detail": "No app host is available; retry shortly.", '
-        '"code": "service_unavailable"}\n'
-    )
     config = layout.root / "haproxy.cfg"
     config.write_text(
         f"""global
     maxconn 4000
     pidfile {layout.root / "haproxy.pid"}
 
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 60s
-    # A request caught on a host that vanished (its link cut, its machine off) gets a 504
-    # after this long instead of a minute's wait; longer than the 15 s between a quiet live
-    # results stream's heartbeats, which would otherwise be cut.
-    timeout server 20s
-    # Only a connection never made is tried again, on another host each time: a ballot is
-    # sent once.
-    retries 2
-    option redispatch 1
-    # With no host to send it to (all failing their health checks, as while the database is
-    # down) a request gets the API's own 503, JSON with Retry-After, not HAProxy's page.
-    errorfile 503 {layout.root / "503.http"}
-
+{haproxy_defaults(layout.root)}
 frontend balancer
     bind 127.0.0.1:{layout.port}
     option forwardfor
