@@ -288,13 +288,10 @@ def test_an_expiry_out_of_range_is_a_field_error_that_changes_nothing(
     assert Poll.objects.count() == 1
 
 
-def test_an_outage_has_each_connection_pool_test_its_idle_connections(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # After a restart of PostgreSQL or PgBouncer every idle pooled connection is broken: the
-    # first request that finds one has the pools replace them all, in the background.
-    import psycopg
-
+@pytest.fixture
+def checked(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Set when the default database's connection pool is told to test its idle connections
+    (a pool of the test's in place of Django's)."""
     checked = threading.Event()
 
     class Pool:
@@ -303,6 +300,16 @@ def test_an_outage_has_each_connection_pool_test_its_idle_connections(
 
     wrapper = connections["default"]
     monkeypatch.setattr(type(wrapper), "_connection_pools", {"default": Pool()}, raising=False)
+    return checked
+
+
+def test_an_outage_has_each_connection_pool_test_its_idle_connections(
+    checked: threading.Event,
+) -> None:
+    # After a restart of PostgreSQL or PgBouncer every idle pooled connection is broken: the
+    # first request that finds one has the pools replace them all, in the background.
+    import psycopg
+
     error = as_django_error(psycopg.OperationalError("server closed the connection"))
     assert isinstance(to_api_exception(error), DatabaseUnavailable)
     assert checked.wait(5)
@@ -312,17 +319,9 @@ def test_an_outage_has_each_connection_pool_test_its_idle_connections(
     assert checked.wait(5)
 
 
-def test_a_busy_database_has_no_pool_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_busy_database_has_no_pool_checked(checked: threading.Event) -> None:
     import psycopg
 
-    checked = threading.Event()
-
-    class Pool:
-        def check(self) -> None:
-            checked.set()
-
-    wrapper = connections["default"]
-    monkeypatch.setattr(type(wrapper), "_connection_pools", {"default": Pool()}, raising=False)
     assert isinstance(
         to_api_exception(as_django_error(psycopg.errors.LockNotAvailable("lock"))),
         DatabaseUnavailable,
